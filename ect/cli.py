@@ -1,0 +1,109 @@
+"""The `ect` command line.
+
+Sub-commands are registered by dotted path and imported only when invoked, so that
+`ect check` (the hook path) never pays for the model, LSP, review or report code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import click
+
+from ect import __version__
+from ect.errors import EctError
+
+# name -> "module:attribute" of a click command; imported lazily.
+COMMANDS: dict[str, str] = {
+    "check": "ect.check_cmd:check",
+    "watch": "ect.watch:watch",
+    "graph": "ect.graph_cmd:graph",
+    "hooks": "ect.hooks_cmd:hooks",
+    "verify": "ect.verify:verify",
+    "model": "models.cli:model",
+    "fix": "ect.fix.cli:fix",
+    "lsp": "ect.lsp.server:lsp",
+    "review": "review.cli:review",
+    "promote": "review.cli:promote",
+    "report": "ect.metrics.cli:report",
+    "metrics": "ect.metrics.cli:metrics",
+}
+
+HELP: dict[str, str] = {
+    "check": "Compile changed files and run only the tests they can affect.",
+    "watch": "Re-run the loop for each saved file.",
+    "graph": "Show the import graph: who depends on what.",
+    "hooks": "Install or remove ect's git hooks.",
+    "verify": "Check selection safety with random mutants.",
+    "model": "Train, evaluate and query the code model.",
+    "fix": "Find verified fixes for compile errors and failing tests.",
+    "lsp": "Run the language server over stdio.",
+    "review": "Review bot, comments and approvals stored in git.",
+    "promote": "Promote a revision to the next stage through its gate.",
+    "report": "Productivity report from the event log.",
+    "metrics": "Manage the event store (sync, prune).",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
+            # `ect --help` lists commands without importing them.
+            return click.Command(cmd_name, help=HELP.get(cmd_name, ""))
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or module_name
+            if missing.split(".")[0] in {"ect", "models", "review"}:
+                raise click.UsageError(f"'ect {cmd_name}' is not available in this build") from None
+            extra = _EXTRA_FOR.get(cmd_name, "")
+            hint = f" (pip install 'ect[{extra}]')" if extra else ""
+            raise click.UsageError(f"'ect {cmd_name}' needs the '{missing}' package{hint}") from None
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+_EXTRA_FOR = {"model": "model", "lsp": "lsp", "fix": "model", "metrics": "team"}
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ect")
+def cli() -> None:
+    """ect: edit, compile, test: fast, selective and measured."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors, meaningful exit codes."""
+    try:
+        rv = cli.main(args=argv, standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except EctError as exc:
+        click.echo(f"ect: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("ect: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("ect: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""The code model: index, corpus, training and completion (needs the `model` extra)."""

@@ -1,0 +1,1 @@
+"""The review bot, git-native review store and promotion gates."""
