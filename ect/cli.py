@@ -7,6 +7,7 @@ Sub-commands are registered by dotted path and imported only when invoked, so th
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import click
 
@@ -107,3 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except Exception as exc:  # a bug in ect: one line, the traceback only on request
+        if os.environ.get("ECT_DEBUG"):
+            raise
+        click.echo(f"ect: internal error: {type(exc).__name__}: {exc} (set ECT_DEBUG=1 for details)", err=True)
+        sys.exit(2)

@@ -133,8 +133,8 @@ def check_table(
             raise ConfigError(f"{where}: unknown key '{name}' (known: {known})")
         kind = schema[key][0]
         if not _type_ok(kind, value):
-            raise ConfigError(f"{where}: '{name}' must be {kind.replace('auto-bool', 'true, false or \"auto\"')}, "
-                              f"got {type(value).__name__} {value!r}")
+            expected = 'true, false or "auto"' if kind == "auto-bool" else kind
+            raise ConfigError(f"{where}: '{name}' must be {expected}, got {type(value).__name__} {value!r}")
         out[key] = value
     return out
 

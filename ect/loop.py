@@ -1,0 +1,163 @@
+"""One turn of the Edit-Compile-Test loop: changes -> compile -> select -> test -> event."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ect import events
+from ect.changes import Change, Scope, collect
+from ect.config import Config
+from ect.selection import matches
+
+if TYPE_CHECKING:
+    from ect.compile_step import CompileError, CompileReport
+    from ect.runner import TestRun
+    from ect.selection import Selection
+
+
+class Reporter:
+    """Progress callbacks; the default reports nothing (used by `--json` and other callers)."""
+
+    def changes(self, changes: list[Change]) -> None: ...
+    def compiled(self, report: CompileReport) -> None: ...
+    def selected(self, selection: Selection, files: list[str] | None) -> None: ...
+    def tests_done(self, run: TestRun) -> None: ...
+
+
+@dataclass
+class LoopResult:
+    """Everything one loop run found and did."""
+
+    changes: list[Change] = field(default_factory=list)
+    compile: CompileReport | None = None
+    selection: Selection | None = None
+    test_files: list[str] | None = None  # None: the whole suite
+    test_run: TestRun | None = None
+    phases_ms: dict[str, float] = field(default_factory=dict)
+    outcome: str = "noop"
+    exit_code: int = 0
+
+    @property
+    def compile_errors(self) -> list[CompileError]:
+        return self.compile.errors if self.compile else []
+
+    @property
+    def selected(self) -> dict[str, list[str]]:
+        return self.selection.tests if self.selection else {}
+
+    @property
+    def tests_failed(self) -> list[str]:
+        return self.test_run.failed if self.test_run else []
+
+    @property
+    def duration_ms(self) -> float:
+        return sum(self.phases_ms.values())
+
+
+def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> list[str]:
+    """Changed `.py` files that exist and are not excluded."""
+    return [c.path for c in changes
+            if c.path.endswith(".py") and not c.deleted and matches(c.path, cfg.exclude) is None
+            and (root / c.path).is_file()]
+
+
+def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, trigger: str = "cli",
+             reporter: Reporter | None = None, stream: bool = True, parallel: bool = False) -> LoopResult:
+    """Run the loop once and record a `loop.run` event."""
+    rep = reporter or Reporter()
+    res = LoopResult()
+    t0 = time.perf_counter()
+    res.changes = collect(root, scope)
+    res.phases_ms["changes"] = (time.perf_counter() - t0) * 1000
+    rep.changes(res.changes)
+    try:
+        _compile_select_test(root, cfg, scope, res, rep, run_tests, stream, parallel)
+    finally:
+        _record(root, cfg, scope, res, trigger)
+    return res
+
+
+def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult, rep: Reporter,
+                         run_tests: bool, stream: bool, parallel: bool) -> None:
+    from ect.runner import load_last_failed
+
+    everything = scope.mode == "all"
+    last_failed = load_last_failed(cfg)
+    if not res.changes and not everything and not (run_tests and last_failed):
+        res.outcome, res.exit_code = "noop", 0
+        return
+
+    from ect import graph as graph_mod
+    from ect.compile_step import run_compile
+    from ect.selection import Selection, select
+
+    t = time.perf_counter()
+    if everything:
+        to_compile = graph_mod.list_python_files(root, cfg)
+    else:
+        to_compile = python_files_to_compile(cfg, res.changes, root)
+    res.compile = run_compile(root, cfg, to_compile)
+    res.phases_ms["compile"] = (time.perf_counter() - t) * 1000
+    rep.compiled(res.compile)
+    if not res.compile.ok:
+        res.outcome, res.exit_code = "fail", 1
+        return
+    if not run_tests:
+        res.outcome = "pass"
+        return
+
+    t = time.perf_counter()
+    graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
+    if everything:
+        res.selection = Selection(run_all_reasons=["--all"])
+        res.selection.total_test_files = sum(1 for f in graph.files if _is_test(f, cfg))
+    else:
+        res.selection = select(cfg, graph, res.changes, last_failed)
+    res.test_files = None if res.selection.run_all else sorted(res.selection.tests)
+    res.phases_ms["select"] = (time.perf_counter() - t) * 1000
+    rep.selected(res.selection, res.test_files)
+    if res.test_files == []:
+        res.outcome, res.exit_code = "pass", 0
+        return
+
+    from ect.runner import run_pytest, update_last_failed
+
+    t = time.perf_counter()
+    res.test_run = run_pytest(root, cfg, res.test_files, stream=stream, parallel=parallel)
+    res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
+    run = res.test_run
+    if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
+        run.collect_errors = list(res.test_files or ["."])
+    update_last_failed(cfg, run, res.test_files is None, last_failed)
+    rep.tests_done(run)
+    res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)
+
+
+def _is_test(path: str, cfg: Config) -> bool:
+    from ect.selection import is_test_file
+
+    return is_test_file(path, cfg)
+
+
+def _record(root: Path, cfg: Config, scope: Scope, res: LoopResult, trigger: str) -> None:
+    from ect.gitmeta import head
+
+    sha, branch = head(root)
+    run = res.test_run
+    sel = res.selection
+    events.record(
+        cfg.state_path, "loop.run",
+        source=trigger, repo=root.name, commit_sha=sha, duration_ms=round(res.duration_ms, 3),
+        outcome=res.outcome, branch=branch, mode=scope.mode,
+        phases={k: round(v, 3) for k, v in res.phases_ms.items()},
+        files_changed=len(res.changes),
+        compile_errors=len(res.compile_errors),
+        test_files_selected=(sel.total_test_files if sel and sel.run_all else len(sel.tests)) if sel else 0,
+        test_files_total=sel.total_test_files if sel else None,
+        tests_run=len(run.outcomes) if run else 0,
+        tests_failed=len(run.failed) if run else 0,
+        tests_duration_ms=round(run.duration_ms, 3) if run else 0,
+    )

@@ -1,0 +1,104 @@
+"""Test helpers shared by every test module: real git repositories and the real `ect` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ann Author",
+    "GIT_AUTHOR_EMAIL": "ann@example.com",
+    "GIT_COMMITTER_NAME": "Ann Author",
+    "GIT_COMMITTER_EMAIL": "ann@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Run git in `repo` with a fixed identity."""
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV}, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    """Write dedented files under `root`."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+def run_ect(repo: Path, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "ect", *args], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV, **(env or {})}, timeout=timeout, check=False)
+
+
+RAN_HELPER = '''
+import os
+def _ran(name):
+    with open(os.environ.get("RAN_LOG", os.devnull), "a") as f:
+        f.write(name + "\\n")
+'''
+
+SAMPLE = {
+    "pyproject.toml": """
+        [project]
+        name = "acme"
+        version = "0.1.0"
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+        pythonpath = ["."]
+    """,
+    "acme/__init__.py": "",
+    "acme/core.py": """
+        def add(a, b):
+            return a + b
+
+        def scale(x, k=2):
+            return x * k
+    """,
+    "acme/util.py": """
+        from acme.core import add
+
+        def total(xs):
+            t = 0
+            for x in xs:
+                t = add(t, x)
+            return t
+    """,
+    "acme/extra.py": """
+        def shout(s):
+            return s.upper() + "!"
+    """,
+    "tests/test_core.py": RAN_HELPER + """
+from acme.core import add, scale
+def test_add():
+    _ran("test_core")
+    assert add(2, 3) == 5
+def test_scale():
+    _ran("test_core")
+    assert scale(3) == 6
+""",
+    "tests/test_util.py": RAN_HELPER + """
+from acme.util import total
+def test_total():
+    _ran("test_util")
+    assert total([1, 2, 3]) == 6
+""",
+    "tests/test_extra.py": RAN_HELPER + """
+from acme.extra import shout
+def test_shout():
+    _ran("test_extra")
+    assert shout("hi") == "HI!"
+""",
+}
+
+

@@ -1,0 +1,228 @@
+"""End to end: `ect check` on real temporary git repositories."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from ect_testutil import git, run_ect, write
+
+
+def test_all_on_green_repo_passes(make_repo, ran_log) -> None:
+    repo = make_repo()
+    proc = run_ect(repo, "check", "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_core", "test_extra", "test_util"]
+
+
+def test_nothing_changed_is_a_noop(make_repo, ran_log) -> None:
+    repo = make_repo()
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 0
+    assert proc.stdout == ""
+    assert ran_log() == []
+
+
+def test_core_edit_selects_exactly_its_reachers(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/core.py").write_text((repo / "acme/core.py").read_text() + "\nX = 1\n")
+    proc = run_ect(repo, "check", "--explain")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_core", "test_util"]
+    assert "2 of 3 test files selected" in proc.stdout
+    assert "acme/util.py imports acme.core → acme/core.py (modified)" in proc.stdout
+
+
+def test_leaf_edit_selects_fewer(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/extra.py").write_text((repo / "acme/extra.py").read_text() + "\ndef whisper(s):\n    return s\n")
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 0
+    assert ran_log() == ["test_extra"]
+
+
+def test_syntax_error_reported_before_any_test(make_repo, ran_log) -> None:
+    repo = make_repo()
+    with (repo / "acme/util.py").open("a") as fh:
+        fh.write("def broken(:\n")
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 1
+    assert "acme/util.py:8:12: SyntaxError" in proc.stdout
+    assert "SyntaxError" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert ran_log() == []
+
+
+def test_failing_test_fails_and_is_selected_again(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/extra.py").write_text('def shout(s):\n    return s.upper() + "?"\n')
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 1
+    assert ran_log() == ["test_extra"]
+    # unrelated edit: the failing test is selected again although extra.py is not touched now
+    git(repo, "stash", "-q")
+    (repo / "acme/core.py").write_text((repo / "acme/core.py").read_text() + "\n")
+    proc = run_ect(repo, "check", "--explain")
+    assert "failed last time: tests/test_extra.py::test_shout" in proc.stdout
+    assert ran_log() == ["test_core", "test_extra", "test_util"]
+    assert proc.returncode == 0
+    # now it passed: no longer selected
+    git(repo, "checkout", "-q", ".")
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 0 and ran_log() == []
+
+
+def test_conftest_and_config_changes_select_everything(make_repo, ran_log) -> None:
+    repo = make_repo()
+    write(repo, {"conftest.py": "X = 1\n"})
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 0
+    assert "running all tests" in proc.stdout and "conftest.py" in proc.stdout
+    assert ran_log() == ["test_core", "test_extra", "test_util"]
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "conftest")
+    with (repo / "pyproject.toml").open("a") as fh:
+        fh.write("\n[tool.other]\nx = 1\n")
+    proc = run_ect(repo, "check")
+    assert "matches run-everything rule 'pyproject.toml'" in proc.stdout
+    assert ran_log() == ["test_core", "test_extra", "test_util"]
+
+
+def test_nested_conftest_selects_its_directory(make_repo, ran_log) -> None:
+    files = {
+        "acme/__init__.py": "",
+        "acme/a.py": "A = 1\n",
+        "tests/unit/test_a.py": "from acme.a import A\ndef test_a():\n    assert A == 1\n",
+        "tests/unit/conftest.py": "import acme.a\n",
+        "tests/other/test_b.py": "def test_b():\n    assert True\n",
+    }
+    repo = make_repo(files)
+    write(repo, {"tests/unit/conftest.py": "import acme.a\nY = 2\n"})
+    proc = run_ect(repo, "check", "--json")
+    data = json.loads(proc.stdout)
+    assert [t["path"] for t in data["selection"]["tests"]] == ["tests/unit/test_a.py"]
+
+
+def test_deleted_module_selects_its_dependants(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/core.py").unlink()
+    proc = run_ect(repo, "check", "--json")
+    data = json.loads(proc.stdout)
+    selected = sorted(t["path"] for t in data["selection"]["tests"])
+    assert selected == ["tests/test_core.py", "tests/test_util.py"]
+    assert data["exit_code"] == 1  # their imports now fail
+    assert data["changed"] == [{"path": "acme/core.py", "status": "D", "old_path": None}]
+
+
+def test_new_and_renamed_files(make_repo, ran_log) -> None:
+    repo = make_repo()
+    write(repo, {"tests/test_new.py": "def test_new():\n    assert 1\n"})
+    data = json.loads(run_ect(repo, "check", "--json").stdout)
+    assert [t["path"] for t in data["selection"]["tests"]] == ["tests/test_new.py"]
+    assert data["selection"]["tests"][0]["reasons"] == ["new test file"]
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "new test")
+    git(repo, "mv", "acme/extra.py", "acme/loud.py")
+    data = json.loads(run_ect(repo, "check", "--json").stdout)
+    assert [t["path"] for t in data["selection"]["tests"]] == ["tests/test_extra.py"]
+    assert data["exit_code"] == 1  # test_extra imports the old name
+
+
+def test_staged_range_and_paths_modes(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/extra.py").write_text((repo / "acme/extra.py").read_text() + "\n# staged\n")
+    git(repo, "add", "acme/extra.py")
+    (repo / "acme/core.py").write_text((repo / "acme/core.py").read_text() + "\n# unstaged\n")
+    data = json.loads(run_ect(repo, "check", "--staged", "--json").stdout)
+    assert [c["path"] for c in data["changed"]] == ["acme/extra.py"]
+    git(repo, "commit", "-qm", "extra")
+    data = json.loads(run_ect(repo, "check", "--range", "HEAD~1..HEAD", "--json").stdout)
+    assert [c["path"] for c in data["changed"]] == ["acme/extra.py"]
+    assert [t["path"] for t in data["selection"]["tests"]] == ["tests/test_extra.py"]
+    data = json.loads(run_ect(repo, "check", "acme/util.py", "--json").stdout)
+    assert [t["path"] for t in data["selection"]["tests"]] == ["tests/test_util.py"]
+    proc = run_ect(repo, "check", "--range", "nosuchrev..HEAD")
+    assert proc.returncode == 2 and "bad revision range" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_non_python_files(make_repo, ran_log) -> None:
+    repo = make_repo()
+    write(repo, {"README.md": "# docs\n"})
+    proc = run_ect(repo, "check", "--explain")
+    assert proc.returncode == 0
+    assert "no tests can be affected" in proc.stdout and ran_log() == []
+    write(repo, {"acme/data/table.csv": "a,b\n"})
+    proc = run_ect(repo, "check", "--explain")
+    assert "is not Python and no data_deps rule" in proc.stdout
+    assert ran_log() == ["test_core", "test_extra", "test_util"]
+    with (repo / "pyproject.toml").open("a") as fh:
+        fh.write('\n[tool.ect]\ndata_deps = {"acme/data/*" = ["tests/test_extra.py"]}\n')
+    git(repo, "add", "pyproject.toml")
+    git(repo, "commit", "-qm", "config")
+    proc = run_ect(repo, "check", "--explain")
+    assert "reads acme/data/table.csv (new) per data_deps" in proc.stdout
+    assert ran_log() == ["test_extra"]
+
+
+def test_state_dir_ignores_itself_and_events_are_recorded(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/extra.py").write_text((repo / "acme/extra.py").read_text() + "\n")
+    run_ect(repo, "check")
+    assert (repo / ".ect/.gitignore").read_text().strip().endswith("*")
+    status = git(repo, "status", "--porcelain", "--untracked-files=all")
+    assert ".ect" not in status
+    from ect import events
+
+    rows = events.query(repo / ".ect")
+    assert len(rows) == 1
+    event = rows[0]
+    assert (event["kind"], event["source"], event["outcome"]) == ("loop.run", "cli", "pass")
+    assert event["test_files_selected"] == 1 and event["test_files_total"] == 3
+    assert set(event["phases"]) >= {"changes", "compile", "select", "tests"}
+
+
+def test_not_a_git_repo(tmp_path: Path) -> None:
+    proc = run_ect(tmp_path, "check")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("ect: error: not a git repository")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_non_utf8_source_is_a_compile_error(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/extra.py").write_bytes(b"X = '\xff\xfe'\n")
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 1
+    assert "acme/extra.py:1:" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert ran_log() == []
+
+
+def test_corrupt_state_is_rebuilt(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/core.py").write_text((repo / "acme/core.py").read_text() + "\n")
+    assert run_ect(repo, "check").returncode == 0
+    ran_log()
+    (repo / ".ect/graph.json").write_text("{not json")
+    (repo / ".ect/last_failed.json").write_bytes(b"\x00\xff")
+    (repo / ".ect/events.db").write_bytes(b"garbage, not sqlite" * 100)
+    proc = run_ect(repo, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ran_log() == ["test_core", "test_util"]
+    assert "corrupt" in proc.stderr  # reported once
+    conn = sqlite3.connect(repo / ".ect/events.db")
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert list((repo / ".ect").glob("events.db.corrupt-*"))  # kept, not lost
+
+
+def test_compile_only_and_json(make_repo, ran_log) -> None:
+    repo = make_repo()
+    (repo / "acme/core.py").write_text((repo / "acme/core.py").read_text() + "\n")
+    data = json.loads(run_ect(repo, "check", "--no-tests", "--json").stdout)
+    assert data["outcome"] == "pass" and data["results"] is None
+    assert ran_log() == []
+    proc = run_ect(repo, "check", "--staged", "--all")
+    assert proc.returncode == 2 and "choose one" in proc.stderr
