@@ -1,6 +1,6 @@
 """`python -m ect` entry point."""
 
-from ect.cli import main
+from ect.entry import main
 
 if __name__ == "__main__":
     main()

@@ -42,7 +42,10 @@ class Change:
 def _git(root: Path, *args: str) -> str:
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, check=False,
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            check=False,
             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
         )
     except FileNotFoundError:
@@ -118,6 +121,7 @@ def range_changes(root: Path, rev_range: str) -> list[Change]:
     """Files changed in `A..B` (or `A...B`: since their merge base), with renames."""
     import git  # GitPython: imported only for ranges
 
+    base: git.Commit | None
     try:
         repo = git.Repo(root)
         if "..." in rev_range:
@@ -126,7 +130,7 @@ def range_changes(root: Path, rev_range: str) -> list[Change]:
             bases = repo.merge_base(repo.commit(a or "HEAD"), head)
             if not bases:
                 raise EctError(f"no merge base for range {rev_range!r}")
-            base = bases[0]
+            base = repo.commit(bases[0])
         elif ".." in rev_range:
             a, b = rev_range.split("..", 1)
             base, head = repo.commit(a or "HEAD"), repo.commit(b or "HEAD")
@@ -138,15 +142,16 @@ def range_changes(root: Path, rev_range: str) -> list[Change]:
         raise EctError(f"bad revision range {rev_range!r}: {str(exc).strip().splitlines()[0]}") from None
     changes = []
     for d in diffs:
+        a_path, b_path = d.a_path or "", d.b_path or ""
         kind = d.change_type
         if kind == "R":
-            changes.append(Change(d.b_path, "R", d.a_path))
+            changes.append(Change(b_path, "R", a_path))
         elif kind == "D":
-            changes.append(Change(d.a_path, "D"))
+            changes.append(Change(a_path, "D"))
         elif kind == "A":
-            changes.append(Change(d.b_path, "A"))
+            changes.append(Change(b_path, "A"))
         else:
-            changes.append(Change(d.b_path or d.a_path, "M"))
+            changes.append(Change(b_path or a_path, "M"))
     return changes
 
 

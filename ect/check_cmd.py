@@ -83,19 +83,25 @@ def result_json(res: LoopResult, root: Path) -> dict[str, Any]:
         "exit_code": res.exit_code,
         "changed": [{"path": c.path, "status": c.status, "old_path": c.old_path} for c in res.changes],
         "compile": {
-            "errors": [{"step": e.step, "path": e.path, "line": e.line, "col": e.col, "message": e.message}
-                       for e in res.compile_errors],
+            "errors": [
+                {"step": e.step, "path": e.path, "line": e.line, "col": e.col, "message": e.message}
+                for e in res.compile_errors
+            ],
             "durations_ms": res.compile.durations_ms if res.compile else {},
             "skipped": res.compile.skipped if res.compile else {},
         },
-        "selection": None if sel is None else {
+        "selection": None
+        if sel is None
+        else {
             "run_all": sel.run_all,
             "run_all_reasons": sel.run_all_reasons,
             "tests": [{"path": t, "reasons": r} for t, r in sorted(sel.tests.items())],
             "total_test_files": sel.total_test_files,
             "notes": sel.notes,
         },
-        "results": None if run is None else {
+        "results": None
+        if run is None
+        else {
             "exit_code": run.exit_code,
             "passed": len(run.passed),
             "failed": run.failed,
@@ -103,8 +109,28 @@ def result_json(res: LoopResult, root: Path) -> dict[str, Any]:
             "command": run.command,
             "output_tail": run.output[-4000:],
         },
-        "durations_ms": {**{k: round(v, 3) for k, v in res.phases_ms.items()}, "total": round(res.duration_ms, 3)},
+        "durations_ms": {
+            **{k: round(v, 3) for k, v in res.phases_ms.items()},
+            "total": round(res.duration_ms, 3),
+        },
     }
+
+
+def _stamp_config(root: Path, cfg: Any) -> None:
+    """Tell the fast no-op path (ect.entry) that this config validated."""
+    from ect.entry import CONFIG_STAMP, config_signature
+    from ect.state import ensure_state_dir
+
+    if cfg.state_dir != ".ect":
+        return
+    stamp = cfg.state_path / CONFIG_STAMP
+    signature = config_signature(str(root))
+    try:
+        if not stamp.exists() or stamp.read_text(encoding="utf-8") != signature:
+            ensure_state_dir(cfg.state_path)
+            stamp.write_text(signature, encoding="utf-8")
+    except OSError:
+        pass
 
 
 @click.command("check")
@@ -115,10 +141,21 @@ def result_json(res: LoopResult, root: Path) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--no-tests", is_flag=True, help="Compile only.")
 @click.option("-n", "--parallel", is_flag=True, help="Run tests with pytest-xdist (-n auto) when installed.")
-@click.option("--trigger", default="cli", hidden=True, type=click.Choice(["cli", "hook", "watch", "ci", "lsp"]))
+@click.option(
+    "--trigger", default="cli", hidden=True, type=click.Choice(["cli", "hook", "watch", "ci", "lsp"])
+)
 @click.argument("paths", nargs=-1, type=click.Path())
-def check(staged: bool, everything: bool, rev_range: str | None, explain: bool, as_json: bool, no_tests: bool,
-          parallel: bool, trigger: str, paths: tuple[str, ...]) -> int:
+def check(
+    staged: bool,
+    everything: bool,
+    rev_range: str | None,
+    explain: bool,
+    as_json: bool,
+    no_tests: bool,
+    parallel: bool,
+    trigger: str,
+    paths: tuple[str, ...],
+) -> int:
     """Compile changed files and run the tests they can affect.
 
     By default, the working tree (staged, unstaged and untracked files) against HEAD.
@@ -129,15 +166,33 @@ def check(staged: bool, everything: bool, rev_range: str | None, explain: bool, 
     from ect.loop import run_loop
     from ect.repo import find_root
 
-    chosen = [m for m in ("staged" if staged else None, "all" if everything else None, "range" if rev_range else None, "paths" if paths else None) if m]
+    chosen = [
+        m
+        for m in (
+            "staged" if staged else None,
+            "all" if everything else None,
+            "range" if rev_range else None,
+            "paths" if paths else None,
+        )
+        if m
+    ]
     if len(chosen) > 1:
         raise EctError("choose one of --staged, --all, --range or PATHS")
     scope = Scope(mode=chosen[0] if chosen else "worktree", rev_range=rev_range, paths=tuple(paths))
     root = find_root()
     cfg = load_config(root)
+    _stamp_config(root, cfg)
     reporter = Reporter() if as_json else TextReporter(explain)
-    res = run_loop(root, cfg, scope, run_tests=not no_tests, trigger=trigger, reporter=reporter,
-                   stream=not as_json, parallel=parallel)
+    res = run_loop(
+        root,
+        cfg,
+        scope,
+        run_tests=not no_tests,
+        trigger=trigger,
+        reporter=reporter,
+        stream=not as_json,
+        parallel=parallel,
+    )
     if as_json:
         click.echo(json.dumps(result_json(res, root), indent=2))
     elif res.outcome != "noop" or explain:

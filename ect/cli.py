@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+
 import click
 
 from ect import __version__
@@ -111,5 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in ect: one line, the traceback only on request
         if os.environ.get("ECT_DEBUG"):
             raise
-        click.echo(f"ect: internal error: {type(exc).__name__}: {exc} (set ECT_DEBUG=1 for details)", err=True)
+        click.echo(
+            f"ect: internal error: {type(exc).__name__}: {exc} (set ECT_DEBUG=1 for details)", err=True
+        )
         sys.exit(2)

@@ -53,7 +53,7 @@ def byte_compile(root: Path, rel_path: str) -> tuple[ast.Module | None, CompileE
     except OSError as exc:
         return None, CompileError("compile", rel_path, 1, 1, f"cannot read: {exc.strerror}")
     try:
-        tree = compile(source, rel_path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        tree = ast.parse(source, rel_path)
         compile(tree, rel_path, "exec", dont_inherit=True)
     except SyntaxError as exc:
         line = exc.lineno or 1
@@ -77,7 +77,17 @@ def run_ruff(root: Path, files: list[str], extra: list[str]) -> tuple[list[Compi
     exe = _tool("ruff")
     if exe is None:
         return [], "ruff not installed"
-    cmd = [exe, "check", "--output-format=json", "--no-fix", "--force-exclude", "--quiet", *extra, "--", *files]
+    cmd = [
+        exe,
+        "check",
+        "--output-format=json",
+        "--no-fix",
+        "--force-exclude",
+        "--quiet",
+        *extra,
+        "--",
+        *files,
+    ]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):
         first = (proc.stderr.strip().splitlines() or ["exit code " + str(proc.returncode)])[0]
@@ -92,7 +102,9 @@ def run_ruff(root: Path, files: list[str], extra: list[str]) -> tuple[list[Compi
         loc = item.get("location") or {}
         code = item.get("code") or ""
         message = f"{code} {item.get('message', '')}".strip()
-        errors.append(CompileError("ruff", Path(path).as_posix(), loc.get("row", 1), loc.get("column", 1), message))
+        errors.append(
+            CompileError("ruff", Path(path).as_posix(), loc.get("row", 1), loc.get("column", 1), message)
+        )
     return errors, None
 
 
@@ -101,17 +113,27 @@ def run_mypy(root: Path, files: list[str], extra: list[str]) -> tuple[list[Compi
     exe = _tool("mypy")
     if exe is None:
         return [], "mypy not installed"
-    cmd = [exe, "--show-column-numbers", "--no-error-summary", "--no-pretty", "--hide-error-context",
-           *extra, "--", *files]
+    cmd = [
+        exe,
+        "--show-column-numbers",
+        "--no-error-summary",
+        "--no-pretty",
+        "--hide-error-context",
+        *extra,
+        "--",
+        *files,
+    ]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
     errors = []
     for line in proc.stdout.splitlines():
         parts = line.split(":", 4)
         if len(parts) == 5 and parts[1].isdigit() and parts[3].strip() == "error":
             path, row, col, _, message = parts
-            errors.append(CompileError("mypy", Path(path).as_posix(), int(row), int(col or 1), message.strip()))
+            errors.append(
+                CompileError("mypy", Path(path).as_posix(), int(row), int(col or 1), message.strip())
+            )
     if proc.returncode not in (0, 1) and not errors:
-        first = (proc.stderr.strip().splitlines() or [proc.stdout.strip()] or ["failed"])[0]
+        first = (proc.stderr.strip().splitlines() or [proc.stdout.strip()])[0]
         errors.append(CompileError("mypy", "<mypy>", 1, 1, f"mypy failed: {first}"))
     return errors, None
 

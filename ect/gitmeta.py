@@ -11,7 +11,7 @@ def git_dir(root: Path) -> Path:
     if dot.is_file():
         text = dot.read_text(encoding="utf-8", errors="replace").strip()
         if text.startswith("gitdir:"):
-            path = Path(text[len("gitdir:"):].strip())
+            path = Path(text[len("gitdir:") :].strip())
             return path if path.is_absolute() else (root / path).resolve()
     return dot
 

@@ -15,6 +15,7 @@ code, ...) is marked `dynamic`, and the selector treats it as depending on every
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import re
@@ -31,8 +32,19 @@ from ect.state import read_json, write_json
 CACHE_VERSION = 2
 CACHE_NAME = "graph.json"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_DYNAMIC_CALLS = {"__import__", "import_module", "run_module", "run_path", "spec_from_file_location",
-                  "load_source", "exec", "iter_modules", "walk_packages", "load_module", "find_spec"}
+_DYNAMIC_CALLS = {
+    "__import__",
+    "import_module",
+    "run_module",
+    "run_path",
+    "spec_from_file_location",
+    "load_source",
+    "exec",
+    "iter_modules",
+    "walk_packages",
+    "load_module",
+    "find_spec",
+}
 _IMPORT_CALLS = {"import_module", "__import__", "importorskip", "run_module", "find_spec"}
 
 
@@ -61,7 +73,7 @@ def module_names(path: str, roots: Iterable[str], files: set[str]) -> list[str]:
     for root in roots:
         root_parts = [] if root in (".", "") else list(PurePosixPath(root).parts)
         if parts[: len(root_parts)] == root_parts and len(parts) > len(root_parts):
-            names.append(_dotted(parts[len(root_parts):]))
+            names.append(_dotted(parts[len(root_parts) :]))
     # pytest "prepend"/"importlib" basedir: walk up while the directory is a package.
     i = len(parts) - 1
     while i > 0 and "/".join([*parts[:i], "__init__.py"]) in files:
@@ -122,20 +134,28 @@ def extract(tree: ast.Module, packages: list[str]) -> tuple[list[str], list[str]
                 imports.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
         elif isinstance(node, ast.Call):
             name = _call_name(node)
-            if name in _IMPORT_CALLS and node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str):
+            if (
+                name in _IMPORT_CALLS
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 target = node.args[0].value
                 if target.startswith("."):
                     pkg_kw = next((k.value for k in node.keywords if k.arg == "package"), None)
                     if isinstance(pkg_kw, ast.Constant) and isinstance(pkg_kw.value, str):
                         imports.append(_resolve_rel(pkg_kw.value, target))
                     else:
-                        dynamic.append(f"line {node.lineno}: {name}({target!r}) relative to an unknown package")
+                        dynamic.append(f"line {node.lineno}: {name}({target!r}) relative to unknown package")
                 else:
                     imports.append(target)
             elif name in _DYNAMIC_CALLS:
-                if name == "exec" and node.args and isinstance(node.args[0], ast.Constant) \
-                        and "import" not in str(node.args[0].value):
+                if (
+                    name == "exec"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and "import" not in str(node.args[0].value)
+                ):
                     continue
                 dynamic.append(f"line {node.lineno}: {name}(...)")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
@@ -161,10 +181,13 @@ def list_python_files(root: Path, cfg: Config) -> list[str]:
     """Tracked and untracked-not-ignored `.py` files, minus `exclude` globs."""
     proc = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.py"],
-        cwd=root, capture_output=True, check=False, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        cwd=root,
+        capture_output=True,
+        check=False,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
     )
     files = [f for f in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if f.endswith(".py")]
-    excluded = cfg.exclude + [f"{cfg.state_dir}/**"]
+    excluded = [*cfg.exclude, f"{cfg.state_dir}/**"]
     return sorted({f for f in files if not any(fnmatch(f, g) for g in excluded) and (root / f).is_file()})
 
 
@@ -232,22 +255,24 @@ def _packages_of(path: str, roots: list[str], files: set[str]) -> list[str]:
     return [n if is_pkg else n.rpartition(".")[0] for n in names]
 
 
-def parse_file(root: Path, rel: str, roots: list[str], files: set[str],
-               tree: ast.Module | None = None) -> FileInfo:
+def parse_file(
+    root: Path, rel: str, roots: list[str], files: set[str], tree: ast.Module | None = None
+) -> FileInfo:
     """Hash and analyse one file (using an already-parsed tree when the compile step has one)."""
     data = (root / rel).read_bytes()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if tree is None:
         try:
-            tree = compile(data, rel, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            tree = ast.parse(data, rel)
         except (SyntaxError, ValueError) as exc:
             return FileInfo(digest, [], [], [f"does not parse: {exc}"], error=str(exc))
     imports, strings, dynamic = extract(tree, _packages_of(rel, roots, files))
     return FileInfo(digest, imports, strings, dynamic)
 
 
-def build(root: Path, cfg: Config, trees: dict[str, ast.Module] | None = None,
-          use_cache: bool = True) -> tuple[Graph, dict[str, int]]:
+def build(
+    root: Path, cfg: Config, trees: dict[str, ast.Module] | None = None, use_cache: bool = True
+) -> tuple[Graph, dict[str, int]]:
     """Build the graph, re-parsing only files whose (mtime, size) changed since the cache.
 
     Returns the graph and counters (`parsed`, `cached`, `rebuilt_cache`).
@@ -257,8 +282,9 @@ def build(root: Path, cfg: Config, trees: dict[str, ast.Module] | None = None,
     fileset = set(files)
     cached: dict[str, list[object]] = {}
     stats = {"parsed": 0, "cached": 0, "rebuilt_cache": 0}
-    packages = hashlib.blake2b("\0".join(f for f in files if f.endswith("__init__.py")).encode(),
-                               digest_size=8).hexdigest()
+    packages = hashlib.blake2b(
+        "\0".join(f for f in files if f.endswith("__init__.py")).encode(), digest_size=8
+    ).hexdigest()
     key = [CACHE_VERSION, list(sys.version_info[:2]), cfg.source_roots, packages]
     if use_cache:
         data = read_json(cache_path)
@@ -277,24 +303,39 @@ def build(root: Path, cfg: Config, trees: dict[str, ast.Module] | None = None,
         entry = cached.get(rel)
         if (trees is None or rel not in trees) and _entry_valid(entry, st):
             assert entry is not None
-            infos[rel] = FileInfo(str(entry[2]), list(entry[3]), list(entry[4]), list(entry[5]),  # type: ignore[call-overload]
-                                  entry[6] if len(entry) > 6 else None)  # type: ignore[arg-type]
+            infos[rel] = FileInfo(
+                str(entry[2]),
+                list(entry[3]),
+                list(entry[4]),
+                list(entry[5]),  # type: ignore[call-overload]
+                entry[6] if len(entry) > 6 else None,
+            )  # type: ignore[arg-type]
             entries[rel] = entry
             stats["cached"] += 1
             continue
         info = parse_file(root, rel, roots, fileset, (trees or {}).get(rel))
         stats["parsed"] += 1
         infos[rel] = info
-        entries[rel] = [st.st_mtime_ns, st.st_size, info.digest, info.imports, info.strings, info.dynamic,
-                        info.error]
+        entries[rel] = [
+            st.st_mtime_ns,
+            st.st_size,
+            info.digest,
+            info.imports,
+            info.strings,
+            info.dynamic,
+            info.error,
+        ]
     if stats["parsed"] or len(entries) != len(cached):
-        try:
+        with contextlib.suppress(OSError):
             write_json(cache_path, {"key": key, "files": entries})
-        except OSError:
-            pass
     return Graph(root, cfg, infos, files), stats
 
 
 def _entry_valid(entry: object, st: os.stat_result) -> bool:
-    return (isinstance(entry, list) and len(entry) >= 6 and entry[0] == st.st_mtime_ns
-            and entry[1] == st.st_size and all(isinstance(entry[i], list) for i in (3, 4, 5)))
+    return (
+        isinstance(entry, list)
+        and len(entry) >= 6
+        and entry[0] == st.st_mtime_ns
+        and entry[1] == st.st_size
+        and all(isinstance(entry[i], list) for i in (3, 4, 5))
+    )

@@ -26,12 +26,22 @@ def graph(target: str | None, as_json: bool) -> int:
     if target is None:
         rows = {f: g.dependencies(f) for f in g.files}
         if as_json:
-            click.echo(json.dumps({"files": rows, "dynamic": {f: g.infos[f].dynamic for f in g.dynamic_files},
-                                   "stats": stats}, indent=2))
+            click.echo(
+                json.dumps(
+                    {
+                        "files": rows,
+                        "dynamic": {f: g.infos[f].dynamic for f in g.dynamic_files},
+                        "stats": stats,
+                    },
+                    indent=2,
+                )
+            )
         else:
             edges = sum(len(v) for v in rows.values())
-            click.echo(f"{len(g.files)} Python files, {edges} internal import edges "
-                       f"({stats['parsed']} parsed, {stats['cached']} from cache)")
+            click.echo(
+                f"{len(g.files)} Python files, {edges} internal import edges "
+                f"({stats['parsed']} parsed, {stats['cached']} from cache)"
+            )
             for f in g.dynamic_files:
                 click.echo(f"  dynamic import: {f}: {g.infos[f].dynamic[0]}")
         return 0
@@ -54,8 +64,18 @@ def graph(target: str | None, as_json: bool) -> int:
                     nxt.append(dep)
         frontier = nxt
     if as_json:
-        click.echo(json.dumps({"file": path, "names": g.names_of(path), "imports": deps,
-                               "imported_by": g.dependants(path), "transitive_dependants": seen}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "file": path,
+                    "names": g.names_of(path),
+                    "imports": deps,
+                    "imported_by": g.dependants(path),
+                    "transitive_dependants": seen,
+                },
+                indent=2,
+            )
+        )
         return 0
     click.echo(f"{path} ({', '.join(g.names_of(path))})")
     click.echo(f"  imports ({len(deps)}):")

@@ -29,19 +29,30 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
     def wanted(_change: object, path: str) -> bool:
         p = Path(path)
         parts = p.relative_to(root).parts if p.is_relative_to(root) else p.parts
-        return not (p.is_relative_to(state) or any(part.startswith(".") or part == "__pycache__"
-                                                   for part in parts[:-1]) or p.name.endswith("~"))
+        return not (
+            p.is_relative_to(state)
+            or any(part.startswith(".") or part == "__pycache__" for part in parts[:-1])
+            or p.name.endswith("~")
+        )
 
     try:
-        for batch in watch_changes(root, watch_filter=wanted, debounce=debounce, rust_timeout=0,
-                                   raise_interrupt=False):
+        for batch in watch_changes(
+            root, watch_filter=wanted, debounce=debounce, rust_timeout=0, raise_interrupt=False
+        ):
             paths = sorted({str(Path(p).relative_to(root)) for _, p in batch})
             if not paths:
                 continue
             started = time.strftime("%H:%M:%S")
             cfg = load_config(root)
-            res = run_loop(root, cfg, Scope(mode="paths", paths=tuple(str(root / p) for p in paths)),
-                           run_tests=not no_tests, trigger="watch", stream=False, parallel=parallel)
+            res = run_loop(
+                root,
+                cfg,
+                Scope(mode="paths", paths=tuple(str(root / p) for p in paths)),
+                run_tests=not no_tests,
+                trigger="watch",
+                stream=False,
+                parallel=parallel,
+            )
             click.echo(_status_line(started, paths, res))
             for err in res.compile_errors:
                 click.echo(f"  {err}")

@@ -19,8 +19,9 @@ GIT_ENV = {
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
     """Run git in `repo` with a fixed identity."""
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}, check=False)
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, env={**os.environ, **GIT_ENV}, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
@@ -34,19 +35,27 @@ def write(root: Path, files: dict[str, str]) -> None:
         path.write_text(textwrap.dedent(text).lstrip("\n"))
 
 
-def run_ect(repo: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_ect(
+    repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "ect", *args], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV, **(env or {})}, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ect", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
 
 
-RAN_HELPER = '''
+RAN_HELPER = """
 import os
 def _ran(name):
     with open(os.environ.get("RAN_LOG", os.devnull), "a") as f:
         f.write(name + "\\n")
-'''
+"""
 
 SAMPLE = {
     "pyproject.toml": """
@@ -78,7 +87,8 @@ SAMPLE = {
         def shout(s):
             return s.upper() + "!"
     """,
-    "tests/test_core.py": RAN_HELPER + """
+    "tests/test_core.py": RAN_HELPER
+    + """
 from acme.core import add, scale
 def test_add():
     _ran("test_core")
@@ -87,18 +97,18 @@ def test_scale():
     _ran("test_core")
     assert scale(3) == 6
 """,
-    "tests/test_util.py": RAN_HELPER + """
+    "tests/test_util.py": RAN_HELPER
+    + """
 from acme.util import total
 def test_total():
     _ran("test_util")
     assert total([1, 2, 3]) == 6
 """,
-    "tests/test_extra.py": RAN_HELPER + """
+    "tests/test_extra.py": RAN_HELPER
+    + """
 from acme.extra import shout
 def test_shout():
     _ran("test_extra")
     assert shout("hi") == "HI!"
 """,
 }
-
-
