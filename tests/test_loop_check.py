@@ -36,7 +36,9 @@ def test_core_edit_selects_exactly_its_reachers(make_repo, ran_log) -> None:
 
 def test_leaf_edit_selects_fewer(make_repo, ran_log) -> None:
     repo = make_repo()
-    (repo / "acme/extra.py").write_text((repo / "acme/extra.py").read_text() + "\ndef whisper(s):\n    return s\n")
+    (repo / "acme/extra.py").write_text(
+        (repo / "acme/extra.py").read_text() + "\ndef whisper(s):\n    return s\n"
+    )
     proc = run_ect(repo, "check")
     assert proc.returncode == 0
     assert ran_log() == ["test_extra"]
