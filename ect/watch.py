@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import click
 @click.option("-n", "--parallel", is_flag=True, help="Run tests with pytest-xdist when installed.")
 def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
     """Watch the repository; each batch of saves runs one loop on the saved files."""
+    from watchfiles import Change
     from watchfiles import watch as watch_changes
 
     from ect.changes import Scope
@@ -26,20 +28,22 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
     state = cfg.state_path.resolve()
     click.echo(f"ect: watching {root} (Ctrl-C to stop)")
 
-    def wanted(_change: object, path: str) -> bool:
+    def wanted(change: object, path: str) -> bool:
         p = Path(path)
+        if p.is_relative_to(state):
+            return False
         parts = p.relative_to(root).parts if p.is_relative_to(root) else p.parts
-        return not (
-            p.is_relative_to(state)
-            or any(part.startswith(".") or part == "__pycache__" for part in parts[:-1])
-            or p.name.endswith("~")
-        )
+        if any(part.startswith((".", "pytest-cache-files-")) or part == "__pycache__" for part in parts):
+            return False
+        if change == Change.deleted:
+            return p.suffix == ".py"
+        return p.is_file() and not p.name.endswith("~")
 
     try:
         for batch in watch_changes(
             root, watch_filter=wanted, debounce=debounce, rust_timeout=0, raise_interrupt=False
         ):
-            paths = sorted({str(Path(p).relative_to(root)) for _, p in batch})
+            paths = sorted({os.path.relpath(p, root) for _, p in batch})
             if not paths:
                 continue
             started = time.strftime("%H:%M:%S")
