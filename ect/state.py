@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,8 @@ def ensure_state_dir(path: Path) -> Path:
 
 def read_json(path: Path) -> Any | None:
     """Read a JSON state file; a missing or corrupt one reads as None (callers rebuild)."""
+    import json
+
     try:
         with path.open("rb") as fh:
             return json.loads(fh.read())
@@ -30,6 +29,10 @@ def read_json(path: Path) -> Any | None:
 
 def write_json(path: Path, data: Any) -> None:
     """Atomically replace `path` with `data` as JSON (safe against concurrent readers)."""
+    import contextlib
+    import json
+    import tempfile
+
     ensure_state_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
     try:
