@@ -1,9 +1,13 @@
 """The event log: one embedded SQLite database (WAL) in the state directory.
 
 Every part of ect appends events here (loop runs, completions, fixes, reviews,
-promotions). A write never fails its caller: a broken database is moved aside and
-rebuilt, a locked one is skipped, and either is reported once on stderr.
+promotions). A write never fails its caller and never waits long: a broken database
+is moved aside and rebuilt; a busy one makes the event go to an append-only spool
+file (`events.spool`) that the next reader folds back in, so no event is lost.
 The schema is versioned; `MIGRATIONS[i]` upgrades version i to i+1.
+
+Each event carries a random `uid`, which makes forwarding to a team database
+(`ECT_METRICS_URL`, see `ect.metrics.forward`) idempotent: SQLite is the outbox.
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from ect.state import ensure_state_dir
 
 DB_NAME = "events.db"
+SPOOL_NAME = "events.spool"
+URL_ENV = "ECT_METRICS_URL"
+FORWARD_NEXT = "forward.next"  # its mtime: the earliest time a forwarder may be spawned again
+FORWARD_EVERY_S = 5.0  # at most one forwarder start per this many seconds (it drains, lingers 2 s, exits)
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the event table. Common fields are columns; the rest is JSON in `data`.
@@ -40,11 +49,60 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS events_kind_ts ON events(kind, ts);
     CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
     """,
+    # 1 -> 2: a unique id per event (idempotent forwarding), the numbers the report aggregates
+    # as real columns (SQL aggregation without JSON parsing), the loop's attempt counter, and
+    # the forwarding watermark per team database.
+    """
+    ALTER TABLE events ADD COLUMN uid TEXT;
+    ALTER TABLE events ADD COLUMN attempt INTEGER;
+    ALTER TABLE events ADD COLUMN changes_ms REAL;
+    ALTER TABLE events ADD COLUMN compile_ms REAL;
+    ALTER TABLE events ADD COLUMN select_ms REAL;
+    ALTER TABLE events ADD COLUMN tests_ms REAL;
+    ALTER TABLE events ADD COLUMN files_selected INTEGER;
+    ALTER TABLE events ADD COLUMN files_total INTEGER;
+    ALTER TABLE events ADD COLUMN chars INTEGER;
+    UPDATE events SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+    UPDATE events SET
+        changes_ms = coalesce(json_extract(data, '$.phases.changes'),
+                              json_extract(data, '$.phases.changes_ms')),
+        compile_ms = coalesce(json_extract(data, '$.phases.compile'),
+                              json_extract(data, '$.phases.compile_ms')),
+        select_ms = coalesce(json_extract(data, '$.phases.select'),
+                              json_extract(data, '$.phases.select_ms')),
+        tests_ms = coalesce(json_extract(data, '$.phases.tests'),
+                              json_extract(data, '$.phases.tests_ms')),
+        files_selected = json_extract(data, '$.test_files_selected'),
+        files_total = json_extract(data, '$.test_files_total')
+        WHERE kind = 'loop.run' AND json_valid(data);
+    UPDATE events SET chars = json_extract(data, '$.chars')
+        WHERE json_valid(data) AND json_type(data, '$.chars') = 'integer';
+    CREATE UNIQUE INDEX IF NOT EXISTS events_uid ON events(uid);
+    CREATE TABLE IF NOT EXISTS forward_state (
+        target TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL DEFAULT 0,
+        updated REAL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = ("source", "repo", "author", "commit_sha", "duration_ms", "outcome")
+# Loop phases stored as columns: column -> accepted keys in the `phases` dict.
+PHASES = {
+    "changes_ms": ("changes", "changes_ms"),
+    "compile_ms": ("compile", "compile_ms"),
+    "select_ms": ("select", "select_ms"),
+    "tests_ms": ("tests", "tests_ms"),
+}
+# Other numbers stored as columns: column -> field name.
+NUMBERS = {"files_selected": "test_files_selected", "files_total": "test_files_total", "chars": "chars"}
+ALL_COLUMNS = ("uid", "ts", "kind", *COLUMNS, "data", "attempt", *PHASES, *NUMBERS)
+_INSERT = (
+    f"INSERT OR IGNORE INTO events ({', '.join(ALL_COLUMNS)}) VALUES ({', '.join('?' * len(ALL_COLUMNS))})"
+)
 
 _warned = False
+_children: list[Any] = []
 
 
 def _warn(message: str) -> None:
@@ -55,72 +113,332 @@ def _warn(message: str) -> None:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the database to `SCHEMA_VERSION` (idempotent)."""
+    """Bring the database to `SCHEMA_VERSION` (idempotent, safe against concurrent migrators)."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"schema version {version} is newer than this ect ({SCHEMA_VERSION})")
-    for step in range(version, SCHEMA_VERSION):
-        conn.executescript(f"BEGIN; {MIGRATIONS[step]}; PRAGMA user_version = {step + 1}; COMMIT;")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def connect(state_dir: Path, timeout: float = 0.5) -> sqlite3.Connection:
     """Open (creating and migrating) the event database."""
     ensure_state_dir(state_dir)
     conn = sqlite3.connect(state_dir / DB_NAME, timeout=timeout, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        migrate(conn)
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            conn.execute("PRAGMA journal_mode=WAL")
+            migrate(conn)
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
 @contextmanager
-def opened(state_dir: Path) -> Iterator[sqlite3.Connection]:
-    """`connect` as a context manager that closes the connection."""
-    conn = connect(state_dir)
+def opened(state_dir: Path, timeout: float = 5.0) -> Iterator[sqlite3.Connection]:
+    """`connect` as a context manager that closes the connection; folds the spool back in first."""
+    conn = connect(state_dir, timeout=timeout)
     try:
+        ingest_spool(conn, state_dir)
         yield conn
     finally:
         conn.close()
 
 
-def _row(kind: str, fields: dict[str, Any], ts: float | None) -> tuple[Any, ...]:
+def _number(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _row(kind: str, fields: dict[str, Any], ts: float | None, state_dir: Path) -> tuple[Any, ...]:
+    """One row in `ALL_COLUMNS` order; pops what becomes a column out of `fields`."""
+    uid = fields.pop("uid", None) or os.urandom(16).hex()
     cols = [fields.pop(c, None) for c in COLUMNS]
-    return (ts if ts is not None else time.time(), kind, *cols, json.dumps(fields, default=str))
+    phase_values: list[Any] = [None] * len(PHASES)
+    phases = fields.get("phases")
+    if isinstance(phases, dict):
+        rest = dict(phases)
+        for i, keys in enumerate(PHASES.values()):
+            for key in keys:
+                if key in rest and _number(rest[key]) is not None:
+                    phase_values[i] = rest.pop(key)
+        if rest:
+            fields["phases"] = rest
+        else:
+            del fields["phases"]
+    numbers = []
+    for name in NUMBERS.values():
+        value = _number(fields.get(name))
+        if value is not None:
+            del fields[name]
+        numbers.append(value)
+    attempt = fields.pop("attempt", None)
+    if cols[2] is None:
+        cols[2] = default_author(state_dir)
+    try:
+        when = time.time() if ts is None else float(ts)
+    except (TypeError, ValueError):
+        when = time.time()
+    return (
+        uid,
+        when,
+        kind,
+        *cols,
+        json.dumps(fields, default=str),
+        attempt,
+        *phase_values,
+        *numbers,
+    )
+
+
+_author: list[str] = []
+IDENTITY_ENV = ("ECT_AUTHOR", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL", "EMAIL")
+
+
+IDENTITY_FILE = "identity"  # the git e-mail, written by `ect metrics post-commit`
+
+
+def default_author(state_dir: Path) -> str:
+    """Who an event is about when the caller does not say: the git e-mail if known (cached per process)."""
+    if not _author:
+        value = next((os.environ[k] for k in IDENTITY_ENV if os.environ.get(k)), None)
+        if value is None:
+            with suppress(OSError, UnicodeDecodeError):
+                value = (state_dir / IDENTITY_FILE).read_text(encoding="utf-8").strip() or None
+        if value is None:
+            value = _git_email(
+                state_dir.parent / ".git" / "config",
+                Path.home() / ".gitconfig",
+                Path.home() / ".config" / "git" / "config",
+            )
+        if value is None:
+            import getpass
+
+            try:
+                value = getpass.getuser()
+            except Exception:
+                value = "unknown"
+        _author.append(value)
+    return _author[0]
+
+
+def _git_email(*configs: Path) -> str | None:
+    """`user.email` from git config files, read directly (no subprocess on the hot path)."""
+    for path in configs:
+        section = ""
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            text = line.strip()
+            if text.startswith("["):
+                section = text.strip("[]").strip().lower()
+            elif section == "user" and "=" in text:
+                key, _, val = text.partition("=")
+                if key.strip().lower() == "email" and val.strip():
+                    return val.strip().strip('"')
+    return None
+
+
+def _attempt(conn: sqlite3.Connection, outcome: Any) -> int | None:
+    """A loop run's attempt number: 1 after a green (or no) previous run, else one more."""
+    if outcome == "noop":
+        return None
+    prev = conn.execute(
+        "SELECT outcome, attempt FROM events WHERE kind = 'loop.run' AND outcome != 'noop' "
+        "ORDER BY ts DESC, id DESC LIMIT 1"
+    ).fetchone()
+    if prev is None or prev[0] == "pass":
+        return 1
+    return int(prev[1] or 1) + 1
 
 
 def record(state_dir: Path, kind: str, ts: float | None = None, **fields: Any) -> bool:
-    """Append one event; never raises. Returns whether it was stored."""
-    row = _row(kind, dict(fields), ts)
+    """Append one event; never raises. Returns whether it was stored (in the db or its spool)."""
+    try:
+        row = list(_row(kind, dict(fields), ts, state_dir))
+    except Exception as exc:  # unserialisable field: never fail the caller
+        _warn(f"event {kind} not recorded ({exc})")
+        return False
     for attempt in (1, 2):
         try:
-            conn = connect(state_dir)
-            try:
-                conn.execute(
-                    "INSERT INTO events (ts, kind, source, repo, author, commit_sha, duration_ms, outcome, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-            finally:
-                conn.close()
+            _insert(state_dir, kind, row)
+            _after_write(state_dir)
             return True
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                _warn(f"database busy, event skipped ({exc})")
-                return False
+            if _busy(exc):
+                return _spool(state_dir, row)
             if attempt == 1 and _quarantine(state_dir, exc):
                 continue
             _warn(f"cannot write ({exc})")
-            return False
+            return _spool(state_dir, row)
         except sqlite3.DatabaseError as exc:
             if attempt == 1 and _quarantine(state_dir, exc):
                 continue
             _warn(f"cannot write ({exc})")
-            return False
+            return _spool(state_dir, row)
         except OSError as exc:
             _warn(f"cannot write ({exc})")
             return False
     return False
+
+
+WRITE_BUDGET_S = 0.003  # then the event goes to the spool: a write never waits long
+
+
+def _busy(exc: Exception) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _insert(state_dir: Path, kind: str, row: list[Any]) -> None:
+    """Insert, retrying a busy database with short sleeps (SQLite's own busy handler sleeps in
+    whole milliseconds, which would put contended writes far above the budget)."""
+    deadline = time.perf_counter() + WRITE_BUDGET_S
+    delay = 0.0001
+    while True:
+        try:
+            with _LOCK:
+                conn = _writer(state_dir)
+                try:
+                    if kind == "loop.run" and row[10] is None:
+                        row[10] = _attempt(conn, row[8])
+                    conn.execute(_INSERT, row)
+                except sqlite3.DatabaseError:
+                    _drop_writer(state_dir)
+                    raise
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.perf_counter() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.0008)
+
+
+# One writing connection per process and state dir, kept open: opening costs a schema read, and
+# closing the last connection checkpoints and deletes the WAL, which would happen on every event.
+_writers: dict[tuple[int, str], tuple[sqlite3.Connection, int]] = {}
+_LOCK = threading.Lock()
+
+
+def _writer(state_dir: Path) -> sqlite3.Connection:
+    """The cached connection, reopened if the file was removed or replaced (e.g. moved aside)."""
+    key = (os.getpid(), str(state_dir))
+    cached = _writers.get(key)
+    try:
+        inode = (state_dir / DB_NAME).stat().st_ino
+    except OSError:
+        inode = -1
+    if cached is not None and cached[1] == inode:
+        return cached[0]
+    _drop_writer(state_dir)
+    conn = connect(state_dir, timeout=0)
+    with suppress(OSError):
+        inode = (state_dir / DB_NAME).stat().st_ino
+    _writers[key] = (conn, inode)
+    return conn
+
+
+def _drop_writer(state_dir: Path) -> None:
+    cached = _writers.pop((os.getpid(), str(state_dir)), None)
+    if cached is not None:
+        with suppress(sqlite3.Error):
+            cached[0].close()
+
+
+def _spool(state_dir: Path, row: list[Any]) -> bool:
+    """Append the row as one JSON line (a single O_APPEND write: concurrent writers don't interleave)."""
+    line = (json.dumps(row, default=str) + "\n").encode()
+    try:
+        fd = os.open(state_dir / SPOOL_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        _warn(f"cannot write ({exc}); event lost")
+        return False
+    return True
+
+
+def ingest_spool(conn: sqlite3.Connection, state_dir: Path) -> int:
+    """Fold spooled events (written while the database was busy) into it; returns how many."""
+    spool = state_dir / SPOOL_NAME
+    pending = sorted(state_dir.glob(SPOOL_NAME + ".*.ingest"))
+    if spool.exists():
+        claimed = state_dir / f"{SPOOL_NAME}.{os.getpid()}-{time.time_ns()}.ingest"
+        with suppress(OSError):
+            os.replace(spool, claimed)
+            pending.append(claimed)
+    count = 0
+    for path in pending:
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            continue
+        rows = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a torn last line from a killed writer
+            if isinstance(row, list) and len(row) == len(ALL_COLUMNS):
+                rows.append(row)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+        count += len(rows)
+        with suppress(OSError):
+            path.unlink()
+    return count
+
+
+def _after_write(state_dir: Path) -> None:
+    """In team mode, start a detached forwarder now and then (never waits for it)."""
+    if not os.environ.get(URL_ENV):
+        return
+    marker = state_dir / FORWARD_NEXT
+    now = time.time()
+    try:
+        if marker.stat().st_mtime > now:
+            return
+    except FileNotFoundError:
+        marker.touch()
+    try:
+        os.utime(marker, (now, now + FORWARD_EVERY_S))
+        spawn_forwarder(state_dir)
+    except OSError:
+        pass
+
+
+def spawn_forwarder(state_dir: Path) -> None:
+    """Run `python -m ect.metrics.forward STATE_DIR` detached (its own session, no pipes)."""
+    import subprocess
+
+    _children[:] = [p for p in _children if p.poll() is None]
+    _children.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "ect.metrics.forward", str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    )
 
 
 def _quarantine(state_dir: Path, exc: Exception) -> bool:
@@ -128,6 +446,7 @@ def _quarantine(state_dir: Path, exc: Exception) -> bool:
     db = state_dir / DB_NAME
     if not db.exists() or "newer than" in str(exc):
         return False
+    _drop_writer(state_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         os.replace(db, db.with_name(f"{DB_NAME}.corrupt-{stamp}"))
@@ -141,10 +460,38 @@ def _quarantine(state_dir: Path, exc: Exception) -> bool:
     return True
 
 
+_SELECT = f"SELECT id, {', '.join(ALL_COLUMNS)} FROM events"
+
+
+def event_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row of `_SELECT` as the dict `record` was given (phases and numbers put back)."""
+    values = dict(zip(("id", *ALL_COLUMNS), row, strict=True))
+    raw = values.pop("data")
+    try:
+        data = raw if isinstance(raw, dict) else json.loads(raw)
+    except (TypeError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    event = {k: values[k] for k in ("id", "uid", "ts", "kind", *COLUMNS)}
+    if values["attempt"] is not None:
+        event["attempt"] = values["attempt"]
+    phases = {col[:-3]: values[col] for col in PHASES if values[col] is not None}
+    if phases or "phases" in data:
+        phases.update(data.pop("phases", None) or {})
+        event["phases"] = phases
+    for col, name in NUMBERS.items():
+        if values[col] is not None:
+            event[name] = values[col]
+    event.update(data)
+    return event
+
+
 def query(state_dir: Path, kind: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
     """Read events back as dicts (oldest first); an unreadable database reads as empty."""
-    sql = "SELECT id, ts, kind, source, repo, author, commit_sha, duration_ms, outcome, data FROM events"
-    where, args = [], []
+    sql = _SELECT
+    where: list[str] = []
+    args: list[Any] = []
     if kind is not None:
         where.append("kind = ?")
         args.append(kind)
@@ -154,7 +501,7 @@ def query(state_dir: Path, kind: str | None = None, since: float | None = None) 
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY ts, id"
-    if not (state_dir / DB_NAME).exists():
+    if not (state_dir / DB_NAME).exists() and not (state_dir / SPOOL_NAME).exists():
         return []
     try:
         with opened(state_dir) as conn:
@@ -162,13 +509,4 @@ def query(state_dir: Path, kind: str | None = None, since: float | None = None) 
     except sqlite3.DatabaseError as exc:
         _warn(f"cannot read ({exc})")
         return []
-    out = []
-    for rid, ts, k, source, repo, author, sha, dur, outcome, data in rows:
-        event = {"id": rid, "ts": ts, "kind": k, "source": source, "repo": repo, "author": author,
-                 "commit_sha": sha, "duration_ms": dur, "outcome": outcome}
-        try:
-            event.update(json.loads(data))
-        except ValueError:
-            pass
-        out.append(event)
-    return out
+    return [event_dict(row) for row in rows]

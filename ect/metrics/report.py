@@ -1,0 +1,477 @@
+"""The productivity report: every figure computed from the event store for a time window.
+
+High-volume kinds (loop runs, completions) are aggregated in SQL; low-volume ones (commits,
+reviews, promotions, rollbacks, hook signals) are read as events and computed in Python
+(`delivery`). The result is a plain dict (the JSON format); other formats render it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from ect.metrics import delivery, stats
+from ect.metrics.store import Store
+
+PHASE_COLUMNS = ("duration_ms", "changes_ms", "compile_ms", "select_ms", "tests_ms")
+SMALL_KINDS = (
+    "git.commit",
+    "hook.bypassed",
+    "hook.uninstalled",
+    "review.requested",
+    "review.comment",
+    "review.approved",
+    "review.rejected",
+    "promotion.attempted",
+    "promotion.refused",
+    "promotion.done",
+    "rollback",
+)
+COUNTED_KINDS = (
+    "completion.shown",
+    "completion.accepted",
+    "completion.dismissed",
+    "fix.offered",
+    "fix.applied",
+    "model.trained",
+)
+BY_CHOICES = ("day", "week", "author", "repo")
+LOOKBACK_S = 90 * 86400  # small events this far before the window (lead time, review requests)
+MIN_AB_SAMPLE = 5
+_WEEK_OFFSET = 4 * 86400  # 1970-01-01 was a Thursday: weeks start on Monday (UTC)
+
+
+def group_sql(by: str) -> str:
+    return {
+        "day": "floor(ts / 86400)",
+        "week": f"floor((ts - {_WEEK_OFFSET}) / 604800)",
+        "author": "coalesce(author, '-')",
+        "repo": "coalesce(repo, '-')",
+    }[by]
+
+
+def group_of(by: str) -> Callable[[dict[str, Any]], Any]:
+    if by == "day":
+        return lambda e: float(e["ts"] // 86400)
+    if by == "week":
+        return lambda e: float((e["ts"] - _WEEK_OFFSET) // 604800)
+    return lambda e: e.get(by) or "-"
+
+
+def group_label(by: str, key: Any) -> str:
+    if by == "day":
+        return _date(float(key) * 86400)
+    if by == "week":
+        return _date(float(key) * 604800 + _WEEK_OFFSET)
+    return str(key)
+
+
+def _date(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rate(num: float | None, den: float | None) -> float | None:
+    return None if not den or num is None else num / den
+
+
+def _case(cond: str) -> str:
+    return f"sum(CASE WHEN {cond} THEN 1 ELSE 0 END)"
+
+
+WINDOW = "ts >= ? AND ts < ?"
+LOOP = f"kind = 'loop.run' AND {WINDOW}"
+# The loop cube: one grouped scan of the loop runs by day (and by author or repo when the report is
+# broken down that way: grouping on text columns costs a second or so per million runs); every loop
+# figure, total or per group, is a sum over its rows.
+LOOP_MEASURES = (
+    "runs",
+    "pass",
+    "fail",
+    "error",
+    "noop",
+    "first",
+    "first_green",
+    "files_run",
+    "files_total",
+    "saved_ms",
+)
+_KNOWN = "files_total IS NOT NULL"
+LOOP_SQL = ", ".join(
+    [
+        "count(*)",
+        _case("outcome = 'pass'"),
+        _case("outcome = 'fail'"),
+        _case("outcome = 'error'"),
+        _case("outcome = 'noop'"),
+        _case("attempt = 1"),
+        _case("attempt = 1 AND outcome = 'pass'"),
+        f"sum(CASE WHEN {_KNOWN} THEN coalesce(files_selected, 0) END)",
+        f"sum(CASE WHEN {_KNOWN} THEN files_total END)",
+        # time saved by selection, per run: its test time per selected file times the files not run
+        f"sum(CASE WHEN files_selected > 0 AND {_KNOWN} THEN tests_ms * (files_total - files_selected)"
+        " / files_selected END)",
+    ]
+)
+
+Cell = tuple[float, str]  # (day, author or repo or "")
+
+
+def dim_sql(by: str | None) -> str:
+    """The text dimension of the cubes: author or repo when the report is broken down by it."""
+    return {"author": "coalesce(author, '-')", "repo": "coalesce(repo, '-')"}.get(by or "", "''")
+
+
+def _days(start: float, end: float) -> list[tuple[float, float, float]]:
+    """(UTC day number, slice start, slice end) covering [start, end)."""
+    out = []
+    day = math.floor(start / 86400)
+    while day * 86400 < end:
+        out.append((float(day), max(start, day * 86400.0), min(end, (day + 1) * 86400.0)))
+        day += 1
+    return out
+
+
+def _key_of_cell(by: str) -> Callable[[Cell], Any]:
+    if by == "day":
+        return lambda c: c[0]
+    if by == "week":
+        return lambda c: float((c[0] * 86400 - _WEEK_OFFSET) // 604800)
+    return lambda c: c[1]
+
+
+def build(
+    store: Store, start: float, end: float, by: str | None = None, production: str = "production"
+) -> dict[str, Any]:
+    """The whole report for [start, end) as a JSON-ready dict."""
+    t0 = time.perf_counter()
+    w = (start, end)
+    small = _small_events(store, start - LOOKBACK_S, end + 7 * 86400)
+    in_window = [e for e in small if start <= e["ts"] < end]
+    commits = [e for e in in_window if e["kind"] == "git.commit"]
+    dim = dim_sql(by)
+    loop_cube: dict[Cell, list[float]] = {}
+    counted: dict[tuple[str, Cell], int] = {}
+    # SQLite: one query per day rather than GROUP BY day, each walking its slice of the (kind, ts)
+    # index with no sort (~40% less CPU over a million events). PostgreSQL hash-aggregates in one go.
+    day_sql = "" if store.kind == "sqlite" else "floor(ts / 86400), "
+    slices = _days(start, end) if store.kind == "sqlite" else [(None, start, end)]
+    group2, group3 = ("1, 2", "1, 2, 3") if day_sql else ("1", "1, 2")
+    for day, lo, hi in slices:
+        for r in store.rows(
+            f"SELECT {day_sql}{dim}, {LOOP_SQL} FROM {{t}} WHERE {LOOP} GROUP BY {group2}",
+            (lo, hi),
+        ):
+            d, r = (day, r) if day is not None else (float(r[0]), r[1:])
+            if r[1]:
+                loop_cube[(d, r[0])] = [float(x or 0) for x in r[1:]]
+        for r in store.rows(
+            f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
+            f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
+            (*COUNTED_KINDS, lo, hi),
+        ):
+            kind, r = r[0], r[1:]
+            d, r = (day, r) if day is not None else (float(r[0]), r[1:])
+            counted[(kind, (d, r[0]))] = int(r[1])
+    counts: dict[str, tuple[int, int]] = {k: (0, 0) for k in COUNTED_KINDS}
+    for (kind, _cell), n in counted.items():
+        counts[kind] = (counts[kind][0] + n, 0)
+    accepted_chars = store.rows(
+        f"SELECT sum(chars) FROM {{t}} WHERE kind = 'completion.accepted' AND {WINDOW}", w
+    )[0][0]
+    counts["completion.accepted"] = (counts["completion.accepted"][0], int(accepted_chars or 0))
+    review = delivery.review(small, start, end)
+    report: dict[str, Any] = {
+        "window": {"since": _iso(start), "until": _iso(end), "days": round((end - start) / 86400, 2)},
+        "store": {"kind": store.kind, "where": store.where_label},
+        "loop": _loop(store, w, loop_cube, commits),
+        "editor": _editor(counts, commits),
+        "adoption": _adoption(in_window, commits, counts),
+        "review": {k: v for k, v in review.items() if k != "approval_s_by_change"},
+        "delivery": delivery.dora(small, start, end, production),
+        "ab": _ab(commits, review["approval_s_by_change"]),
+        "trends": _breakdown(store, w, "week", loop_cube, counted, in_window, production),
+    }
+    if by and by != "week":
+        report["breakdown"] = {
+            "by": by,
+            "rows": _breakdown(store, w, by, loop_cube, counted, in_window, production),
+        }
+    elif by == "week":
+        report["breakdown"] = {"by": "week", "rows": report["trends"]}
+    report["events"] = report["loop"]["runs"] + sum(n for n, _ in counts.values()) + len(in_window)
+    report["notes"] = _notes(report, commits)
+    report["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return report
+
+
+def _notes(report: dict[str, Any], commits: list[dict[str, Any]]) -> list[str]:
+    """What a reader should know before trusting the figures."""
+    from ect.metrics.store import EXACT_LIMIT
+
+    notes = []
+    counted = report["loop"]["runs"] - report["loop"]["outcomes"]["noop"]
+    if counted > EXACT_LIMIT:
+        notes.append(
+            f"loop percentiles are computed over a sample of at least {EXACT_LIMIT:,} of the {counted:,} runs"
+        )
+    if not commits:
+        notes.append(
+            "no git.commit events: install the hooks (`ect hooks install`) to measure hook bypasses, "
+            "committed characters and the A/B comparison"
+        )
+    if report["loop"]["runs"] == 0:
+        notes.append("no loop runs: run `ect check` (or commit with the pre-commit hook) to measure the loop")
+    if report["delivery"]["deployments"] == 0:
+        notes.append(
+            f"no deployments to '{report['delivery']['production_stage']}': DORA keys need `ect promote` "
+            "(set [tool.ect.metrics] production_stage if production is called otherwise)"
+        )
+    return notes
+
+
+def _marks(items: tuple[str, ...]) -> str:
+    return ", ".join("?" * len(items))
+
+
+SMALL_COLUMNS = ("ts", "kind", "source", "repo", "author", "commit_sha", "duration_ms", "outcome", "chars")
+
+
+def _small_events(store: Store, start: float, end: float) -> list[dict[str, Any]]:
+    """The low-volume events as dicts: the columns the report uses, then the `data` fields."""
+    rows = store.rows(
+        f"SELECT {', '.join(SMALL_COLUMNS)}, {store.data_text} FROM {{t}}"
+        f" WHERE kind IN ({_marks(SMALL_KINDS)}) AND {WINDOW}",
+        (*SMALL_KINDS, start, end),
+    )
+    out = []
+    loads = json.loads
+    for row in rows:
+        event = dict(zip(SMALL_COLUMNS, row[:-1], strict=True))
+        data = row[-1]
+        if isinstance(data, str) and data != "{}":
+            try:
+                data = loads(data)
+            except ValueError:
+                data = None
+        if isinstance(data, dict):
+            event.update(data)
+        out.append(event)
+    return out
+
+
+def _sum_by(cube: dict[Cell, list[float]], key: Callable[[Cell], Any]) -> dict[Any, list[float]]:
+    out: dict[Any, list[float]] = {}
+    for cell, values in cube.items():
+        acc = out.setdefault(key(cell), [0.0] * len(values))
+        for i, v in enumerate(values):
+            acc[i] += v
+    return out
+
+
+def _loop(
+    store: Store, w: tuple[float, float], cube: dict[Cell, list[float]], commits: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Loop figures from the cube, then the phase percentiles.
+
+    Time saved by selection, per run: its test time per selected test file times the test files
+    not run (an estimate: unselected files are assumed as slow as selected ones).
+    """
+    m = dict(
+        zip(LOOP_MEASURES, _sum_by(cube, lambda c: None).get(None, [0.0] * len(LOOP_MEASURES)), strict=True)
+    )
+    runs = int(m["runs"])
+    counted = runs - int(m["noop"])
+    where = f"{LOOP} AND outcome <> 'noop'"
+    q = store.quantiles(PHASE_COLUMNS, where, w, (0.5, 0.9), n=counted).get(None, {})
+    return {
+        "runs": runs,
+        "outcomes": {k: int(m[k]) for k in ("pass", "fail", "error", "noop")},
+        "first_pass_green": {"rate": _rate(m["first_green"], m["first"]), "first_attempts": int(m["first"])},
+        "latency_ms": {
+            c.removesuffix("_ms") if c != "duration_ms" else "total": {
+                "p50": q.get(c, [None, None])[0],
+                "p90": q.get(c, [None, None])[1],
+            }
+            for c in PHASE_COLUMNS
+        },
+        "selection": {
+            "test_files_run": int(m["files_run"]),
+            "test_files_total": int(m["files_total"]),
+            "share_run": _rate(m["files_run"], m["files_total"]),
+            "time_saved_s": round(m["saved_ms"] / 1000, 1),
+        },
+        "hook_bypass": _bypass(commits),
+    }
+
+
+def _bypass(commits: list[dict[str, Any]]) -> dict[str, Any]:
+    checked = sum(1 for c in commits if c.get("outcome") == "checked")
+    bypassed = sum(1 for c in commits if c.get("outcome") == "bypassed")
+    return {"commits": checked + bypassed, "bypassed": bypassed, "rate": _rate(bypassed, checked + bypassed)}
+
+
+def _editor(counts: dict[str, tuple[int, int]], commits: list[dict[str, Any]]) -> dict[str, Any]:
+    shown = counts.get("completion.shown", (0, None))[0]
+    accepted, accepted_chars = counts.get("completion.accepted", (0, None))
+    dismissed = counts.get("completion.dismissed", (0, None))[0]
+    new_chars = sum(int(c.get("chars") or 0) for c in commits if c.get("outcome") in ("checked", "bypassed"))
+    offered = counts.get("fix.offered", (0, None))[0]
+    applied = counts.get("fix.applied", (0, None))[0]
+    share = _rate(accepted_chars or 0, new_chars)
+    return {
+        "completions": {
+            "shown": shown,
+            "accepted": accepted,
+            "dismissed": dismissed,
+            "acceptance_rate": _rate(accepted, shown),
+        },
+        "characters": {
+            "accepted": int(accepted_chars or 0),
+            "committed": new_chars,
+            "share_from_completions": min(share, 1.0) if share is not None else None,
+        },
+        "fixes": {"offered": offered, "applied": applied, "applied_rate": _rate(applied, offered)},
+    }
+
+
+def _adoption(
+    in_window: list[dict[str, Any]], commits: list[dict[str, Any]], counts: dict[str, tuple[int, int]]
+) -> dict[str, Any]:
+    """Drop-out signals: people working around ect rather than with it."""
+    devs = {c.get("author") for c in commits}
+    uninstalls = [e for e in in_window if e["kind"] == "hook.uninstalled"]
+    who = {e.get("author") for e in uninstalls}
+    shown = counts.get("completion.shown", (0, None))[0]
+    return {
+        "hook_bypass_rate": _bypass(commits)["rate"],
+        "hooks_uninstalled": {
+            "events": len(uninstalls),
+            "developers": len(who),
+            "rate": _rate(len(who), len(devs | who)),
+        },
+        "completion_dismissal_rate": _rate(counts.get("completion.dismissed", (0, None))[0], shown),
+        "active_developers": len(devs),
+    }
+
+
+def _ab(commits: list[dict[str, Any]], approval_s: dict[str, float]) -> dict[str, Any]:
+    """Changes (commits) written with accepted completions (A) vs without (B), with 95% CIs."""
+    changes = [c for c in commits if c.get("outcome") in ("checked", "bypassed")]
+    a = [c for c in changes if int(c.get("accepted") or 0) > 0]
+    b = [c for c in changes if int(c.get("accepted") or 0) == 0]
+
+    def runs(group: list[dict[str, Any]]) -> list[float]:
+        return [float(c.get("loop_runs") or 0) for c in group]
+
+    def with_runs(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [c for c in group if c.get("loop_runs") and c.get("first_run_ts") is not None]
+
+    def green(group: list[dict[str, Any]]) -> tuple[int, int]:
+        g = with_runs(group)
+        return sum(1 for c in g if c.get("first_run_outcome") == "pass"), len(g)
+
+    def cycle_h(group: list[dict[str, Any]]) -> list[float]:
+        return [max(0.0, c["ts"] - float(c["first_run_ts"])) / 3600 for c in with_runs(group)]
+
+    def approval_h(group: list[dict[str, Any]]) -> list[float]:
+        return [approval_s[k] / 3600 for c in group if (k := delivery.change_key(c)) in approval_s]
+
+    metrics = {
+        "loop_runs_per_change": stats.welch(runs(a), runs(b)),
+        "first_pass_green": stats.proportion_diff(*green(a), *green(b)),
+        "hours_first_run_to_commit": stats.welch(cycle_h(a), cycle_h(b)),
+        "hours_to_approval": stats.welch(approval_h(a), approval_h(b)),
+    }
+    out: dict[str, Any] = {"changes_with_completions": len(a), "changes_without": len(b), "metrics": {}}
+    for name, d in metrics.items():
+        rel = d.relative
+        enough = d.n_a >= MIN_AB_SAMPLE and d.n_b >= MIN_AB_SAMPLE
+        verdict = (
+            "too few samples"
+            if not enough
+            else "significant at 95%"
+            if d.significant
+            else "no significant difference"
+        )
+        out["metrics"][name] = {
+            "n_with": d.n_a,
+            "n_without": d.n_b,
+            "with": d.a,
+            "without": d.b,
+            "diff": d.diff,
+            "ci95": [d.low, d.high],
+            "relative": rel[0],
+            "relative_ci95": [rel[1], rel[2]],
+            "verdict": verdict,
+        }
+    out["note"] = (
+        "observational comparison, not a randomised trial: changes that use completions may "
+        "differ in size or kind; read the interval, not the point estimate"
+    )
+    return out
+
+
+def _breakdown(
+    store: Store,
+    w: tuple[float, float],
+    by: str,
+    loop_cube: dict[Cell, list[float]],
+    counted: dict[tuple[str, Cell], int],
+    in_window: list[dict[str, Any]],
+    production: str,
+) -> list[dict[str, Any]]:
+    rows: dict[Any, dict[str, Any]] = {}
+
+    def row(key: Any) -> dict[str, Any]:
+        return rows.setdefault(
+            key,
+            {
+                "group": group_label(by, key),
+                "loop_runs": 0,
+                "first_pass_green": None,
+                "loop_p50_ms": None,
+                "acceptance_rate": None,
+                "commits": 0,
+                "bypass_rate": None,
+                "deployments": 0,
+            },
+        )
+
+    cell_key = _key_of_cell(by)
+    for key, values in _sum_by(loop_cube, cell_key).items():
+        m = dict(zip(LOOP_MEASURES, values, strict=True))
+        r = row(key)
+        r["loop_runs"] = int(m["runs"])
+        r["first_pass_green"] = _rate(m["first_green"], m["first"])
+    counted_runs = sum(v[0] - v[4] for v in loop_cube.values())  # runs less noop
+    for key, per_col in store.quantiles(
+        ("duration_ms",), f"{LOOP} AND outcome <> 'noop'", w, (0.5,), group=group_sql(by), n=int(counted_runs)
+    ).items():
+        row(key)["loop_p50_ms"] = per_col["duration_ms"][0]
+    completions: dict[Any, list[int]] = {}
+    for (kind, cell), n in counted.items():
+        if kind in ("completion.shown", "completion.accepted"):
+            acc = completions.setdefault(cell_key(cell), [0, 0])
+            acc[kind == "completion.accepted"] += n
+    for key, (shown, accepted) in completions.items():
+        row(key)["acceptance_rate"] = _rate(accepted, shown)
+    key_of = group_of(by)
+    per: dict[Any, list[dict[str, Any]]] = {}
+    for e in in_window:
+        if e["kind"] == "git.commit":
+            per.setdefault(key_of(e), []).append(e)
+        elif e["kind"] == "promotion.done" and e.get("stage") == production:
+            row(key_of(e))["deployments"] += 1
+    for key, group in per.items():
+        bp = _bypass(group)
+        r = row(key)
+        r["commits"], r["bypass_rate"] = bp["commits"], bp["rate"]
+    return [rows[k] for k in sorted(rows, key=lambda k: (str(type(k)), k))]

@@ -1,0 +1,222 @@
+"""Team mode against a real PostgreSQL server.
+
+The server: `ECT_TEST_PG_URL` if set (CI starts one with scripts/start_postgres.sh), else a
+throwaway cluster started here from Debian's postgresql binaries; skipped only when there are none.
+Each test gets its own database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ect import events
+
+ROOT = Path(__file__).resolve().parents[1]
+psycopg = pytest.importorskip("psycopg", reason="team mode needs psycopg")
+
+
+def _pg_binaries() -> bool:
+    return bool(list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))) or shutil.which("pg_ctl") is not None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("ECT_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    if not _pg_binaries():
+        pytest.skip("no PostgreSQL binaries (apt-get install -y postgresql) and ECT_TEST_PG_URL is not set")
+    d = Path(tempfile.mkdtemp(prefix="ect-pg-"))  # /tmp: reachable by the postgres user when run as root
+    os.chmod(d, 0o755)
+    script = str(ROOT / "scripts" / "start_postgres.sh")
+    out = subprocess.run(["bash", script, "start", str(d / "c")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    try:
+        yield out.stdout.strip().split("=", 1)[1]
+    finally:
+        subprocess.run(["bash", script, "stop", str(d / "c")], timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def team_url(server: str) -> Iterator[str]:
+    name = "ect_t_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base, _, _ = server.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def env(url: str | None = None) -> dict[str, str]:
+    e = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+    e.pop("ECT_METRICS_URL", None)
+    if url:
+        e["ECT_METRICS_URL"] = url
+    return e
+
+
+def ect(repo: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ect", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env(url),
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
+def remote_uids(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('ect_events')").fetchone() == (None,):
+            return []  # not created yet: no forwarder has connected
+        return [r[0] for r in conn.execute("SELECT uid FROM ect_events")]
+
+
+def test_sync_forwards_and_resync_never_duplicates(repo: Path, team_url: str) -> None:
+    state = repo / ".ect"
+    for i in range(50):
+        events.record(state, "loop.run", ts=time.time() - i, outcome="pass", duration_ms=float(i))
+    res = ect(repo, "metrics", "sync", "--url", team_url)
+    assert res.returncode == 0, res.stderr
+    assert "forwarded 50 events" in res.stdout and "0 pending" in res.stdout
+    local = {e["uid"] for e in events.query(state)}
+    assert sorted(remote_uids(team_url)) == sorted(local)
+    res = ect(repo, "metrics", "sync", "--all", "--url", team_url)  # everything is sent again
+    assert "forwarded 50 events" in res.stdout
+    assert len(remote_uids(team_url)) == 50
+    status = ect(repo, "metrics", "status", url=team_url)
+    assert "0 pending" in status.stdout
+
+
+def _dead_url() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"postgresql://ect@127.0.0.1:{port}/ect"
+
+
+def test_unreachable_team_db_keeps_events_locally_until_sync(repo: Path, team_url: str) -> None:
+    dead = _dead_url()
+    code = (
+        "import sys, time; from pathlib import Path; from ect import events\n"
+        "for i in range(100): events.record(Path(sys.argv[1]), 'x.offline', n=i)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(repo / ".ect")], env=env(dead), timeout=60)
+    assert proc.returncode == 0
+    assert len(events.query(repo / ".ect")) == 100
+    res = ect(repo, "metrics", "sync", url=dead)
+    assert res.returncode == 2
+    assert "cannot reach the team database" in res.stderr and "Traceback" not in res.stderr
+    res = ect(repo, "metrics", "sync", "--url", team_url)
+    assert res.returncode == 0 and "forwarded 100 events" in res.stdout
+    assert len(remote_uids(team_url)) == 100
+
+
+def test_record_in_team_mode_forwards_in_the_background(repo: Path, team_url: str) -> None:
+    code = (
+        "import sys; from pathlib import Path; from ect import events\n"
+        "for i in range(30): events.record(Path(sys.argv[1]), 'x.live', n=i)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(repo / ".ect")], env=env(team_url), timeout=60, check=True
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline and len(remote_uids(team_url)) < 30:
+        time.sleep(0.2)
+    assert len(remote_uids(team_url)) == 30
+
+
+def _history(state: Path, now: float) -> None:
+    for i in range(40):
+        events.record(
+            state,
+            "loop.run",
+            ts=now - 3000 * i,
+            source="hook",
+            repo="r",
+            author=f"dev{i % 3}",
+            outcome="fail" if i % 4 == 0 else "pass",
+            duration_ms=50.0 + 7 * i,
+            phases={"changes": 1.0 + i, "compile": 10.0, "select": 2.0, "tests": 30.0 + 5 * i},
+            test_files_selected=2,
+            test_files_total=10,
+        )
+        events.record(state, "completion.shown", ts=now - 3000 * i - 5, author=f"dev{i % 3}")
+        if i % 2:
+            events.record(state, "completion.accepted", ts=now - 3000 * i - 4, chars=20, author=f"dev{i % 3}")
+    for i in range(6):
+        t = now - 20000 * i - 100
+        events.record(
+            state,
+            "git.commit",
+            ts=t,
+            commit_sha=f"c{i}",
+            outcome="checked" if i % 3 else "bypassed",
+            chars=200,
+            loop_runs=i + 1,
+            first_run_outcome="pass",
+            first_run_ts=t - 600,
+            accepted=i % 2,
+        )
+        events.record(state, "review.requested", ts=t + 10, commit_sha=f"c{i}")
+        events.record(state, "review.approved", ts=t + 1000 * (i + 1), commit_sha=f"c{i}")
+        events.record(
+            state,
+            "promotion.done",
+            ts=t + 5000,
+            stage="production",
+            commit_sha=f"c{i}",
+            first_commit_ts=t - 3600,
+        )
+    events.record(state, "rollback", ts=now - 1000, commit_sha="c0")
+
+
+def test_team_report_equals_local_report(repo: Path, team_url: str) -> None:
+    _history(repo / ".ect", time.time() - 10_000)
+    local = ect(repo, "report", "--since", "3d", "--format", "json", "--by", "author", "--local")
+    assert local.returncode == 0, local.stderr
+    team = ect(repo, "report", "--since", "3d", "--format", "json", "--by", "author", url=team_url)
+    assert team.returncode == 0, team.stderr
+    a, b = json.loads(local.stdout), json.loads(team.stdout)
+    assert (a["store"]["kind"], b["store"]["kind"]) == ("sqlite", "postgresql")
+    for key in ("loop", "editor", "adoption", "review", "delivery", "ab", "breakdown"):
+        assert json.dumps(a[key], sort_keys=True) == json.dumps(b[key], sort_keys=True), key
+    assert a["loop"]["runs"] == 40 and a["delivery"]["deployments"] == 6
+
+
+def test_prune_team_and_unforwarded_events_are_kept(repo: Path, team_url: str) -> None:
+    state = repo / ".ect"
+    old = time.time() - 200 * 86400
+    events.record(state, "x.old", ts=old)
+    events.record(state, "x.new")
+    res = ect(repo, "metrics", "prune", "--older-than", "90d", url=team_url)
+    assert "deleted 0 events" in res.stdout and "kept 1 not yet forwarded" in res.stdout
+    assert ect(repo, "metrics", "sync", url=team_url).returncode == 0
+    res = ect(repo, "metrics", "prune", "--older-than", "90d", "--team", url=team_url)
+    assert res.returncode == 0, res.stderr
+    assert "local: deleted 1 events" in res.stdout and "team: deleted 1 events" in res.stdout
+    assert len(remote_uids(team_url)) == 1
