@@ -1,0 +1,292 @@
+"""The completion engine: FIM prompt with retrieved internal signatures, greedy decoding with a KV cache,
+validation against the symbol index (a hallucinated internal symbol is repaired or never shown)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.fim import CTX, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS
+from models.index import SymbolIndex
+from models.retrieval import Resolver, context_lines
+from models.settings import ModelSettings
+from models.validate import Validator
+
+
+@dataclass
+class Candidate:
+    text: str
+    score: float  # mean log-probability of the generated tokens
+    repaired: bool = False
+
+
+@dataclass
+class Completion:
+    candidates: list[Candidate]
+    raw: list[str] = field(default_factory=list)  # every generated candidate, before validation
+    rejected: list[tuple[str, list[str]]] = field(default_factory=list)  # (candidate, problems)
+    context: list[str] = field(default_factory=list)
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+
+
+_WORD = re.compile(r"\w*")
+_RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
+
+
+def offset_of(text: str, line: int, col: int) -> int:
+    """Offset of 1-based (line, col) in `text`; ValueError when outside the text."""
+    if line < 1 or col < 1:
+        raise ValueError("line and column are 1-based")
+    lines = text.split("\n")
+    if line > len(lines):
+        raise ValueError(f"line {line} is past the end of the file ({len(lines)} lines)")
+    if col - 1 > len(lines[line - 1]):
+        raise ValueError(f"column {col} is past the end of line {line} ({len(lines[line - 1])} characters)")
+    return sum(len(x) + 1 for x in lines[: line - 1]) + col - 1
+
+
+def _bracket_depth(text: str) -> int:
+    depth = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+    return depth
+
+
+class Completer:
+    """Completes code with one causal LM and the repository's symbol index."""
+
+    def __init__(
+        self,
+        model: Any,
+        tok: Any,
+        index: SymbolIndex | None,
+        settings: ModelSettings | None = None,
+        fast: bool = True,
+    ) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.tok = tok
+        self.index = index
+        self.settings = settings or ModelSettings()
+        self.special = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        self.stop_ids = {i for i in self.special.values() if i is not None}
+        if tok.eos_token_id is not None:
+            self.stop_ids.add(tok.eos_token_id)
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.keep_arg = "logits_to_keep" if "logits_to_keep" in params else None
+        self._line_cache: dict[str, list[int]] = {}
+        self._pieces: dict[int, str] = {}
+        self._name_cache: dict[str, list[int]] = {}
+        self.device = next(model.parameters()).device
+        self.fast: Any = None
+        if fast:
+            from models.fastllama import FastLlama, supports
+
+            if supports(model):
+                self.fast = FastLlama(model)
+
+    def _ids(self, text: str) -> list[int]:
+        ids: list[int] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _ctx_ids(self, lines: list[str]) -> list[int]:
+        out: list[int] = []
+        for line in lines:
+            ids = self._line_cache.get(line)
+            if ids is None:
+                ids = self._ids(line + "\n")
+                if len(self._line_cache) < 20000:
+                    self._line_cache[line] = ids
+            if len(out) + len(ids) > self.settings.ctx_tokens:
+                break
+            out.extend(ids)
+        return out
+
+    def prompt_ids(self, text: str, cursor: int, ctx: list[str]) -> list[int]:
+        s = self.settings
+        prefix_ids = self._ids(text[max(0, cursor - s.prefix_tokens * 6) : cursor])[-s.prefix_tokens :]
+        suffix_ids = (
+            self._ids(text[cursor : cursor + s.suffix_tokens * 6])[: s.suffix_tokens]
+            if s.suffix_tokens
+            else []
+        )
+        sp = self.special
+        return [
+            sp[CTX],
+            *self._ctx_ids(ctx),
+            sp[FIM_PREFIX],
+            *prefix_ids,
+            sp[FIM_SUFFIX],
+            *suffix_ids,
+            sp[FIM_MIDDLE],
+        ]
+
+    def _step(self, ids: list[int], cache: Any) -> tuple[Any, Any]:
+        torch = self.torch
+        if self.fast is not None:  # lean path: the cache lives in the FastLlama object
+            return self.fast.forward(ids, 0 if cache is None else None), True
+        kwargs: dict[str, Any] = {"use_cache": True}
+        if cache is not None:
+            kwargs[self.cache_arg] = cache
+        if self.keep_arg:
+            kwargs[self.keep_arg] = 1
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), **kwargs)
+        new_cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+        return torch.log_softmax(out.logits[0, -1].float(), dim=-1), new_cache
+
+    def _piece(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self.tok.decode([token], skip_special_tokens=False)
+            self._pieces[token] = piece
+        return piece
+
+    def _pick(
+        self, logprobs: Any, ident: str | None, allowed: list[str] | None, exclude: set[int]
+    ) -> tuple[int, str | None]:
+        """The best token, restricted while an identifier after an internal receiver is being written to
+        prefixes of that receiver's real members. Returns (token, identifier so far or None when done)."""
+        if ident is None or not allowed:
+            for t in self.torch.topk(logprobs, len(exclude) + len(self.stop_ids) + 1).indices.tolist():
+                if t not in exclude:
+                    return int(t), None
+            return int(logprobs.argmax()), None
+        for t in self.torch.topk(logprobs, 64).indices.tolist():
+            if t in exclude or t in self.stop_ids:
+                continue
+            piece = self._piece(t)
+            head = _WORD.match(piece).group(0)  # type: ignore[union-attr]
+            cand = (ident or "") + head
+            if len(head) == len(piece):
+                if cand and any(a.startswith(cand) for a in allowed):
+                    return int(t), cand
+            elif cand in allowed:
+                return int(t), None
+        # nothing in the top tokens fits: take the real member whose next token the model likes best
+        best: tuple[float, int, str | None] | None = None
+        for name in allowed:
+            if name.startswith(ident or "") and len(name) > len(ident or ""):
+                first_ids = self._name_ids(name[len(ident or "") :])
+                if first_ids and first_ids[0] not in exclude:
+                    t = first_ids[0]
+                    piece = self._piece(t)
+                    score = float(logprobs[t])
+                    if best is None or score > best[0]:
+                        done = len(piece) >= len(name) - len(ident or "")
+                        best = (score, t, None if done else (ident or "") + piece)
+        if best is not None:
+            return best[1], best[2]
+        return int(logprobs.argmax()), None
+
+    def _name_ids(self, text: str) -> list[int]:
+        ids = self._name_cache.get(text)
+        if ids is None:
+            ids = self._ids(text)
+            self._name_cache[text] = ids
+        return ids
+
+    def _continue(
+        self,
+        first: int,
+        logp: float,
+        cache: Any,
+        line_prefix: str,
+        multiline: bool,
+        ident: str | None = None,
+        allowed: list[str] | None = None,
+    ) -> tuple[str, float]:
+        ids = [first]
+        total = logp
+        text = ""
+        for _ in range(self.settings.max_new_tokens):
+            text = self.tok.decode(ids, skip_special_tokens=False)
+            if "\n" in text:
+                head, _, _ = text.partition("\n")
+                if not multiline or _bracket_depth(line_prefix + head) <= 0 or text.count("\n") > 8:
+                    return head, total / len(ids)
+            if len(ids) >= self.settings.max_new_tokens:
+                break
+            logprobs, cache = self._step([ids[-1]], cache)
+            nxt, ident = self._pick(logprobs, ident, allowed, set())
+            if nxt in self.stop_ids:
+                break
+            total += float(logprobs[nxt])
+            ids.append(nxt)
+        text = self.tok.decode(ids, skip_special_tokens=False)
+        return text if multiline else text.split("\n")[0], total / len(ids)
+
+    def member_names(self, text: str, cursor: int, module: str) -> tuple[str, list[str]] | None:
+        """(typed part, member names) when the cursor follows `receiver.` of an internal module or class."""
+        if self.index is None:
+            return None
+        line_prefix = text[text.rfind("\n", 0, cursor) + 1 : cursor]
+        m = _RECEIVER.search(line_prefix)
+        if not m:
+            return None
+        recv = Resolver(self.index, module, text).resolve_chain(m.group(1), cursor)
+        if recv is None or recv.kind not in ("module", "class") or self.index.is_open(recv.qualname):
+            return None
+        names = [x.name for x in self.index.members(recv.qualname)]
+        return (m.group(2), names) if names else None
+
+    def complete(
+        self,
+        text: str,
+        cursor: int,
+        module: str = "",
+        k: int = 1,
+        retrieval: bool = True,
+        validate: bool = True,
+        multiline: bool = False,
+    ) -> Completion:
+        """Up to `k` suggestions for the cursor at offset `cursor` of `text` (a file of `module`)."""
+        t0 = time.perf_counter()
+        ctx = context_lines(self.index, module, text, cursor) if retrieval and self.index is not None else []
+        ids = self.prompt_ids(text, cursor, ctx)
+        line_prefix = text[text.rfind("\n", 0, cursor) + 1 : cursor]
+        validator = (
+            Validator(self.index, module, text, cursor) if validate and self.index is not None else None
+        )
+        result = Completion([], context=ctx, prompt_tokens=len(ids))
+        members = self.member_names(text, cursor, module) if validator is not None else None
+        ident0, allowed = (members[0], members[1]) if members else (None, None)
+        with self.torch.inference_mode():
+            logprobs, cache = self._step(ids, None)
+            n_try = k + (1 if validator is not None else 0)
+            tried: set[int] = set(self.stop_ids)
+            for rank in range(n_try):
+                if len(result.candidates) >= k:
+                    break
+                if rank > 0:  # the cache was extended by the previous branch: prefill again (rarely needed)
+                    logprobs, cache = self._step(ids, None)
+                first, ident = self._pick(logprobs, ident0, allowed, tried)
+                tried.add(first)
+                cand, score = self._continue(
+                    first, float(logprobs[first]), cache, line_prefix, multiline, ident, allowed
+                )
+                if not cand.strip():
+                    continue
+                result.raw.append(cand)
+                if validator is None:
+                    result.candidates.append(Candidate(cand, score))
+                    continue
+                verdict = validator.check(cand)
+                if verdict.ok:
+                    result.candidates.append(Candidate(verdict.text, score, repaired=verdict.text != cand))
+                else:
+                    result.rejected.append((cand, verdict.problems))
+        result.latency_ms = (time.perf_counter() - t0) * 1000
+        return result
+
+
+__all__ = ["EOS", "Candidate", "Completer", "Completion", "offset_of"]

@@ -1,0 +1,126 @@
+"""The training corpus: the repository's git-tracked Python files, deduplicated, scrubbed and split."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from ect.errors import EctError
+from models.fim import call_spans, examples_from_file
+from models.index import SymbolIndex, module_name_for
+from models.secrets import scrub
+
+MAX_FILE_BYTES = 400_000
+
+
+@dataclass
+class SourceFile:
+    path: str  # repo-relative posix
+    module: str
+    text: str  # scrubbed
+
+
+@dataclass
+class Corpus:
+    train: list[SourceFile] = field(default_factory=list)
+    held_out: list[SourceFile] = field(default_factory=list)
+    masked: int = 0
+    duplicates: int = 0
+
+    @property
+    def lines(self) -> int:
+        return sum(f.text.count("\n") + 1 for f in self.train + self.held_out)
+
+
+def is_held_out(path: str, percent: int) -> bool:
+    """Deterministic split by file: a hash of the path, not of the content (edits keep the split)."""
+    digest = hashlib.blake2b(path.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100 < percent
+
+
+def tracked_python_files(root: Path) -> list[str]:
+    """Repo-relative paths of the git-tracked `.py` files."""
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=False)
+        out = repo.git.ls_files("-z", "--", "*.py")
+    except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError):
+        raise EctError(f"{root} is not a git repository") from None
+    except git.exc.GitCommandError as exc:
+        raise EctError(f"git ls-files failed: {exc.stderr.strip() or exc}") from None
+    return sorted(p for p in out.split("\0") if p)
+
+
+def build_corpus(root: Path, held_out_percent: int = 10, exclude: Sequence[str] = ()) -> Corpus:
+    """Read, deduplicate, scrub and split the tracked Python files of `root`."""
+    corpus = Corpus()
+    seen: set[str] = set()
+    for rel in tracked_python_files(root):
+        if any(fnmatch.fnmatch(rel, pat) for pat in exclude):
+            continue
+        path = root / rel
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if not data.strip() or len(data) > MAX_FILE_BYTES:
+            continue
+        digest = hashlib.sha1(data).hexdigest()
+        if digest in seen:
+            corpus.duplicates += 1
+            continue
+        seen.add(digest)
+        text, masked = scrub(data.decode("utf-8", "replace"))
+        corpus.masked += masked
+        item = SourceFile(rel, module_name_for(path, root), text)
+        (corpus.held_out if is_held_out(rel, held_out_percent) else corpus.train).append(item)
+    if held_out_percent > 0 and not corpus.held_out and len(corpus.train) > 1:
+        corpus.held_out.append(corpus.train.pop())  # tiny repositories still get a held-out file
+    if not corpus.train and len(corpus.held_out) > 1:
+        corpus.train.append(corpus.held_out.pop(0))  # ... and a training file
+    return corpus
+
+
+def internal_calls(index: SymbolIndex, f: SourceFile) -> list[tuple[int, int, str]]:
+    """Call sites in `f` whose callee resolves to the repository's own code."""
+    from models.retrieval import Resolver
+
+    resolver = Resolver(index, f.module, f.text)
+    out = []
+    for start, end, dotted in call_spans(f.text):
+        if resolver.resolve_callee(dotted, start) is not None:
+            out.append((start, end, dotted))
+    return out
+
+
+def _ctx_for(index: SymbolIndex, module: str, text: str, cursor: int, _middle: str) -> list[str]:
+    from models.retrieval import context_lines
+
+    return context_lines(index, module, text, cursor)
+
+
+def training_examples(
+    corpus: Corpus,
+    index: SymbolIndex,
+    seed: int,
+    files: Sequence[SourceFile] | None = None,
+    fim_per_kchar: float = 1.5,
+    internal_weight: int = 3,
+) -> list[str]:
+    """Causal chunks and FIM examples (retrieval context included), internal call sites weighted up."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    for f in files if files is not None else corpus.train:
+        calls = internal_calls(index, f)
+        weighted = calls * internal_weight if calls else call_spans(f.text)
+        ctx_for: Callable[[str, int, str], list[str]] = partial(_ctx_for, index, f.module)
+        n_fim = max(2, int(len(f.text) / 1000 * fim_per_kchar))
+        out.extend(examples_from_file(f.text, rng, n_fim, ctx_for=ctx_for, calls=weighted))
+    rng.shuffle(out)
+    return out

@@ -1,0 +1,329 @@
+"""Evaluation on held-out files: next-line and internal-API call completion, hallucinated internal
+symbols before/after validation, simulated keystroke savings and latency, for several systems."""
+
+from __future__ import annotations
+
+import difflib
+import random
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.corpus import Corpus, SourceFile, build_corpus, internal_calls
+from models.index import SymbolIndex
+from models.retrieval import Resolver, _rank
+from models.settings import ModelSettings
+from models.validate import Validator
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
+_PARTIAL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)$")
+
+
+@dataclass
+class Task:
+    kind: str  # 'next_line' | 'api_call'
+    file: SourceFile
+    text: str  # the file with the target removed
+    cursor: int
+    target: str
+    callee: str = ""
+
+
+def make_tasks(corpus: Corpus, index: SymbolIndex, n: int, seed: int) -> list[Task]:
+    rng = random.Random(seed)
+    files = corpus.held_out
+    lines: list[Task] = []
+    calls: list[Task] = []
+    for f in files:
+        offs = [0, *(m.end() for m in re.finditer("\n", f.text))]
+        for ls in offs:
+            le = f.text.find("\n", ls)
+            le = len(f.text) if le < 0 else le
+            line = f.text[ls:le]
+            if not line.strip():
+                continue
+            cur = ls + len(line) - len(line.lstrip())
+            lines.append(Task("next_line", f, f.text[:cur] + f.text[le:], cur, f.text[cur:le].rstrip()))
+        for start, end, dotted in internal_calls(index, f):
+            target = f.text[start:end].rstrip()
+            calls.append(
+                Task("api_call", f, f.text[:start] + f.text[end:], start, target, dotted.split(".")[-1])
+            )
+    rng.shuffle(lines)
+    rng.shuffle(calls)
+    return lines[:n] + calls[:n]
+
+
+def static_suggestion(index: SymbolIndex, module: str, text: str, cursor: int) -> str:
+    """The index alone: the most used matching member or imported name, with its required arguments."""
+    res = Resolver(index, module, text)
+    before = text[text.rfind("\n", 0, cursor) + 1 : cursor]
+    nearby = set(_IDENT.findall(text[max(0, cursor - 1500) : cursor]))
+    m = _RECEIVER.search(before)
+    if m:
+        recv = res.resolve_chain(m.group(1), cursor)
+        if recv is None or recv.kind not in ("module", "class"):
+            return ""
+        partial = m.group(2)
+        pool = [s for s in res.members(recv.qualname).values() if s.name.startswith(partial)]
+    else:
+        pm = _PARTIAL.search(before)
+        partial = pm.group(1) if pm else ""
+        pool = []
+        for local in res.imports:
+            sym = res.resolve_name(local, cursor)
+            if sym is not None and sym.kind in ("function", "class") and local.startswith(partial):
+                pool.append(sym)
+    ranked = _rank(pool, partial, nearby)
+    if not ranked:
+        return ""
+    top = ranked[0]
+    out = top.name[len(partial) :]
+    if top.kind in ("function", "method", "class"):
+        params = index.call_params(top.qualname) or []
+        req = [p.name for p in params if p.kind in ("positional", "positional_only") and not p.has_default]
+        out += f"({', '.join(req)})"
+    return out
+
+
+def identifiers(text: str) -> list[str]:
+    return _IDENT.findall(text)
+
+
+def ident_f1(pred: str, target: str) -> float:
+    p, t = Counter(identifiers(pred)), Counter(identifiers(target))
+    if not p and not t:
+        return 1.0
+    common = sum((p & t).values())
+    if common == 0:
+        return 0.0
+    prec, rec = common / sum(p.values()), common / sum(t.values())
+    return 2 * prec * rec / (prec + rec)
+
+
+def edit_similarity(pred: str, target: str) -> float:
+    return difflib.SequenceMatcher(None, pred.strip(), target.strip(), autojunk=False).ratio()
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+Suggest = Callable[[str, int, str], tuple[list[str], list[str], float]]  # -> (shown, raw, latency_ms)
+
+
+def run_row(name: str, suggest: Suggest, tasks: list[Task], index: SymbolIndex) -> dict[str, Any]:
+    """Score one system on the tasks."""
+    per: dict[str, dict[str, list[float]]] = {"next_line": {}, "api_call": {}}
+    raw_n = raw_bad = shown_n = shown_bad = 0
+    latencies: list[float] = []
+    for t in tasks:
+        shown, raw, ms = suggest(t.text, t.cursor, t.file.module)
+        latencies.append(ms)
+        checker = Validator(index, t.file.module, t.text, t.cursor)
+        for r in raw:
+            raw_n += 1
+            raw_bad += bool(checker.problems(r))
+        for s in shown:
+            shown_n += 1
+            shown_bad += bool(checker.problems(s))
+        pred = shown[0] if shown else ""
+        d = per[t.kind]
+        d.setdefault("exact", []).append(float(pred.strip() == t.target.strip()))
+        d.setdefault("edit_sim", []).append(edit_similarity(pred, t.target))
+        d.setdefault("ident_f1", []).append(ident_f1(pred, t.target))
+        if t.kind == "api_call":
+            first = identifiers(pred)[:1]
+            ok = bool(first) and first[0] == t.callee
+            d.setdefault("ident_acc", []).append(float(ok))
+            d.setdefault("api_acc", []).append(float(ok and pred.lstrip().startswith(t.callee + "(")))
+    out: dict[str, Any] = {"name": name}
+    for kind, metrics in per.items():
+        out[kind] = {k: round(statistics.fmean(v), 4) for k, v in metrics.items() if v}
+        out[kind]["n"] = len(next(iter(metrics.values()), []))
+    out["halluc_before"] = round(raw_bad / raw_n, 4) if raw_n else 0.0
+    out["halluc_after"] = round(shown_bad / shown_n, 4) if shown_n else 0.0
+    out["suggestions_shown"] = shown_n
+    out["latency_p50_ms"] = round(_pct(latencies, 0.5), 1)
+    out["latency_p95_ms"] = round(_pct(latencies, 0.95), 1)
+    return out
+
+
+def keystroke_savings(
+    suggest: Suggest, files: list[SourceFile], max_lines: int, seed: int
+) -> dict[str, float]:
+    """Replay lines of held-out files; at each word boundary ask for a suggestion and accept it (one
+    keystroke) when it matches what follows. Savings = keystrokes saved / characters typed."""
+    rng = random.Random(seed)
+    candidates: list[tuple[SourceFile, int, int]] = []
+    for f in files:
+        pos = 0
+        for line in f.text.split("\n"):
+            if line.strip() and not line.strip().startswith("#"):
+                ind = len(line) - len(line.lstrip())
+                candidates.append((f, pos + ind, pos + len(line.rstrip())))
+            pos += len(line) + 1
+    rng.shuffle(candidates)
+    typed = saved = queries = accepted = 0
+    for f, start, end in candidates[:max_lines]:
+        target = f.text[start:end]
+        rest = f.text[end:]
+        i = 0
+        while i < len(target):
+            at_boundary = i == 0 or not (target[i - 1].isalnum() or target[i - 1] == "_")
+            if at_boundary:
+                text = f.text[:start] + target[:i] + rest
+                shown, _, _ = suggest(text, start + i, f.module)
+                queries += 1
+                s = shown[0] if shown else ""
+                if s and target[i:].startswith(s) and len(s) > 1:
+                    saved += len(s) - 1
+                    accepted += 1
+                    i += len(s)
+                    continue
+            i += 1
+        typed += len(target)
+    return {
+        "keystroke_savings": round(saved / typed, 4) if typed else 0.0,
+        "chars": typed,
+        "queries": queries,
+        "accepted": accepted,
+    }
+
+
+def model_suggester(completer: Any, retrieval: bool) -> Suggest:
+    def suggest(text: str, cursor: int, module: str) -> tuple[list[str], list[str], float]:
+        res = completer.complete(text, cursor, module, k=1, retrieval=retrieval, validate=True)
+        return [c.text for c in res.candidates], res.raw, res.latency_ms
+
+    return suggest
+
+
+def static_suggester(index: SymbolIndex) -> Suggest:
+    import time
+
+    def suggest(text: str, cursor: int, module: str) -> tuple[list[str], list[str], float]:
+        t0 = time.perf_counter()
+        s = static_suggestion(index, module, text, cursor)
+        return ([s] if s else []), ([s] if s else []), (time.perf_counter() - t0) * 1000
+
+    return suggest
+
+
+def evaluate_repo(
+    root: Path,
+    state_dir: Path,
+    settings: ModelSettings,
+    n_tasks: int = 100,
+    replay_lines: int = 120,
+    seed: int = 0,
+    threads: int = 2,
+    echo: Callable[[str], None] = print,
+    model_dir: Path | None = None,
+) -> dict[str, Any]:
+    """All rows side by side on the held-out split of `root`."""
+    import time
+
+    import torch
+
+    from ect.errors import EctError
+    from models.complete import Completer
+    from models.modeling import load_base, load_trained, resolve_base
+
+    torch.set_num_threads(threads)
+    index = SymbolIndex.build(root, state_dir, settings.internal)
+    corpus = build_corpus(root, settings.held_out_percent, settings.exclude)
+    if not corpus.held_out:
+        raise EctError("no held-out files to evaluate on")
+    tasks = make_tasks(corpus, index, n_tasks, seed)
+    mdir = model_dir or state_dir / "model"
+    rows: list[tuple[str, Suggest]] = [("static index baseline", static_suggester(index))]
+    base_model, base_tok = load_base(resolve_base(settings.base, root))
+    base = Completer(base_model, base_tok, index, settings)
+    rows.append(("base model", model_suggester(base, retrieval=False)))
+    rows.append(("base + retrieval", model_suggester(base, retrieval=True)))
+    meta: dict[str, Any] = {}
+    if (mdir / "ect_model.json").is_file():
+        ft_model, ft_tok, meta = load_trained(mdir)
+        ft = Completer(ft_model, ft_tok, index, settings)
+        rows.append(("fine-tuned", model_suggester(ft, retrieval=False)))
+        rows.append(("fine-tuned + retrieval", model_suggester(ft, retrieval=True)))
+    else:
+        echo("no fine-tuned model in .ect/model: run 'ect model train' for the fine-tuned rows")
+    for _, fn in rows[1:2]:  # warm up (first calls allocate)
+        for t in tasks[:3]:
+            fn(t.text, t.cursor, t.file.module)
+    results = []
+    for name, fn in rows:
+        t0 = time.time()
+        row = run_row(name, fn, tasks, index)
+        if replay_lines > 0:
+            row.update(keystroke_savings(fn, corpus.held_out, replay_lines, seed))
+        row["seconds"] = round(time.time() - t0, 1)
+        c, n = row.get("api_call", {}), row.get("next_line", {})
+        echo(
+            f"  {name}: call id-acc {c.get('ident_acc', 0):.3f} EM {c.get('exact', 0):.3f}, line ES "
+            f"{n.get('edit_sim', 0):.3f}, halluc {row['halluc_before']:.3f}/{row['halluc_after']:.3f}, keys "
+            f"{row.get('keystroke_savings', 0):.3f}, p50 {row['latency_p50_ms']} "
+            f"p95 {row['latency_p95_ms']} ms ({row['seconds']:.0f}s)"
+        )
+        results.append(row)
+    return {
+        "repo": str(root),
+        "held_out_files": len(corpus.held_out),
+        "train_files": len(corpus.train),
+        "lines": corpus.lines,
+        "tasks": {
+            "next_line": sum(t.kind == "next_line" for t in tasks),
+            "api_call": sum(t.kind == "api_call" for t in tasks),
+        },
+        "model": {
+            k: meta.get(k)
+            for k in (
+                "base",
+                "lora",
+                "steps",
+                "tokens",
+                "seconds",
+                "parameters",
+                "held_out_loss_before",
+                "held_out_loss_after",
+            )
+        }
+        if meta
+        else {},
+        "rows": results,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    head = (
+        f"{'system':24} {'call id-acc':>11} {'call EM':>8} {'call ES':>8} {'line EM':>8} {'line ES':>8} "
+        f"{'id-F1':>6} {'halluc b/a':>11} {'keys saved':>10} {'p50 ms':>7} {'p95 ms':>7}"
+    )
+    lines = [
+        f"repo {result['repo']}: {result['train_files']} train / {result['held_out_files']} held-out files, "
+        f"{result['lines']} lines; tasks: {result['tasks']['next_line']} next-line, "
+        f"{result['tasks']['api_call']} api-call",
+        head,
+        "-" * len(head),
+    ]
+    nan = float("nan")
+    for r in result["rows"]:
+        c, n = r.get("api_call", {}), r.get("next_line", {})
+        lines.append(
+            f"{r['name']:24} {c.get('ident_acc', float('nan')):>11.3f} {c.get('exact', float('nan')):>8.3f} "
+            f"{c.get('edit_sim', nan):>8.3f} {n.get('exact', nan):>8.3f} {n.get('edit_sim', nan):>8.3f} "
+            f"{(c.get('ident_f1', 0) + n.get('ident_f1', 0)) / 2:>6.3f} "
+            f"{r['halluc_before']:>5.3f}/{r['halluc_after']:<5.3f} {r.get('keystroke_savings', nan):>10.3f} "
+            f"{r['latency_p50_ms']:>7.1f} {r['latency_p95_ms']:>7.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""`[tool.ect.model]` settings, validated strictly (no torch here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ect.config import Config, check_table
+
+SCHEMA: dict[str, tuple[str, Any]] = {
+    "internal": ("list[str]", []),
+    "base": ("str", ""),
+    "lora": ("bool", False),
+    "max_minutes": ("float", 15.0),
+    "max_epochs": ("float", 4.0),
+    "lr": ("float", 0.0),
+    "held_out_percent": ("int", 10),
+    "exclude": ("list[str]", []),
+    "ctx_tokens": ("int", 96),
+    "prefix_tokens": ("int", 224),
+    "suffix_tokens": ("int", 48),
+    "max_new_tokens": ("int", 24),
+}
+
+
+@dataclass
+class ModelSettings:
+    internal: list[str] = field(default_factory=list)
+    base: str = ""
+    lora: bool = False
+    max_minutes: float = 15.0
+    max_epochs: float = 4.0
+    lr: float = 0.0
+    held_out_percent: int = 10
+    exclude: list[str] = field(default_factory=list)
+    ctx_tokens: int = 96
+    prefix_tokens: int = 224
+    suffix_tokens: int = 48
+    max_new_tokens: int = 24
+
+
+def model_settings(cfg: Config) -> ModelSettings:
+    """The validated `[tool.ect.model]` table of `cfg` (one-line ConfigError when invalid)."""
+    values = check_table(
+        "model", cfg.section("model"), SCHEMA, cfg.source if cfg.source != "defaults" else "config"
+    )
+    values["max_minutes"] = float(values["max_minutes"])
+    values["max_epochs"] = float(values["max_epochs"])
+    values["lr"] = float(values["lr"])
+    return ModelSettings(**values)
+
+
+def model_dir(cfg: Config) -> Path:
+    """Where `ect model train` saves the fine-tuned model."""
+    return cfg.state_path / "model"

@@ -1,0 +1,381 @@
+"""Fine-tuning on the repository (full or LoRA), checkpoint chosen by held-out loss, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ect.errors import EctError
+from models.corpus import Corpus, build_corpus, training_examples
+from models.index import SymbolIndex
+from models.modeling import DEFAULT_BASE, check_base_dir, load_base, resolve_base, save_model
+from models.settings import ModelSettings
+
+SEQ_LEN = 512
+BATCH = 8
+WARMUP = 20
+
+
+@dataclass
+class TrainReport:
+    out_dir: str
+    base: str
+    lora: bool
+    device: str
+    steps: int
+    epochs: float
+    tokens: int
+    seconds: float
+    parameters: int
+    trainable: int
+    held_out_loss_before: float
+    held_out_loss_after: float
+    best_step: int
+    files_train: int
+    files_held_out: int
+    lines: int
+    secrets_masked: int
+    symbols: int
+    resumed: bool
+    finished: bool
+
+
+class Progress:
+    """A one-line progress bar on stderr: loss, tokens/s, ETA."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total = max(1, total)
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(
+        self, step: int, loss: float, held: float, tok_s: float, eta_s: float, force: bool = False
+    ) -> None:
+        if not self.enabled:
+            return
+        now = time.time()
+        if not force and now - self.last < (0.5 if self.tty else 15):
+            return
+        self.last = now
+        done = int(20 * min(step, self.total) / self.total)
+        bar = "#" * done + "-" * (20 - done)
+        held_s = f" held-out {held:.3f}" if held == held else ""
+        line = (
+            f"step {step}/{self.total} [{bar}] loss {loss:.3f}{held_s} "
+            f"{tok_s / 1000:.1f}k tok/s ETA {int(eta_s) // 60}:{int(eta_s) % 60:02d}"
+        )
+        print(
+            ("\r" + line + "\x1b[K") if self.tty else line,
+            end="" if self.tty else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def pack(tok: Any, texts: list[str], seq_len: int = SEQ_LEN) -> Any:
+    """Tokenize and pack `texts` into a (blocks, seq_len) LongTensor."""
+    import torch
+
+    ids: list[int] = []
+    for i in range(0, len(texts), 512):
+        for row in tok(texts[i : i + 512], add_special_tokens=False)["input_ids"]:
+            ids.extend(row)
+    n = max(1, len(ids) // seq_len)
+    if len(ids) < seq_len:
+        ids = ids + [tok.pad_token_id or 0] * (seq_len - len(ids))
+    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
+
+
+def _corpus_hash(corpus: Corpus) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for f in corpus.train + corpus.held_out:
+        h.update(f.path.encode())
+        h.update(hashlib.blake2b(f.text.encode(), digest_size=8).digest())
+    return h.hexdigest()
+
+
+def _apply_lora(model: Any, r: int = 16) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, cfg)
+
+
+def train_model(
+    root: Path,
+    state_dir: Path,
+    settings: ModelSettings,
+    *,
+    base: str | None = None,
+    lora: bool | None = None,
+    max_minutes: float | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    restart: bool = False,
+    progress: bool = True,
+    max_steps: int = 0,
+    echo: Callable[[str], None] = print,
+) -> TrainReport:
+    """Build the corpus and index, fine-tune the base, keep the best held-out checkpoint, save it."""
+    import torch
+
+    from ect.state import ensure_state_dir
+
+    t_start = time.time()
+    if device not in ("cpu", "cuda"):
+        raise EctError(f"unknown device '{device}' (use cpu or cuda)")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EctError("--device cuda: no CUDA device is available")
+    use_lora = settings.lora if lora is None else lora
+    minutes = settings.max_minutes if max_minutes is None else max_minutes
+    if minutes <= 0:
+        raise EctError("--max-minutes must be positive")
+    base_path = resolve_base(base if base is not None else settings.base, root)
+    check_base_dir(base_path)
+    ensure_state_dir(state_dir)
+    out_dir = state_dir / "model"
+    ckpt_dir = state_dir / "model-checkpoint"
+
+    index = SymbolIndex.build(root, state_dir, settings.internal)
+    corpus = build_corpus(root, settings.held_out_percent, settings.exclude)
+    if not corpus.train:
+        raise EctError("no git-tracked Python files to train on")
+    echo(
+        f"corpus: {len(corpus.train)} train / {len(corpus.held_out)} held-out files, {corpus.lines} lines, "
+        f"{corpus.masked} secrets masked; index: {len(index)} symbols"
+    )
+
+    torch.manual_seed(seed)
+    model, tok = load_base(base_path, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    if use_lora:
+        model = _apply_lora(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in trainable)
+    lr = settings.lr or (1e-3 if use_lora else 3e-4)
+    opt = torch.optim.AdamW(trainable, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+
+    held_texts = training_examples(corpus, index, seed=10_000, files=corpus.held_out or corpus.train[:1])
+    held = pack(tok, held_texts)[:24].to(device)
+    signature = {
+        "base": str(base_path.resolve()),
+        "lora": use_lora,
+        "corpus": _corpus_hash(corpus),
+        "seed": seed,
+    }
+    use_bf16 = device == "cuda"
+
+    def held_loss() -> float:
+        model.eval()
+        losses = []
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16):
+            for i in range(0, held.shape[0], BATCH):
+                losses.append(float(model(input_ids=held[i : i + BATCH], labels=held[i : i + BATCH]).loss))
+        model.train()
+        return sum(losses) / len(losses)
+
+    def trainable_state() -> dict[str, Any]:
+        return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "pos": 0, "tokens": 0, "elapsed": 0.0, "total_steps": 0}
+    resumed = False
+    if restart and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    if (ckpt_dir / "state.pt").is_file():
+        try:
+            saved = torch.load(ckpt_dir / "state.pt", map_location="cpu", weights_only=False)
+            if saved.get("signature") == signature:
+                model.load_state_dict(saved["params"], strict=False)
+                opt.load_state_dict(saved["optimizer"])
+                state = saved["state"]
+                resumed = True
+                echo(f"resuming at step {state['step']} (epoch {state['epoch']})")
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError):
+            echo("checkpoint unreadable: starting over")
+
+    before = state.get("loss_before") or held_loss()
+    state["loss_before"] = before
+    best = state.get("best") or (before, 0)
+    best_state = state.get("best_state") or trainable_state()
+    budget = minutes * 60
+    t0 = time.time()  # the time budget is per invocation; state["elapsed"] adds up over resumed runs
+    elapsed_before = float(state["elapsed"])
+    tokens_before = int(state["tokens"])
+    epochs_total = settings.max_epochs
+    epoch_blocks: Any = None
+    per_step = 0.0
+    bar: Progress | None = None
+    last_loss = float("nan")
+    stale = 0
+    finished = False
+
+    def save_checkpoint() -> None:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        state["elapsed"] = elapsed_before + time.time() - t0
+        state["best"] = best
+        state["best_state"] = best_state
+        payload = {
+            "signature": signature,
+            "params": trainable_state(),
+            "optimizer": opt.state_dict(),
+            "state": state,
+        }
+        torch.save(payload, ckpt_dir / "state.pt.tmp")
+        (ckpt_dir / "state.pt.tmp").replace(ckpt_dir / "state.pt")
+
+    model.train()
+    try:
+        while True:
+            if epoch_blocks is None:
+                texts = training_examples(corpus, index, seed=seed * 1000 + state["epoch"])
+                epoch_blocks = pack(tok, texts)
+                g = torch.Generator().manual_seed(seed * 1000 + state["epoch"])
+                epoch_blocks = epoch_blocks[torch.randperm(epoch_blocks.shape[0], generator=g)]
+                if not state["total_steps"]:
+                    steps_per_epoch = math.ceil(epoch_blocks.shape[0] / BATCH)
+                    state["total_steps"] = max(1, int(steps_per_epoch * epochs_total))
+                    if max_steps:
+                        state["total_steps"] = min(state["total_steps"], max_steps)
+                    state["max_total_steps"] = state["total_steps"]
+            if state["pos"] >= epoch_blocks.shape[0]:  # end of an epoch (also one a resumed run had finished)
+                state["epoch"] += 1
+                state["pos"] = 0
+                epoch_blocks = None
+                if state["epoch"] >= math.ceil(epochs_total):
+                    finished = True
+                    break
+                continue
+            if bar is None:
+                bar = Progress(state["total_steps"], progress)
+            if state["step"] >= state["total_steps"]:
+                finished = True
+                break
+            batch = epoch_blocks[state["pos"] : state["pos"] + BATCH].to(device)
+            state["pos"] += BATCH
+            step = state["step"]
+            if step < WARMUP:
+                cur_lr = lr * (step + 1) / WARMUP
+            else:
+                frac = min(1.0, (step - WARMUP) / max(1, state["total_steps"] - WARMUP))
+                cur_lr = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            for group in opt.param_groups:
+                group["lr"] = cur_lr
+            ts = time.time()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["tokens"] += int(batch.numel())
+            last_loss = float(loss.detach())
+            dt = time.time() - ts
+            per_step = dt if per_step == 0 else 0.9 * per_step + 0.1 * dt
+            elapsed = time.time() - t0
+            # re-plan: never run past the time budget
+            steps_left_budget = int(max(0.0, budget - elapsed) / max(per_step, 1e-6))
+            if state["step"] in (5, 20, 50) or state["step"] % 100 == 0:
+                planned = min(
+                    state.get("max_total_steps", state["total_steps"]), state["step"] + steps_left_budget
+                )
+                if planned != state["total_steps"]:
+                    state["total_steps"] = max(planned, state["step"])
+                    bar = Progress(state["total_steps"], progress)
+            eval_every = max(10, state["total_steps"] // 8)
+            held_now = float("nan")
+            if state["step"] % eval_every == 0 or state["step"] >= state["total_steps"]:
+                held_now = held_loss()
+                if held_now < best[0]:
+                    best = (held_now, state["step"])
+                    best_state = trainable_state()
+                    stale = 0
+                else:
+                    stale += 1
+                save_checkpoint()
+            eta = (state["total_steps"] - state["step"]) * per_step
+            bar.update(
+                state["step"],
+                last_loss,
+                held_now,
+                (state["tokens"] - tokens_before) / max(elapsed, 1e-6),
+                eta,
+                force=held_now == held_now,
+            )
+            if stale >= 3:
+                finished = True
+                echo("") if bar.tty and progress else None
+                echo(f"held-out loss stopped improving: stopping at step {state['step']}")
+                break
+            if elapsed > budget:
+                break
+    except KeyboardInterrupt:
+        save_checkpoint()
+        if bar is not None:
+            bar.close()
+        raise EctError("interrupted: run 'ect model train' again to resume", 130) from None
+    if bar is not None:
+        bar.close()
+    if not finished and state["step"] < state["total_steps"]:
+        save_checkpoint()
+        echo(f"time budget reached at step {state['step']}/{state['total_steps']}: run again to resume")
+    else:
+        finished = True
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    model.load_state_dict(best_state, strict=False)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    seconds = elapsed_before + time.time() - t0
+    steps_per_epoch = max(1, math.ceil((epoch_blocks.shape[0] if epoch_blocks is not None else 1) / BATCH))
+    report = TrainReport(
+        out_dir=str(out_dir),
+        base=str(base_path.resolve()),
+        lora=use_lora,
+        device=device,
+        steps=state["step"],
+        epochs=round(state["step"] / steps_per_epoch, 2),
+        tokens=state["tokens"],
+        seconds=round(seconds, 1),
+        parameters=n_params,
+        trainable=n_trainable,
+        held_out_loss_before=round(before, 4),
+        held_out_loss_after=round(best[0], 4),
+        best_step=best[1],
+        files_train=len(corpus.train),
+        files_held_out=len(corpus.held_out),
+        lines=corpus.lines,
+        secrets_masked=corpus.masked,
+        symbols=len(index),
+        resumed=resumed,
+        finished=finished,
+    )
+    model.to("cpu")
+    meta = {
+        **asdict(report),
+        "created": time.time(),
+        "seed": seed,
+        "total_seconds": round(time.time() - t_start, 1),
+    }
+    if base_path.resolve() == DEFAULT_BASE.resolve():
+        meta["base"] = "default"
+    save_model(model, tok, out_dir, meta)
+    (out_dir / "train_report.json").write_text(json.dumps(meta, indent=2) + "\n")
+    random.seed(seed)
+    return report

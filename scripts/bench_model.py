@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Benchmark the code model on a real repository (a git work tree; nothing of it is copied here).
+
+    python scripts/bench_model.py --repo /tmp/jinja --train cpu --train-minutes 15
+    python scripts/bench_model.py --repo /tmp/jinja --train skip --model-dir /path/to/.ect/model
+
+Trains with the real CLI (`python -m ect model train ...`, timed), then evaluates on the held-out
+files: static index baseline, base model, base + retrieval, fine-tuned, fine-tuned + retrieval
+(validation on for every model row), and checks the issue's targets. Latency is measured with
+2 torch threads. Prints a table; `--json` prints everything as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROW_COMMANDS = {
+    "static index baseline": "(index only: most used matching member + its required arguments)",
+    "base model": "ect model complete PATH:LINE:COL --base-model --no-retrieval",
+    "base + retrieval": "ect model complete PATH:LINE:COL --base-model",
+    "fine-tuned": "ect model complete PATH:LINE:COL --no-retrieval",
+    "fine-tuned + retrieval": "ect model complete PATH:LINE:COL",
+}
+
+
+def _row(result: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((r for r in result["rows"] if r["name"] == name), {})
+
+
+def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[str, bool, str]]:
+    base, ft = _row(result, "base model"), _row(result, "fine-tuned + retrieval")
+    ft_plain = _row(result, "fine-tuned")
+    out: list[tuple[str, bool, str]] = []
+    if not ft:
+        return [("fine-tuned rows", False, "no fine-tuned model")]
+    b_acc, f_acc = base["api_call"].get("ident_acc", 0.0), ft["api_call"].get("ident_acc", 0.0)
+    out.append(("call identifier accuracy >= 40%", f_acc >= 0.40, f"{f_acc:.1%}"))
+    out.append(
+        (
+            "call identifier accuracy >= 2x base",
+            f_acc >= 2 * b_acc and f_acc > 0,
+            f"{f_acc:.1%} vs base {b_acc:.1%}",
+        )
+    )
+    b_em, f_em = base["api_call"].get("exact", 0.0), ft["api_call"].get("exact", 0.0)
+    out.append(
+        ("call exact match >= 2.5x base", f_em >= 2.5 * b_em and f_em > 0, f"{f_em:.1%} vs base {b_em:.1%}")
+    )
+    b_es = base["next_line"].get("edit_sim", 0.0)
+    for name, row in (("fine-tuned", ft_plain), ("fine-tuned + retrieval", ft)):
+        es = row["next_line"].get("edit_sim", 0.0)
+        out.append((f"next-line edit similarity {name} >= base", es >= b_es, f"{es:.3f} vs base {b_es:.3f}"))
+    worst = max(r["halluc_after"] for r in result["rows"])
+    out.append(("hallucinated internal symbols shown = 0", worst == 0, f"max {worst:.3f} over rows"))
+    ks = ft.get("keystroke_savings", 0.0)
+    out.append(("keystroke savings >= 15%", ks >= 0.15, f"{ks:.1%}"))
+    out.append(("latency p50 <= 50 ms", ft["latency_p50_ms"] <= 50, f"{ft['latency_p50_ms']:.1f} ms"))
+    out.append(("latency p95 <= 150 ms", ft["latency_p95_ms"] <= 150, f"{ft['latency_p95_ms']:.1f} ms"))
+    if train is not None:
+        limit = 15 if train.get("device") == "cpu" else 2
+        minutes = train["wall_seconds"] / 60
+        out.append(
+            (f"fine-tune <= {limit} min on {train.get('device')}", minutes <= limit, f"{minutes:.1f} min")
+        )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, required=True, help="a git work tree of a Python project")
+    ap.add_argument("--train", choices=["cpu", "cuda", "skip"], default="cpu")
+    ap.add_argument("--train-minutes", type=float, default=15.0)
+    ap.add_argument("--lora", action="store_true")
+    ap.add_argument(
+        "--model-dir", type=Path, help="evaluate this fine-tuned model instead of <repo>/.ect/model"
+    )
+    ap.add_argument("--tasks", type=int, default=100, help="tasks per kind")
+    ap.add_argument("--replay-lines", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (latency target: 2 cores)")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+    args = ap.parse_args()
+
+    from ect.config import load_config
+    from ect.errors import EctError
+    from models.evaluate import evaluate_repo, format_table
+    from models.index import SymbolIndex
+    from models.modeling import DEFAULT_BASE
+    from models.settings import model_settings
+
+    root = args.repo.resolve()
+    if not (root / ".git").exists():
+        print(f"bench_model: {root} is not a git work tree", file=sys.stderr)
+        return 2
+    cfg = load_config(root)
+    settings = model_settings(cfg)
+    state = cfg.state_path
+
+    t0 = time.perf_counter()
+    index = SymbolIndex.build(root, None, settings.internal)
+    cold_ms = (time.perf_counter() - t0) * 1000
+    SymbolIndex.build(root, state, settings.internal)
+    t0 = time.perf_counter()
+    SymbolIndex.build(root, state, settings.internal)
+    warm_ms = (time.perf_counter() - t0) * 1000
+
+    train: dict[str, Any] | None = None
+    if args.train != "skip":
+        cmd = [
+            sys.executable,
+            "-m",
+            "ect",
+            "model",
+            "train",
+            "--lora" if args.lora else "--full",
+            "--device",
+            args.train,
+            "--max-minutes",
+            str(args.train_minutes),
+            "--restart",
+            "--json",
+        ]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return 1
+        train = json.loads(proc.stdout)
+        train["wall_seconds"] = round(wall, 1)
+        train["command"] = "ect model train " + " ".join(cmd[5:])
+    try:
+        result = evaluate_repo(
+            root,
+            state,
+            settings,
+            n_tasks=args.tasks,
+            replay_lines=args.replay_lines,
+            seed=args.seed,
+            threads=args.threads,
+            echo=lambda s: print(s, file=sys.stderr),
+            model_dir=args.model_dir,
+        )
+    except EctError as exc:
+        print(f"bench_model: {exc}", file=sys.stderr)
+        return 2
+    recipe = (
+        json.loads((DEFAULT_BASE / "recipe.json").read_text())
+        if (DEFAULT_BASE / "recipe.json").exists()
+        else {}
+    )
+    size_mb = sum(f.stat().st_size for f in DEFAULT_BASE.iterdir()) / 1e6
+    checks = targets(result, train)
+    report: dict[str, Any] = {
+        "repo": str(root),
+        "index": {"symbols": len(index), "cold_ms": round(cold_ms), "warm_ms": round(warm_ms)},
+        "default_base": {
+            "parameters": recipe.get("parameters"),
+            "size_mb": round(size_mb, 1),
+            "pretrain_tokens": recipe.get("tokens_trained"),
+            "pretrain_command": recipe.get("command"),
+            "pretrain_device": recipe.get("device"),
+        },
+        "train": train,
+        "evaluation": result,
+        "row_commands": ROW_COMMANDS,
+        "targets": [{"target": t, "met": ok, "value": v} for t, ok, v in checks],
+    }
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    db: dict[str, Any] = report["default_base"]
+    print(
+        f"index: {len(index)} symbols, cold build {cold_ms:.0f} ms, incremental (no change) {warm_ms:.0f} ms"
+    )
+    print(
+        f"default base: {db['parameters'] / 1e6:.1f}M parameters, {db['size_mb']} MB, pretrained on "
+        f"{(db['pretrain_tokens'] or 0) / 1e6:.0f}M tokens ({db['pretrain_device']})"
+    )
+    model = result.get("model") or {}
+    if train is not None:
+        print(
+            f"fine-tune: `{train['command']}` in {train['wall_seconds']:.0f}s wall: {train['steps']} steps, "
+            f"{train['tokens'] / 1e3:.0f}k tokens, held-out loss {train['held_out_loss_before']} -> "
+            f"{train['held_out_loss_after']}"
+        )
+    elif model:
+        print(
+            f"fine-tuned model: {model.get('steps')} steps, "
+            f"{(model.get('tokens') or 0) / 1e3:.0f}k tokens in "
+            f"{model.get('seconds')}s, held-out loss {model.get('held_out_loss_before')} -> "
+            f"{model.get('held_out_loss_after')} (lora={model.get('lora')})"
+        )
+    print()
+    print(format_table(result))
+    print()
+    for name, row_cmd in ROW_COMMANDS.items():
+        print(f"  {name:24} {row_cmd}")
+    print()
+    for t, ok, v in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {t}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

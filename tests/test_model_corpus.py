@@ -1,0 +1,155 @@
+"""Corpus, secret scrubbing, FIM examples, retrieval and validation (no torch needed)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.corpus import build_corpus, is_held_out, training_examples
+from models.fim import CTX, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, compact_signature, examples_from_file
+from models.index import Param, SymbolIndex
+from models.retrieval import context_lines
+from models.secrets import MASK, scrub
+from models.validate import Validator
+
+AWS_KEY = "AKIAQWERTYUIOPASDFGH"
+PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx7Fq3\n-----END RSA PRIVATE KEY-----"
+PASSWORD = "Tr0ub4dor&3xyz"
+
+STORE = '''"""Storage."""
+
+
+class Store:
+    def __init__(self, root):
+        self.root = root
+
+    def fetch(self, key, default=None):
+        return default
+
+    def save(self, key, value):
+        return None
+
+
+def open_store(root) -> "Store":
+    return Store(root)
+'''
+APP = f'''from shop.store import Store, open_store
+
+AWS_ACCESS_KEY_ID = "{AWS_KEY}"
+db_password = "{PASSWORD}"
+PEM = """{PRIVATE_KEY}"""
+
+
+def main():
+    store = open_store("data")
+    value = store.fetch("a")
+    store.save("b", value)
+    return store
+'''
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    files = {"shop/__init__.py": "", "shop/store.py": STORE, "app.py": APP, "untracked_dir/x.py": "y = 1\n"}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    (tmp_path / "copy.py").write_text(STORE)  # a duplicate of shop/store.py
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "shop", "app.py", "copy.py")
+    git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    return tmp_path
+
+
+def test_scrub_masks_planted_secrets() -> None:
+    text, n = scrub(APP)
+    assert n == 3
+    for secret in (AWS_KEY, PASSWORD, "MIIEowIBAAKCAQEAx7Fq3"):
+        assert secret not in text
+    assert text.count(MASK) == 3
+    assert scrub("token_type = 'bearer'\nauthor = 'Someone Nice'\n")[1] == 0  # no false positives
+    assert scrub('sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"')[1] == 1
+
+
+def test_corpus_is_scrubbed_deduplicated_and_split(repo: Path) -> None:
+    corpus = build_corpus(repo, held_out_percent=0)
+    paths = sorted(f.path for f in corpus.train)
+    assert paths == ["app.py", "copy.py"]  # the empty __init__.py is skipped
+    assert corpus.duplicates == 1  # shop/store.py has the same content as copy.py
+    assert corpus.masked == 3
+    index = SymbolIndex.build(repo)
+    examples = training_examples(corpus, index, seed=1)
+    blob = "\n".join(examples)
+    for secret in (AWS_KEY, PASSWORD, "MIIEowIBAAKCAQEAx7Fq3"):
+        assert secret not in blob
+    assert any(FIM_MIDDLE in e for e in examples) and any(FIM_MIDDLE not in e for e in examples)
+    assert all(is_held_out(p, 50) == is_held_out(p, 50) for p in paths)  # deterministic
+    split = build_corpus(repo, held_out_percent=50)
+    assert split.held_out and split.train
+    assert {f.path for f in split.held_out} == {
+        f.path for f in build_corpus(repo, held_out_percent=50).held_out
+    }
+
+
+def test_fim_examples_have_prefix_suffix_middle_and_context() -> None:
+    rng = random.Random(0)
+    ex = examples_from_file(STORE * 3, rng, n_fim=20)
+    fims = [e for e in ex if FIM_MIDDLE in e]
+    assert len(fims) >= 15
+    for e in fims:
+        assert e.startswith(CTX) and e.index(FIM_PREFIX) < e.index(FIM_SUFFIX) < e.index(FIM_MIDDLE)
+    params = [
+        Param("key", "positional", False),
+        Param("default", "positional", True),
+        Param("kw", "keyword_only", True),
+    ]
+    assert compact_signature("fetch", params, owner="Store") == "Store.fetch(key, default=..., *, kw=...)"
+
+
+def test_retrieval_finds_receiver_members_and_imports(repo: Path) -> None:
+    index = SymbolIndex.build(repo)
+    text = (repo / "app.py").read_text()
+    cursor = text.index("store.save") + len("store.")
+    lines = context_lines(index, "app", text, cursor)
+    assert "Store.save(key, value)" in lines and "Store.fetch(key, default=...)" in lines
+    cursor = text.index("store = open_store") + len("store = ")
+    assert "open_store(root)" in context_lines(index, "app", text, cursor)
+
+
+def test_validation_drops_or_repairs_hallucinated_internal_symbols(repo: Path) -> None:
+    index = SymbolIndex.build(repo)
+    text = (repo / "app.py").read_text()
+    cursor = text.index("store.save") + len("store.")
+    v = Validator(index, "app", text, cursor)
+    assert v.check('save("b", value)').ok
+    bad = v.check("delete_everything()")  # no such member, nothing close: dropped
+    assert not bad.ok and "has no attribute 'delete_everything'" in bad.problems[0]
+    typo = v.check('fetc("a")')  # repaired to the closest member
+    assert typo.ok and typo.text == 'fetch("a")'
+    arity = v.check('save("b", 1, 2, 3)')
+    assert not arity.ok and "positional" in arity.problems[0]
+    assert not v.check('fetch(kye="a")').ok
+    assert v.check('fetch("a", *rest)').ok  # splats cannot be judged
+    line_start = text.index("    value = store.fetch")
+    v2 = Validator(index, "app", text, line_start + 4)
+    assert not v2.check("value = totally_made_up_helper(store)").ok
+    assert v2.check("value = len(store.root)").ok
+
+
+def test_model_modules_import_without_torch() -> None:
+    code = (
+        "import sys, ect.cli, models.cli, models.index, models.validate, models.retrieval, models.corpus, "
+        "models.settings, models.fim, models.secrets\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'tokenizers') if m in sys.modules]\n"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
