@@ -53,7 +53,9 @@ class TextReporter(Reporter):
         elif not files:
             click.echo(f"ect: no tests can be affected by this change (0 of {total} test files)")
         else:
-            click.echo(f"ect: {len(files)} of {total} test files selected")
+            nodes = sum(len(v) for v in selection.nodes.values())
+            narrowed = f" ({nodes} tests by fingerprint)" if nodes else ""
+            click.echo(f"ect: {len(files)} of {total} test files selected{narrowed}")
         if self.explain:
             for test, reasons in sorted(selection.tests.items()):
                 click.echo(f"  {test}")
@@ -63,7 +65,8 @@ class TextReporter(Reporter):
                 click.echo(f"  note: {note}")
 
 
-def _summary(res: LoopResult) -> str:
+def summary(res: LoopResult) -> str:
+    """The closing line of a loop run."""
     phases = ", ".join(f"{k} {_ms(v)}" for k, v in res.phases_ms.items())
     word = {"pass": "passed", "fail": "FAILED", "noop": "nothing to do"}.get(res.outcome, res.outcome)
     return f"ect: {word} in {_ms(res.duration_ms)} ({phases})"
@@ -96,6 +99,8 @@ def result_json(res: LoopResult, root: Path) -> dict[str, Any]:
             "run_all": sel.run_all,
             "run_all_reasons": sel.run_all_reasons,
             "tests": [{"path": t, "reasons": r} for t, r in sorted(sel.tests.items())],
+            "nodes": sel.nodes,
+            "fingerprinted": sel.fingerprinted,
             "total_test_files": sel.total_test_files,
             "notes": sel.notes,
         },
@@ -196,5 +201,5 @@ def check(
     if as_json:
         click.echo(json.dumps(result_json(res, root), indent=2))
     elif res.outcome != "noop" or explain:
-        click.echo(_summary(res))
+        click.echo(summary(res))
     return res.exit_code

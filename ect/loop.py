@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from ect.selection import Selection
 
 
+# Fingerprints narrow the selection of these modes; explicit paths ask for their tests whatever the
+# fingerprints say. Every mode records fingerprints for the tests it runs.
+NARROWING_MODES = ("worktree", "staged", "range")
+
+
 class Reporter:
     """Progress callbacks; the default reports nothing (used by `--json` and other callers)."""
 
@@ -35,6 +40,7 @@ class LoopResult:
     compile: CompileReport | None = None
     selection: Selection | None = None
     test_files: list[str] | None = None  # None: the whole suite
+    test_args: list[str] | None = None  # what pytest ran: test files and node ids (None: everything)
     test_run: TestRun | None = None
     phases_ms: dict[str, float] = field(default_factory=dict)
     outcome: str = "noop"
@@ -65,8 +71,9 @@ def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> l
 
 
 def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, trigger: str = "cli",
-             reporter: Reporter | None = None, stream: bool = True, parallel: bool = False) -> LoopResult:
-    """Run the loop once and record a `loop.run` event."""
+             reporter: Reporter | None = None, stream: bool = True, parallel: bool = False,
+             timeout: float | None = None) -> LoopResult:
+    """Run the loop once and record a `loop.run` event (`timeout`: seconds pytest may take)."""
     rep = reporter or Reporter()
     res = LoopResult()
     t0 = time.perf_counter()
@@ -74,14 +81,14 @@ def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, t
     res.phases_ms["changes"] = (time.perf_counter() - t0) * 1000
     rep.changes(res.changes)
     try:
-        _compile_select_test(root, cfg, scope, res, rep, run_tests, stream, parallel)
+        _compile_select_test(root, cfg, scope, res, rep, run_tests, stream, parallel, timeout)
     finally:
         _record(root, cfg, scope, res, trigger)
     return res
 
 
 def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult, rep: Reporter,
-                         run_tests: bool, stream: bool, parallel: bool) -> None:
+                         run_tests: bool, stream: bool, parallel: bool, timeout: float | None) -> None:
     from ect.runner import load_last_failed
 
     everything = scope.mode == "all"
@@ -92,6 +99,7 @@ def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult,
 
     from ect import graph as graph_mod
     from ect.compile_step import run_compile
+    from ect.fingerprints.session import FingerprintSession, fingerprints_enabled
     from ect.selection import Selection, select
 
     t = time.perf_counter()
@@ -111,27 +119,40 @@ def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult,
 
     t = time.perf_counter()
     graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
+    fp = FingerprintSession.open(root, cfg) if fingerprints_enabled(cfg) else None
+    total = sum(1 for f in graph.files if _is_test(f, cfg))
     if everything:
         res.selection = Selection(run_all_reasons=["--all"])
-        res.selection.total_test_files = sum(1 for f in graph.files if _is_test(f, cfg))
+    elif fp is not None and scope.mode in NARROWING_MODES:
+        res.selection = fp.select(graph, res.changes, last_failed)
     else:
         res.selection = select(cfg, graph, res.changes, last_failed)
+    res.selection.total_test_files = total
     res.test_files = None if res.selection.run_all else sorted(res.selection.tests)
+    res.test_args = res.selection.pytest_args()
     res.phases_ms["select"] = (time.perf_counter() - t) * 1000
     rep.selected(res.selection, res.test_files)
     if res.test_files == []:
+        if fp is not None:
+            fp.close()
         res.outcome, res.exit_code = "pass", 0
         return
 
     from ect.runner import run_pytest, update_last_failed
 
     t = time.perf_counter()
-    res.test_run = run_pytest(root, cfg, res.test_files, stream=stream, parallel=parallel)
+    extra_env = fp.recording_env() if fp is not None else None
+    res.test_run = run_pytest(root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env,
+                              timeout=timeout)
     res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
     run = res.test_run
     if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
         run.collect_errors = list(res.test_files or ["."])
-    update_last_failed(cfg, run, res.test_files is None, last_failed)
+    update_last_failed(cfg, run, res.test_files is None, last_failed, set(res.selection.nodes))
+    if fp is not None:
+        t = time.perf_counter()
+        fp.record(graph, run, res.selection)
+        res.phases_ms["record"] = (time.perf_counter() - t) * 1000
     rep.tests_done(run)
     res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)
 

@@ -2,17 +2,51 @@
 
 Writes each test's outcome to the JSON file named by `$ECT_RESULTS`, so the loop
 knows which tests failed (they are selected again next time) without parsing output.
+With `$ECT_FP_OUT` set it also records per-test fingerprints (`ect.fingerprints.recorder`);
+tracing starts when this plugin is imported, before conftests and test modules load.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
+
+if os.environ.get("ECT_FP_OUT"):
+    from ect.fingerprints.recorder import IMPORT_TIME, start_from_env
+
+    _recorder = start_from_env()
+else:
+    _recorder = None
+    IMPORT_TIME = ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    if _recorder is not None:
+        _recorder.switch(item.nodeid)
+    yield
+    if _recorder is not None:
+        _recorder.switch(IMPORT_TIME)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: Any) -> Generator[None, None, None]:
+    # a fixture shared by several tests runs once: what it executes counts as import time
+    if _recorder is None or getattr(fixturedef, "scope", "function") == "function":
+        yield
+        return
+    previous = _recorder.context
+    _recorder.switch(IMPORT_TIME)
+    try:
+        yield
+    finally:
+        _recorder.switch(previous)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -35,6 +69,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _recorder is not None:
+        try:
+            _recorder.finish()
+        except Exception as exc:  # never fail the run because recording failed
+            print(f"ect: fingerprints not recorded: {type(exc).__name__}: {exc}")
     path = os.environ.get("ECT_RESULTS")
     if not path or hasattr(session.config, "workerinput"):  # xdist workers report through the controller
         return

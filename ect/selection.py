@@ -26,6 +26,18 @@ class Selection:
     run_all_reasons: list[str] = field(default_factory=list)
     total_test_files: int = 0
     notes: list[str] = field(default_factory=list)
+    # test file -> the node ids to run in it (fingerprints); a file not listed runs whole
+    nodes: dict[str, list[str]] = field(default_factory=dict)
+    fingerprinted: bool = False
+
+    def pytest_args(self) -> list[str] | None:
+        """What to hand pytest: None for the whole suite, else files and node ids."""
+        if self.run_all:
+            return None
+        args: list[str] = []
+        for test in sorted(self.tests):
+            args.extend(self.nodes.get(test, [test]))
+        return args
 
     @property
     def run_all(self) -> bool:
@@ -52,7 +64,8 @@ def is_test_file(path: str, cfg: Config) -> bool:
         return False
     if not any(fnmatch(name, pat) for pat in cfg.test_patterns):
         return False
-    return any(tp in (".", "") or path == tp or path.startswith(tp.rstrip("/") + "/") for tp in cfg.test_paths)
+    return any(tp in (".", "") or path == tp or path.startswith(tp.rstrip("/") + "/")
+               for tp in cfg.test_paths)
 
 
 def _under(path: str, directory: str) -> bool:
@@ -69,7 +82,8 @@ def select(cfg: Config, graph: Graph, changes: list[Change],
 
     for change in changes:
         path = change.path
-        what = {"A": "new", "D": "deleted", "R": f"renamed from {change.old_path}", "M": "modified"}[change.status]
+        what = {"A": "new", "D": "deleted", "R": f"renamed from {change.old_path}",
+                "M": "modified"}[change.status]
         rule = matches(path, cfg.run_all)
         if rule is not None:
             sel.run_all_reasons.append(f"{path} ({what}) matches run-everything rule '{rule}'")

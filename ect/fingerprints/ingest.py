@@ -1,0 +1,208 @@
+"""Turn a raw recording (written by the pytest plugin) into fingerprint records.
+
+A test's record lists, for every Python file it may depend on, the file's digest and the
+blocks the test executed in it. The files come from what it executed plus the static
+import closure of its test file, its conftests and the executed files: a change to the
+module level of any of those can reach the test through an imported value. Blocks that
+ran at import time (or in a shared fixture, or during an import a test triggered) count
+as module level of their file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import site
+import sys
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ect.fingerprints.blocks import SKELETON
+from ect.fingerprints.recorder import IMPORT_TIME, digest_bytes
+from ect.fingerprints.store import Record, Store
+from ect.graph import Graph
+
+
+def environment() -> str:
+    """Python version, platform and installed distributions (by their metadata directory names)."""
+    parts = [sys.version, sys.platform, sys.executable]
+    dirs = {*site.getsitepackages(), site.getusersitepackages()}
+    dirs.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    for d in sorted(dirs):
+        try:
+            names = sorted(
+                n for n in os.listdir(d) if n.endswith((".dist-info", ".egg-info", ".egg-link", ".pth"))
+            )
+        except OSError:
+            continue
+        parts.append(d)
+        parts.extend(names)
+    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def load_raw(out_dir: Path) -> dict[str, Any] | None:
+    """Merge the raw files of all pytest processes (xdist workers write one each)."""
+    merged: dict[str, Any] = {
+        "executed": {},
+        "modules": {},
+        "reads": {},
+        "dirs": {},
+        "data_digests": {},
+        "dir_digests": {},
+        "opaque": [],
+    }
+    found = False
+    for path in sorted(out_dir.glob("raw-*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # a worker's recording is unreadable: record nothing from this run
+        found = True
+        for key in ("executed", "reads", "dirs"):
+            for ctx, value in data.get(key, {}).items():
+                target = merged[key].setdefault(ctx, {} if key == "executed" else [])
+                if key == "executed":
+                    for rel, names in value.items():
+                        target[rel] = sorted(set(target.get(rel, [])) | set(names))
+                else:
+                    target.extend(value)
+        for key in ("modules", "data_digests", "dir_digests"):
+            merged[key].update(data.get(key, {}))
+        merged["opaque"].extend(data.get("opaque", []))
+    return merged if found else None
+
+
+class Closures:
+    """Forward static import closures, memoised per file."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.memo: dict[str, frozenset[str]] = {}
+
+    def of(self, path: str) -> frozenset[str]:
+        if path in self.memo:
+            return self.memo[path]
+        seen = {path}
+        stack = [path]
+        while stack:
+            for dep in self.graph.dependencies(stack.pop()):
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        result = frozenset(seen)
+        self.memo[path] = result
+        return result
+
+
+def conftests_for(test_file: str, files: set[str]) -> list[str]:
+    """`conftest.py` files that apply to `test_file` (its directory and every parent)."""
+    out = []
+    parent = PurePosixPath(test_file).parent
+    while True:
+        candidate = "conftest.py" if str(parent) in ("", ".") else f"{parent}/conftest.py"
+        if candidate in files:
+            out.append(candidate)
+        if str(parent) in ("", "."):
+            return out
+        parent = parent.parent
+
+
+def ingest(
+    store: Store,
+    root: Path,
+    graph: Graph,
+    raw: dict[str, Any],
+    outcomes: dict[str, str],
+    durations: dict[str, float],
+    nodeid_map: dict[str, str],
+    whole_files: list[str] | None,
+    collect_errors: list[str],
+    env: str,
+) -> int:
+    """Write records for the tests of one run; returns how many were recorded.
+
+    `nodeid_map` maps pytest's node ids (as in `raw`) to repo-relative ones (as in `outcomes`);
+    `whole_files` are the test files that ran completely (None: the whole suite).
+    """
+    executed: dict[str, dict[str, list[str]]] = raw["executed"]
+    modules: dict[str, str] = raw["modules"]
+    closures = Closures(graph)
+    fileset = set(graph.files)
+    at_import = executed.get(IMPORT_TIME, {})
+    import_names: dict[str, set[str]] = {rel: set(names) for rel, names in at_import.items()}
+    imported_at_start = {rel for rel, names in at_import.items() if SKELETON in names}
+    dynamic = set(graph.dynamic_files)
+    by_test = {nodeid_map.get(ctx, ctx): files for ctx, files in executed.items() if ctx != IMPORT_TIME}
+    # a test that imported a module for the first time ran that module's import-time code
+    for files in by_test.values():
+        lazily = [rel for rel, names in files.items() if SKELETON in names]
+        for rel in lazily:
+            reach = closures.of(rel)
+            for other, names in files.items():
+                if other in reach:
+                    import_names.setdefault(other, set()).update(names)
+    reads = {nodeid_map.get(c, c): v for c, v in raw["reads"].items()}
+    dirs = {nodeid_map.get(c, c): v for c, v in raw["dirs"].items()}
+    opaque = {nodeid_map.get(c, c) for c in raw["opaque"]}
+    now = time.time()
+    records = []
+    for nodeid, outcome in outcomes.items():
+        test_file = nodeid.split("::")[0]
+        if test_file not in fileset:
+            continue
+        files = by_test.get(nodeid, {})
+        starts = [test_file, *conftests_for(test_file, fileset), *(f for f in files if f in fileset)]
+        closure: set[str] = set()
+        for start in starts:
+            closure |= closures.of(start)
+        if closure & dynamic:  # a dynamic import may bring in anything imported at start-up
+            closure |= imported_at_start
+        py: dict[str, list[Any]] = {}
+        for path in sorted(closure | set(files)):
+            digest = modules.get(path) or (graph.infos[path].digest if path in graph.infos else None)
+            if digest is None:
+                continue
+            py[path] = [digest, sorted(files.get(path, [])), path in closure]
+        deps = {
+            "py": py,
+            "data": {p: raw["data_digests"].get(p) for p in sorted(set(reads.get(nodeid, [])))},
+            "dirs": {p: raw["dir_digests"].get(p) for p in sorted(set(dirs.get(nodeid, [])))},
+            "opaque": nodeid in opaque,
+        }
+        fp = hashlib.blake2b(json.dumps([env, deps], sort_keys=True).encode(), digest_size=12).hexdigest()
+        records.append(Record(nodeid, test_file, fp, outcome, durations.get(nodeid, 0.0), env, now, deps))
+    known = store.known_versions()
+    with store.write() as conn:
+        for rel, digest in modules.items():
+            at_import_names = import_names.get(rel, set())
+            if (rel, digest) in known:  # blocks already known: only widen its import-time names
+                store.add_import_names(conn, rel, digest, at_import_names)
+                continue
+            source = None
+            try:
+                data = (root / rel).read_bytes()
+                if digest_bytes(data) == digest:  # the version that ran (blocks are parsed only when needed)
+                    source = data
+            except OSError:
+                source = None
+            store.put_version(conn, rel, digest, source, at_import_names)
+        for rec in records:
+            store.put_record(conn, rec)
+        bad = {e.split("::")[0] for e in collect_errors}
+        ran_whole = sorted({n.split("::")[0] for n in outcomes}) if whole_files is None else whole_files
+        for test_file in ran_whole:
+            if test_file in graph.infos and test_file not in bad:
+                ids = [n for n in outcomes if n.split("::")[0] == test_file]
+                store.put_test_file(conn, test_file, graph.infos[test_file].digest, ids)
+        if whole_files is None and records and not collect_errors:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('full_recording', ?)", (str(now),))
+        gone = [f for f in store.test_files() if f not in fileset]
+        store.forget_files(conn, gone)
+        reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
+        if reads_at_import:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'import_reads'").fetchone()
+            merged = {**(json.loads(row[0]) if row else {}), **reads_at_import}
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('import_reads', ?)", (json.dumps(merged),))
+    return len(records)

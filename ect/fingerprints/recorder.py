@@ -1,0 +1,329 @@
+"""Inside pytest: record which blocks each test executed and which files it read.
+
+Tracing every call (coverage.py, `sys.settrace`, cProfile) costs 1.5-3x on call-heavy
+suites. Instead, repository modules are instrumented when they are imported: each block
+(see `ect.fingerprints.blocks`) and every function or lambda nested in it starts with
+`__ect_hits__[i] = 1`, a store into a per-module bytearray (a few ns). Between tests the
+arrays are read and zeroed. Files that pytest rewrites itself (test modules, conftests,
+plugins) are not instrumented: ect tracks them as whole files.
+
+Context "" is import time: collection, conftest and plugin imports, and setup of
+fixtures wider than a function, whose effects later tests may see. An audit hook notes
+the non-Python files each context opened for reading, the directories it listed, and
+whether it started a subprocess (whose code ect cannot see). At the end the raw
+recording is written as JSON for ect to turn into fingerprint records.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.machinery
+import json
+import os
+import sys
+from collections.abc import Sequence
+from types import CodeType, ModuleType
+from typing import Any
+
+from ect.fingerprints.blocks import SKELETON, block_nodes
+
+IMPORT_TIME = ""
+HITS = "__ect_hits__"
+_SUBPROCESS_EVENTS = frozenset(
+    {
+        "subprocess.Popen",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "pty.spawn",
+    }
+)
+_WATCHED = frozenset({"open", "os.listdir", "os.scandir"}) | _SUBPROCESS_EVENTS
+_SKIP_PARTS = frozenset({"__pycache__", "node_modules", "site-packages"})
+
+
+def digest_bytes(data: bytes) -> str:
+    """Content hash used everywhere for fingerprints (the import graph uses the same)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return digest_bytes(fh.read())
+    except OSError:
+        return None
+
+
+def listing_digest(path: str | os.PathLike[str]) -> str | None:
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    return digest_bytes("\0".join(names).encode("utf-8", "surrogateescape"))
+
+
+def _marker(index: int, at: ast.AST) -> ast.stmt:
+    target = ast.Subscript(ast.Name(HITS, ast.Load()), ast.Constant(index), ast.Store())
+    return ast.copy_location(ast.Assign([target], ast.Constant(1)), at)
+
+
+def _insert_marker(body: list[ast.stmt], index: int, module: bool = False) -> None:
+    pos = 0
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        pos = 1  # keep the docstring a docstring
+    while module and pos < len(body) and _is_future(body[pos]):
+        pos += 1
+    body.insert(pos, _marker(index, body[min(pos, len(body) - 1)] if body else ast.Pass()))
+
+
+def _is_future(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+
+
+def _mark_lambda(node: ast.Lambda, index: int) -> None:
+    call = ast.Call(
+        ast.Attribute(ast.Name(HITS, ast.Load()), "__setitem__", ast.Load()),
+        [ast.Constant(index), ast.Constant(1)],
+        [],
+    )
+    node.body = ast.Subscript(ast.Tuple([call, node.body], ast.Load()), ast.Constant(1), ast.Load())
+
+
+def _mark_tree(root: ast.AST, index: int, done: set[int]) -> None:
+    for sub in ast.walk(root):
+        if id(sub) in done:
+            continue
+        if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            done.add(id(sub))
+            _insert_marker(sub.body, index)
+        elif isinstance(sub, ast.Lambda):
+            done.add(id(sub))
+            _mark_lambda(sub, index)
+
+
+def instrument(tree: ast.Module) -> list[str]:
+    """Add hit markers to `tree` in place; returns the block name of each marker index."""
+    nodes = block_nodes(tree)
+    names = [SKELETON] + [key for key, _ in nodes]
+    done: set[int] = set()
+    for index, (_, node) in enumerate(nodes, start=1):
+        _mark_tree(node, index, done)
+    _mark_tree(tree, 0, done)  # lambdas and functions outside any block belong to the skeleton
+    _insert_marker(tree.body, 0, module=True)
+    ast.fix_missing_locations(tree)
+    return names
+
+
+class _Module:
+    __slots__ = ("digest", "hits", "names", "rel", "zeros")
+
+    def __init__(self, rel: str, digest: str, names: list[str]) -> None:
+        self.rel, self.digest, self.names = rel, digest, names
+        self.hits = bytearray(len(names))
+        self.zeros = bytes(len(names))
+
+
+class InstrumentingLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a repository module with hit markers (no bytecode cache is read or written)."""
+
+    def __init__(self, fullname: str, path: str, recorder: Recorder) -> None:
+        super().__init__(fullname, path)
+        self.recorder = recorder
+        self.module_hits: bytearray | None = None
+
+    def get_code(self, fullname: str) -> CodeType:
+        source = self.get_data(self.path)
+        try:
+            tree = ast.parse(source, self.path)
+        except (SyntaxError, ValueError):
+            return super().get_code(fullname)  # type: ignore[return-value]
+        names = instrument(tree)
+        mod = self.recorder.register(self.path, digest_bytes(source), names)
+        self.module_hits = mod.hits
+        code: CodeType = compile(tree, self.path, "exec", dont_inherit=True)
+        return code
+
+    def exec_module(self, module: ModuleType) -> None:
+        code = self.get_code(module.__name__)
+        if self.module_hits is not None:
+            module.__dict__[HITS] = self.module_hits
+        exec(code, module.__dict__)
+
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
+        return None  # never cache instrumented bytecode
+
+
+class InstrumentingFinder:
+    """A meta path finder that hands repository source files to `InstrumentingLoader`.
+
+    It asks the other finders first, so pytest's assertion rewriter keeps the files it
+    rewrites (those stay uninstrumented and are tracked as whole files).
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        spec = None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            try:
+                spec = finder.find_spec(fullname, path, target)
+            except Exception:
+                spec = None
+            if spec is not None:
+                break
+        if (
+            spec is None
+            or type(spec.loader) is not importlib.machinery.SourceFileLoader
+            or not spec.origin
+            or not self.recorder.wants(spec.origin)
+        ):
+            return spec
+        loader = InstrumentingLoader(fullname, spec.origin, self.recorder)
+        new = importlib.machinery.ModuleSpec(
+            fullname, loader, origin=spec.origin, is_package=spec.submodule_search_locations is not None
+        )
+        new.submodule_search_locations = spec.submodule_search_locations
+        new.has_location = True
+        new.cached = None
+        return new
+
+
+class Recorder:
+    """One pytest process's recording."""
+
+    def __init__(self, root: str, out_dir: str, skip_dirs: list[str]) -> None:
+        self.root = os.path.realpath(root)
+        self.prefix = self.root + os.sep
+        self.out_dir = out_dir
+        self.skip = tuple(os.path.join(self.root, d.rstrip("/")) + os.sep for d in skip_dirs)
+        self.context = IMPORT_TIME
+        self.modules: dict[str, _Module] = {}
+        self.hits: dict[str, dict[str, set[int]]] = {}
+        self.reads: dict[str, set[str]] = {}
+        self.dirs: dict[str, set[str]] = {}
+        self.opaque: set[str] = set()
+        self._in_hook = False
+        self._active = True
+        sys.addaudithook(self._audit)
+        sys.meta_path.insert(0, InstrumentingFinder(self))
+
+    def _rel(self, path: str) -> str | None:
+        full = os.path.realpath(path)
+        if not full.startswith(self.prefix) or full.startswith(self.skip):
+            return None
+        rel = full[len(self.prefix) :]
+        if any(p.startswith(".") or p in _SKIP_PARTS for p in rel.split(os.sep)):
+            return None
+        return rel.replace(os.sep, "/")
+
+    def wants(self, origin: str) -> bool:
+        return origin.endswith(".py") and self._rel(origin) is not None
+
+    def register(self, path: str, digest: str, names: list[str]) -> _Module:
+        rel = self._rel(path) or path
+        mod = self.modules.get(rel)
+        if mod is None or mod.digest != digest or mod.names != names:
+            mod = self.modules[rel] = _Module(rel, digest, names)
+        return mod
+
+    def flush(self) -> None:
+        """Move the hits since the last flush into the current context."""
+        table = None
+        for mod in self.modules.values():
+            hits = mod.hits
+            if hits != mod.zeros:
+                if table is None:
+                    table = self.hits.setdefault(self.context, {})
+                found = table.setdefault(mod.rel, set())
+                found.update(i for i, v in enumerate(hits) if v)
+                hits[:] = mod.zeros
+
+    def switch(self, context: str) -> None:
+        if context != self.context:
+            self.flush()
+            self.context = context
+
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if event not in _WATCHED or self._in_hook or not self._active:
+            return
+        self._in_hook = True
+        try:
+            if event == "open":
+                path, mode = args[0], args[1]
+                if mode is None or (isinstance(mode, str) and ("r" in mode or "+" in mode)):
+                    self._note(self.reads, path)
+            elif event in ("os.listdir", "os.scandir"):
+                self._note(self.dirs, args[0] if args and args[0] is not None else ".")
+            else:
+                self.opaque.add(self.context)
+        except Exception:  # an audit hook must never break the test
+            pass
+        finally:
+            self._in_hook = False
+
+    def _note(self, table: dict[str, set[str]], path: object) -> None:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, (str, os.PathLike)):
+            return
+        full = os.path.normpath(os.path.join(os.getcwd(), os.fsdecode(os.fspath(path))))
+        if full.endswith((".py", ".pyc")) or not full.startswith(self.prefix):
+            return
+        rel = self._rel(full)
+        if rel is not None:
+            table.setdefault(self.context, set()).add(rel)
+
+    def finish(self) -> None:
+        """Write `raw-<pid>.json` into the output directory."""
+        self.flush()
+        self._active = False
+        executed = {
+            ctx: {rel: sorted(self.modules[rel].names[i] for i in idx) for rel, idx in files.items()}
+            for ctx, files in self.hits.items()
+        }
+        data_files = {p for paths in self.reads.values() for p in paths}
+        listed = {p for paths in self.dirs.values() for p in paths}
+        out = {
+            "pid": os.getpid(),
+            "executed": executed,
+            "modules": {rel: m.digest for rel, m in self.modules.items()},
+            "reads": {c: sorted(p) for c, p in self.reads.items()},
+            "dirs": {c: sorted(p) for c, p in self.dirs.items()},
+            "data_digests": {p: file_digest(os.path.join(self.root, p)) for p in data_files},
+            "dir_digests": {p: listing_digest(os.path.join(self.root, p)) for p in listed},
+            "opaque": sorted(self.opaque),
+        }
+        os.makedirs(self.out_dir, exist_ok=True)
+        target = os.path.join(self.out_dir, f"raw-{os.getpid()}.json")
+        with open(target + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(out, fh)
+        os.replace(target + ".tmp", target)
+
+
+def start_from_env() -> Recorder | None:
+    """A recorder when ect asked for one (`$ECT_FP_OUT`)."""
+    out_dir = os.environ.get("ECT_FP_OUT")
+    root = os.environ.get("ECT_FP_ROOT")
+    if not out_dir or not root:
+        return None
+    try:
+        skip = json.loads(os.environ.get("ECT_FP_SKIP", "[]"))
+        return Recorder(root, out_dir, [str(s) for s in skip])
+    except Exception as exc:  # ect falls back to static selection
+        sys.stderr.write(f"ect: fingerprints not recorded: {type(exc).__name__}: {exc}\n")
+        return None

@@ -1,0 +1,231 @@
+"""Narrow the static selection with fingerprints, and only where they prove it safe.
+
+A recorded test is skipped when one of its passing fingerprints still matches: every
+block it executed, the module level of every file it may import, every file it read,
+every directory it listed, and the environment are unchanged (the result cache; it works
+across branches and worktrees). Otherwise it is selected, with the change that selected it.
+
+Static selection still decides for what fingerprints cannot reason about: a change that
+is not a modified, previously recorded Python module or a data file that recorded tests
+read; test files whose recording is missing, stale or partial; new tests. A corrupt
+database, or a changed file read at import time, runs everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ect.changes import Change
+from ect.config import Config
+from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
+from ect.fingerprints.recorder import file_digest, listing_digest
+from ect.fingerprints.store import Record, Store
+from ect.graph import Graph
+from ect.selection import Selection, select
+
+PASSING = ("passed", "skipped")
+
+
+@dataclass
+class Current:
+    """The working tree as fingerprints see it, computed lazily."""
+
+    root: Path
+    graph: Graph
+    env: str
+    store: Store
+    _blocks: dict[str, FileBlocks | None] = field(default_factory=dict)
+    _data: dict[str, str | None] = field(default_factory=dict)
+    _dirs: dict[str, str | None] = field(default_factory=dict)
+    _versions: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def py_digest(self, path: str) -> str | None:
+        info = self.graph.infos.get(path)
+        if info is not None:
+            return info.digest
+        return self.data_digest(path)
+
+    def data_digest(self, path: str) -> str | None:
+        if path not in self._data:
+            self._data[path] = file_digest(self.root / path)
+        return self._data[path]
+
+    def dir_digest(self, path: str) -> str | None:
+        if path not in self._dirs:
+            self._dirs[path] = listing_digest(self.root / path)
+        return self._dirs[path]
+
+    def blocks(self, path: str) -> FileBlocks | None:
+        if path not in self._blocks:
+            try:
+                self._blocks[path] = parse_blocks((self.root / path).read_bytes(), path)
+            except (OSError, SyntaxError, ValueError):
+                self._blocks[path] = None
+        return self._blocks[path]
+
+    def version(self, path: str, digest: str) -> Any:
+        key = (path, digest)
+        if key not in self._versions:
+            self._versions[key] = self.store.version(path, digest)
+        return self._versions[key]
+
+
+def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[str]:
+    """Why `rec` no longer describes the test (empty: it still does)."""
+    reasons: list[str] = []
+    if rec.env != cur.env:
+        reasons.append("the environment changed (Python or installed distributions)")
+    if rec.outcome not in PASSING:
+        reasons.append(f"{rec.outcome} last time")
+    if rec.deps.get("opaque"):
+        reasons.append("it starts a subprocess, whose code ect cannot see: runs on every change")
+    for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
+        if reasons and first_only:
+            return reasons
+        now = cur.py_digest(path)
+        if now == digest:
+            continue
+        if now is None:
+            reasons.append(f"{path} was deleted")
+            continue
+        version = cur.version(path, digest)
+        old = version[0] if version else None
+        new = cur.blocks(path)
+        if old is None or new is None:
+            reasons.append(
+                f"{path} changed ({'no block data recorded' if old is None else 'does not parse'})"
+            )
+            continue
+        if in_closure or SKELETON in names:
+            if old["skeleton"] != new.skeleton:
+                reasons.append(f"module level of {path} changed (imported by the test or code it ran)")
+                continue
+            for name in version[1]:
+                if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
+                    reasons.append(f"{path}::{name} changed (it runs at import time or in a shared fixture)")
+            for name in old.get("memo", []):
+                if name not in names and old["blocks"].get(name) != new.blocks.get(name):
+                    reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
+        for name in names:
+            if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
+                gone = name not in new.blocks
+                reasons.append(f"executed {path}::{name}, which {'was removed' if gone else 'changed'}")
+    for path, digest in rec.deps.get("data", {}).items():
+        if cur.data_digest(path) != digest:
+            reasons.append(f"read {path}, which changed")
+    for path, digest in rec.deps.get("dirs", {}).items():
+        if cur.dir_digest(path) != digest:
+            reasons.append(f"listed directory {path}, whose entries changed")
+    return reasons
+
+
+def refine(
+    root: Path,
+    cfg: Config,
+    graph: Graph,
+    changes: list[Change],
+    last_failed: dict[str, list[str]],
+    store: Store,
+    env: str,
+) -> Selection:
+    """The selection for `changes` using static analysis plus the recorded fingerprints."""
+    records = store.records()
+    test_files = store.test_files()
+    cur = Current(root, graph, env, store)
+    versions_with_blocks = {path for path, _ in store.known_versions()}
+    data_read = {p for recs in records.values() for r in recs[:1] for p in r.deps.get("data", {})}
+    tests = [f for f in graph.files if _is_test(f, cfg)]
+    known = {
+        f
+        for f in tests
+        if f in test_files
+        and test_files[f][0] == cur.py_digest(f)
+        and all(n in records for n in test_files[f][1])
+    }
+    complete = bool(tests) and len(known) == len(tests)
+
+    explained: list[Change] = []
+    unexplained: list[Change] = []
+    for change in changes:
+        if _explained(change, tests, known, versions_with_blocks, data_read, complete):
+            explained.append(change)
+        else:
+            unexplained.append(change)
+
+    # failures that fingerprints know by node id are selected per test below
+    unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in records for n in ids)}
+    sel = select(cfg, graph, unexplained, unknown_failures)
+    import_reads = _meta_json(store, "import_reads")
+    for path, digest in import_reads.items():
+        if cur.data_digest(path) != digest and any(c.path == path for c in changes):
+            sel.run_all_reasons.append(f"{path} changed and is read at import time (not by one test)")
+    if sel.run_all:
+        return sel
+
+    for change in explained:
+        sel.notes.append(f"{change.path}: {change.status}, judged per test by fingerprints")
+    reach = select(cfg, graph, explained, None) if explained else Selection()
+    # the recorded tests whose fingerprint no longer matches
+    changed: dict[str, list[str]] = {}
+    for nodeid, recs in records.items():
+        if recs[0].file not in graph.infos:
+            continue  # its test file is gone
+        if any(r.outcome in PASSING and not what_changed(r, cur, first_only=True) for r in recs):
+            continue  # result cache: unchanged since it passed
+        # explain with the record closest to the current state
+        changed[nodeid] = min((what_changed(r, cur) for r in recs), key=len) or [
+            "no passing fingerprint matches"
+        ]
+    by_file: dict[str, list[str]] = {}
+    for nodeid in changed:
+        by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
+
+    for test_file, reasons in reach.tests.items():
+        if test_file in sel.tests:
+            continue
+        if test_file not in known:
+            for why in reasons:
+                sel.add(test_file, why + " (no complete fingerprints for this file)")
+            continue
+        if test_file not in by_file:
+            sel.notes.append(f"{test_file}: statically reachable, but none of its tests executed the change")
+    for test_file, nodeids in sorted(by_file.items()):
+        if test_file in sel.tests:
+            continue  # runs whole anyway
+        sel.nodes[test_file] = sorted(nodeids)
+        for nodeid in sorted(nodeids):
+            sel.add(test_file, f"{nodeid.split('::', 1)[1]}: {'; '.join(changed[nodeid][:3])}")
+    sel.fingerprinted = True
+    return sel
+
+
+def _explained(
+    change: Change, tests: list[str], known: set[str], versions: set[str], data_read: set[str], complete: bool
+) -> bool:
+    """Whether fingerprints can judge `change` test by test (else static selection decides)."""
+    path = change.path
+    if change.status == "M" and path.endswith(".py"):
+        if path in known:  # a test file that already ran whole as it is now
+            return True
+        return path in versions and path not in tests and os.path.basename(path) != "conftest.py"
+    # a data file: only when every test file is recorded, and some recorded test read it
+    return not path.endswith(".py") and change.status in ("M", "D") and complete and path in data_read
+
+
+def _is_test(path: str, cfg: Config) -> bool:
+    from ect.selection import is_test_file
+
+    return is_test_file(path, cfg)
+
+
+def _meta_json(store: Store, key: str) -> dict[str, Any]:
+    row = store.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    try:
+        value = json.loads(row[0]) if row else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

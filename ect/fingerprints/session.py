@@ -1,0 +1,138 @@
+"""The loop's handle on fingerprints: select with them, record while tests run, store the result.
+
+Any failure here degrades to static selection (or to the full suite for a corrupt
+database); it never narrows the selection and never fails the loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ect.changes import Change
+from ect.config import Config, check_table
+
+if TYPE_CHECKING:
+    from ect.fingerprints.store import Store
+    from ect.graph import Graph
+    from ect.runner import TestRun
+    from ect.selection import Selection
+
+HOOKS_SCHEMA = {"fingerprints": ("bool", True)}
+
+
+def fingerprints_enabled(cfg: Config) -> bool:
+    """`[tool.ect.hooks] fingerprints = false` turns per-test fingerprints off."""
+    return bool(check_table("hooks", cfg.section("hooks"), HOOKS_SCHEMA, cfg.source)["fingerprints"])
+
+
+class FingerprintSession:
+    """One loop run's use of the fingerprint database."""
+
+    def __init__(self, root: Path, cfg: Config, store: Store | None, problem: str | None) -> None:
+        self.root = root
+        self.cfg = cfg
+        self.store = store
+        self.problem = problem
+        self.out_dir: Path | None = None
+        self._env: str | None = None
+
+    @classmethod
+    def open(cls, root: Path, cfg: Config) -> FingerprintSession | None:
+        from ect.fingerprints.store import open_store
+        from ect.state import ensure_state_dir
+
+        ensure_state_dir(cfg.state_path)
+        try:
+            store = open_store(root, cfg)
+        except (sqlite3.Error, OSError) as exc:
+            return cls(root, cfg, None, f"fingerprint database unusable ({exc}): static selection only")
+        if store.rebuilt:
+            return cls(root, cfg, store, "fingerprint database was corrupt: rebuilt, running the full suite")
+        return cls(root, cfg, store, None)
+
+    @property
+    def env(self) -> str:
+        if self._env is None:
+            from ect.fingerprints.ingest import environment
+
+            self._env = environment()
+        return self._env
+
+    def select(self, graph: Graph, changes: list[Change], last_failed: dict[str, list[str]]) -> Selection:
+        from ect.selection import Selection, select
+
+        if self.store is not None and self.store.rebuilt:
+            return Selection(run_all_reasons=[str(self.problem)])
+        sel = select(self.cfg, graph, changes, last_failed)
+        if self.store is None:
+            if self.problem:
+                sel.notes.append(self.problem)
+            return sel
+        if self.store.full_recording() is None:
+            sel.notes.append(
+                "the whole suite has not been recorded yet: static selection "
+                "(`ect check --all` records every test once; later runs then select per test)"
+            )
+            return sel
+        from ect.fingerprints.refine import refine
+
+        try:
+            return refine(self.root, self.cfg, graph, changes, last_failed, self.store, self.env)
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            sel.notes.append(f"fingerprints unusable ({type(exc).__name__}: {exc}): static selection")
+            return sel
+
+    def recording_env(self) -> dict[str, str]:
+        from ect.runner import recording_env
+
+        self.out_dir = Path(tempfile.mkdtemp(prefix="fp-", dir=self.cfg.state_path))
+        return recording_env(self.root, self.cfg, self.out_dir)
+
+    def close(self) -> None:
+        if self.out_dir is not None:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            self.out_dir = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def record(self, graph: Graph, run: TestRun, selection: Selection) -> int:
+        """Store what the run recorded; returns the number of tests recorded."""
+        try:
+            if self.store is None or self.out_dir is None:
+                return 0
+            from ect.fingerprints.ingest import ingest, load_raw
+            from ect.runner import relative_nodeid
+
+            raw = load_raw(self.out_dir)
+            if raw is None:
+                return 0
+            rootpath = Path(run.rootpath or self.root)
+            nodeid_map = {ctx: relative_nodeid(rootpath, self.root, ctx) for ctx in raw["executed"]}
+            for key in ("reads", "dirs"):
+                for ctx in raw[key]:
+                    nodeid_map.setdefault(ctx, relative_nodeid(rootpath, self.root, ctx))
+            for ctx in raw["opaque"]:
+                nodeid_map.setdefault(ctx, relative_nodeid(rootpath, self.root, ctx))
+            nodeid_map[""] = ""
+            whole = None if selection.run_all else [f for f in selection.tests if f not in selection.nodes]
+            return ingest(
+                self.store,
+                self.root,
+                graph,
+                raw,
+                run.outcomes,
+                run.durations,
+                nodeid_map,
+                whole,
+                run.collect_errors,
+                self.env,
+            )
+        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
+            return 0  # a failed recording only costs precision next time
+        finally:
+            self.close()

@@ -1,0 +1,223 @@
+"""Per-test fingerprints end to end: real repositories, real `ect check`, real pytest runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+from ect_testutil import GIT_ENV, git, write
+from fp_testutil import FP_SAMPLE, check, db_nodeids, edit, env_with_log
+
+ALL = ["test_count", "test_gross", "test_load", "test_net", "test_table"]
+
+
+def _recorded(make_repo, ran_log):
+    repo = make_repo(FP_SAMPLE)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ALL
+    return repo
+
+
+def test_change_inside_one_function_reruns_only_the_tests_that_executed_it(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_gross"]
+    assert "test_gross: executed shop/prices.py::gross, which changed" in proc.stdout
+
+    # net is called by both net's and gross's tests
+    edit(repo, "shop/prices.py", "return x * RATE", "return RATE * x")
+    assert check(repo).returncode == 0
+    assert ran_log() == ["test_gross", "test_net"]
+
+    # a comment or a moved function changes no block: nothing to run
+    edit(repo, "shop/prices.py", "RATE = 2\n", "RATE = 2  # per unit\n")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0 and ran_log() == []
+    assert "none of its tests executed the change" in proc.stdout
+
+
+def test_module_level_and_import_time_changes_reach_every_importer(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    edit(repo, "shop/prices.py", "RATE = 2", "RATE = 3")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1  # net and gross now fail
+    assert ran_log() == ["test_gross", "test_net", "test_table"]
+    assert "module level of shop/prices.py changed" in proc.stdout
+    edit(repo, "shop/prices.py", "RATE = 3", "RATE = 2")
+    assert check(repo).returncode == 0
+    ran_log()
+    # label() runs at import time to build TABLE: a change to it is a module-level change
+    edit(repo, "shop/prices.py", 'return f"{k}$"', 'return f"{k}€"')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1
+    assert "test_table" in ran_log()
+    assert "shop/prices.py::label changed (it runs at import time" in proc.stdout
+
+
+def test_changed_data_file_reruns_the_tests_that_read_it(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    (repo / "shop/menu.txt").write_text("tea coffee water\n")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1  # test_load expects the old menu
+    assert ran_log() == ["test_load"]
+    assert "read shop/menu.txt, which changed" in proc.stdout
+
+
+def test_new_test_runs_and_deleted_test_disappears(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    db = repo / ".ect" / "fingerprints.db"
+    assert "tests/test_menu.py::test_count" in db_nodeids(db)
+    text = (repo / "tests/test_menu.py").read_text()
+    text = text.replace('def test_count():\n    _ran("test_count")\n    assert count([1, 2]) == 2\n', "")
+    text += '\n\ndef test_fresh():\n    _ran("test_fresh")\n    assert count([]) == 0\n'
+    (repo / "tests/test_menu.py").write_text(text)
+    write(
+        repo,
+        {
+            "tests/test_brand_new.py": (
+                "from shop.prices import net\n\ndef test_new():\n    assert net(0) == 0\n"
+            )
+        },
+    )
+    proc = check(repo)
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_fresh", "test_load"]
+    ids = db_nodeids(db)
+    assert "tests/test_menu.py::test_count" not in ids
+    assert {"tests/test_menu.py::test_fresh", "tests/test_brand_new.py::test_new"} <= ids
+    # a later change does not try to run the deleted test
+    edit(repo, "shop/menu.py", "return len(items)", "return 0 + len(items)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_fresh"]
+    assert "test_count" not in proc.stdout
+
+
+def test_failed_test_reruns_until_it_passes_and_result_cache_spans_branches(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    git(repo, "checkout", "-q", "-b", "feature")
+    edit(repo, "shop/menu.py", "return len(items)", "return len(items) + 0")
+    assert check(repo).returncode == 0
+    assert ran_log() == ["test_count"]
+    git(repo, "commit", "-qam", "feature")
+    git(repo, "checkout", "-q", "main")
+    # the same code on another branch (uncommitted here): it passed with exactly this code, not re-run
+    edit(repo, "shop/menu.py", "return len(items)", "return len(items) + 0")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0 and ran_log() == []
+    # a failure is selected again until it passes
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return net(x) + 2")
+    assert check(repo).returncode == 1
+    assert ran_log() == ["test_gross"]
+    edit(repo, "shop/menu.py", "return len(items) + 0", "return len(items) + 0 + 0")
+    proc = check(repo, "--explain")
+    assert "test_gross: failed last time" in proc.stdout
+    assert ran_log() == ["test_count", "test_gross"]
+    # back to code it passed with: the cached pass stands, nothing runs
+    edit(repo, "shop/prices.py", "return net(x) + 2", "return net(x) + 1")
+    assert check(repo).returncode == 0
+    assert ran_log() == []
+
+
+def test_subprocess_test_runs_on_every_change(make_repo, ran_log) -> None:
+    files = dict(FP_SAMPLE)
+    files["tests/test_cli.py"] = (
+        "import subprocess, sys\n\n"
+        "def test_cli():\n"
+        "    out = subprocess.run([sys.executable, '-c', 'print(1)'], capture_output=True, text=True)\n"
+        "    assert out.stdout.strip() == '1'\n"
+    )
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    ran_log()
+    edit(repo, "shop/menu.py", "return len(items)", "return len(items) + 0")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0
+    assert "starts a subprocess" in proc.stdout
+    assert "tests/test_cli.py" in proc.stdout
+
+
+def test_corrupt_fingerprint_database_is_rebuilt_and_the_full_suite_runs(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    db = repo / ".ect" / "fingerprints.db"
+    db.write_bytes(b"this is not a database" * 200)
+    for extra in (".ect/fingerprints.db-wal", ".ect/fingerprints.db-shm"):
+        (repo / extra).unlink(missing_ok=True)
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "corrupt" in proc.stdout
+    assert ran_log() == ALL
+    assert len(db_nodeids(db)) == 5  # rebuilt and recorded again
+    assert list((repo / ".ect").glob("fingerprints.db.corrupt-*"))
+    # and precise again from here on
+    edit(repo, "shop/prices.py", "return 1 + net(x)", "return 1 + net(x) + 0")
+    assert check(repo).returncode == 0
+    assert ran_log() == ["test_gross"]
+
+
+def test_two_hooks_in_two_worktrees_at_once_share_one_database(make_repo, tmp_path) -> None:
+    repo = make_repo(FP_SAMPLE)
+    log = tmp_path / "wt.log"
+    env = env_with_log(log)
+    first = subprocess.run(
+        [sys.executable, "-m", "ect", "check", "--all"],
+        cwd=repo,
+        env={**env, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    other = tmp_path / "wt2"
+    git(repo, "worktree", "add", "-q", str(other), "-b", "other")
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    edit(other, "shop/menu.py", "return len(items)", "return len(items) + 0")
+    procs = []
+    for _ in range(3):
+        for where in (repo, other):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "ect", "check", "--trigger", "hook"],
+                    cwd=where,
+                    env={**env, **GIT_ENV},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out + err
+        assert "Traceback" not in err and "corrupt" not in out + err
+    db = repo / ".ect" / "fingerprints.db"
+    assert not (other / ".ect" / "fingerprints.db").exists()  # one database for all worktrees
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    fps = {row[0]: row[1] for row in conn.execute("SELECT nodeid, count(*) FROM records GROUP BY nodeid")}
+    conn.close()
+    assert fps["tests/test_prices.py::test_gross"] == 2 and fps["tests/test_menu.py::test_count"] == 2
+
+
+def test_memoised_function_change_reaches_tests_that_only_saw_its_cached_result(make_repo, ran_log) -> None:
+    files = {
+        "pyproject.toml": FP_SAMPLE["pyproject.toml"],
+        "shop/__init__.py": "",
+        "shop/rates.py": (
+            "import functools\n\n\n@functools.lru_cache(maxsize=None)\n"
+            "def table():\n    return {'eur': 1}\n\n\ndef rate(code):\n    return table()[code]\n"
+        ),
+        "tests/test_a.py": "from shop.rates import rate\n\ndef test_first():\n    assert rate('eur') == 1\n",
+        "tests/test_b.py": "from shop.rates import rate\n\ndef test_second():\n    assert rate('eur') == 1\n",
+    }
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/rates.py", "return {'eur': 1}", "return {'eur': 2}")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1
+    assert "tests/test_a.py" in proc.stdout and "tests/test_b.py" in proc.stdout
+    assert "memoised" in proc.stdout
