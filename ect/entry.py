@@ -130,6 +130,9 @@ def try_noop(args: tuple[str, ...]) -> bool:
 def main() -> None:
     """`ect`: the fast no-op path when it applies, else the full CLI."""
     argv = tuple(sys.argv[1:])
+    if "--trigger" in argv[:-1]:  # `--trigger hook` -> `--trigger=hook`
+        i = argv.index("--trigger")
+        argv = (*argv[:i], f"--trigger={argv[i + 1]}", *argv[i + 2 :])
     if argv[:1] == ("check",) and set(argv[1:]) <= _FAST_ARGS and not os.environ.get("ECT_NO_FAST_PATH"):
         try:
             if try_noop(argv[1:]):
