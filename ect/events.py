@@ -133,10 +133,15 @@ def migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-def connect(state_dir: Path, timeout: float = 0.5) -> sqlite3.Connection:
-    """Open (creating and migrating) the event database."""
+def connect(state_dir: Path, timeout: float = 0.5, shared: bool = False) -> sqlite3.Connection:
+    """Open (creating and migrating) the event database.
+
+    `shared`: the connection may be used from several threads (callers serialise access).
+    """
     ensure_state_dir(state_dir)
-    conn = sqlite3.connect(state_dir / DB_NAME, timeout=timeout, isolation_level=None)
+    conn = sqlite3.connect(
+        state_dir / DB_NAME, timeout=timeout, isolation_level=None, check_same_thread=not shared
+    )
     try:
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -345,7 +350,7 @@ def _writer(state_dir: Path) -> sqlite3.Connection:
     if cached is not None and cached[1] == inode:
         return cached[0]
     _drop_writer(state_dir)
-    conn = connect(state_dir, timeout=0)
+    conn = connect(state_dir, timeout=0, shared=True)  # used under _LOCK from any thread
     with suppress(OSError):
         inode = (state_dir / DB_NAME).stat().st_ino
     _writers[key] = (conn, inode)
@@ -444,8 +449,12 @@ def spawn_forwarder(state_dir: Path) -> None:
 def _quarantine(state_dir: Path, exc: Exception) -> bool:
     """Move a corrupt database aside (kept for inspection) so a fresh one is created."""
     db = state_dir / DB_NAME
-    if not db.exists() or "newer than" in str(exc):
-        return False
+    if (
+        not db.exists()
+        or "newer than" in str(exc)
+        or isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError))
+    ):
+        return False  # misuse of the API is not corruption: never move a good database aside
     _drop_writer(state_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
