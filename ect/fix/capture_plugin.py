@@ -1,0 +1,88 @@
+"""pytest plugin used by the fix engine: records each failure's exception and traceback frames.
+
+Writes `$ECT_RESULTS.fix.json` (next to the runner's results file): a list of
+`{nodeid, exc_type, message, name, owner, choices, frames: [[path, line], ...]}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import types
+from typing import Any
+
+import pytest
+
+_failures: list[dict[str, Any]] = []
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The exception a pytest collection error wraps (e.g. the ImportError under CollectError)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = exc.__cause__ or exc.__context__
+        if inner is None or isinstance(exc, (NameError, AttributeError, ImportError, TypeError)):
+            break
+        exc = inner
+    return exc
+
+
+def _owner(obj: Any) -> str:
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def describe(exc: BaseException, nodeid: str) -> dict[str, Any]:
+    """The JSON-able facts about one exception."""
+    exc = _root_cause(exc)
+    frames: list[list[Any]] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append([tb.tb_frame.f_code.co_filename, tb.tb_lineno])
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename:
+        frames.append([exc.filename, exc.lineno or 1])
+    info: dict[str, Any] = {
+        "nodeid": nodeid,
+        "exc_type": type(exc).__name__,
+        "message": str(exc),
+        "name": getattr(exc, "name", None)
+        if isinstance(exc, (NameError, AttributeError, ImportError))
+        else None,
+        "owner": None,
+        "choices": [],
+        "frames": frames,
+    }
+    if isinstance(exc, AttributeError) and getattr(exc, "obj", None) is not None:
+        obj = exc.obj
+        info["owner"] = _owner(obj)
+        try:
+            info["choices"] = [n for n in dir(obj) if not (n.startswith("__") and n.endswith("__"))][:500]
+        except Exception:
+            info["choices"] = []
+    return info
+
+
+def pytest_exception_interact(
+    node: pytest.Item | pytest.Collector,
+    call: pytest.CallInfo[Any],
+    report: pytest.TestReport | pytest.CollectReport,
+) -> None:
+    if call.excinfo is None:
+        return
+    with contextlib.suppress(Exception):
+        _failures.append(describe(call.excinfo.value, node.nodeid))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = os.environ.get("ECT_RESULTS")
+    if not path or hasattr(session.config, "workerinput"):
+        return
+    tmp = f"{path}.fix.json.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_failures, fh)
+    os.replace(tmp, f"{path}.fix.json")

@@ -1,0 +1,166 @@
+"""Index completions: internal members after `name.` and internal names at the cursor (no model needed)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.index import Symbol, SymbolIndex
+
+_DOTTED = re.compile(r"((?:[A-Za-z_]\w*\s*\.\s*)*)([A-Za-z_]\w*)?$")
+_CLASS = re.compile(r"^(\s*)class\s+([A-Za-z_]\w*)")
+_DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+\w+\s*\(\s*(self|cls)\b")
+
+
+@dataclass
+class Item:
+    label: str
+    kind: str  # the Symbol kind
+    detail: str
+    doc: str
+    uses: int
+    partial: str  # what the user already typed of `label`
+
+    @property
+    def remainder(self) -> str:
+        return self.label[len(self.partial) :]
+
+
+def document_imports(text: str) -> dict[str, tuple[str, str | None, int]]:
+    """local name -> (module, name or None, level) from the import lines that parse on their own."""
+    out: dict[str, tuple[str, str | None, int]] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith(("import ", "from ")):
+            continue
+        try:
+            node = ast.parse(stripped).body[0]
+        except (SyntaxError, IndexError, ValueError):
+            continue
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    out[a.asname] = (a.name, None, 0)
+                else:
+                    out[a.name.split(".")[0]] = (a.name.split(".")[0], None, 0)
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                if a.name != "*":
+                    out[a.asname or a.name] = (node.module or "", a.name, node.level)
+    return out
+
+
+def _absolute(module: str, level: int, file_module: str, is_package: bool) -> str:
+    if not level:
+        return module
+    parts = file_module.split(".")
+    if not is_package:
+        parts = parts[:-1]
+    if level > 1:
+        parts = parts[: max(0, len(parts) - (level - 1))]
+    base = ".".join(parts)
+    return f"{base}.{module}" if base and module else (base or module)
+
+
+def _enclosing_class(lines: list[str], line: int) -> str | None:
+    """The class whose method the cursor is in, when the receiver is `self`/`cls`."""
+    in_method_indent: int | None = None
+    for i in range(line, -1, -1):
+        text = lines[i] if i < len(lines) else ""
+        if in_method_indent is None:
+            m = _DEF.match(text)
+            if m:
+                in_method_indent = len(m.group(1))
+            continue
+        c = _CLASS.match(text)
+        if c and len(c.group(1)) < in_method_indent:
+            return c.group(2)
+    return None
+
+
+class Completer:
+    """Completions for one document from the symbol index."""
+
+    def __init__(self, index: SymbolIndex, file_module: str, is_package: bool) -> None:
+        self.index = index
+        self.module = file_module
+        self.is_package = is_package
+
+    def _resolve_head(self, head: str, text: str, lines: list[str], line: int) -> str | None:
+        if head in ("self", "cls"):
+            cls = _enclosing_class(lines, line)
+            return f"{self.module}.{cls}" if cls else None
+        imports = document_imports(text)
+        if head in imports:
+            mod, name, level = imports[head]
+            mod = _absolute(mod, level, self.module, self.is_package)
+            if name is None:
+                return mod
+            sym = self.index.resolve_import(mod, name)
+            if sym is not None:
+                return sym.qualname
+            return f"{mod}.{name}" if self.index.get(f"{mod}.{name}") else None
+        saved = self.index.imports_of(self.module).get(head)
+        if saved is not None:
+            mod, name = saved
+            sym = self.index.resolve_import(mod, name) if name else self.index.get(mod)
+            return sym.qualname if sym else None
+        if self.index.get(f"{self.module}.{head}") is not None:
+            return f"{self.module}.{head}"
+        return None
+
+    def complete(self, text: str, line: int, character: int) -> list[Item]:
+        lines = text.splitlines()
+        current = lines[line][:character] if line < len(lines) else ""
+        m = _DOTTED.search(current)
+        if m is None:
+            return []
+        chain = [p.strip() for p in m.group(1).split(".") if p.strip()]
+        partial = m.group(2) or ""
+        if not chain:
+            return self._names(partial, text)
+        qual = self._resolve_head(chain[0], text, lines, line)
+        for part in chain[1:]:
+            if qual is None:
+                return []
+            members = {s.name: s for s in self.index.members(qual)}
+            nxt = members.get(part)
+            qual = nxt.qualname if nxt and nxt.kind in ("module", "class") else None
+        if qual is None:
+            return []
+        return self._items(self.index.members(qual), partial)
+
+    def _names(self, partial: str, text: str) -> list[Item]:
+        if not partial:
+            return []
+        own = self.index.members(self.module)
+        imported = [
+            s for name, s in ((n, self._imported(n, v)) for n, v in document_imports(text).items()) if s
+        ]
+        return self._items([*own, *imported], partial)
+
+    def _imported(self, local: str, spec: tuple[str, str | None, int]) -> Symbol | None:
+        from dataclasses import replace
+
+        mod, name, level = spec
+        mod = _absolute(mod, level, self.module, self.is_package)
+        sym = self.index.resolve_import(mod, name) if name else self.index.get(mod)
+        return replace(sym, name=local) if sym is not None else None
+
+    @staticmethod
+    def _items(symbols: list[Symbol], partial: str) -> list[Item]:
+        low = partial.lower()
+        seen: set[str] = set()
+        out = []
+        for s in symbols:
+            if s.name in seen or not s.name.lower().startswith(low):
+                continue
+            if s.name.startswith("_") and not partial.startswith("_"):
+                continue
+            seen.add(s.name)
+            out.append(Item(s.name, s.kind, s.signature, s.doc, s.uses, partial))
+        out.sort(key=lambda i: (not i.label.startswith(partial), -i.uses, i.label))
+        return out
