@@ -7,7 +7,6 @@ detached `git worktree` of that commit (removed afterwards).
 
 from __future__ import annotations
 
-import difflib
 import tempfile
 import time
 from collections.abc import Iterator
@@ -89,16 +88,7 @@ def _verified_fixes(engine: Any, tree: Path, res: Any, limit: int) -> list[Sugge
             found = engine.fix(failure, all_fixes=False)
             if found.fixes:
                 best = found.fixes[0]
-                diff = "".join(
-                    difflib.unified_diff(
-                        best.old_text.splitlines(True),
-                        best.new_text.splitlines(True),
-                        f"a/{best.path}",
-                        f"b/{best.path}",
-                        n=1,
-                    )
-                )
-                out.append(SuggestedFix(best.path, int(failure.line), str(best.title), diff))
+                out.append(SuggestedFix(best.path, int(failure.line), str(best.title), best.diff))
     except Exception:  # optional: a fix-engine failure only loses the suggestions
         return out
     return out
