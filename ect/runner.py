@@ -62,7 +62,8 @@ def pytest_command(cfg: Config, files: list[str] | None, parallel: bool) -> list
 def recording_env(root: Path, cfg: Config, out_dir: Path) -> dict[str, str]:
     """Environment that makes ect's pytest plugin record fingerprints into `out_dir`."""
     skip = [cfg.state_dir] + [g[:-3] for g in cfg.exclude if g.endswith("/**") and "*" not in g[:-3]]
-    return {"ECT_FP_OUT": str(out_dir), "ECT_FP_ROOT": str(root), "ECT_FP_SKIP": json.dumps(skip)}
+    return {"ECT_FP_OUT": str(out_dir), "ECT_FP_ROOT": str(root), "ECT_FP_SKIP": json.dumps(skip),
+            "ECT_FP_CODE_CACHE": str(cfg.state_path / "fp-code")}
 
 
 def run_pytest(root: Path, cfg: Config, files: list[str] | None, *, stream: bool = True,

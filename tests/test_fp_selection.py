@@ -221,3 +221,20 @@ def test_memoised_function_change_reaches_tests_that_only_saw_its_cached_result(
     assert proc.returncode == 1
     assert "tests/test_a.py" in proc.stdout and "tests/test_b.py" in proc.stdout
     assert "memoised" in proc.stdout
+
+
+def test_corrupt_instrumented_code_cache_is_rebuilt(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    cache = repo / ".ect/fp-code"
+    files = list(cache.glob("*.bin"))
+    assert files, "the recording run caches instrumented modules"
+    for f in files:
+        f.write_bytes(b"\x00garbage")
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_gross"]
+    # the same selection again: the rebuilt cache still records what ran
+    edit(repo, "shop/prices.py", "return 1 + net(x)", "return net(x) + 2")
+    proc = check(repo, "--explain")
+    assert "test_gross: executed shop/prices.py::gross, which changed" in proc.stdout

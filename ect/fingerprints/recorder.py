@@ -20,6 +20,7 @@ import ast
 import hashlib
 import importlib.machinery
 import json
+import marshal
 import os
 import sys
 from collections.abc import Sequence
@@ -133,6 +134,49 @@ class _Module:
         self.zeros = bytes(len(names))
 
 
+# Instrumented code objects are cached by (source digest, path, Python, this module's version) in
+# `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
+# repository module on every run would dominate a small selection's test time.
+CODE_CACHE_VERSION = "1"
+
+
+def _cache_file(path: str, digest: str) -> str | None:
+    directory = os.environ.get("ECT_FP_CODE_CACHE")
+    if not directory:
+        return None
+    tag = f"{sys.implementation.cache_tag}-{CODE_CACHE_VERSION}"
+    key = digest_bytes(f"{digest}\0{path}\0{tag}".encode())
+    return os.path.join(directory, key + ".bin")
+
+
+def _load_instrumented(path: str, digest: str) -> tuple[list[str], CodeType] | None:
+    cache = _cache_file(path, digest)
+    if cache is None:
+        return None
+    try:
+        with open(cache, "rb") as fh:
+            names, code = marshal.loads(fh.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None  # missing or corrupt: rebuilt below
+    if not isinstance(code, CodeType) or not isinstance(names, list):
+        return None
+    return names, code
+
+
+def _store_instrumented(path: str, digest: str, names: list[str], code: CodeType) -> None:
+    cache = _cache_file(path, digest)
+    if cache is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(marshal.dumps((names, code)))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+
+
 class InstrumentingLoader(importlib.machinery.SourceFileLoader):
     """Compiles a repository module with hit markers (no bytecode cache is read or written)."""
 
@@ -143,14 +187,20 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> CodeType:
         source = self.get_data(self.path)
-        try:
-            tree = ast.parse(source, self.path)
-        except (SyntaxError, ValueError):
-            return super().get_code(fullname)  # type: ignore[return-value]
-        names = instrument(tree)
-        mod = self.recorder.register(self.path, digest_bytes(source), names)
+        digest = digest_bytes(source)
+        cached = _load_instrumented(self.path, digest)
+        if cached is not None:
+            names, code = cached
+        else:
+            try:
+                tree = ast.parse(source, self.path)
+            except (SyntaxError, ValueError):
+                return super().get_code(fullname)  # type: ignore[return-value]
+            names = instrument(tree)
+            code = compile(tree, self.path, "exec", dont_inherit=True)
+            _store_instrumented(self.path, digest, names, code)
+        mod = self.recorder.register(self.path, digest, names)
         self.module_hits = mod.hits
-        code: CodeType = compile(tree, self.path, "exec", dont_inherit=True)
         return code
 
     def exec_module(self, module: ModuleType) -> None:
