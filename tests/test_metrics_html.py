@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("matplotlib", reason="the HTML report needs the report extra")
+
 from ect import events
 
 CHROMIUM = next(

@@ -174,10 +174,12 @@ def _render(result: dict[str, Any], fmt: str, width: int | None = None) -> str:
     if fmt == "csv":
         return formats.to_csv(result)
     if fmt == "html":
-        try:
-            from ect.metrics.html_report import to_html
-        except ImportError:
-            raise EctError("--format html needs matplotlib (pip install 'ect[report]')") from None
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise EctError("--format html needs matplotlib (pip install 'ect[report]')")
+        from ect.metrics.html_report import to_html
+
         return to_html(result)
     return formats.to_table(result, width=width)
 
