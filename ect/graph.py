@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ect.config import Config
 from ect.state import read_json, write_json
@@ -280,7 +281,7 @@ def build(
     cache_path = cfg.state_path / CACHE_NAME
     files = list_python_files(root, cfg)
     fileset = set(files)
-    cached: dict[str, list[object]] = {}
+    cached: dict[str, list[Any]] = {}
     stats = {"parsed": 0, "cached": 0, "rebuilt_cache": 0}
     packages = hashlib.blake2b(
         "\0".join(f for f in files if f.endswith("__init__.py")).encode(), digest_size=8
@@ -293,7 +294,7 @@ def build(
         elif cache_path.exists():
             stats["rebuilt_cache"] = 1
     infos: dict[str, FileInfo] = {}
-    entries: dict[str, list[object]] = {}
+    entries: dict[str, list[Any]] = {}
     roots = cfg.source_roots
     for rel in files:
         try:
@@ -303,13 +304,7 @@ def build(
         entry = cached.get(rel)
         if (trees is None or rel not in trees) and _entry_valid(entry, st):
             assert entry is not None
-            infos[rel] = FileInfo(
-                str(entry[2]),
-                list(entry[3]),
-                list(entry[4]),
-                list(entry[5]),  # type: ignore[call-overload]
-                entry[6] if len(entry) > 6 else None,
-            )  # type: ignore[arg-type]
+            infos[rel] = _info_from_entry(entry)
             entries[rel] = entry
             stats["cached"] += 1
             continue
@@ -329,6 +324,11 @@ def build(
         with contextlib.suppress(OSError):
             write_json(cache_path, {"key": key, "files": entries})
     return Graph(root, cfg, infos, files), stats
+
+
+def _info_from_entry(entry: list[Any]) -> FileInfo:
+    error = entry[6] if len(entry) > 6 and isinstance(entry[6], str) else None
+    return FileInfo(str(entry[2]), list(entry[3]), list(entry[4]), list(entry[5]), error)
 
 
 def _entry_valid(entry: object, st: os.stat_result) -> bool:

@@ -14,7 +14,7 @@ from ect.selection import matches
 
 if TYPE_CHECKING:
     from ect.compile_step import CompileError, CompileReport
-    from ect.runner import TestRun
+    from ect.runner import PytestRunner, TestRun
     from ect.selection import Selection
 
 
@@ -72,7 +72,7 @@ def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> l
 
 def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, trigger: str = "cli",
              reporter: Reporter | None = None, stream: bool = True, parallel: bool = False,
-             timeout: float | None = None) -> LoopResult:
+             timeout: float | None = None, pytest_runner: PytestRunner | None = None) -> LoopResult:
     """Run the loop once and record a `loop.run` event (`timeout`: seconds pytest may take)."""
     rep = reporter or Reporter()
     res = LoopResult()
@@ -81,14 +81,15 @@ def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, t
     res.phases_ms["changes"] = (time.perf_counter() - t0) * 1000
     rep.changes(res.changes)
     try:
-        _compile_select_test(root, cfg, scope, res, rep, run_tests, stream, parallel, timeout)
+        _compile_select_test(root, cfg, scope, res, rep, run_tests, stream, parallel, timeout, pytest_runner)
     finally:
         _record(root, cfg, scope, res, trigger)
     return res
 
 
 def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult, rep: Reporter,
-                         run_tests: bool, stream: bool, parallel: bool, timeout: float | None) -> None:
+                         run_tests: bool, stream: bool, parallel: bool, timeout: float | None,
+                         pytest_runner: PytestRunner | None = None) -> None:
     from ect.runner import load_last_failed
 
     everything = scope.mode == "all"
@@ -142,8 +143,9 @@ def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult,
 
     t = time.perf_counter()
     extra_env = fp.recording_env() if fp is not None else None
-    res.test_run = run_pytest(root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env,
-                              timeout=timeout)
+    runner = pytest_runner or run_pytest
+    res.test_run = runner(root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env,
+                          timeout=timeout)
     res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
     run = res.test_run
     if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time

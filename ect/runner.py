@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ class TestRun:
     @property
     def passed(self) -> list[str]:
         return sorted(n for n, o in self.outcomes.items() if o == "passed")
+
+
+# Anything with `run_pytest`'s signature (e.g. the LSP server's warm forking runner).
+PytestRunner = Callable[..., TestRun]
 
 
 def pytest_command(cfg: Config, files: list[str] | None, parallel: bool) -> list[str]:
@@ -96,15 +101,21 @@ def run_pytest(root: Path, cfg: Config, files: list[str] | None, *, stream: bool
     with contextlib.suppress(OSError):
         results_path.unlink()
     run = TestRun(proc.returncode, duration_ms, output=output, command=cmd)
-    if isinstance(data, dict):
-        rootpath = Path(data.get("rootpath") or root)
-        run.rootpath = str(rootpath)
-        for nodeid, entry in (data.get("tests") or {}).items():
-            rel = _relative(rootpath, root, nodeid)
-            run.outcomes[rel] = entry.get("outcome", "failed")
-            run.durations[rel] = float(entry.get("duration") or 0.0)
-        run.collect_errors = [_relative(rootpath, root, n) for n in data.get("collect_errors") or []]
+    read_results(run, data, root)
     return run
+
+
+def read_results(run: TestRun, data: object, root: Path) -> None:
+    """Fill `run` from what ect's pytest plugin wrote (`$ECT_RESULTS`); nothing if it wrote nothing."""
+    if not isinstance(data, dict):
+        return
+    rootpath = Path(data.get("rootpath") or root)
+    run.rootpath = str(rootpath)
+    for nodeid, entry in (data.get("tests") or {}).items():
+        rel = _relative(rootpath, root, nodeid)
+        run.outcomes[rel] = entry.get("outcome", "failed")
+        run.durations[rel] = float(entry.get("duration") or 0.0)
+    run.collect_errors = [_relative(rootpath, root, n) for n in data.get("collect_errors") or []]
 
 
 def relative_nodeid(rootpath: Path, root: Path, nodeid: str) -> str:

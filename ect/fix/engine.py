@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ect.changes import Scope
     from ect.fix.warm_pytest import WarmPytest
     from ect.loop import LoopResult
+    from ect.runner import PytestRunner
     from models.index import SymbolIndex
 
 CAPTURE_PLUGIN = "ect.fix.capture_plugin"
@@ -175,12 +176,14 @@ class FixEngine:
         self.verifier = Verifier(root, cfg, self.scratch, self.settings.test_timeout_s, self.cancelled)
         self._index = index
         self._lock = threading.Lock()
+        self.pytest_runner: PytestRunner | None = None  # the loop's test runner (None: a cold subprocess)
 
     def use_warm_pytest(self, warm: WarmPytest | None = None) -> WarmPytest:
         """Verify candidates through a warm forking pytest process (started now if not given)."""
         from ect.fix.warm_pytest import WarmPytest
 
         self.verifier.warm = warm or WarmPytest(self.root)
+        self.pytest_runner = self.verifier.warm.run_pytest
         return self.verifier.warm
 
     def close(self) -> None:
@@ -235,7 +238,14 @@ class FixEngine:
     def find_failures(self, scope: Scope, trigger: str = "fix") -> tuple[LoopResult, list[Failure]]:
         from ect.loop import run_loop
 
-        result = run_loop(self.root, self.loop_config(), scope, trigger=trigger, stream=False)
+        result = run_loop(
+            self.root,
+            self.loop_config(),
+            scope,
+            trigger=trigger,
+            stream=False,
+            pytest_runner=self.pytest_runner,
+        )
         return result, self.failures_from(result)
 
     def tests_for(self, path: str) -> list[str]:

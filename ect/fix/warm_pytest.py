@@ -16,20 +16,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from ect.config import Config
 from ect.runner import TestRun
-
-
-def _relative(rootpath: Path, root: Path, nodeid: str) -> str:
-    if rootpath == root or not nodeid:
-        return nodeid
-    file_part, sep, rest = nodeid.partition("::")
-    try:
-        return (rootpath / file_part).relative_to(root).as_posix() + sep + rest
-    except ValueError:
-        return nodeid
 
 
 class WarmPytest:
@@ -41,7 +30,6 @@ class WarmPytest:
         self.usable = hasattr(os, "fork")
         self.child: int | None = None
         self._lock = threading.Lock()
-        self._original: Any = None
 
     def start(self) -> bool:
         """Start the warm process now (False when it cannot be used)."""
@@ -127,14 +115,14 @@ class WarmPytest:
         extra_env: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> TestRun:
-        from ect.runner import pytest_command
+        from ect.runner import pytest_command, read_results
+        from ect.runner import run_pytest as cold_run_pytest
         from ect.state import ensure_state_dir, read_json
 
-        if Path(root).resolve() != self.root.resolve() or stream or not self.usable:
-            fallback: TestRun = self._original(
+        if Path(root).resolve() != self.root.resolve() or stream or timeout is not None or not self.usable:
+            return cold_run_pytest(
                 root, cfg, files, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
             )
-            return fallback
         state = ensure_state_dir(cfg.state_path)
         results = state / f"results-{os.getpid()}.json"
         cmd = pytest_command(cfg, files, parallel)
@@ -142,10 +130,9 @@ class WarmPytest:
         started = time.perf_counter()
         code = self.run(cmd[3:], root, {"ECT_RESULTS": str(results), **(extra_env or {})}, [], out)
         if code is None:
-            again: TestRun = self._original(
+            return cold_run_pytest(
                 root, cfg, files, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
             )
-            return again
         duration_ms = (time.perf_counter() - started) * 1000
         try:
             output = out.read_text(errors="replace")
@@ -154,17 +141,5 @@ class WarmPytest:
         data = read_json(results)
         results.unlink(missing_ok=True)
         run = TestRun(code, duration_ms, output=output, command=cmd)
-        if isinstance(data, dict):
-            rootpath = Path(data.get("rootpath") or root)
-            for nodeid, entry in (data.get("tests") or {}).items():
-                run.outcomes[_relative(rootpath, root, nodeid)] = entry.get("outcome", "failed")
-            run.collect_errors = [_relative(rootpath, root, n) for n in data.get("collect_errors") or []]
+        read_results(run, data, root)
         return run
-
-    def install(self) -> None:
-        """Make `ect.loop.run_loop` in this process run tests through the warm process."""
-        import ect.runner
-
-        if self._original is None:
-            self._original = ect.runner.run_pytest
-            ect.runner.run_pytest = self.run_pytest

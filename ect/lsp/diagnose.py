@@ -191,7 +191,14 @@ class Diagnoser:
         engine = self.engine
         scope = Scope(mode="paths", paths=(str(engine.root / run.path),))
         last_failed = read_json(engine.cfg.state_path / LAST_FAILED)
-        result = run_loop(engine.root, engine.loop_config(), scope, trigger="lsp", stream=False)
+        result = run_loop(
+            engine.root,
+            engine.loop_config(),
+            scope,
+            trigger="lsp",
+            stream=False,
+            pytest_runner=engine.pytest_runner,
+        )
         failures = engine.failures_from(result)
         run.loop_ms = (time.perf_counter() - run.started) * 1000
         if self.stale(run):

@@ -59,8 +59,7 @@ class Session:
         self.seq: dict[str, int] = {}
         self.ready = threading.Event()
         self.warm = WarmPytest(self.root)
-        self.warm.install()
-        self.engine.use_warm_pytest(self.warm)
+        self.engine.use_warm_pytest(self.warm)  # loop runs and verification go through the warm process
         self.diagnoser = Diagnoser(self.engine, self.publish, fixes=self.settings.fixes, warm=self.warm)
         threading.Thread(target=self._warm, name="ect-index", daemon=True).start()
 
