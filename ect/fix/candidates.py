@@ -279,22 +279,8 @@ def for_module(
         if old_mod == missing:  # a moved symbol whose old module is gone
             new_mod, _, new_name = new_path.rpartition(".")
             out.append(
-                Candidate(
-                    f"Import `{new_path}` (moved from `{old}`)",
-                    ctx.path,
-                    "",
-                    100,
-                    "config",
-                    build=partial(
-                        edits.move_from_import,
-                        ctx.source,
-                        ctx.module,
-                        ctx.is_package,
-                        old_mod,
-                        old_name,
-                        new_mod,
-                        new_name,
-                    ),
+                _moved_import(
+                    ctx, f"Import `{new_path}` (moved from `{old}`)", old_mod, old_name, new_mod, new_name
                 )
             )
             continue
@@ -398,22 +384,8 @@ def for_moved(
     out: list[Candidate] = []
     if old_mod and new_mod:
         out.append(
-            Candidate(
-                f"Import `{new_path}` instead of `{f.name}`",
-                ctx.path,
-                "",
-                100,
-                "config",
-                build=partial(
-                    edits.move_from_import,
-                    ctx.source,
-                    ctx.module,
-                    ctx.is_package,
-                    old_mod,
-                    old_name,
-                    new_mod,
-                    new_name,
-                ),
+            _moved_import(
+                ctx, f"Import `{new_path}` instead of `{f.name}`", old_mod, old_name, new_mod, new_name
             )
         )
     out.append(
@@ -453,3 +425,13 @@ def generate(
         if c.title not in best or best[c.title].score < c.score:
             best[c.title] = c
     return sorted(best.values(), key=lambda c: -c.score)
+
+
+def _moved_import(
+    ctx: FileContext, title: str, old_mod: str, old_name: str, new_mod: str, new_name: str
+) -> Candidate:
+    """The config-declared move of `old_mod.old_name` to `new_mod.new_name`, as an import rewrite."""
+    build = partial(
+        edits.move_from_import, ctx.source, ctx.module, ctx.is_package, old_mod, old_name, new_mod, new_name
+    )
+    return Candidate(title, ctx.path, "", 100, "config", build=build)
