@@ -65,14 +65,29 @@ class LoopResult:
 
 def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> list[str]:
     """Changed `.py` files that exist and are not excluded."""
-    return [c.path for c in changes
-            if c.path.endswith(".py") and not c.deleted and matches(c.path, cfg.exclude) is None
-            and (root / c.path).is_file()]
+    return [
+        c.path
+        for c in changes
+        if c.path.endswith(".py")
+        and not c.deleted
+        and matches(c.path, cfg.exclude) is None
+        and (root / c.path).is_file()
+    ]
 
 
-def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, trigger: str = "cli",
-             reporter: Reporter | None = None, stream: bool = True, parallel: bool = False,
-             timeout: float | None = None, pytest_runner: PytestRunner | None = None) -> LoopResult:
+def run_loop(
+    root: Path,
+    cfg: Config,
+    scope: Scope,
+    *,
+    run_tests: bool = True,
+    trigger: str = "cli",
+    reporter: Reporter | None = None,
+    stream: bool = True,
+    parallel: bool = False,
+    timeout: float | None = None,
+    pytest_runner: PytestRunner | None = None,
+) -> LoopResult:
     """Run the loop once and record a `loop.run` event (`timeout`: seconds pytest may take)."""
     rep = reporter or Reporter()
     res = LoopResult()
@@ -87,9 +102,18 @@ def run_loop(root: Path, cfg: Config, scope: Scope, *, run_tests: bool = True, t
     return res
 
 
-def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult, rep: Reporter,
-                         run_tests: bool, stream: bool, parallel: bool, timeout: float | None,
-                         pytest_runner: PytestRunner | None = None) -> None:
+def _compile_select_test(
+    root: Path,
+    cfg: Config,
+    scope: Scope,
+    res: LoopResult,
+    rep: Reporter,
+    run_tests: bool,
+    stream: bool,
+    parallel: bool,
+    timeout: float | None,
+    pytest_runner: PytestRunner | None = None,
+) -> None:
     from ect.runner import load_last_failed
 
     everything = scope.mode == "all"
@@ -144,8 +168,9 @@ def _compile_select_test(root: Path, cfg: Config, scope: Scope, res: LoopResult,
     t = time.perf_counter()
     extra_env = fp.recording_env() if fp is not None else None
     runner = pytest_runner or run_pytest
-    res.test_run = runner(root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env,
-                          timeout=timeout)
+    res.test_run = runner(
+        root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
+    )
     res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
     run = res.test_run
     if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
@@ -172,9 +197,15 @@ def _record(root: Path, cfg: Config, scope: Scope, res: LoopResult, trigger: str
     run = res.test_run
     sel = res.selection
     events.record(
-        cfg.state_path, "loop.run",
-        source=trigger, repo=root.name, commit_sha=sha, duration_ms=round(res.duration_ms, 3),
-        outcome=res.outcome, branch=branch, mode=scope.mode,
+        cfg.state_path,
+        "loop.run",
+        source=trigger,
+        repo=root.name,
+        commit_sha=sha,
+        duration_ms=round(res.duration_ms, 3),
+        outcome=res.outcome,
+        branch=branch,
+        mode=scope.mode,
         phases={k: round(v, 3) for k, v in res.phases_ms.items()},
         files_changed=len(res.changes),
         compile_errors=len(res.compile_errors),

@@ -67,13 +67,24 @@ def pytest_command(cfg: Config, files: list[str] | None, parallel: bool) -> list
 def recording_env(root: Path, cfg: Config, out_dir: Path) -> dict[str, str]:
     """Environment that makes ect's pytest plugin record fingerprints into `out_dir`."""
     skip = [cfg.state_dir] + [g[:-3] for g in cfg.exclude if g.endswith("/**") and "*" not in g[:-3]]
-    return {"ECT_FP_OUT": str(out_dir), "ECT_FP_ROOT": str(root), "ECT_FP_SKIP": json.dumps(skip),
-            "ECT_FP_CODE_CACHE": str(cfg.state_path / "fp-code")}
+    return {
+        "ECT_FP_OUT": str(out_dir),
+        "ECT_FP_ROOT": str(root),
+        "ECT_FP_SKIP": json.dumps(skip),
+        "ECT_FP_CODE_CACHE": str(cfg.state_path / "fp-code"),
+    }
 
 
-def run_pytest(root: Path, cfg: Config, files: list[str] | None, *, stream: bool = True,
-               parallel: bool = False, extra_env: dict[str, str] | None = None,
-               timeout: float | None = None) -> TestRun:
+def run_pytest(
+    root: Path,
+    cfg: Config,
+    files: list[str] | None,
+    *,
+    stream: bool = True,
+    parallel: bool = False,
+    extra_env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> TestRun:
     """Run pytest on `files` (test files or node ids; None: the whole suite) from the repository root."""
     state = ensure_state_dir(cfg.state_path)
     results_path = state / f"results-{os.getpid()}.json"
@@ -87,8 +98,16 @@ def run_pytest(root: Path, cfg: Config, files: list[str] | None, *, stream: bool
             proc = subprocess.run(cmd, cwd=root, env=env, check=False, timeout=timeout)
             output = ""
         else:
-            proc = subprocess.run(cmd, cwd=root, env=env, check=False, capture_output=True, text=True,
-                                  errors="replace", timeout=timeout)
+            proc = subprocess.run(
+                cmd,
+                cwd=root,
+                env=env,
+                check=False,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+            )
             output = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired:  # a hung run counts as a failure of everything it ran
         duration_ms = (time.perf_counter() - started) * 1000
@@ -142,8 +161,13 @@ def load_last_failed(cfg: Config) -> dict[str, list[str]]:
     return {k: [str(n) for n in v] for k, v in data.items() if isinstance(v, list)}
 
 
-def update_last_failed(cfg: Config, run: TestRun, ran_all: bool, previous: dict[str, list[str]],
-                       partial: set[str] | frozenset[str] = frozenset()) -> None:
+def update_last_failed(
+    cfg: Config,
+    run: TestRun,
+    ran_all: bool,
+    previous: dict[str, list[str]],
+    partial: set[str] | frozenset[str] = frozenset(),
+) -> None:
     """Forget failures that now pass, remember new ones (`partial`: files only some tests of which ran)."""
     failed: dict[str, list[str]] = {} if ran_all else {k: list(v) for k, v in previous.items()}
     ran_files = {n.split("::")[0] for n in run.outcomes} | {n.split("::")[0] for n in run.collect_errors}

@@ -64,16 +64,18 @@ def is_test_file(path: str, cfg: Config) -> bool:
         return False
     if not any(fnmatch(name, pat) for pat in cfg.test_patterns):
         return False
-    return any(tp in (".", "") or path == tp or path.startswith(tp.rstrip("/") + "/")
-               for tp in cfg.test_paths)
+    return any(
+        tp in (".", "") or path == tp or path.startswith(tp.rstrip("/") + "/") for tp in cfg.test_paths
+    )
 
 
 def _under(path: str, directory: str) -> bool:
     return directory in ("", ".") or path.startswith(directory + "/")
 
 
-def select(cfg: Config, graph: Graph, changes: list[Change],
-           last_failed: dict[str, list[str]] | None = None) -> Selection:
+def select(
+    cfg: Config, graph: Graph, changes: list[Change], last_failed: dict[str, list[str]] | None = None
+) -> Selection:
     """Select test files for `changes` using the import graph."""
     sel = Selection()
     tests = [f for f in graph.files if is_test_file(f, cfg)]
@@ -82,8 +84,9 @@ def select(cfg: Config, graph: Graph, changes: list[Change],
 
     for change in changes:
         path = change.path
-        what = {"A": "new", "D": "deleted", "R": f"renamed from {change.old_path}",
-                "M": "modified"}[change.status]
+        what = {"A": "new", "D": "deleted", "R": f"renamed from {change.old_path}", "M": "modified"}[
+            change.status
+        ]
         rule = matches(path, cfg.run_all)
         if rule is not None:
             sel.run_all_reasons.append(f"{path} ({what}) matches run-everything rule '{rule}'")
@@ -111,7 +114,8 @@ def select(cfg: Config, graph: Graph, changes: list[Change],
             sel.notes.append(f"{path}: ignored (matches '{glob}')")
             continue
         sel.run_all_reasons.append(
-            f"{path} ({what}) is not Python and no data_deps rule says which tests read it")
+            f"{path} ({what}) is not Python and no data_deps rule says which tests read it"
+        )
 
     if seeds and graph.dynamic_files:
         for f in graph.dynamic_files:
@@ -128,8 +132,9 @@ def select(cfg: Config, graph: Graph, changes: list[Change],
     return sel
 
 
-def _data_rule(cfg: Config, path: str, what: str, tests: list[str], sel: Selection,
-               seeds: dict[str, str]) -> bool:
+def _data_rule(
+    cfg: Config, path: str, what: str, tests: list[str], sel: Selection, seeds: dict[str, str]
+) -> bool:
     hit = False
     for glob, targets in cfg.data_deps.items():
         if not fnmatch(path, glob):

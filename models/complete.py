@@ -4,6 +4,7 @@ validation against the symbol index (a hallucinated internal symbol is repaired 
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 from models.fim import CTX, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS
 from models.index import SymbolIndex
+from models.prior import DEFAULT_WEIGHTS, NamePrior, PriorWeights
 from models.retrieval import Resolver, context_lines
 from models.settings import ModelSettings
 from models.validate import Validator
@@ -69,6 +71,8 @@ class Completer:
         index: SymbolIndex | None,
         settings: ModelSettings | None = None,
         fast: bool = True,
+        precision: str = "auto",
+        prior: PriorWeights | None = DEFAULT_WEIGHTS,
     ) -> None:
         import torch
 
@@ -77,6 +81,10 @@ class Completer:
         self.tok = tok
         self.index = index
         self.settings = settings or ModelSettings()
+        self.prior = prior
+        tau = self.settings.min_token_prob
+        self._min_logprob = math.log(tau) if tau > 0 else float("-inf")
+        self.rank_names = True  # rank a receiver's members as whole names (else: constrained greedy)
         self.special = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         self.stop_ids = {i for i in self.special.values() if i is not None}
         if tok.eos_token_id is not None:
@@ -93,7 +101,8 @@ class Completer:
             from models.fastllama import FastLlama, supports
 
             if supports(model):
-                self.fast = FastLlama(model)
+                self.fast = FastLlama(model, precision=precision)
+        self._terminal: Any = None
 
     def _ids(self, text: str) -> list[int]:
         ids: list[int] = self.tok(text, add_special_tokens=False)["input_ids"]
@@ -112,9 +121,11 @@ class Completer:
             out.extend(ids)
         return out
 
-    def prompt_ids(self, text: str, cursor: int, ctx: list[str]) -> list[int]:
+    def prompt_ids(self, text: str, cursor: int, ctx: list[str], prefix_end: int | None = None) -> list[int]:
+        """The FIM prompt for `cursor`; the prefix stops at `prefix_end` (default: the cursor)."""
         s = self.settings
-        prefix_ids = self._ids(text[max(0, cursor - s.prefix_tokens * 6) : cursor])[-s.prefix_tokens :]
+        end = cursor if prefix_end is None else prefix_end
+        prefix_ids = self._ids(text[max(0, end - s.prefix_tokens * 6) : end])[-s.prefix_tokens :]
         suffix_ids = (
             self._ids(text[cursor : cursor + s.suffix_tokens * 6])[: s.suffix_tokens]
             if s.suffix_tokens
@@ -220,13 +231,16 @@ class Completer:
             nxt, ident = self._pick(logprobs, ident, allowed, set())
             if nxt in self.stop_ids:
                 break
+            if ident is None and float(logprobs[nxt]) < self._min_logprob:
+                break  # the model doubts what comes next: show only the part it is sure of
             total += float(logprobs[nxt])
             ids.append(nxt)
         text = self.tok.decode(ids, skip_special_tokens=False)
         return text if multiline else text.split("\n")[0], total / len(ids)
 
     def member_names(self, text: str, cursor: int, module: str) -> tuple[str, list[str]] | None:
-        """(typed part, member names) when the cursor follows `receiver.` of an internal module or class."""
+        """(typed part, member names) when the cursor follows `receiver.` of an internal module or class.
+        Private names of another module are left out unless the typed part asks for them."""
         if self.index is None:
             return None
         line_prefix = text[text.rfind("\n", 0, cursor) + 1 : cursor]
@@ -236,8 +250,118 @@ class Completer:
         recv = Resolver(self.index, module, text).resolve_chain(m.group(1), cursor)
         if recv is None or recv.kind not in ("module", "class") or self.index.is_open(recv.qualname):
             return None
-        names = [x.name for x in self.index.members(recv.qualname)]
-        return (m.group(2), names) if names else None
+        typed = m.group(2)
+        names = [
+            x.name
+            for x in self.index.members(recv.qualname)
+            if x.name.startswith(typed)
+            and not (x.name.startswith("__") and not typed.startswith("__"))
+            and not (
+                recv.kind == "module"
+                and recv.qualname != module
+                and x.name.startswith("_")
+                and not typed.startswith("_")
+            )
+        ]
+        return (typed, names) if names else None
+
+    def _terminal_mask(self) -> Any:
+        """Tokens that can follow a complete identifier (their text starts with a non-word character)."""
+        if self._terminal is None:
+            torch = self.torch
+            size = self.fast.lm_head(torch.zeros(1, self.fast.embed.shape[1])).shape[-1]
+            mask = torch.zeros(size, dtype=torch.bool)
+            for t in range(size):
+                piece = self._piece(t)
+                mask[t] = t in self.stop_ids or not piece or not (piece[0].isalnum() or piece[0] == "_")
+            self._terminal = mask
+        return self._terminal
+
+    def rank_members(
+        self, prompt: list[int], first_lp: Any, names: list[str], limit: int = 256
+    ) -> list[tuple[float, str, list[int]]]:
+        """Every name scored by the model as a whole (the name followed by a non-word token), best first:
+        one tree-shaped forward pass over the names' tokens after `prompt` (which ends with the dot: the
+        typed part of the name is backed up over, as training cut its examples at identifier starts).
+        Returns (log-probability, name, its tokens)."""
+        torch = self.torch
+        seqs = {n: self._name_ids(n) for n in names}
+        if len(seqs) > limit:  # huge namespaces: keep the names whose first token the model likes best
+            keep = sorted(seqs, key=lambda n: -float(first_lp[seqs[n][0]]))[:limit]
+            seqs = {n: seqs[n] for n in keep}
+        tokens: list[int] = []
+        parents: list[int] = []
+        node_of: dict[tuple[int, ...], int] = {}
+        for ids in seqs.values():
+            for j in range(len(ids)):
+                key = tuple(ids[: j + 1])
+                if key not in node_of:
+                    node_of[key] = len(tokens)
+                    tokens.append(ids[j])
+                    parents.append(node_of[key[:-1]] if j else -1)
+        lp = self.fast.tree_logprobs(len(prompt), tokens, parents)
+        end_lp = torch.logsumexp(lp.masked_fill(~self._terminal_mask(), float("-inf")), dim=-1)
+        scored = []
+        for name, ids in seqs.items():
+            score = float(first_lp[ids[0]])
+            for j in range(1, len(ids)):
+                score += float(lp[node_of[tuple(ids[:j])], ids[j]])
+            scored.append((score + float(end_lp[node_of[tuple(ids)]]), name, ids))
+        scored.sort(key=lambda x: -x[0])
+        return scored
+
+    def _offer(self, result: Completion, validator: Validator | None, cand: str, score: float) -> None:
+        """Validate `cand` and add it to the shown candidates, or record why it was rejected."""
+        if not cand.strip():
+            return
+        result.raw.append(cand)
+        if validator is None:
+            result.candidates.append(Candidate(cand, score))
+            return
+        verdict = validator.check(cand)
+        if verdict.ok:
+            result.candidates.append(Candidate(verdict.text, score, repaired=verdict.text != cand))
+        else:
+            result.rejected.append((cand, verdict.problems))
+
+    def _complete_member(
+        self,
+        result: Completion,
+        validator: Validator | None,
+        text: str,
+        cursor: int,
+        ctx: list[str],
+        members: tuple[str, list[str]],
+        module: str,
+        line_prefix: str,
+        k: int,
+        multiline: bool,
+    ) -> None:
+        """After `receiver.` of an internal module or class: the receiver's real members ranked by the
+        model as whole names, then the rest of the line decoded after each of the best names."""
+        typed, names = members
+        prompt = self.prompt_ids(text, cursor, ctx, prefix_end=cursor - len(typed))
+        result.prompt_tokens = len(prompt)
+        first_lp = self.fast.forward(prompt, 0)
+        ranked = self.rank_members(prompt, first_lp, names)
+        if self.prior is not None:
+            prior = NamePrior(self.index, module, text, cursor)
+            ranked = sorted(
+                ((prior.score(name, sc, self.prior), name, ids) for sc, name, ids in ranked),
+                key=lambda x: -x[0],
+            )
+        terminal = self._terminal_mask()
+        for score, name, ids in ranked[: k + 2]:
+            if len(result.candidates) >= k:
+                break
+            lp = self.fast.forward(ids, len(prompt))
+            first = int(lp.masked_fill(~terminal, float("-inf")).argmax())
+            rest = ""
+            if first not in self.stop_ids:
+                rest, _ = self._continue(
+                    first, float(lp[first]), True, line_prefix + name[len(typed) :], multiline
+                )
+            self._offer(result, validator, name[len(typed) :] + rest, score)
 
     def complete(
         self,
@@ -259,32 +383,27 @@ class Completer:
         )
         result = Completion([], context=ctx, prompt_tokens=len(ids))
         members = self.member_names(text, cursor, module) if validator is not None else None
-        ident0, allowed = (members[0], members[1]) if members else (None, None)
+        n_try = k + (1 if validator is not None else 0)
         with self.torch.inference_mode():
-            logprobs, cache = self._step(ids, None)
-            n_try = k + (1 if validator is not None else 0)
-            tried: set[int] = set(self.stop_ids)
-            for rank in range(n_try):
-                if len(result.candidates) >= k:
-                    break
-                if rank > 0:  # the cache was extended by the previous branch: prefill again (rarely needed)
-                    logprobs, cache = self._step(ids, None)
-                first, ident = self._pick(logprobs, ident0, allowed, tried)
-                tried.add(first)
-                cand, score = self._continue(
-                    first, float(logprobs[first]), cache, line_prefix, multiline, ident, allowed
+            if members is not None and self.fast is not None and self.rank_names:
+                self._complete_member(
+                    result, validator, text, cursor, ctx, members, module, line_prefix, k, multiline
                 )
-                if not cand.strip():
-                    continue
-                result.raw.append(cand)
-                if validator is None:
-                    result.candidates.append(Candidate(cand, score))
-                    continue
-                verdict = validator.check(cand)
-                if verdict.ok:
-                    result.candidates.append(Candidate(verdict.text, score, repaired=verdict.text != cand))
-                else:
-                    result.rejected.append((cand, verdict.problems))
+            else:
+                ident0, allowed = (members[0], members[1]) if members else (None, None)
+                logprobs, cache = self._step(ids, None)
+                tried: set[int] = set(self.stop_ids)
+                for rank in range(n_try):
+                    if len(result.candidates) >= k:
+                        break
+                    if rank > 0:  # the cache was extended by the previous branch: prefill again
+                        logprobs, cache = self._step(ids, None)
+                    first, ident = self._pick(logprobs, ident0, allowed, tried)
+                    tried.add(first)
+                    cand, score = self._continue(
+                        first, float(logprobs[first]), cache, line_prefix, multiline, ident, allowed
+                    )
+                    self._offer(result, validator, cand, score)
         result.latency_ms = (time.perf_counter() - t0) * 1000
         return result
 

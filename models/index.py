@@ -539,8 +539,10 @@ class SymbolIndex:
         self._bases: dict[str, list[str]] = {}
         self._open: set[str] = set()
         counts: Counter[str] = Counter()
+        self._idents_by_module: dict[str, dict[str, int]] = {}
         for entry in self.files.values():
             counts.update(entry.idents)
+            self._idents_by_module[entry.module] = entry.idents
             for sym in entry.symbols:
                 if sym.qualname not in self._symbols:
                     self._symbols[sym.qualname] = sym
@@ -548,6 +550,7 @@ class SymbolIndex:
             self._stars.setdefault(entry.module, []).extend(entry.star_imports)
             self._bases.update(entry.bases)
             self._open.update(entry.open_names)
+        self._counts = counts
         definitions: Counter[str] = Counter(s.name for s in self._symbols.values() if s.kind != "module")
         for sym in self._symbols.values():
             sym.uses = max(0, counts.get(sym.name, 0) - definitions.get(sym.name, 0))
@@ -572,6 +575,11 @@ class SymbolIndex:
             if parent in self._imports:
                 return self.resolve_import(parent, name)
         return None
+
+    def references_elsewhere(self, name: str, module: str) -> int:
+        """References to identifier `name` in the indexed files other than `module`'s (whose live text
+        the caller counts itself: the indexed copy may be stale)."""
+        return self._counts.get(name, 0) - self._idents_by_module.get(module, {}).get(name, 0)
 
     def modules(self) -> list[str]:
         return sorted(q for q, s in self._symbols.items() if s.kind == "module")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ect.config import Config, check_table
+from ect.errors import ConfigError
 
 SCHEMA: dict[str, tuple[str, Any]] = {
     "internal": ("list[str]", []),
@@ -21,6 +22,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "prefix_tokens": ("int", 224),
     "suffix_tokens": ("int", 48),
     "max_new_tokens": ("int", 24),
+    "min_token_prob": ("float", 0.0),
 }
 
 
@@ -38,6 +40,7 @@ class ModelSettings:
     prefix_tokens: int = 224
     suffix_tokens: int = 48
     max_new_tokens: int = 24
+    min_token_prob: float = 0.0  # a suggestion stops before a token the model gives less than this
 
 
 def model_settings(cfg: Config) -> ModelSettings:
@@ -48,6 +51,9 @@ def model_settings(cfg: Config) -> ModelSettings:
     values["max_minutes"] = float(values["max_minutes"])
     values["max_epochs"] = float(values["max_epochs"])
     values["lr"] = float(values["lr"])
+    values["min_token_prob"] = float(values["min_token_prob"])
+    if not 0.0 <= values["min_token_prob"] < 1.0:
+        raise ConfigError(f"{cfg.source}: [tool.ect.model] min_token_prob must be in [0, 1)")
     return ModelSettings(**values)
 
 

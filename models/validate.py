@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import io
 import keyword
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 from models.index import SymbolIndex
@@ -39,6 +41,54 @@ def _blank_strings(line: str) -> str:
     return out if hash_at < 0 else out[:hash_at] + " " * (len(out) - hash_at)
 
 
+_ATOM_END = {"NAME", "NUMBER", "STRING", ")", "]", "}", "..."}
+_SOFT_KEYWORDS = set(keyword.softkwlist) | {"type", "print", "exec"}
+# f-strings are split into parts from Python 3.12 on
+_FSTRING_START = getattr(tokenize, "FSTRING_START", -1)
+_FSTRING_INNER = {getattr(tokenize, "FSTRING_MIDDLE", -1), getattr(tokenize, "FSTRING_END", -1)}
+
+
+def _kind(tok: tokenize.TokenInfo) -> str:
+    if tok.type == tokenize.NAME:
+        return "KEYWORD" if keyword.iskeyword(tok.string) else "NAME"
+    if tok.type == tokenize.NUMBER:
+        return "NUMBER"
+    if tok.type in (tokenize.STRING, _FSTRING_START):
+        return "STRING"
+    return tok.string if tok.type == tokenize.OP else ""
+
+
+def adjacent_atoms(line: str, base: int) -> str | None:
+    """The first place at or after column `base` of `line` where two operands meet with nothing between
+    them (`a b`, `) x`, `... ...`): a syntax error no completion of the line can fix."""
+    prev: tokenize.TokenInfo | None = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.ENDMARKER):
+                break
+            if tok.type == tokenize.ERRORTOKEN:
+                return None
+            kind = _kind(tok)
+            if tok.type in _FSTRING_INNER:
+                prev = tok
+                continue
+            if prev is not None and tok.end[1] > base:
+                before = "STRING" if prev.type in _FSTRING_INNER else _kind(prev)
+                bad = (before in _ATOM_END and kind in ("NAME", "NUMBER", "...")) or (
+                    before == "NAME" and kind == "STRING"
+                )
+                if bad and not (
+                    before == "NAME"
+                    and prev.start[1] == len(line) - len(line.lstrip())
+                    and prev.string in _SOFT_KEYWORDS
+                ):
+                    return f"'{prev.string}' followed by '{tok.string}' is not valid Python"
+            prev = tok
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return None
+
+
 def _matching_paren(code: str, open_at: int) -> int:
     depth = 0
     for i in range(open_at, len(code)):
@@ -62,6 +112,8 @@ class Validator:
         line_start = text.rfind("\n", 0, cursor) + 1
         self.line_prefix = text[line_start:cursor]
         self.known_names = set(re.findall(r"[A-Za-z_]\w*", text))
+        # inside a triple-quoted string (a docstring's prose): no syntax to check
+        self.in_string = any(text.count(q, 0, line_start) % 2 for q in ('"""', "'''"))
 
     def problems(self, suggestion: str) -> list[tuple[str, int, int, str]]:
         """(message, start, end, replacement or '') for each bad reference inside `suggestion`."""
@@ -69,6 +121,9 @@ class Validator:
         code = _blank_strings(line)
         base = len(self.line_prefix)
         out: list[tuple[str, int, int, str]] = []
+        garbled = None if self.in_string else adjacent_atoms(line, base)
+        if garbled:
+            out.append((garbled, 0, len(suggestion), ""))
         for m in _CHAIN.finditer(code):
             if m.end() <= base:
                 continue

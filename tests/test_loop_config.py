@@ -97,8 +97,8 @@ def test_cli_version_help_and_lean_imports() -> None:
     assert "check" in proc.stdout and "model" in proc.stdout
     code = (
         "import sys, ect.cli, ect.check_cmd, ect.loop, ect.graph, ect.selection, ect.runner, ect.entry\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'pygls', 'rich', 'matplotlib', 'psycopg', 'git')"
-        " if m in sys.modules]\nprint(heavy)"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'pygls', 'rich', 'matplotlib', 'psycopg',"
+        " 'git') if m in sys.modules]\nprint(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

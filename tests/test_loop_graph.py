@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
-from ect_testutil import git, run_ect, write
+from ect_testutil import git, run_ect
 
 PKG = {
     "pkg/__init__.py": "from pkg.api import public\n",
     "pkg/api.py": "from .impl import helper\n\ndef public():\n    return helper()\n",
     "pkg/impl.py": "def helper():\n    return 1\n",
     "pkg/plugins/__init__.py": "",
-    "pkg/plugins/loader.py": "import importlib\n\ndef load(name):\n    return importlib.import_module(name)\n",
+    "pkg/plugins/loader.py": (
+        "import importlib\n\ndef load(name):\n    return importlib.import_module(name)\n"
+    ),
     "pkg/plugins/a.py": "A = 1\n",
     "pkg/lit.py": "import importlib\nmod = importlib.import_module('pkg.impl')\n",
     "pkg/sub/__init__.py": "",

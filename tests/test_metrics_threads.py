@@ -10,8 +10,10 @@ from ect import events
 def test_record_from_threads_keeps_every_event(tmp_path) -> None:
     state = tmp_path / ".ect"
     assert events.record(state, "completion.shown", chars=1)
-    threads = [threading.Thread(target=events.record, args=(state, "completion.shown"), kwargs={"chars": i})
-               for i in range(8)]
+    threads = [
+        threading.Thread(target=events.record, args=(state, "completion.shown"), kwargs={"chars": i})
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 import sys
@@ -12,9 +13,10 @@ import pytest
 from models.corpus import build_corpus, is_held_out, training_examples
 from models.fim import CTX, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, compact_signature, examples_from_file
 from models.index import Param, SymbolIndex
+from models.prior import NamePrior, PriorWeights
 from models.retrieval import context_lines
 from models.secrets import MASK, scrub
-from models.validate import Validator
+from models.validate import Validator, adjacent_atoms
 
 AWS_KEY = "AKIAQWERTYUIOPASDFGH"
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx7Fq3\n-----END RSA PRIVATE KEY-----"
@@ -122,6 +124,53 @@ def test_retrieval_finds_receiver_members_and_imports(repo: Path) -> None:
     assert "Store.save(key, value)" in lines and "Store.fetch(key, default=...)" in lines
     cursor = text.index("store = open_store") + len("store = ")
     assert "open_store(root)" in context_lines(index, "app", text, cursor)
+
+
+def test_name_prior_counts_the_live_file_and_the_rest_of_the_repository(repo: Path) -> None:
+    index = SymbolIndex.build(repo)
+    # copy.py (a duplicate of shop/store.py, deduplicated only in the corpus) and shop/store.py say "fetch"
+    # once each, app.py once; from app's point of view the other files hold 2 references
+    assert index.references_elsewhere("fetch", "app") == 2
+    text = (repo / "app.py").read_text().replace('    store.save("b", value)\n', "    store.\n")
+    cursor = text.index("    store.\n") + len("    store.")
+    prior = NamePrior(index, "app", text, cursor)
+    assert prior.in_file["fetch"] == 1 and prior.in_file.get("save", 0) == 0
+    # the line being typed is not evidence
+    edited = text.replace("    store.\n", "    store.save(store.save)\n")
+    assert NamePrior(index, "app", edited, cursor).in_file.get("save", 0) == 0
+    w = PriorWeights(weight=1.0, elsewhere_weight=0.5)
+    assert prior.log_count("fetch", w) == pytest.approx(math.log(1 + 1 + 0.5 * 2))
+    assert prior.score("fetch", -3.0, w) > prior.score("save", -3.0, w)  # equal model scores: counts decide
+    assert prior.score("save", -1.0, w) > prior.score("fetch", -3.0, w)  # ... which the model can overrule
+
+
+def test_garbled_suggestions_are_not_shown(repo: Path) -> None:
+    index = SymbolIndex.build(repo)
+    text = (repo / "app.py").read_text()
+    cursor = text.index("store.save") + len("store.")
+    v = Validator(index, "app", text, cursor)
+    assert v.check('save("b", value) if value else None').ok
+    assert not v.check("fetch(key, default=..........vanish())").ok  # `... ...`: no completion fixes it
+    assert not v.check("fetch(a) b").ok and not v.check("fetch(a b)").ok
+    for fine in ('fetch(f"{value!r} x")', 'fetch("a" "b")', "fetch(0x1f)", "fetch(not value)"):
+        assert v.check(fine).ok, fine
+    prose = text.replace("def main():\n", 'def main():\n    """Open the store\n    and read it\n    """\n')
+    at = prose.index("and read") + len("and ")
+    assert Validator(index, "app", prose, at).check("write it twice").ok  # docstring prose is not code
+    assert adjacent_atoms("match point:", 0) is None and adjacent_atoms("x = a if b else c", 0) is None
+
+
+def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
+    from ect.config import load_config
+    from ect.errors import ConfigError
+    from models.settings import model_settings
+
+    (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 1.5\n")
+    with pytest.raises(ConfigError, match="min_token_prob"):
+        model_settings(load_config(tmp_path))
+    (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 0.25\nprefix_tokens = 128\n")
+    settings = model_settings(load_config(tmp_path))
+    assert settings.min_token_prob == 0.25 and settings.prefix_tokens == 128
 
 
 def test_validation_drops_or_repairs_hallucinated_internal_symbols(repo: Path) -> None:

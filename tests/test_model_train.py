@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,9 +122,10 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     checked = completer.complete(text, cursor, "app", k=3)
     assert raw.candidates, "the tiny model should suggest something"
     assert any("vanish_forever" in c.text for c in raw.candidates)  # it learned the non-existent member
-    assert all("vanish_forever" not in c.text for c in checked.candidates)  # ... which is never shown
-    assert all("vanish_forever" not in r for r in checked.raw)  # identifiers are constrained to real members
+    assert all("vanish_forever" not in c.text for c in checked.candidates), checked  # never shown
     members = {"fetch", "root", "__init__"}
+    # the name after `store.` is constrained to real members, even before validation
+    assert checked.raw and all(re.match(r"\w*", r).group(0) in members for r in checked.raw)  # type: ignore[union-attr]
     assert all(c.text.split("(")[0].split(".")[0].split(" ")[0] in members for c in checked.candidates)
 
     # save/load round trip: the reloaded model computes the same logits
@@ -187,12 +189,78 @@ def test_fast_decoder_matches_transformers(tiny_base: Path) -> None:
 
     model, _ = load_base(tiny_base)
     assert supports(model)
-    fast = FastLlama(model)
     ids = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = torch.log_softmax(model(input_ids=ids).logits[0], dim=-1)
-        assert torch.allclose(fast.forward(ids[0, :39].tolist(), 0), ref[38], atol=1e-4)
-        assert torch.allclose(fast.forward([int(ids[0, 39])]), ref[39], atol=1e-4)  # one step on the cache
+        exact = FastLlama(model, precision="fp32")
+        assert torch.allclose(exact.forward(ids[0, :39].tolist(), 0), ref[38], atol=1e-4)
+        assert torch.allclose(exact.forward([int(ids[0, 39])]), ref[39], atol=1e-4)  # one step on the cache
+        # low precision (bfloat16 prompts, int8 single tokens) stays close to the exact numbers
+        low = FastLlama(model, precision="auto")
+        assert (low.forward(ids[0, :39].tolist(), 0) - ref[38]).abs().max() < 0.05
+        assert (low.forward([int(ids[0, 39])]) - ref[39]).abs().max() < 0.05
+        # a token tree after a cached prefix: every node sees the prefix and its own ancestors only
+        exact.forward(ids[0, :30].tolist(), 0)
+        a, b, c = (int(x) for x in ids[0, 30:33])
+        other = (a + 1) % model.config.vocab_size
+        tree = exact.tree_logprobs(30, [a, b, other, c], [-1, 0, -1, 1])
+        assert exact.pos == 30  # the cache is left as it was
+        assert torch.allclose(tree[0], ref[30], atol=1e-4)
+        assert torch.allclose(tree[1], ref[31], atol=1e-4)
+        assert torch.allclose(tree[3], ref[32], atol=1e-4)
+        branch = torch.cat([ids[0, :30], torch.tensor([other])])[None]
+        want = torch.log_softmax(model(input_ids=branch).logits[0, -1], -1)
+        assert torch.allclose(tree[2], want, atol=1e-4)
+
+
+def test_members_are_ranked_as_whole_names(repo: Path, tiny_base: Path) -> None:
+    from models.complete import Completer
+    from models.fim import CTX
+    from models.index import SymbolIndex
+    from models.modeling import load_base
+
+    model, tok = load_base(tiny_base)
+    index = SymbolIndex.build(repo, repo / ".ect")
+    completer = Completer(model, tok, index, precision="fp32", prior=None)
+    text = (repo / "app.py").read_text()
+    cursor = text.index("store.vanish_forever") + len("store.")
+    typed, names = completer.member_names(text, cursor, "app") or ("", [])
+    assert typed == "" and set(names) == {"fetch", "root"}  # dunders are not offered after a bare dot
+    prompt = completer.prompt_ids(text, cursor, [])
+    assert prompt[0] == tok.convert_tokens_to_ids(CTX)
+    with torch.no_grad():
+        first = completer.fast.forward(prompt, 0)
+        ranked = completer.rank_members(prompt, first, names)
+        scores = [s for s, _, _ in ranked]
+        assert scores == sorted(scores, reverse=True) and {n for _, n, _ in ranked} == set(names)
+        terminal = completer._terminal_mask()
+        for score, name, ids in ranked:  # the tree's score is the chain rule over the plain decoder
+            seq = torch.tensor([prompt + ids])
+            lp = torch.log_softmax(model(input_ids=seq).logits[0].float(), dim=-1)
+            want = sum(float(lp[len(prompt) - 1 + j, t]) for j, t in enumerate(ids))
+            want += float(torch.logsumexp(lp[-1][terminal], dim=0))
+            assert abs(score - want) < 1e-3, (name, score, want)
+        shown = completer.complete(text, cursor, "app", k=2)
+        # each suggestion is a real member, whole (the token after it cannot extend the name)
+        heads = [re.match(r"\w*", c.text).group(0) for c in shown.candidates]  # type: ignore[union-attr]
+        assert heads and heads[0] == ranked[0][1] and all(h in names for h in heads)
+
+
+def test_min_token_prob_shortens_doubtful_suggestions(repo: Path, tiny_base: Path) -> None:
+    from models.complete import Completer
+    from models.modeling import load_base
+
+    model, tok = load_base(tiny_base)
+    text = (repo / "app.py").read_text()
+    cursor = text.index("    store = Store") + 4
+    plain = Completer(model, tok, None, ModelSettings(max_new_tokens=12))
+    full = plain.complete(text, cursor, validate=False)
+    sure = Completer(model, tok, None, ModelSettings(max_new_tokens=12, min_token_prob=0.99)).complete(
+        text, cursor, validate=False
+    )
+    assert full.candidates and sure.candidates
+    assert full.candidates[0].text.startswith(sure.candidates[0].text)
+    assert len(sure.candidates[0].text) < len(full.candidates[0].text)  # an untrained model is never sure
 
 
 def test_training_resumes_from_its_checkpoint(repo: Path, tiny_base: Path) -> None:

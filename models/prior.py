@@ -1,0 +1,47 @@
+"""A cache-model prior for ranking a receiver's member names: how often each name is referenced in the
+open file's live text and elsewhere in the repository. Code repeats itself locally, so interpolating
+these counts with the language model's score (log-linearly) ranks the right member first more often
+than either alone. No torch here."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from models.index import SymbolIndex
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class PriorWeights:
+    """score = model log-prob + weight * log(1 + in_file + elsewhere_weight * elsewhere)."""
+
+    weight: float = 0.5
+    elsewhere_weight: float = 0.1
+
+
+DEFAULT_WEIGHTS = PriorWeights()
+
+
+class NamePrior:
+    """Reference counts for one completion request."""
+
+    def __init__(self, index: SymbolIndex | None, module: str, text: str, cursor: int) -> None:
+        self.index = index
+        self.module = module
+        line_start = text.rfind("\n", 0, cursor) + 1
+        line_end = text.find("\n", cursor)
+        # the line being written is left out: what the user is typing is not evidence
+        self.in_file = Counter(_IDENT.findall(text[:line_start])) + Counter(
+            _IDENT.findall(text[line_end:] if line_end >= 0 else "")
+        )
+
+    def log_count(self, name: str, weights: PriorWeights) -> float:
+        elsewhere = self.index.references_elsewhere(name, self.module) if self.index is not None else 0
+        return math.log1p(self.in_file.get(name, 0) + weights.elsewhere_weight * max(0, elsewhere))
+
+    def score(self, name: str, model_logprob: float, weights: PriorWeights) -> float:
+        return model_logprob + weights.weight * self.log_count(name, weights)
