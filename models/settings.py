@@ -18,11 +18,11 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "lr": ("float", 0.0),
     "held_out_percent": ("int", 10),
     "exclude": ("list[str]", []),
-    "ctx_tokens": ("int", 96),
-    "prefix_tokens": ("int", 224),
-    "suffix_tokens": ("int", 48),
+    "ctx_tokens": ("int", 64),
+    "prefix_tokens": ("int", 128),
+    "suffix_tokens": ("int", 32),
     "max_new_tokens": ("int", 24),
-    "min_token_prob": ("float", 0.0),
+    "min_token_prob": ("float", 0.5),
 }
 
 
@@ -36,11 +36,11 @@ class ModelSettings:
     lr: float = 0.0
     held_out_percent: int = 10
     exclude: list[str] = field(default_factory=list)
-    ctx_tokens: int = 96
-    prefix_tokens: int = 224
-    suffix_tokens: int = 48
+    ctx_tokens: int = 64
+    prefix_tokens: int = 128
+    suffix_tokens: int = 32
     max_new_tokens: int = 24
-    min_token_prob: float = 0.0  # a suggestion stops before a token the model gives less than this
+    min_token_prob: float = 0.5  # a suggestion stops before a token the model gives less than this
 
 
 def model_settings(cfg: Config) -> ModelSettings:
