@@ -209,11 +209,14 @@ def train_model(
         except (OSError, RuntimeError, KeyError, ValueError, EOFError):
             echo("checkpoint unreadable: starting over")
 
+    t_eval = time.time()
     before = state.get("loss_before") or held_loss()
+    eval_seconds = time.time() - t_eval
     state["loss_before"] = before
     best = state.get("best") or (before, 0)
     best_state = state.get("best_state") or trainable_state()
-    budget = minutes * 60
+    # --max-minutes bounds the whole command: set-up so far, the steps, and a last evaluation and save
+    budget = minutes * 60 - (time.time() - t_start) - 2 * eval_seconds - 5
     t0 = time.time()  # the time budget is per invocation; state["elapsed"] adds up over resumed runs
     elapsed_before = float(state["elapsed"])
     tokens_before = int(state["tokens"])
