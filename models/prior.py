@@ -19,8 +19,8 @@ _IDENT = re.compile(r"[A-Za-z_]\w*")
 class PriorWeights:
     """score = model log-prob + weight * log(1 + in_file + elsewhere_weight * elsewhere)."""
 
-    weight: float = 0.5
-    elsewhere_weight: float = 0.1
+    weight: float = 1.0
+    elsewhere_weight: float = 0.0  # chosen on development files: repository-wide counts did not help
 
 
 DEFAULT_WEIGHTS = PriorWeights()

@@ -202,6 +202,11 @@ def main() -> int:
             f"{model.get('seconds')}s, held-out loss {model.get('held_out_loss_before')} -> "
             f"{model.get('held_out_loss_after')} (lora={model.get('lora')})"
         )
+    print(
+        f"engine: prompt {settings.ctx_tokens} ctx + {settings.prefix_tokens} prefix + "
+        f"{settings.suffix_tokens} suffix tokens, min_token_prob {settings.min_token_prob}, "
+        f"bf16/int8 weights, {args.threads} threads"
+    )
     print()
     print(format_table(result))
     print()

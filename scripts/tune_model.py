@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Choose the completion engine's settings on files the benchmark never scores.
+
+    python scripts/tune_model.py --repo /tmp/jinja --split train --model base
+    python scripts/tune_model.py --repo /tmp/jinja-dev --split dev --model /tmp/jinja-dev/.ect/model
+
+`--split train` scores the base model on the repository's training files (a fine-tuned model has seen
+them, so use it with `--model base` only). `--split dev` scores files held out at `--dev-percent` but not
+at `--scored-percent` (the benchmark's, 10 by default): train the model on a checkout whose `[tool.ect.model]
+held_out_percent` is `--dev-percent`, then the benchmark's held-out files stay unseen by the tuning.
+
+Prints (1) member-call identifier accuracy for constrained greedy decoding, whole-name ranking, and
+whole-name ranking with the prior over a grid of weights; (2) for each `min_token_prob`, keystroke
+savings, call exact match / identifier accuracy and next-line edit similarity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, required=True)
+    ap.add_argument("--split", choices=["train", "dev"], default="train")
+    ap.add_argument("--dev-percent", type=int, default=30)
+    ap.add_argument("--scored-percent", type=int, default=10, help="the benchmark's held-out percentage")
+    ap.add_argument("--model", default="base", help="'base' or a fine-tuned model directory")
+    ap.add_argument("--tasks", type=int, default=400, help="tasks per kind")
+    ap.add_argument("--replay-lines", type=int, default=40)
+    ap.add_argument("--taus", default="0,0.2,0.35,0.5,0.7")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+
+    from ect.config import load_config
+    from models.complete import Completer
+    from models.corpus import Corpus, build_corpus
+    from models.evaluate import identifiers, keystroke_savings, make_tasks, model_suggester, run_row
+    from models.index import SymbolIndex
+    from models.modeling import load_base, load_trained, resolve_base
+    from models.prior import NamePrior
+    from models.retrieval import context_lines
+    from models.settings import model_settings
+
+    torch.set_num_threads(args.threads)
+    root = args.repo.resolve()
+    cfg = load_config(root)
+    settings = model_settings(cfg)
+    index = SymbolIndex.build(root, cfg.state_path, settings.internal)
+    full = build_corpus(root, settings.held_out_percent, settings.exclude)
+    if args.split == "train":
+        files = full.train
+    else:
+        scored = {f.path for f in build_corpus(root, args.scored_percent, settings.exclude).held_out}
+        files = [
+            f for f in build_corpus(root, args.dev_percent, settings.exclude).held_out if f.path not in scored
+        ]
+    if not files:
+        print("tune_model: no files in that split", file=sys.stderr)
+        return 2
+    corpus = Corpus(held_out=files)
+    tasks = make_tasks(corpus, index, args.tasks, seed=1)
+    if args.model == "base":
+        model, tok = load_base(resolve_base(settings.base, root))
+    else:
+        model, tok, _ = load_trained(Path(args.model))
+    print(f"{args.split} split: {len(files)} files, {len(tasks)} tasks, model {args.model}")
+
+    # (1) member ranking
+    completer = Completer(model, tok, index, settings, prior=None)
+    rows: list[tuple[str, dict[str, tuple[float, int, int]]]] = []
+    greedy_ok = 0
+    with torch.inference_mode():
+        for t in tasks:
+            members = (
+                completer.member_names(t.text, t.cursor, t.file.module) if t.kind == "api_call" else None
+            )
+            if members is None or t.callee not in members[1]:
+                continue
+            typed, names = members
+            ctx = context_lines(index, t.file.module, t.text, t.cursor)
+            prompt = completer.prompt_ids(t.text, t.cursor, ctx, prefix_end=t.cursor - len(typed))
+            first = completer.fast.forward(prompt, 0)
+            ranked = completer.rank_members(prompt, first, names, limit=10**6)
+            prior = NamePrior(index, t.file.module, t.text, t.cursor)
+            rows.append(
+                (
+                    t.callee,
+                    {
+                        n: (s, prior.in_file.get(n, 0), index.references_elsewhere(n, t.file.module))
+                        for s, n, _ in ranked
+                    },
+                )
+            )
+            completer.rank_names = False
+            shown = completer.complete(t.text, t.cursor, t.file.module).candidates
+            completer.rank_names = True
+            greedy_ok += bool(shown) and identifiers(shown[0].text)[:1] == [t.callee]
+
+    def accuracy(weight: float, elsewhere: float) -> float:
+        def score(item: tuple[str, tuple[float, int, int]]) -> float:
+            s, here, other = item[1]
+            return s + weight * math.log1p(here + elsewhere * max(0, other))
+
+        hits = sum(max(names.items(), key=score)[0] == target for target, names in rows)
+        return hits / len(rows) if rows else float("nan")
+
+    n = len(rows)
+    print(
+        f"\nmember calls: {n}; constrained greedy {greedy_ok / max(n, 1):.3f}; "
+        f"whole names {accuracy(0, 0):.3f}"
+    )
+    grid_w = (0.0, 0.03, 0.1, 0.3, 1.0)
+    print("prior weight \\ elsewhere weight: " + " ".join(f"{w:>6}" for w in grid_w))
+    for weight in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0):
+        print(f"{weight:>32} " + " ".join(f"{accuracy(weight, w):>6.3f}" for w in grid_w))
+
+    # (2) the confidence cut-off
+    print(f"\n{'min_token_prob':>14} {'keys saved':>10} {'call EM':>8} {'call id':>8} {'line ES':>8}")
+    for tau in (float(x) for x in args.taus.split(",")):
+        settings.min_token_prob = tau
+        engine = Completer(model, tok, index, settings)
+        suggest = model_suggester(engine, retrieval=True)
+        row: dict[str, Any] = run_row(f"tau {tau}", suggest, tasks, index)
+        row.update(keystroke_savings(suggest, files, args.replay_lines, seed=1))
+        c, line = row.get("api_call", {}), row.get("next_line", {})
+        print(
+            f"{tau:>14} {row['keystroke_savings']:>10.3f} {c.get('exact', 0):>8.3f} "
+            f"{c.get('ident_acc', 0):>8.3f} {line.get('edit_sim', 0):>8.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
