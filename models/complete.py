@@ -268,13 +268,11 @@ class Completer:
     def _terminal_mask(self) -> Any:
         """Tokens that can follow a complete identifier (their text starts with a non-word character)."""
         if self._terminal is None:
-            torch = self.torch
-            size = self.fast.lm_head(torch.zeros(1, self.fast.embed.shape[1])).shape[-1]
-            mask = torch.zeros(size, dtype=torch.bool)
-            for t in range(size):
+            flags = []
+            for t in range(self.fast.embed.shape[0]):
                 piece = self._piece(t)
-                mask[t] = t in self.stop_ids or not piece or not (piece[0].isalnum() or piece[0] == "_")
-            self._terminal = mask
+                flags.append(t in self.stop_ids or not piece or not (piece[0].isalnum() or piece[0] == "_"))
+            self._terminal = self.torch.tensor(flags, dtype=self.torch.bool)
         return self._terminal
 
     def rank_members(
@@ -376,12 +374,11 @@ class Completer:
         """Up to `k` suggestions for the cursor at offset `cursor` of `text` (a file of `module`)."""
         t0 = time.perf_counter()
         ctx = context_lines(self.index, module, text, cursor) if retrieval and self.index is not None else []
-        ids = self.prompt_ids(text, cursor, ctx)
         line_prefix = text[text.rfind("\n", 0, cursor) + 1 : cursor]
         validator = (
             Validator(self.index, module, text, cursor) if validate and self.index is not None else None
         )
-        result = Completion([], context=ctx, prompt_tokens=len(ids))
+        result = Completion([], context=ctx)
         members = self.member_names(text, cursor, module) if validator is not None else None
         n_try = k + (1 if validator is not None else 0)
         with self.torch.inference_mode():
@@ -391,6 +388,8 @@ class Completer:
                 )
             else:
                 ident0, allowed = (members[0], members[1]) if members else (None, None)
+                ids = self.prompt_ids(text, cursor, ctx)
+                result.prompt_tokens = len(ids)
                 logprobs, cache = self._step(ids, None)
                 tried: set[int] = set(self.stop_ids)
                 for rank in range(n_try):
