@@ -124,3 +124,40 @@ def training_examples(
         out.extend(examples_from_file(f.text, rng, n_fim, ctx_for=ctx_for, calls=weighted))
     rng.shuffle(out)
     return out
+
+
+def stdlib_files() -> list[Path]:
+    """The Python standard library's source files: code every machine has (the default base's diet)."""
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [
+        p
+        for p in sorted(root.rglob("*.py"))
+        if "site-packages" not in p.parts and "dist-packages" not in p.parts
+    ]
+
+
+def rehearsal_examples(target_chars: int, seed: int, max_file_bytes: int = MAX_FILE_BYTES) -> list[str]:
+    """About `target_chars` of general Python (standard-library files, scrubbed, as causal and FIM
+    examples) to mix into fine-tuning, so that the model keeps what it knew about code in general."""
+    rng = random.Random(seed)
+    files = stdlib_files()
+    rng.shuffle(files)
+    out: list[str] = []
+    total = 0
+    for path in files:
+        if total >= target_chars:
+            break
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if not data.strip() or len(data) > max_file_bytes:
+            continue
+        text, _ = scrub(data.decode("utf-8", "replace"))
+        text = text[: max(4000, target_chars - total)]
+        examples = examples_from_file(text, rng, n_fim=max(1, len(text) // 1000))
+        out.extend(examples)
+        total += sum(len(e) for e in examples)
+    return out

@@ -23,6 +23,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "suffix_tokens": ("int", 32),
     "max_new_tokens": ("int", 24),
     "min_token_prob": ("float", 0.5),
+    "rehearsal": ("float", 0.0),
 }
 
 
@@ -41,6 +42,7 @@ class ModelSettings:
     suffix_tokens: int = 32
     max_new_tokens: int = 24
     min_token_prob: float = 0.5  # a suggestion stops before a token the model gives less than this
+    rehearsal: float = 0.0  # general Python (stdlib) mixed into fine-tuning, as a fraction of the repo's
 
 
 def model_settings(cfg: Config) -> ModelSettings:
@@ -52,6 +54,9 @@ def model_settings(cfg: Config) -> ModelSettings:
     values["max_epochs"] = float(values["max_epochs"])
     values["lr"] = float(values["lr"])
     values["min_token_prob"] = float(values["min_token_prob"])
+    values["rehearsal"] = float(values["rehearsal"])
+    if values["rehearsal"] < 0:
+        raise ConfigError(f"{cfg.source}: [tool.ect.model] rehearsal must be >= 0")
     if not 0.0 <= values["min_token_prob"] < 1.0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] min_token_prob must be in [0, 1)")
     return ModelSettings(**values)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ect.errors import EctError
-from models.corpus import Corpus, build_corpus, training_examples
+from models.corpus import Corpus, build_corpus, rehearsal_examples, training_examples
 from models.index import SymbolIndex
 from models.modeling import DEFAULT_BASE, check_base_dir, load_base, resolve_base, save_model
 from models.settings import ModelSettings
@@ -47,6 +47,7 @@ class TrainReport:
     symbols: int
     resumed: bool
     finished: bool
+    rehearsal: float = 0.0  # general Python mixed in, as a fraction of the repository's examples
 
 
 class Progress:
@@ -247,6 +248,10 @@ def train_model(
         while True:
             if epoch_blocks is None:
                 texts = training_examples(corpus, index, seed=seed * 1000 + state["epoch"])
+                if settings.rehearsal > 0:  # general Python mixed in: keep what the base knew
+                    repo_chars = sum(len(t) for t in texts)
+                    texts += rehearsal_examples(int(repo_chars * settings.rehearsal), seed + state["epoch"])
+                    random.Random(seed + state["epoch"]).shuffle(texts)
                 epoch_blocks = pack(tok, texts)
                 g = torch.Generator().manual_seed(seed * 1000 + state["epoch"])
                 epoch_blocks = epoch_blocks[torch.randperm(epoch_blocks.shape[0], generator=g)]
@@ -351,6 +356,7 @@ def train_model(
         out_dir=str(out_dir),
         base=str(base_path.resolve()),
         lora=use_lora,
+        rehearsal=settings.rehearsal,
         device=device,
         steps=state["step"],
         epochs=round(state["step"] / steps_per_epoch, 2),

@@ -28,7 +28,6 @@ import math
 import os
 import random
 import sys
-import sysconfig
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from models.corpus import stdlib_files
 from models.fim import examples_from_file
 from models.secrets import scrub
 
@@ -64,15 +64,6 @@ SEQ_LEN = 512
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def stdlib_files() -> list[Path]:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    return [
-        p
-        for p in sorted(root.rglob("*.py"))
-        if "site-packages" not in p.parts and "dist-packages" not in p.parts
-    ]
 
 
 def permissive_site_files() -> list[Path]:

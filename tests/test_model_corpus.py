@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.corpus import build_corpus, is_held_out, training_examples
+from models.corpus import build_corpus, is_held_out, rehearsal_examples, training_examples
 from models.fim import CTX, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, compact_signature, examples_from_file
 from models.index import Param, SymbolIndex
 from models.prior import NamePrior, PriorWeights
@@ -160,6 +160,16 @@ def test_garbled_suggestions_are_not_shown(repo: Path) -> None:
     assert adjacent_atoms("match point:", 0) is None and adjacent_atoms("x = a if b else c", 0) is None
 
 
+def test_rehearsal_examples_are_general_python_of_the_asked_size() -> None:
+    first = rehearsal_examples(20_000, seed=3)
+    assert first == rehearsal_examples(20_000, seed=3)  # deterministic per seed
+    assert first != rehearsal_examples(20_000, seed=4)
+    size = sum(len(e) for e in first)
+    assert 20_000 <= size < 20_000 + 60_000  # stops once the target is reached (one file may overshoot)
+    assert any(FIM_MIDDLE in e for e in first) and any(FIM_MIDDLE not in e for e in first)
+    assert rehearsal_examples(0, seed=3) == []
+
+
 def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
     from ect.config import load_config
     from ect.errors import ConfigError
@@ -167,6 +177,9 @@ def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
 
     (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 1.5\n")
     with pytest.raises(ConfigError, match="min_token_prob"):
+        model_settings(load_config(tmp_path))
+    (tmp_path / "ect.toml").write_text("[model]\nrehearsal = -1\n")
+    with pytest.raises(ConfigError, match="rehearsal"):
         model_settings(load_config(tmp_path))
     (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 0.25\nprefix_tokens = 128\n")
     settings = model_settings(load_config(tmp_path))

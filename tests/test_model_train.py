@@ -136,6 +136,7 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
 
 
 def test_lora_training_and_cli(repo: Path, tiny_base: Path) -> None:
+    (repo / "ect.toml").write_text("[model]\nrehearsal = 0.5\n")  # general Python mixed in
     proc = ect(
         repo,
         "model",
@@ -152,6 +153,7 @@ def test_lora_training_and_cli(repo: Path, tiny_base: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["lora"] is True and report["trainable"] < report["parameters"]
+    assert report["rehearsal"] == 0.5
     out = repo / ".ect" / "model"
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
     events = query(load_config(repo).state_path, kind="model.trained")
