@@ -9,6 +9,8 @@ from typing import Any
 from ect.config import Config, check_table
 from ect.errors import ConfigError
 
+MAX_WINDOW = 1000  # prompt + generated tokens: the default base's positions (1024), a few left for sentinels
+
 SCHEMA: dict[str, tuple[str, Any]] = {
     "internal": ("list[str]", []),
     "base": ("str", ""),
@@ -55,6 +57,12 @@ def model_settings(cfg: Config) -> ModelSettings:
     values["lr"] = float(values["lr"])
     values["min_token_prob"] = float(values["min_token_prob"])
     values["rehearsal"] = float(values["rehearsal"])
+    window = sum(values[k] for k in ("ctx_tokens", "prefix_tokens", "suffix_tokens", "max_new_tokens"))
+    if window > MAX_WINDOW or min(values[k] for k in ("prefix_tokens", "max_new_tokens")) < 1:
+        raise ConfigError(
+            f"{cfg.source}: [tool.ect.model] ctx_tokens + prefix_tokens + suffix_tokens + max_new_tokens "
+            f"must be at most {MAX_WINDOW} (is {window}), prefix_tokens and max_new_tokens at least 1"
+        )
     if values["rehearsal"] < 0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] rehearsal must be >= 0")
     if not 0.0 <= values["min_token_prob"] < 1.0:

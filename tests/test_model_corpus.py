@@ -178,6 +178,9 @@ def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
     (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 1.5\n")
     with pytest.raises(ConfigError, match="min_token_prob"):
         model_settings(load_config(tmp_path))
+    (tmp_path / "ect.toml").write_text("[model]\nprefix_tokens = 1000\n")
+    with pytest.raises(ConfigError, match="at most 1000"):
+        model_settings(load_config(tmp_path))
     (tmp_path / "ect.toml").write_text("[model]\nrehearsal = -1\n")
     with pytest.raises(ConfigError, match="rehearsal"):
         model_settings(load_config(tmp_path))
