@@ -40,8 +40,11 @@ class NamePrior:
         )
 
     def log_count(self, name: str, weights: PriorWeights) -> float:
-        elsewhere = self.index.references_elsewhere(name, self.module) if self.index is not None else 0
-        return math.log1p(self.in_file.get(name, 0) + weights.elsewhere_weight * max(0, elsewhere))
+        here = self.in_file.get(name, 0)
+        if not weights.elsewhere_weight or self.index is None:
+            return math.log1p(here)
+        elsewhere = max(0, self.index.references_elsewhere(name, self.module))
+        return math.log1p(here + weights.elsewhere_weight * elsewhere)
 
     def score(self, name: str, model_logprob: float, weights: PriorWeights) -> float:
         return model_logprob + weights.weight * self.log_count(name, weights)
