@@ -87,13 +87,15 @@ def build_corpus(root: Path, held_out_percent: int = 10, exclude: Sequence[str] 
     return corpus
 
 
-def internal_calls(index: SymbolIndex, f: SourceFile) -> list[tuple[int, int, str]]:
-    """Call sites in `f` whose callee resolves to the repository's own code."""
+def internal_calls(
+    index: SymbolIndex, f: SourceFile, spans: Sequence[tuple[int, int, str]] | None = None
+) -> list[tuple[int, int, str]]:
+    """Call sites in `f` (of `spans` when given) whose callee resolves to the repository's own code."""
     from models.retrieval import Resolver
 
     resolver = Resolver(index, f.module, f.text)
     out = []
-    for start, end, dotted in call_spans(f.text):
+    for start, end, dotted in call_spans(f.text) if spans is None else spans:
         if resolver.resolve_callee(dotted, start) is not None:
             out.append((start, end, dotted))
     return out
@@ -113,12 +115,13 @@ def training_examples(
     fim_per_kchar: float = 1.5,
     internal_weight: int = 3,
 ) -> list[str]:
-    """Causal chunks and FIM examples (retrieval context included), internal call sites weighted up."""
+    """Causal chunks and FIM examples (retrieval context included); call sites are favoured as spans,
+    calls into the repository's own code `internal_weight` times as much as others."""
     rng = random.Random(seed)
     out: list[str] = []
     for f in files if files is not None else corpus.train:
-        calls = internal_calls(index, f)
-        weighted = calls * internal_weight if calls else call_spans(f.text)
+        spans = call_spans(f.text)
+        weighted = spans + internal_calls(index, f, spans) * (internal_weight - 1)
         ctx_for: Callable[[str, int, str], list[str]] = partial(_ctx_for, index, f.module)
         n_fim = max(2, int(len(f.text) / 1000 * fim_per_kchar))
         out.extend(examples_from_file(f.text, rng, n_fim, ctx_for=ctx_for, calls=weighted))

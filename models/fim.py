@@ -32,6 +32,7 @@ CTX_LINES = 8
 
 _CALLEE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
+_DEFINITION = re.compile(r"\b(?:def|class)\s+$")
 
 
 class ParamLike(Protocol):
@@ -102,11 +103,54 @@ def line_offsets(text: str) -> list[int]:
 
 
 def call_spans(text: str) -> list[tuple[int, int, str]]:
-    """(callee start, end of line, callee dotted name) for every call on a line of `text`."""
+    """(callee start, end of line, callee dotted name) for every call of a dotted name (`f(`, `a.b.f(`) in
+    `text`; the start is before the name's last part. Parsed with `ast`, so definitions (`def f(`),
+    strings, docstrings and comments hold no calls. Text that does not parse falls back to a pattern."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return _call_spans_by_pattern(text)
+    offs = line_offsets(text)
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        dotted = _dotted(node.func)
+        if dotted is None or node.func.end_lineno is None or node.func.end_col_offset is None:
+            continue
+        last = dotted.rsplit(".", 1)[-1]
+        line = node.func.end_lineno - 1
+        if line >= len(offs):
+            continue
+        line_end = text.find("\n", offs[line])
+        line_end = len(text) if line_end < 0 else line_end
+        raw = text[offs[line] : line_end].encode("utf-8")  # ast columns count UTF-8 bytes
+        col = len(raw[: node.func.end_col_offset - len(last.encode("utf-8"))].decode("utf-8", "replace"))
+        start = offs[line] + col
+        if text.startswith(last, start):
+            out.append((start, line_end, dotted))
+    return sorted(set(out))
+
+
+def _dotted(func: ast.expr) -> str | None:
+    """`a.b.c` for a chain of names, else None."""
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name):
+        return None
+    parts.append(func.id)
+    return ".".join(reversed(parts))
+
+
+def _call_spans_by_pattern(text: str) -> list[tuple[int, int, str]]:
+    """call_spans for text that does not parse: every `name(` outside a definition."""
     out = []
     for m in _CALLEE.finditer(text):
         dotted = m.group(1)
-        if dotted.split(".")[-1] in _KEYWORDS:
+        defined = _DEFINITION.search(text, max(0, m.start(1) - 16), m.start(1))
+        if dotted.split(".")[-1] in _KEYWORDS or defined:
             continue
         start = m.start(1) + (len(dotted) - len(dotted.split(".")[-1]))  # cursor before the last part
         eol = text.find("\n", start)

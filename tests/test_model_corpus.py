@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from models.corpus import build_corpus, is_held_out, rehearsal_examples, training_examples
-from models.fim import CTX, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, compact_signature, examples_from_file
+from models.fim import (
+    CTX,
+    FIM_MIDDLE,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    call_spans,
+    compact_signature,
+    examples_from_file,
+)
 from models.index import Param, SymbolIndex
 from models.prior import NamePrior, PriorWeights
 from models.retrieval import context_lines
@@ -114,6 +122,26 @@ def test_fim_examples_have_prefix_suffix_middle_and_context() -> None:
         Param("kw", "keyword_only", True),
     ]
     assert compact_signature("fetch", params, owner="Store") == "Store.fetch(key, default=..., *, kw=...)"
+
+
+def test_call_sites_are_real_calls_not_definitions_strings_or_comments() -> None:
+    text = (
+        "import os\n"
+        "def load(path):\n"
+        '    """>>> load(1)"""\n'
+        '    p = os.path.join(path, "é" + x)  # save(p)\n'
+        "    return self.parse(p)(1) + f().g(2)\n"
+        "class Store(Base):\n"
+        "    pass\n"
+    )
+    spans = call_spans(text)
+    assert [d for _, _, d in spans] == ["os.path.join", "self.parse", "f"]
+    start, end, _ = spans[0]
+    assert text[start:end] == 'join(path, "é" + x)  # save(p)'  # columns past a non-ASCII character
+    assert text[spans[1][0] :].startswith("parse(p)(1)")
+    # text that does not parse still yields its calls, but not its definitions
+    broken = "def load(path:\n    return store.get(path\n"
+    assert [d for _, _, d in call_spans(broken)] == ["store.get"]
 
 
 def test_retrieval_finds_receiver_members_and_imports(repo: Path) -> None:
