@@ -158,10 +158,14 @@ def run_row(name: str, suggest: Suggest, tasks: list[Task], index: SymbolIndex) 
 
 
 def keystroke_savings(
-    suggest: Suggest, files: list[SourceFile], max_lines: int, seed: int
+    suggest: Suggest, files: list[SourceFile], max_lines: int, seed: int, every_keystroke: bool = False
 ) -> dict[str, float]:
-    """Replay lines of held-out files; at each word boundary ask for a suggestion and accept it (one
-    keystroke) when it matches what follows. Savings = keystrokes saved / characters typed."""
+    """Replay lines of held-out files and accept a suggestion (one keystroke) when it matches what
+    follows. Savings = keystrokes saved / characters typed.
+
+    By default a suggestion is asked for at each word start (a completion popup). With `every_keystroke`
+    the replay is an editor's ghost text: whenever none is shown a suggestion is asked for, and a shown one
+    stays while the typed characters match it."""
     rng = random.Random(seed)
     candidates: list[tuple[SourceFile, int, int]] = []
     for f in files:
@@ -177,18 +181,22 @@ def keystroke_savings(
         target = f.text[start:end]
         rest = f.text[end:]
         i = 0
+        live = ""  # ghost text still shown (every_keystroke)
         while i < len(target):
             at_boundary = i == 0 or not (target[i - 1].isalnum() or target[i - 1] == "_")
-            if at_boundary:
+            s = live
+            if not s and (at_boundary or every_keystroke):
                 text = f.text[:start] + target[:i] + rest
                 shown, _, _ = suggest(text, start + i, f.module)
                 queries += 1
                 s = shown[0] if shown else ""
-                if s and target[i:].startswith(s) and len(s) > 1:
-                    saved += len(s) - 1
-                    accepted += 1
-                    i += len(s)
-                    continue
+            if s and target[i:].startswith(s) and len(s) > 1:
+                saved += len(s) - 1
+                accepted += 1
+                i += len(s)
+                live = ""
+                continue
+            live = s[1:] if every_keystroke and s[:1] == target[i] else ""
             i += 1
         typed += len(target)
     return {
@@ -267,12 +275,15 @@ def evaluate_repo(
         row = run_row(name, fn, tasks, index)
         if replay_lines > 0:
             row.update(keystroke_savings(fn, corpus.held_out, replay_lines, seed))
+            typing = keystroke_savings(fn, corpus.held_out, replay_lines, seed, every_keystroke=True)
+            row.update({f"{k}_typing": v for k, v in typing.items() if k != "chars"})
         row["seconds"] = round(time.time() - t0, 1)
         c, n = row.get("api_call", {}), row.get("next_line", {})
         echo(
             f"  {name}: call id-acc {c.get('ident_acc', 0):.3f} EM {c.get('exact', 0):.3f}, line ES "
             f"{n.get('edit_sim', 0):.3f}, halluc {row['halluc_before']:.3f}/{row['halluc_after']:.3f}, keys "
-            f"{row.get('keystroke_savings', 0):.3f}, p50 {row['latency_p50_ms']} "
+            f"{row.get('keystroke_savings', 0):.3f} (typing {row.get('keystroke_savings_typing', 0):.3f}), "
+            f"p50 {row['latency_p50_ms']} "
             f"p95 {row['latency_p95_ms']} ms ({row['seconds']:.0f}s)"
         )
         results.append(row)
@@ -307,7 +318,7 @@ def evaluate_repo(
 def format_table(result: dict[str, Any]) -> str:
     head = (
         f"{'system':24} {'call id-acc':>11} {'call EM':>8} {'call ES':>8} {'line EM':>8} {'line ES':>8} "
-        f"{'id-F1':>6} {'halluc b/a':>11} {'keys saved':>10} {'p50 ms':>7} {'p95 ms':>7}"
+        f"{'id-F1':>6} {'halluc b/a':>11} {'keys saved':>10} {'typing':>7} {'p50 ms':>7} {'p95 ms':>7}"
     )
     lines = [
         f"repo {result['repo']}: {result['train_files']} train / {result['held_out_files']} held-out files, "
@@ -324,6 +335,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{c.get('edit_sim', nan):>8.3f} {n.get('exact', nan):>8.3f} {n.get('edit_sim', nan):>8.3f} "
             f"{(c.get('ident_f1', 0) + n.get('ident_f1', 0)) / 2:>6.3f} "
             f"{r['halluc_before']:>5.3f}/{r['halluc_after']:<5.3f} {r.get('keystroke_savings', nan):>10.3f} "
+            f"{r.get('keystroke_savings_typing', nan):>7.3f} "
             f"{r['latency_p50_ms']:>7.1f} {r['latency_p95_ms']:>7.1f}"
         )
     return "\n".join(lines)

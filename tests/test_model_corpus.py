@@ -144,6 +144,31 @@ def test_call_sites_are_real_calls_not_definitions_strings_or_comments() -> None
     assert [d for _, _, d in call_spans(broken)] == ["store.get"]
 
 
+def test_keystroke_replay_at_word_starts_and_while_typing() -> None:
+    from models.corpus import SourceFile
+    from models.evaluate import keystroke_savings
+
+    line = "value = compute_total(items)"
+    f = SourceFile("app.py", "app", f"def f(items):\n    {line}\n")
+    asked: list[str] = []
+
+    def suggest(text: str, cursor: int, module: str) -> tuple[list[str], list[str], float]:
+        prefix = text[text.rfind("\n", 0, cursor) + 1 : cursor].strip()
+        asked.append(prefix)
+        shown = {"value =": ["compute_sum("], "value = compute_t": ["otal(items)"]}.get(prefix, [])
+        return shown, shown, 1.0
+
+    words = keystroke_savings(suggest, [f], max_lines=10, seed=0)
+    assert words["accepted"] == 0 and words["keystroke_savings"] == 0.0  # the word-start guess is wrong
+    assert "value = compute_t" not in asked  # not a word start
+    asked.clear()
+    typing = keystroke_savings(suggest, [f], max_lines=10, seed=0, every_keystroke=True)
+    assert typing["accepted"] == 1
+    assert typing["keystroke_savings"] == round((len("otal(items)") - 1) / words["chars"], 4)
+    # the wrong ghost text stays shown while "compute_" is typed, so nothing is asked in between
+    assert "value = comp" not in asked and "value = compute_t" in asked
+
+
 def test_retrieval_finds_receiver_members_and_imports(repo: Path) -> None:
     index = SymbolIndex.build(repo)
     text = (repo / "app.py").read_text()
