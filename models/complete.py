@@ -37,6 +37,7 @@ class Completion:
 
 _WORD = re.compile(r"\w*")
 _RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
+_TYPED = re.compile(r"(?<!\w)[A-Za-z_]\w*$")
 
 
 def offset_of(text: str, line: int, col: int) -> int:
@@ -49,6 +50,11 @@ def offset_of(text: str, line: int, col: int) -> int:
     if col - 1 > len(lines[line - 1]):
         raise ValueError(f"column {col} is past the end of line {line} ({len(lines[line - 1])} characters)")
     return sum(len(x) + 1 for x in lines[: line - 1]) + col - 1
+
+
+def _after(need: str, piece: str) -> str:
+    """What of the typed text `need` is left to write after `piece`."""
+    return need[len(piece) :] if need.startswith(piece) else ""
 
 
 def _bracket_depth(text: str) -> int:
@@ -199,6 +205,17 @@ class Completer:
             return best[1], best[2]
         return int(logprobs.argmax()), None
 
+    def _pick_healed(self, logprobs: Any, need: str, exclude: set[int]) -> int:
+        """The best token that agrees with `need`, the typed part of a word still to be written again
+        (token healing: the prompt stops at the word's start, as training examples do)."""
+        for t in self.torch.topk(logprobs, 256).indices.tolist():
+            if t in exclude or t in self.stop_ids:
+                continue
+            piece = self._piece(t)
+            if piece and (piece.startswith(need) or need.startswith(piece)):
+                return int(t)
+        return self._name_ids(need)[0]
+
     def _name_ids(self, text: str) -> list[int]:
         ids = self._name_cache.get(text)
         if ids is None:
@@ -215,10 +232,13 @@ class Completer:
         multiline: bool,
         ident: str | None = None,
         allowed: list[str] | None = None,
+        need: str = "",
     ) -> tuple[str, float]:
         ids = [first]
         total = logp
         text = ""
+        typed_len, written = len(need), len(self._piece(first))
+        need = _after(need, self._piece(first))
         for _ in range(self.settings.max_new_tokens):
             text = self.tok.decode(ids, skip_special_tokens=False)
             if "\n" in text:
@@ -228,13 +248,19 @@ class Completer:
             if len(ids) >= self.settings.max_new_tokens:
                 break
             logprobs, cache = self._step([ids[-1]], cache)
-            nxt, ident = self._pick(logprobs, ident, allowed, set())
-            if nxt in self.stop_ids:
-                break
-            if ident is None and float(logprobs[nxt]) < self._min_logprob:
-                break  # the model doubts what comes next: show only the part it is sure of
+            if need:
+                nxt = self._pick_healed(logprobs, need, set())
+                need = _after(need, self._piece(nxt))
+            else:
+                nxt, ident = self._pick(logprobs, ident, allowed, set())
+                if nxt in self.stop_ids:
+                    break
+                visible = written > typed_len  # the first shown token is always taken
+                if visible and ident is None and float(logprobs[nxt]) < self._min_logprob:
+                    break  # the model doubts what comes next: show only the part it is sure of
             total += float(logprobs[nxt])
             ids.append(nxt)
+            written += len(self._piece(nxt))
         text = self.tok.decode(ids, skip_special_tokens=False)
         return text if multiline else text.split("\n")[0], total / len(ids)
 
@@ -388,7 +414,9 @@ class Completer:
                 )
             else:
                 ident0, allowed = (members[0], members[1]) if members else (None, None)
-                ids = self.prompt_ids(text, cursor, ctx)
+                m = None if members else _TYPED.search(line_prefix)
+                typed = m.group(0) if m else ""  # a word being typed is written again from its start
+                ids = self.prompt_ids(text, cursor, ctx, prefix_end=cursor - len(typed))
                 result.prompt_tokens = len(ids)
                 logprobs, cache = self._step(ids, None)
                 tried: set[int] = set(self.stop_ids)
@@ -397,12 +425,23 @@ class Completer:
                         break
                     if rank > 0:  # the cache was extended by the previous branch: prefill again
                         logprobs, cache = self._step(ids, None)
-                    first, ident = self._pick(logprobs, ident0, allowed, tried)
+                    if typed:
+                        first, ident = self._pick_healed(logprobs, typed, tried), None
+                    else:
+                        first, ident = self._pick(logprobs, ident0, allowed, tried)
                     tried.add(first)
                     cand, score = self._continue(
-                        first, float(logprobs[first]), cache, line_prefix, multiline, ident, allowed
+                        first,
+                        float(logprobs[first]),
+                        cache,
+                        line_prefix[: len(line_prefix) - len(typed)],
+                        multiline,
+                        ident,
+                        allowed,
+                        need=typed,
                     )
-                    self._offer(result, validator, cand, score)
+                    if cand.startswith(typed):
+                        self._offer(result, validator, cand[len(typed) :], score)
         result.latency_ms = (time.perf_counter() - t0) * 1000
         return result
 

@@ -123,6 +123,10 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     assert raw.candidates, "the tiny model should suggest something"
     assert any("vanish_forever" in c.text for c in raw.candidates)  # it learned the non-existent member
     assert all("vanish_forever" not in c.text for c in checked.candidates), checked  # never shown
+    # a word being typed is written again from its start (token healing); the typed part is not repeated
+    cursor = text.index("    store.vanish_forever") + len("    sto")
+    healed = completer.complete(text, cursor, "app", k=1, validate=False)
+    assert healed.candidates and healed.candidates[0].text.startswith("re."), healed
     members = {"fetch", "root", "__init__"}
     # the name after `store.` is constrained to real members, even before validation
     assert checked.raw and all(re.match(r"\w*", r).group(0) in members for r in checked.raw)  # type: ignore[union-attr]
