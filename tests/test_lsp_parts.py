@@ -154,3 +154,14 @@ def test_warm_pytest_runs_and_cancels(tmp_path: Path) -> None:
         assert warm.run(["-q", "-p", "no:cacheprovider", "test_a.py::test_ok"], tmp_path, {}, [], None) == 0
     finally:
         warm.stop()
+
+
+def test_model_completion_item_replaces_the_word_being_typed() -> None:
+    from ect.lsp.server import word_before
+
+    doc = "import os\n    value = os.pa\nx = café\n"
+    assert word_before(doc, 1, len("    value = os.pa")) == "pa"  # the item carries `pa` + the model's rest
+    assert word_before(doc, 1, len("    value = os.")) == ""
+    assert word_before(doc, 1, len("    val")) == "val"
+    assert word_before(doc, 2, len("x = café")) == "café"
+    assert word_before(doc, 9, 3) == ""  # a position past the end (a stale request) is not an error

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from pathlib import Path
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
     from ect.lsp.diagnose import Run
 
 ACCEPT = "ect.completionAccepted"
+
+
+def word_before(doc: str, line: int, col: int) -> str:
+    """The part of a word typed before (line, col), 0-based: what a completion item must replace."""
+    lines = doc.splitlines()
+    head = lines[line][:col] if line < len(lines) else ""
+    return _WORD_END.search(head).group(0)  # type: ignore[union-attr]
+
+
+_WORD_END = re.compile(r"\w*$")
 KINDS = {"module": 9, "class": 7, "function": 3, "method": 2, "variable": 6}  # lsprotocol CompletionItemKind
 
 
@@ -198,13 +209,18 @@ def build_server() -> LanguageServer:
             uri, origin, s.model.name, len(found) + bool(model_text), sum(len(i.remainder) for i in found[:1])
         )
         if model_text:
-            label = model_text.splitlines()[0][:60] or model_text[:60]
+            # the item replaces the word being typed (clients filter and replace by it): it carries the word
+            typed = word_before(doc, pos.line, pos.character)
+            whole = typed + model_text
+            label = whole.splitlines()[0][:60] or whole[:60]
+            start = t.Position(line=pos.line, character=pos.character - len(typed))
             items.append(
                 t.CompletionItem(
                     label=label,
                     kind=t.CompletionItemKind.Snippet,
                     detail=f"ect model ({s.model.name})",
-                    insert_text=model_text,
+                    filter_text=whole,
+                    text_edit=t.TextEdit(range=t.Range(start, pos), new_text=whole),
                     sort_text="0000",
                     command=t.Command(
                         title="accept",
