@@ -87,7 +87,8 @@ def train_cmd(
             f"saved {report.out_dir}: {report.steps} steps, {report.tokens / 1e3:.0f}k tokens "
             f"in {report.seconds:.0f}s; "
             f"held-out loss {report.held_out_loss_before:.3f} -> {report.held_out_loss_after:.3f} "
-            f"(best step {report.best_step}){'' if report.finished else ' (partial: run again to resume)'}"
+            f"(best step {report.best_step}, {report.fine_tune_weight:g} of its update kept)"
+            f"{'' if report.finished else ' (partial: run again to resume)'}"
         )
     return 0
 

@@ -307,6 +307,9 @@ def evaluate_repo(
                 "parameters",
                 "held_out_loss_before",
                 "held_out_loss_after",
+                "held_out_loss_checkpoint",
+                "best_step",
+                "fine_tune_weight",
             )
         }
         if meta

@@ -26,6 +26,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "max_new_tokens": ("int", 24),
     "min_token_prob": ("float", 0.5),
     "rehearsal": ("float", 0.0),
+    "fine_tune_weight": ("float", 0.7),
 }
 
 
@@ -45,6 +46,7 @@ class ModelSettings:
     max_new_tokens: int = 24
     min_token_prob: float = 0.5  # a suggestion stops before a token the model gives less than this
     rehearsal: float = 0.0  # general Python (stdlib) mixed into fine-tuning, as a fraction of the repo's
+    fine_tune_weight: float = 0.7  # saved weights: base + this x (fine-tuned - base), WiSE-FT
 
 
 def model_settings(cfg: Config) -> ModelSettings:
@@ -57,6 +59,7 @@ def model_settings(cfg: Config) -> ModelSettings:
     values["lr"] = float(values["lr"])
     values["min_token_prob"] = float(values["min_token_prob"])
     values["rehearsal"] = float(values["rehearsal"])
+    values["fine_tune_weight"] = float(values["fine_tune_weight"])
     window = sum(values[k] for k in ("ctx_tokens", "prefix_tokens", "suffix_tokens", "max_new_tokens"))
     if window > MAX_WINDOW or min(values[k] for k in ("prefix_tokens", "max_new_tokens")) < 1:
         raise ConfigError(
@@ -65,6 +68,8 @@ def model_settings(cfg: Config) -> ModelSettings:
         )
     if values["rehearsal"] < 0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] rehearsal must be >= 0")
+    if not 0.0 < values["fine_tune_weight"] <= 1.0:
+        raise ConfigError(f"{cfg.source}: [tool.ect.model] fine_tune_weight must be in (0, 1]")
     if not 0.0 <= values["min_token_prob"] < 1.0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] min_token_prob must be in [0, 1)")
     return ModelSettings(**values)

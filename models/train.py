@@ -48,6 +48,8 @@ class TrainReport:
     resumed: bool
     finished: bool
     rehearsal: float = 0.0  # general Python mixed in, as a fraction of the repository's examples
+    fine_tune_weight: float = 1.0  # the saved weights: base + this x (best checkpoint - base)
+    held_out_loss_checkpoint: float = 0.0  # the best checkpoint's, before blending with the base
 
 
 class Progress:
@@ -116,6 +118,23 @@ def _apply_lora(model: Any, r: int = 16) -> Any:
         r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
     )
     return get_peft_model(model, cfg)
+
+
+def blend_with_base(model: Any, base_path: Path, weight: float, lora: bool) -> None:
+    """Weight-space ensembling with the base (WiSE-FT): weights = base + weight x (fine-tuned - base).
+    It keeps more of what the base knew; for LoRA the adapter's update is scaled instead."""
+    import torch
+
+    with torch.no_grad():
+        if lora:
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.mul_(weight)
+            return
+        base_state = load_base(base_path, "cpu")[0].state_dict()
+        for name, p in model.named_parameters():
+            b = base_state[name].to(p.device, p.dtype)
+            p.copy_(b + weight * (p - b))
 
 
 def train_model(
@@ -217,7 +236,7 @@ def train_model(
     best = state.get("best") or (before, 0)
     best_state = state.get("best_state") or trainable_state()
     # --max-minutes bounds the whole command: set-up so far, the steps, and a last evaluation and save
-    budget = minutes * 60 - (time.time() - t_start) - 2 * eval_seconds - 5
+    budget = minutes * 60 - (time.time() - t_start) - 3 * eval_seconds - 5
     t0 = time.time()  # the time budget is per invocation; state["elapsed"] adds up over resumed runs
     elapsed_before = float(state["elapsed"])
     tokens_before = int(state["tokens"])
@@ -348,6 +367,10 @@ def train_model(
         shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     model.load_state_dict(best_state, strict=False)
+    loss_after = best[0]
+    if settings.fine_tune_weight < 1.0 and best[1] > 0:
+        blend_with_base(model, base_path, settings.fine_tune_weight, use_lora)
+        loss_after = held_loss()
     if out_dir.exists():
         shutil.rmtree(out_dir)
     seconds = elapsed_before + time.time() - t0
@@ -365,7 +388,9 @@ def train_model(
         parameters=n_params,
         trainable=n_trainable,
         held_out_loss_before=round(before, 4),
-        held_out_loss_after=round(best[0], 4),
+        held_out_loss_after=round(loss_after, 4),
+        held_out_loss_checkpoint=round(best[0], 4),
+        fine_tune_weight=settings.fine_tune_weight if best[1] > 0 else 1.0,
         best_step=best[1],
         files_train=len(corpus.train),
         files_held_out=len(corpus.held_out),

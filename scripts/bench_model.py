@@ -197,7 +197,8 @@ def main() -> int:
         print(
             f"fine-tune: `{train['command']}` in {train['wall_seconds']:.0f}s wall: {train['steps']} steps, "
             f"{train['tokens'] / 1e3:.0f}k tokens, held-out loss {train['held_out_loss_before']} -> "
-            f"{train['held_out_loss_after']}"
+            f"{train['held_out_loss_after']} (best checkpoint {train.get('held_out_loss_checkpoint')} "
+            f"at step {train.get('best_step')}, {train.get('fine_tune_weight')} of its update kept)"
         )
     elif model:
         print(

@@ -237,6 +237,9 @@ def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
     (tmp_path / "ect.toml").write_text("[model]\nrehearsal = -1\n")
     with pytest.raises(ConfigError, match="rehearsal"):
         model_settings(load_config(tmp_path))
+    (tmp_path / "ect.toml").write_text("[model]\nfine_tune_weight = 0\n")
+    with pytest.raises(ConfigError, match="fine_tune_weight"):
+        model_settings(load_config(tmp_path))
     (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 0.25\nprefix_tokens = 128\n")
     settings = model_settings(load_config(tmp_path))
     assert settings.min_token_prob == 0.25 and settings.prefix_tokens == 128

