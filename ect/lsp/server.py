@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ect.lsp.diagnose import Run
 
 ACCEPT = "ect.completionAccepted"
+KINDS = {"module": 9, "class": 7, "function": 3, "method": 2, "variable": 6}  # lsprotocol CompletionItemKind
+_WORD_END = re.compile(r"\w*$")
 
 
 def word_before(doc: str, line: int, col: int) -> str:
@@ -35,10 +37,6 @@ def word_before(doc: str, line: int, col: int) -> str:
     lines = doc.splitlines()
     head = lines[line][:col] if line < len(lines) else ""
     return _WORD_END.search(head).group(0)  # type: ignore[union-attr]
-
-
-_WORD_END = re.compile(r"\w*$")
-KINDS = {"module": 9, "class": 7, "function": 3, "method": 2, "variable": 6}  # lsprotocol CompletionItemKind
 
 
 class Session:
