@@ -11,7 +11,9 @@ held_out_percent` is `--dev-percent`, then the benchmark's held-out files stay u
 
 Prints (1) member-call identifier accuracy for constrained greedy decoding, whole-name ranking, and
 whole-name ranking with the prior over a grid of weights; (2) for each `min_token_prob`, keystroke
-savings, call exact match / identifier accuracy and next-line edit similarity.
+savings, call exact match / identifier accuracy and next-line edit similarity; (3) with a fine-tuned model
+and `--fine-tune-weights`, the same figures for its weights blended with the base's in other proportions
+(`fine_tune_weight`: base + w x (fine-tuned - base); the saved model's own weight is taken into account).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> int:
     ap.add_argument("--replay-lines", type=int, default=40)
     ap.add_argument("--taus", default="0,0.2,0.35,0.5,0.7")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fine-tune-weights", default="", help="e.g. 0,0.5,0.7,1 (a fine-tuned --model only)")
     args = ap.parse_args()
 
     import torch
@@ -68,10 +71,11 @@ def main() -> int:
         return 2
     corpus = Corpus(held_out=files)
     tasks = make_tasks(corpus, index, args.tasks, seed=1)
+    meta: dict[str, Any] = {}
     if args.model == "base":
         model, tok = load_base(resolve_base(settings.base, root))
     else:
-        model, tok, _ = load_trained(Path(args.model))
+        model, tok, meta = load_trained(Path(args.model))
     print(f"{args.split} split: {len(files)} files, {len(tasks)} tasks, model {args.model}")
 
     # (1) member ranking
@@ -123,19 +127,39 @@ def main() -> int:
     for weight in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0):
         print(f"{weight:>32} " + " ".join(f"{accuracy(weight, w):>6.3f}" for w in grid_w))
 
-    # (2) the confidence cut-off
-    print(f"\n{'min_token_prob':>14} {'keys saved':>10} {'call EM':>8} {'call id':>8} {'line ES':>8}")
-    for tau in (float(x) for x in args.taus.split(",")):
-        settings.min_token_prob = tau
+    def figures(label: Any) -> None:
         engine = Completer(model, tok, index, settings)
         suggest = model_suggester(engine, retrieval=True)
-        row: dict[str, Any] = run_row(f"tau {tau}", suggest, tasks, index)
+        row: dict[str, Any] = run_row(str(label), suggest, tasks, index)
         row.update(keystroke_savings(suggest, files, args.replay_lines, seed=1))
         c, line = row.get("api_call", {}), row.get("next_line", {})
         print(
-            f"{tau:>14} {row['keystroke_savings']:>10.3f} {c.get('exact', 0):>8.3f} "
-            f"{c.get('ident_acc', 0):>8.3f} {line.get('edit_sim', 0):>8.3f}"
+            f"{label:>16} {row['keystroke_savings']:>10.3f} {c.get('exact', 0):>8.3f} "
+            f"{c.get('ident_acc', 0):>8.3f} {line.get('edit_sim', 0):>8.3f}",
+            flush=True,
         )
+
+    # (2) the confidence cut-off
+    head = f"{'keys saved':>10} {'call EM':>8} {'call id':>8} {'line ES':>8}"
+    print(f"\n{'min_token_prob':>16} {head}")
+    configured = settings.min_token_prob
+    for tau in (float(x) for x in args.taus.split(",")):
+        settings.min_token_prob = tau
+        figures(tau)
+    settings.min_token_prob = configured
+
+    # (3) how much of the fine-tuning update to keep
+    if args.fine_tune_weights and meta:
+        import copy
+
+        base_state = load_base(resolve_base(settings.base, root))[0].state_dict()
+        saved = copy.deepcopy(model.state_dict())
+        kept = float(meta.get("fine_tune_weight") or 1.0)
+        print(f"\n{'fine_tune_weight':>16} {head}   (min_token_prob {settings.min_token_prob})")
+        for w in (float(x) for x in args.fine_tune_weights.split(",")):
+            scale = w / kept
+            model.load_state_dict({k: base_state[k] + scale * (v - base_state[k]) for k, v in saved.items()})
+            figures(w)
     return 0
 
 
