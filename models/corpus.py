@@ -57,6 +57,15 @@ def tracked_python_files(root: Path) -> list[str]:
     return sorted(p for p in out.split("\0") if p)
 
 
+def _source_bytes(path: Path, max_bytes: int) -> bytes | None:
+    """The file's bytes, or None when it is unreadable, blank or larger than `max_bytes`."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if data.strip() and len(data) <= max_bytes else None
+
+
 def build_corpus(root: Path, held_out_percent: int = 10, exclude: Sequence[str] = ()) -> Corpus:
     """Read, deduplicate, scrub and split the tracked Python files of `root`."""
     corpus = Corpus()
@@ -65,11 +74,8 @@ def build_corpus(root: Path, held_out_percent: int = 10, exclude: Sequence[str] 
         if any(fnmatch.fnmatch(rel, pat) for pat in exclude):
             continue
         path = root / rel
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if not data.strip() or len(data) > MAX_FILE_BYTES:
+        data = _source_bytes(path, MAX_FILE_BYTES)
+        if data is None:
             continue
         digest = hashlib.sha1(data).hexdigest()
         if digest in seen:
@@ -152,11 +158,8 @@ def rehearsal_examples(target_chars: int, seed: int, max_file_bytes: int = MAX_F
     for path in files:
         if total >= target_chars:
             break
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if not data.strip() or len(data) > max_file_bytes:
+        data = _source_bytes(path, max_file_bytes)
+        if data is None:
             continue
         text, _ = scrub(data.decode("utf-8", "replace"))
         text = text[: max(4000, target_chars - total)]
