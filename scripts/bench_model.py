@@ -98,7 +98,7 @@ def main() -> int:
     from ect.errors import EctError
     from models.evaluate import evaluate_repo, format_table
     from models.index import SymbolIndex
-    from models.modeling import DEFAULT_BASE
+    from models.modeling import resolve_base
     from models.settings import model_settings
 
     root = args.repo.resolve()
@@ -157,17 +157,15 @@ def main() -> int:
     except EctError as exc:
         print(f"bench_model: {exc}", file=sys.stderr)
         return 2
-    recipe = (
-        json.loads((DEFAULT_BASE / "recipe.json").read_text())
-        if (DEFAULT_BASE / "recipe.json").exists()
-        else {}
-    )
-    size_mb = sum(f.stat().st_size for f in DEFAULT_BASE.iterdir()) / 1e6
+    base_dir = resolve_base(settings.base, root)
+    recipe = json.loads((base_dir / "recipe.json").read_text()) if (base_dir / "recipe.json").exists() else {}
+    size_mb = sum(f.stat().st_size for f in base_dir.glob("*.safetensors")) / 1e6
     checks = targets(result, train)
     report: dict[str, Any] = {
         "repo": str(root),
         "index": {"symbols": len(index), "cold_ms": round(cold_ms), "warm_ms": round(warm_ms)},
-        "default_base": {
+        "base": {
+            "path": str(base_dir),
             "parameters": recipe.get("parameters"),
             "size_mb": round(size_mb, 1),
             "pretrain_tokens": recipe.get("tokens_trained"),
@@ -184,12 +182,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    db: dict[str, Any] = report["default_base"]
+    db: dict[str, Any] = report["base"]
     print(
         f"index: {len(index)} symbols, cold build {cold_ms:.0f} ms, incremental (no change) {warm_ms:.0f} ms"
     )
     print(
-        f"default base: {db['parameters'] / 1e6:.1f}M parameters, {db['size_mb']} MB, pretrained on "
+        f"base {db['path']}: {db['parameters'] / 1e6:.1f}M parameters, {db['size_mb']} MB, pretrained on "
         f"{(db['pretrain_tokens'] or 0) / 1e6:.0f}M tokens ({db['pretrain_device']})"
     )
     model = result.get("model") or {}
