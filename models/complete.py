@@ -369,7 +369,8 @@ class Completer:
         first_lp = self.fast.forward(prompt, 0)
         ranked = self.rank_members(prompt, first_lp, names)
         if self.prior is not None:
-            prior = NamePrior(self.index, module, text, cursor)
+            recv = _RECEIVER.search(line_prefix)
+            prior = NamePrior(self.index, module, text, cursor, recv.group(1) if recv else None)
             ranked = sorted(
                 ((prior.score(name, sc, self.prior), name, ids) for sc, name, ids in ranked),
                 key=lambda x: -x[0],
