@@ -13,7 +13,7 @@ from typing import Any
 from models.fim import CTX, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS
 from models.index import SymbolIndex
 from models.prior import DEFAULT_WEIGHTS, NamePrior, PriorWeights
-from models.retrieval import Resolver, context_lines
+from models.retrieval import RECEIVER, Resolver, context_lines
 from models.settings import ModelSettings
 from models.validate import Validator
 
@@ -36,7 +36,6 @@ class Completion:
 
 
 _WORD = re.compile(r"\w*")
-_RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
 _TYPED = re.compile(r"(?<!\w)[A-Za-z_]\w*$")
 
 
@@ -270,7 +269,7 @@ class Completer:
         if self.index is None:
             return None
         line_prefix = text[text.rfind("\n", 0, cursor) + 1 : cursor]
-        m = _RECEIVER.search(line_prefix)
+        m = RECEIVER.search(line_prefix)
         if not m:
             return None
         recv = Resolver(self.index, module, text).resolve_chain(m.group(1), cursor)
@@ -369,8 +368,7 @@ class Completer:
         first_lp = self.fast.forward(prompt, 0)
         ranked = self.rank_members(prompt, first_lp, names)
         if self.prior is not None:
-            recv = _RECEIVER.search(line_prefix)
-            prior = NamePrior(self.index, module, text, cursor, recv.group(1) if recv else None)
+            prior = NamePrior(self.index, module, text, cursor)
             ranked = sorted(
                 ((prior.score(name, sc, self.prior), name, ids) for sc, name, ids in ranked),
                 key=lambda x: -x[0],

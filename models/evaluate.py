@@ -15,12 +15,11 @@ from typing import Any
 
 from models.corpus import Corpus, SourceFile, build_corpus, internal_calls
 from models.index import SymbolIndex
-from models.retrieval import Resolver, _rank
+from models.retrieval import RECEIVER, Resolver, _rank
 from models.settings import ModelSettings
 from models.validate import Validator
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
 _PARTIAL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)$")
 
 
@@ -64,7 +63,7 @@ def static_suggestion(index: SymbolIndex, module: str, text: str, cursor: int) -
     res = Resolver(index, module, text)
     before = text[text.rfind("\n", 0, cursor) + 1 : cursor]
     nearby = set(_IDENT.findall(text[max(0, cursor - 1500) : cursor]))
-    m = _RECEIVER.search(before)
+    m = RECEIVER.search(before)
     if m:
         recv = res.resolve_chain(m.group(1), cursor)
         if recv is None or recv.kind not in ("module", "class"):

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from models.fim import CTX_LINES, compact_signature
 from models.index import Symbol, SymbolIndex
 
-_RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")
+RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")  # `receiver.typed` ending a line prefix
 _PARTIAL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)$")
 _CLASS = re.compile(r"class\s+([A-Za-z_]\w*)")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -161,7 +161,7 @@ def context_lines(
         if callee is not None:
             lines.append(signature_line(callee, _owner(callee, index), index))
 
-    m = _RECEIVER.search(before)
+    m = RECEIVER.search(before)
     if m:
         receiver = res.resolve_chain(m.group(1), cursor)
         if receiver is not None and receiver.kind in ("module", "class"):

@@ -44,7 +44,7 @@ def main() -> int:
     import torch
 
     from ect.config import load_config
-    from models.complete import _RECEIVER, Completer
+    from models.complete import Completer
     from models.corpus import Corpus, build_corpus
     from models.evaluate import identifiers, keystroke_savings, make_tasks, model_suggester, run_row
     from models.index import SymbolIndex
@@ -94,9 +94,7 @@ def main() -> int:
             prompt = completer.prompt_ids(t.text, t.cursor, ctx, prefix_end=t.cursor - len(typed))
             first = completer.fast.forward(prompt, 0)
             ranked = completer.rank_members(prompt, first, names, limit=10**6)
-            line_prefix = t.text[t.text.rfind("\n", 0, t.cursor) + 1 : t.cursor]
-            recv = _RECEIVER.search(line_prefix)
-            prior = NamePrior(index, t.file.module, t.text, t.cursor, recv.group(1) if recv else None)
+            prior = NamePrior(index, t.file.module, t.text, t.cursor)
             rows.append(
                 (
                     t.callee,

@@ -191,10 +191,11 @@ def test_name_prior_counts_the_live_file_and_the_rest_of_the_repository(repo: Pa
     # the line being typed is not evidence
     edited = text.replace("    store.\n", "    store.save(store.save)\n")
     assert NamePrior(index, "app", edited, cursor).in_file.get("save", 0) == 0
-    # with the receiver given, only its members count: `other.save` is no evidence for `store.save`
+    # only members of the receiver at the cursor count: `other.save` is no evidence for `store.save`
     scoped = text.replace("    store.\n", "    other.save()\n    store.fetch()\n    store.\n")
     at = scoped.index("    store.\n") + len("    store.")
-    assert NamePrior(index, "app", scoped, at, "store").in_file == {"fetch": 2}
+    assert NamePrior(index, "app", scoped, at).in_file == {"fetch": 2}
+    at = scoped.index("    store.fetch()\n") + len("    store.fetch()")  # no receiver: every word counts
     assert NamePrior(index, "app", scoped, at).in_file["save"] == 1
     w = PriorWeights(weight=1.0, elsewhere_weight=0.5)
     assert prior.log_count("fetch", w) == pytest.approx(math.log(1 + 1 + 0.5 * 2))
