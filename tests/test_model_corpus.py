@@ -234,18 +234,15 @@ def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
     from ect.errors import ConfigError
     from models.settings import model_settings
 
-    (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 1.5\n")
-    with pytest.raises(ConfigError, match="min_token_prob"):
-        model_settings(load_config(tmp_path))
-    (tmp_path / "ect.toml").write_text("[model]\nprefix_tokens = 1000\n")
-    with pytest.raises(ConfigError, match="at most 1000"):
-        model_settings(load_config(tmp_path))
-    (tmp_path / "ect.toml").write_text("[model]\nrehearsal = -1\n")
-    with pytest.raises(ConfigError, match="rehearsal"):
-        model_settings(load_config(tmp_path))
-    (tmp_path / "ect.toml").write_text("[model]\nfine_tune_weight = 0\n")
-    with pytest.raises(ConfigError, match="fine_tune_weight"):
-        model_settings(load_config(tmp_path))
+    for setting, error in [
+        ("min_token_prob = 1.5", "min_token_prob"),
+        ("prefix_tokens = 1000", "at most 1000"),
+        ("rehearsal = -1", "rehearsal"),
+        ("fine_tune_weight = 0", "fine_tune_weight"),
+    ]:
+        (tmp_path / "ect.toml").write_text(f"[model]\n{setting}\n")
+        with pytest.raises(ConfigError, match=error):
+            model_settings(load_config(tmp_path))
     (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 0.25\nprefix_tokens = 128\n")
     settings = model_settings(load_config(tmp_path))
     assert settings.min_token_prob == 0.25 and settings.prefix_tokens == 128
