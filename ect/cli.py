@@ -22,11 +22,11 @@ COMMANDS: dict[str, str] = {
     "graph": "ect.graph_cmd:graph",
     "hooks": "ect.hooks_cmd:hooks",
     "verify": "ect.verify:verify",
-    "model": "models.cli:model",
+    "model": "ect.models.cli:model",
     "fix": "ect.fix.cli:fix",
     "lsp": "ect.lsp.server:lsp",
-    "review": "review.cli:review",
-    "promote": "review.cli:promote",
+    "review": "ect.review.cli:review",
+    "promote": "ect.review.cli:promote",
     "report": "ect.metrics.cli:report",
     "metrics": "ect.metrics.cli:metrics",
 }
@@ -65,10 +65,10 @@ class LazyGroup(click.Group):
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             missing = exc.name or module_name
-            if missing.split(".")[0] in {"ect", "models", "review"}:
+            if missing == "ect" or missing.startswith("ect."):
                 raise click.UsageError(f"'ect {cmd_name}' is not available in this build") from None
             extra = _EXTRA_FOR.get(cmd_name, "")
-            hint = f" (pip install 'ect[{extra}]')" if extra else ""
+            hint = f" (pip install 'ect-loop[{extra}]')" if extra else ""
             raise click.UsageError(f"'ect {cmd_name}' needs the '{missing}' package{hint}") from None
         command: click.Command = getattr(module, attr)
         return command

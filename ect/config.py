@@ -48,6 +48,7 @@ OWNED_SECTIONS = ("model", "review", "stages", "metrics", "fix", "lsp", "hooks")
 # key -> (type name, default). Type names: str, bool, int, list[str], dict[str,list[str]], auto-bool.
 SCHEMA: dict[str, tuple[str, Any]] = {
     "source_roots": ("list[str]", None),
+    "package_dirs": ("dict[str,str]", None),
     "test_paths": ("list[str]", None),
     "test_patterns": ("list[str]", ["test_*.py", "*_test.py"]),
     "run_all": ("list[str]", DEFAULT_RUN_ALL),
@@ -70,6 +71,7 @@ class Config:
 
     root: Path
     source_roots: list[str]
+    package_dirs: dict[str, str]
     test_paths: list[str]
     test_patterns: list[str]
     run_all: list[str]
@@ -181,17 +183,29 @@ def load_config(root: Path) -> Config:
 
     if values["source_roots"] is None:
         values["source_roots"] = ["src"] if (root / "src").is_dir() else ["."]
+    if values["package_dirs"] is None:
+        values["package_dirs"] = _setuptools_package_dirs(pyproject)
     if values["test_paths"] is None:
         values["test_paths"] = _pytest_testpaths(root, pyproject)
     ruff = values["ruff"]
     if ruff == "auto":
         ruff = _ruff_configured(root, pyproject)
     values["ruff"] = bool(ruff)
-    for key in ("source_roots", "test_paths"):
-        for rel in values[key]:
+    for key in ("source_roots", "test_paths", "package_dirs"):
+        for rel in values[key].values() if key == "package_dirs" else values[key]:
             if os.path.isabs(rel) or ".." in Path(rel).parts:
                 raise ConfigError(f"{where}: '{key}' entry {rel!r} must be a path inside the repository")
     return Config(root=root, source=source, sections=sections, **values)
+
+
+def _setuptools_package_dirs(pyproject: dict[str, Any]) -> dict[str, str]:
+    """`[tool.setuptools.package-dir]`'s mapped packages (`"pkg.sub" = "folder"`); the root entry is
+    a source root, not a mapping."""
+    tool = pyproject.get("tool")
+    table = tool.get("setuptools", {}).get("package-dir", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        return {}
+    return {k: v.rstrip("/") for k, v in table.items() if k and isinstance(v, str) and v.strip("/.")}
 
 
 def _pytest_testpaths(root: Path, pyproject: dict[str, Any]) -> list[str]:

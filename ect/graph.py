@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
@@ -60,17 +60,24 @@ class FileInfo:
     error: str | None = None  # set when the file does not parse
 
 
-def module_names(path: str, roots: Iterable[str], files: set[str]) -> list[str]:
+def module_names(
+    path: str, roots: Iterable[str], files: set[str], package_dirs: Mapping[str, str] | None = None
+) -> list[str]:
     """Every dotted name under which `path` may be imported.
 
-    Names relative to each configured source root, plus pytest's rootdir-style name
-    (relative to the first ancestor directory without an `__init__.py`).
+    Names relative to each configured source root, under each mapped package directory
+    (`package_dirs`: dotted package -> folder, as setuptools' `package-dir`), plus pytest's
+    rootdir-style name (relative to the first ancestor directory without an `__init__.py`).
     """
     p = PurePosixPath(path)
     if p.suffix != ".py":
         return []
     names: list[str] = []
     parts = list(p.with_suffix("").parts)
+    for package, folder in (package_dirs or {}).items():
+        folder_parts = list(PurePosixPath(folder).parts)
+        if package and parts[: len(folder_parts)] == folder_parts:
+            names.append(_dotted(package.split(".") + parts[len(folder_parts) :]))
     for root in roots:
         root_parts = [] if root in (".", "") else list(PurePosixPath(root).parts)
         if parts[: len(root_parts)] == root_parts and len(parts) > len(root_parts):
@@ -201,7 +208,9 @@ class Graph:
         self.infos = infos
         self.files = files
         fileset = set(files)
-        self.names: dict[str, list[str]] = {f: module_names(f, cfg.source_roots, fileset) for f in files}
+        self.names: dict[str, list[str]] = {
+            f: module_names(f, cfg.source_roots, fileset, cfg.package_dirs) for f in files
+        }
         self.by_module: dict[str, set[str]] = {}
         for f, names in self.names.items():
             for n in names:
@@ -223,7 +232,7 @@ class Graph:
         """Module names of `path`, also for files that no longer exist."""
         if path in self.names:
             return self.names[path]
-        return module_names(path, self.cfg.source_roots, set(self.files) | {path})
+        return module_names(path, self.cfg.source_roots, set(self.files) | {path}, self.cfg.package_dirs)
 
     def dependants(self, path: str) -> dict[str, str]:
         """Files that import `path` directly -> how (`imports x` / `mentions 'x'`)."""
@@ -250,14 +259,21 @@ class Graph:
         return sorted(out)
 
 
-def _packages_of(path: str, roots: list[str], files: set[str]) -> list[str]:
-    names = module_names(path, roots, files)
+def _packages_of(
+    path: str, roots: list[str], files: set[str], package_dirs: Mapping[str, str] | None = None
+) -> list[str]:
+    names = module_names(path, roots, files, package_dirs)
     is_pkg = path.endswith("/__init__.py") or path == "__init__.py"
     return [n if is_pkg else n.rpartition(".")[0] for n in names]
 
 
 def parse_file(
-    root: Path, rel: str, roots: list[str], files: set[str], tree: ast.Module | None = None
+    root: Path,
+    rel: str,
+    roots: list[str],
+    files: set[str],
+    tree: ast.Module | None = None,
+    package_dirs: Mapping[str, str] | None = None,
 ) -> FileInfo:
     """Hash and analyse one file (using an already-parsed tree when the compile step has one)."""
     data = (root / rel).read_bytes()
@@ -267,7 +283,7 @@ def parse_file(
             tree = ast.parse(data, rel)
         except (SyntaxError, ValueError) as exc:
             return FileInfo(digest, [], [], [f"does not parse: {exc}"], error=str(exc))
-    imports, strings, dynamic = extract(tree, _packages_of(rel, roots, files))
+    imports, strings, dynamic = extract(tree, _packages_of(rel, roots, files, package_dirs))
     return FileInfo(digest, imports, strings, dynamic)
 
 
@@ -286,7 +302,7 @@ def build(
     packages = hashlib.blake2b(
         "\0".join(f for f in files if f.endswith("__init__.py")).encode(), digest_size=8
     ).hexdigest()
-    key = [CACHE_VERSION, list(sys.version_info[:2]), cfg.source_roots, packages]
+    key = [CACHE_VERSION, list(sys.version_info[:2]), cfg.source_roots, cfg.package_dirs, packages]
     if use_cache:
         data = read_json(cache_path)
         if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("files"), dict):
@@ -308,7 +324,7 @@ def build(
             entries[rel] = entry
             stats["cached"] += 1
             continue
-        info = parse_file(root, rel, roots, fileset, (trees or {}).get(rel))
+        info = parse_file(root, rel, roots, fileset, (trees or {}).get(rel), cfg.package_dirs)
         stats["parsed"] += 1
         infos[rel] = info
         entries[rel] = [

@@ -1,7 +1,7 @@
 """The server-side gate: install or check the `pre-receive` hook of a bare repository.
 
 `ect hooks install --server` calls `install_server_hook(bare_repo)`; the hook runs
-`python -m review.pre_receive` with the interpreter ect is installed in.
+`python -m ect.review.pre_receive` with the interpreter ect is installed in.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _hooks_dir(bare_repo: Path) -> Path:
 
 def hook_text(python: str | None = None) -> str:
     exe = shlex.quote(python or sys.executable)
-    return f'#!/bin/sh\n{MARKER}\nexec {exe} -m review.pre_receive "$@"\n'
+    return f'#!/bin/sh\n{MARKER}\nexec {exe} -m ect.review.pre_receive "$@"\n'
 
 
 def install_server_hook(bare_repo: Path, *, force: bool = False, python: str | None = None) -> Path:

@@ -16,9 +16,10 @@ from ect.errors import EctError
 
 
 def _context() -> tuple[Path, Any, Any]:
+    from ect.models.settings import model_settings
+
     from ect.config import load_config
     from ect.repo import find_root
-    from models.settings import model_settings
 
     root = find_root()
     cfg = load_config(root)
@@ -52,8 +53,9 @@ def train_cmd(
     as_json: bool,
 ) -> int:
     """Fine-tune on the repository's tracked Python files and save to .ect/model/."""
+    from ect.models.train import train_model
+
     from ect import events
-    from models.train import train_model
 
     root, cfg, settings = _context()
     t0 = time.time()
@@ -98,10 +100,10 @@ _LOCATION = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+)$")
 
 def load_completer(root: Path, cfg: Any, settings: Any, use_base: bool = False) -> tuple[Any, str]:
     """The fine-tuned model when there is one (else the base), wrapped in a Completer."""
-    from models.complete import Completer
-    from models.index import SymbolIndex
-    from models.modeling import load_base, load_trained, resolve_base
-    from models.settings import model_dir
+    from ect.models.complete import Completer
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import load_base, load_trained, resolve_base
+    from ect.models.settings import model_dir
 
     index = SymbolIndex.build(root, cfg.state_path, settings.internal)
     mdir = model_dir(cfg)
@@ -127,9 +129,10 @@ def complete_cmd(
     location: str, k: int, no_retrieval: bool, base_model: bool, multiline: bool, as_json: bool
 ) -> int:
     """Suggest a completion at PATH:LINE:COL (1-based, as compilers print them)."""
+    from ect.models.complete import offset_of
+    from ect.models.index import module_name_for
+
     from ect import events
-    from models.complete import offset_of
-    from models.index import module_name_for
 
     m = _LOCATION.match(location)
     if not m:
@@ -188,7 +191,7 @@ def complete_cmd(
 @click.option("--seed", type=int, default=0, show_default=True)
 def eval_cmd(as_json: bool, n_tasks: int, replay_lines: int, seed: int) -> int:
     """Evaluate on the held-out files: static baseline, base, fine-tuned, fine-tuned + retrieval."""
-    from models.evaluate import evaluate_repo, format_table
+    from ect.models.evaluate import evaluate_repo, format_table
 
     root, cfg, settings = _context()
     result = evaluate_repo(
@@ -209,7 +212,7 @@ def eval_cmd(as_json: bool, n_tasks: int, replay_lines: int, seed: int) -> int:
 @click.option("--json", "as_json", is_flag=True)
 def index_cmd(find: str | None, as_json: bool) -> int:
     """Build (incrementally) and summarise the internal symbol index."""
-    from models.index import SymbolIndex
+    from ect.models.index import SymbolIndex
 
     root, cfg, settings = _context()
     t0 = time.perf_counter()

@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.fim import CTX, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS
-from models.index import SymbolIndex
-from models.prior import DEFAULT_WEIGHTS, NamePrior, PriorWeights
-from models.retrieval import RECEIVER, Resolver, context_lines
-from models.settings import ModelSettings
-from models.validate import Validator
+from ect.models.fim import CTX, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS
+from ect.models.index import SymbolIndex
+from ect.models.prior import DEFAULT_WEIGHTS, NamePrior, PriorWeights
+from ect.models.retrieval import RECEIVER, Resolver, context_lines
+from ect.models.settings import ModelSettings
+from ect.models.validate import Validator
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Completer:
         self.device = next(model.parameters()).device
         self.fast: Any = None
         if fast:
-            from models.fastllama import FastLlama, supports
+            from ect.models.fastllama import FastLlama, supports
 
             if supports(model):
                 self.fast = FastLlama(model, precision=precision)

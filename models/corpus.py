@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from ect.models.fim import call_spans, examples_from_file
+from ect.models.index import SymbolIndex, module_name_for
+from ect.models.secrets import scrub
+
 from ect.errors import EctError
-from models.fim import call_spans, examples_from_file
-from models.index import SymbolIndex, module_name_for
-from models.secrets import scrub
 
 MAX_FILE_BYTES = 400_000
 
@@ -97,7 +98,7 @@ def internal_calls(
     index: SymbolIndex, f: SourceFile, spans: Sequence[tuple[int, int, str]] | None = None
 ) -> list[tuple[int, int, str]]:
     """Call sites in `f` (of `spans` when given) whose callee resolves to the repository's own code."""
-    from models.retrieval import Resolver
+    from ect.models.retrieval import Resolver
 
     resolver = Resolver(index, f.module, f.text)
     out = []
@@ -108,7 +109,7 @@ def internal_calls(
 
 
 def _ctx_for(index: SymbolIndex, module: str, text: str, cursor: int, _middle: str) -> list[str]:
-    from models.retrieval import context_lines
+    from ect.models.retrieval import context_lines
 
     return context_lines(index, module, text, cursor)
 

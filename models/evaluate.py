@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.corpus import Corpus, SourceFile, build_corpus, internal_calls
-from models.index import SymbolIndex
-from models.retrieval import RECEIVER, Resolver, _rank
-from models.settings import ModelSettings
-from models.validate import Validator
+from ect.models.corpus import Corpus, SourceFile, build_corpus, internal_calls
+from ect.models.index import SymbolIndex
+from ect.models.retrieval import RECEIVER, Resolver, _rank
+from ect.models.settings import ModelSettings
+from ect.models.validate import Validator
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _PARTIAL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)$")
@@ -240,10 +240,10 @@ def evaluate_repo(
     import time
 
     import torch
+    from ect.models.complete import Completer
+    from ect.models.modeling import load_base, load_trained, resolve_base
 
     from ect.errors import EctError
-    from models.complete import Completer
-    from models.modeling import load_base, load_trained, resolve_base
 
     torch.set_num_threads(threads)
     index = SymbolIndex.build(root, state_dir, settings.internal)

@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ect.models.fim import EOS, PAD, SPECIAL_TOKENS
+
 from ect.errors import EctError
-from models.fim import EOS, PAD, SPECIAL_TOKENS
 
 DEFAULT_BASE = Path(__file__).resolve().parent / "default_base"
 META_FILE = "ect_model.json"

@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from models.index import SymbolIndex
-from models.retrieval import RECEIVER
+from ect.models.index import SymbolIndex
+from ect.models.retrieval import RECEIVER
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 

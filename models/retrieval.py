@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from models.fim import CTX_LINES, compact_signature
-from models.index import Symbol, SymbolIndex
+from ect.models.fim import CTX_LINES, compact_signature
+from ect.models.index import Symbol, SymbolIndex
 
 RECEIVER = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(\w*)$")  # `receiver.typed` ending a line prefix
 _PARTIAL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)$")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from models.fim import EOS, PAD, SPECIAL_TOKENS
+from ect.models.fim import EOS, PAD, SPECIAL_TOKENS
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:

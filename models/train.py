@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ect.models.corpus import Corpus, build_corpus, rehearsal_examples, training_examples
+from ect.models.index import SymbolIndex
+from ect.models.modeling import DEFAULT_BASE, check_base_dir, load_base, resolve_base, save_model
+from ect.models.settings import ModelSettings
+
 from ect.errors import EctError
-from models.corpus import Corpus, build_corpus, rehearsal_examples, training_examples
-from models.index import SymbolIndex
-from models.modeling import DEFAULT_BASE, check_base_dir, load_base, resolve_base, save_model
-from models.settings import ModelSettings
 
 SEQ_LEN = 512
 BATCH = 8

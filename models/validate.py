@@ -11,8 +11,8 @@ import re
 import tokenize
 from dataclasses import dataclass, field
 
-from models.index import SymbolIndex
-from models.retrieval import Resolver
+from ect.models.index import SymbolIndex
+from ect.models.retrieval import Resolver
 
 _STRING = re.compile(r"""([rbuRBUfF]{0,2})('''|\"\"\"|'|")(?:\\.|(?!\2).)*?\2""", re.S)
 _CHAIN = re.compile(r"(?<![\w.])([A-Za-z_]\w*)((?:\s*\.\s*[A-Za-z_]\w*)+)")

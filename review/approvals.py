@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ect.review import records, signing
+from ect.review.diff import Change
+from ect.review.gitcmd import Git
+
 from ect.errors import EctError
-from review import records, signing
-from review.diff import Change
-from review.gitcmd import Git
 
 
 def identity(git: Git) -> tuple[str, str]:

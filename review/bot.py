@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ect.review import records, rules, signing
+from ect.review.checks import CheckResult, run_checks
+from ect.review.diff import Change, compute, resolve_range
+from ect.review.findings import Finding, fingerprint_all
+from ect.review.gate import comment_state, latest_check
+from ect.review.gitcmd import Git
+from ect.review.policy import Policy
+from ect.review.store import Store
+
 from ect import events
 from ect.config import Config
-from review import records, rules, signing
-from review.checks import CheckResult, run_checks
-from review.diff import Change, compute, resolve_range
-from review.findings import Finding, fingerprint_all
-from review.gate import comment_state, latest_check
-from review.gitcmd import Git
-from review.policy import Policy
-from review.store import Store
 
 BOT = "ect-bot"
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ect.review.gitcmd import Git
+
 from ect.config import Config, load_config
-from review.gitcmd import Git
 
 FIX_LIMIT = 3  # failures to ask the fix engine about, per run
 

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from ect.review.gitcmd import Git
+from ect.review.policy import Policy, from_worktree
 
 from ect import events
 from ect.config import Config, load_config
 from ect.errors import EctError
 from ect.repo import find_root
-from review.gitcmd import Git
-from review.policy import Policy, from_worktree
 
 
 def _setup() -> tuple[Path, Config, Git, Policy]:
@@ -25,7 +25,7 @@ def _setup() -> tuple[Path, Config, Git, Policy]:
 
 
 def _write_sarif(target: str, findings: list[dict[str, Any]]) -> None:
-    from review.sarif import to_sarif
+    from ect.review.sarif import to_sarif
 
     text = json.dumps(to_sarif(findings), indent=2)
     if target == "-":
@@ -65,8 +65,8 @@ def bot(
 
     Exits 1 when a blocking finding or a failing check remains.
     """
-    from review.approvals import signing_key
-    from review.bot import run_bot
+    from ect.review.approvals import signing_key
+    from ect.review.bot import run_bot
 
     root, cfg, git, policy = _setup()
     key_path = signing_key(git, key) if key or policy.settings.review["trusted_checkers"] else None
@@ -132,10 +132,10 @@ def bot(
 
 
 def _decide(kind: str, rev: str | None, message: str, stage: str | None, key: str | None, push: bool) -> int:
-    from review.approvals import make_decision, signing_key
-    from review.diff import base_for, compute
-    from review.store import Store
-    from review.store import push as push_notes
+    from ect.review.approvals import make_decision, signing_key
+    from ect.review.diff import base_for, compute
+    from ect.review.store import Store
+    from ect.review.store import push as push_notes
 
     _, cfg, git, policy = _setup()
     if stage is not None:
@@ -202,11 +202,11 @@ def reject(rev: str | None, message: str, stage: str | None, key: str | None, pu
 )
 def show(rev: str | None, stage: str | None, as_json: bool, sarif: str | None) -> int:
     """Show comments, approvals and the gate for REV (default HEAD)."""
-    from review.diff import compute, resolve_range
-    from review.gate import evaluate
-    from review.promote import configured_remote, tip_reader
-    from review.show import gather, render
-    from review.store import Store
+    from ect.review.diff import compute, resolve_range
+    from ect.review.gate import evaluate
+    from ect.review.promote import configured_remote, tip_reader
+    from ect.review.show import gather, render
+    from ect.review.store import Store
 
     _, _, git, policy = _setup()
     stage_name = stage or policy.settings.stages[0].name
@@ -231,7 +231,7 @@ def show(rev: str | None, stage: str | None, as_json: bool, sarif: str | None) -
 @click.argument("remote", required=False)
 def push(remote: str | None) -> int:
     """Merge and push review records (refs/notes/ect/*) to REMOTE (default: review.remote)."""
-    from review.store import push as push_notes
+    from ect.review.store import push as push_notes
 
     _, _, git, policy = _setup()
     name = _remote(git, policy, remote)
@@ -244,8 +244,8 @@ def push(remote: str | None) -> int:
 @click.argument("remote", required=False)
 def pull(remote: str | None) -> int:
     """Fetch review records from REMOTE and merge them (union, no conflicts)."""
-    from review.store import Store
-    from review.store import pull as pull_notes
+    from ect.review.store import Store
+    from ect.review.store import pull as pull_notes
 
     _, _, git, policy = _setup()
     name = _remote(git, policy, remote)
@@ -259,8 +259,8 @@ def pull(remote: str | None) -> int:
 @review.command()
 def check() -> int:
     """Check the review records for corrupt or unknown-version entries."""
-    from review.records import REFS
-    from review.store import Store
+    from ect.review.records import REFS
+    from ect.review.store import Store
 
     _, _, git, _ = _setup()
     store = Store(git)
@@ -284,7 +284,7 @@ def _echo_flush(line: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Only check the gate.")
 def promote(rev: str, stage: str, wait: bool, timeout: float, dry_run: bool) -> int:
     """Promote REV into STAGE through its gate; prints each unmet condition and exits 1 if refused."""
-    from review.promote import promote as do_promote
+    from ect.review.promote import promote as do_promote
 
     if timeout < 0:
         raise EctError("--timeout must be >= 0")

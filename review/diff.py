@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ect.review.gitcmd import Git
+from ect.review.settings import Settings
+
 from ect.errors import EctError
-from review.gitcmd import Git
-from review.settings import Settings
 
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from review import codeowners, signing
-from review.diff import Change, base_for, compute
-from review.gitcmd import Git
-from review.policy import Policy
-from review.records import Record, signed_payload
-from review.settings import Stage
-from review.store import Store
+from ect.review import codeowners, signing
+from ect.review.diff import Change, base_for, compute
+from ect.review.gitcmd import Git
+from ect.review.policy import Policy
+from ect.review.records import Record, signed_payload
+from ect.review.settings import Stage
+from ect.review.store import Store
 
 
 @dataclass

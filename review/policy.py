@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ect.review import codeowners
+from ect.review.gitcmd import Git
+from ect.review.settings import Settings, parse, sections_from_toml
+
 from ect.config import Config
-from review import codeowners
-from review.gitcmd import Git
-from review.settings import Settings, parse, sections_from_toml
 
 
 @dataclass

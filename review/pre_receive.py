@@ -1,6 +1,6 @@
 """The server-side `pre-receive` hook: stage branches only move to commits that pass their gate.
 
-Run as `python -m review.pre_receive` in a bare repository (installed by
+Run as `python -m ect.review.pre_receive` in a bare repository (installed by
 `ect hooks install --server`). It reads `<old> <new> <ref>` lines on stdin, judges
 every stage-branch update with the notes stored in this repository, keeps
 `refs/notes/ect/*` append-only, and exits 1 (rejecting the whole push) on any failure.
@@ -12,12 +12,13 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from ect.review.gate import evaluate
+from ect.review.gitcmd import ZERO_SHA, Git
+from ect.review.policy import from_commit
+from ect.review.records import NOTES_PREFIX
+from ect.review.store import Store
+
 from ect.errors import EctError
-from review.gate import evaluate
-from review.gitcmd import ZERO_SHA, Git
-from review.policy import from_commit
-from review.records import NOTES_PREFIX
-from review.store import Store
 
 
 def judge(git: Git, updates: Iterable[tuple[str, str, str]]) -> list[str]:

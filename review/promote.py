@@ -6,17 +6,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ect.review import records
+from ect.review import store as store_mod
+from ect.review.diff import base_for, compute
+from ect.review.gate import GateResult, evaluate
+from ect.review.gitcmd import ZERO_SHA, Git
+from ect.review.policy import Policy, from_worktree
+from ect.review.settings import Stage
+from ect.review.store import Store
+
 from ect import events
 from ect.config import Config
 from ect.errors import EctError
-from review import records
-from review import store as store_mod
-from review.diff import base_for, compute
-from review.gate import GateResult, evaluate
-from review.gitcmd import ZERO_SHA, Git
-from review.policy import Policy, from_worktree
-from review.settings import Stage
-from review.store import Store
 
 Echo = Callable[[str], None]
 

@@ -14,9 +14,9 @@ import fnmatch
 from pathlib import PurePosixPath
 from typing import Any
 
-from review.diff import Change
-from review.findings import Finding
-from review.gitcmd import Git
+from ect.review.diff import Change
+from ect.review.findings import Finding
+from ect.review.gitcmd import Git
 
 
 def api_findings(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from review.diff import Change
-from review.gate import GateResult, comment_state, latest_check
-from review.gitcmd import Git
-from review.records import Record
-from review.store import Store
+from ect.review.diff import Change
+from ect.review.gate import GateResult, comment_state, latest_check
+from ect.review.gitcmd import Git
+from ect.review.records import Record
+from ect.review.store import Store
 
 
 def _comment(r: Record, resolved: bool) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ect.review import records as rec
+from ect.review.gitcmd import Git, GitError
+
 from ect.errors import EctError
-from review import records as rec
-from review.gitcmd import Git, GitError
 
 SYNC_PREFIX = "refs/notes/ect-sync/"
 FETCH = (

@@ -420,7 +420,7 @@ def _replace_at(text: str, line: int, col: int, old: str, new: str) -> str | Non
 
 
 def _module_of(repo: Path, path: Path) -> str:
-    from models.index import module_name_for
+    from ect.models.index import module_name_for
 
     return module_name_for(path, repo / "src" if (repo / "src").is_dir() else repo)
 

@@ -94,12 +94,13 @@ def main() -> int:
     ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = ap.parse_args()
 
+    from ect.models.evaluate import evaluate_repo, format_table
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import resolve_base
+    from ect.models.settings import model_settings
+
     from ect.config import load_config
     from ect.errors import EctError
-    from models.evaluate import evaluate_repo, format_table
-    from models.index import SymbolIndex
-    from models.modeling import resolve_base
-    from models.settings import model_settings
 
     root = args.repo.resolve()
     if not (root / ".git").exists():

@@ -28,16 +28,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ect.review import records, signing
+from ect.review.approvals import make_decision
+from ect.review.diff import base_for, compute
+from ect.review.gate import evaluate
+from ect.review.gitcmd import Git
+from ect.review.policy import from_worktree
+from ect.review.promote import check as gate_check
+from ect.review.store import Store
+from ect.review.testing import Scenario, keygen, make_scenario
+
 from ect.config import load_config
-from review import records, signing
-from review.approvals import make_decision
-from review.diff import base_for, compute
-from review.gate import evaluate
-from review.gitcmd import Git
-from review.policy import from_worktree
-from review.promote import check as gate_check
-from review.store import Store
-from review.testing import Scenario, keygen, make_scenario
 
 RULES = """require_signed = true
 allowed_signers = "allowed_signers"

@@ -41,9 +41,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.corpus import stdlib_files
-from models.fim import examples_from_file
-from models.secrets import scrub
+from ect.models.corpus import stdlib_files
+from ect.models.fim import examples_from_file
+from ect.models.secrets import scrub
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # ~13M parameters, ~27 MB in float16: fits the 30 MB package budget and the CPU latency target.
@@ -177,7 +177,7 @@ def main() -> int:
     n_bytes = sum(len(t) for _, t in sources)
     log(f"{len(sources)} files, {n_bytes / 1e6:.1f} MB of source (python {sys.version.split()[0]})")
 
-    from models.tokenizer import save_for_transformers, train_tokenizer
+    from ect.models.tokenizer import save_for_transformers, train_tokenizer
 
     vocab = CONFIGS[args.config]["vocab_size"]
     if args.tokenizer is not None:

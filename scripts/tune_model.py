@@ -42,16 +42,16 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
+    from ect.models.complete import Completer
+    from ect.models.corpus import Corpus, build_corpus
+    from ect.models.evaluate import identifiers, keystroke_savings, make_tasks, model_suggester, run_row
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import load_base, load_trained, resolve_base
+    from ect.models.prior import NamePrior
+    from ect.models.retrieval import context_lines
+    from ect.models.settings import model_settings
 
     from ect.config import load_config
-    from models.complete import Completer
-    from models.corpus import Corpus, build_corpus
-    from models.evaluate import identifiers, keystroke_savings, make_tasks, model_suggester, run_row
-    from models.index import SymbolIndex
-    from models.modeling import load_base, load_trained, resolve_base
-    from models.prior import NamePrior
-    from models.retrieval import context_lines
-    from models.settings import model_settings
 
     torch.set_num_threads(args.threads)
     root = args.repo.resolve()

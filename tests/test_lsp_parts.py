@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from ect.models.index import SymbolIndex
 from ect_testutil import write
 
 from ect import events
@@ -16,7 +17,6 @@ from ect.fix.warm_pytest import WarmPytest
 from ect.lsp.completion import Completer
 from ect.lsp.diagnose import Diagnoser, Run
 from ect.lsp.telemetry import Telemetry
-from models.index import SymbolIndex
 
 PKG = {
     "pyproject.toml": """

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from models.corpus import build_corpus, is_held_out, rehearsal_examples, training_examples
-from models.fim import (
+from ect.models.corpus import build_corpus, is_held_out, rehearsal_examples, training_examples
+from ect.models.fim import (
     CTX,
     FIM_MIDDLE,
     FIM_PREFIX,
@@ -20,11 +19,11 @@ from models.fim import (
     compact_signature,
     examples_from_file,
 )
-from models.index import Param, SymbolIndex
-from models.prior import NamePrior, PriorWeights
-from models.retrieval import context_lines
-from models.secrets import MASK, scrub
-from models.validate import Validator, adjacent_atoms
+from ect.models.index import Param, SymbolIndex
+from ect.models.prior import NamePrior, PriorWeights
+from ect.models.retrieval import context_lines
+from ect.models.secrets import MASK, scrub
+from ect.models.validate import Validator, adjacent_atoms
 
 AWS_KEY = "AKIAQWERTYUIOPASDFGH"
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx7Fq3\n-----END RSA PRIVATE KEY-----"
@@ -145,8 +144,8 @@ def test_call_sites_are_real_calls_not_definitions_strings_or_comments() -> None
 
 
 def test_keystroke_replay_at_word_starts_and_while_typing() -> None:
-    from models.corpus import SourceFile
-    from models.evaluate import keystroke_savings
+    from ect.models.corpus import SourceFile
+    from ect.models.evaluate import keystroke_savings
 
     line = "value = compute_total(items)"
     f = SourceFile("app.py", "app", f"def f(items):\n    {line}\n")
@@ -230,9 +229,10 @@ def test_rehearsal_examples_are_general_python_of_the_asked_size() -> None:
 
 
 def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
+    from ect.models.settings import model_settings
+
     from ect.config import load_config
     from ect.errors import ConfigError
-    from models.settings import model_settings
 
     for setting, error in [
         ("min_token_prob = 1.5", "min_token_prob"),
@@ -270,8 +270,8 @@ def test_validation_drops_or_repairs_hallucinated_internal_symbols(repo: Path) -
 
 def test_model_modules_import_without_torch() -> None:
     code = (
-        "import sys, ect.cli, models.cli, models.index, models.validate, models.retrieval, models.corpus, "
-        "models.settings, models.fim, models.secrets\n"
+        "import sys, ect.cli, ect.models.cli, ect.models.index, ect.models.validate, "
+        "ect.models.retrieval, ect.models.corpus, ect.models.settings, ect.models.fim, ect.models.secrets\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'tokenizers') if m in sys.modules]\n"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

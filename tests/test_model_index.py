@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from models.index import SymbolIndex
+from ect.models.index import SymbolIndex
 
 PKG = {
     "shop/__init__.py": (

@@ -13,9 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from ect.models.settings import ModelSettings  # noqa: E402
+
 from ect.config import load_config  # noqa: E402
 from ect.events import query  # noqa: E402
-from models.settings import ModelSettings  # noqa: E402
 
 STORE = '''"""Storage."""
 
@@ -47,10 +48,9 @@ def ect(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama-style base with its own byte-level BPE, like the shipped one but ~100k parameters."""
+    from ect.models.fim import EOS, PAD
+    from ect.models.tokenizer import save_for_transformers, train_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from models.fim import EOS, PAD
-    from models.tokenizer import save_for_transformers, train_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_base")
     tok = train_tokenizer([STORE, APP, "def f(x):\n    return x + 1\n" * 20], vocab_size=400)
@@ -91,10 +91,10 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None:
-    from models.complete import Completer
-    from models.index import SymbolIndex
-    from models.modeling import load_trained
-    from models.train import train_model
+    from ect.models.complete import Completer
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import load_trained
+    from ect.models.train import train_model
 
     settings = ModelSettings(lr=1e-2, max_epochs=60, held_out_percent=0)
     report = train_model(
@@ -142,8 +142,8 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
 
 
 def test_blend_with_base_keeps_part_of_the_update(tiny_base: Path) -> None:
-    from models.modeling import load_base
-    from models.train import _apply_lora, blend_with_base
+    from ect.models.modeling import load_base
+    from ect.models.train import _apply_lora, blend_with_base
 
     base, _ = load_base(tiny_base)
     tuned, _ = load_base(tiny_base)
@@ -215,8 +215,8 @@ def test_bad_base_and_bad_locations_are_one_line_errors(repo: Path, tmp_path: Pa
 
 
 def test_fast_decoder_matches_transformers(tiny_base: Path) -> None:
-    from models.fastllama import FastLlama, supports
-    from models.modeling import load_base
+    from ect.models.fastllama import FastLlama, supports
+    from ect.models.modeling import load_base
 
     model, _ = load_base(tiny_base)
     assert supports(model)
@@ -245,10 +245,10 @@ def test_fast_decoder_matches_transformers(tiny_base: Path) -> None:
 
 
 def test_members_are_ranked_as_whole_names(repo: Path, tiny_base: Path) -> None:
-    from models.complete import Completer
-    from models.fim import CTX
-    from models.index import SymbolIndex
-    from models.modeling import load_base
+    from ect.models.complete import Completer
+    from ect.models.fim import CTX
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import load_base
 
     model, tok = load_base(tiny_base)
     index = SymbolIndex.build(repo, repo / ".ect")
@@ -278,8 +278,8 @@ def test_members_are_ranked_as_whole_names(repo: Path, tiny_base: Path) -> None:
 
 
 def test_min_token_prob_shortens_doubtful_suggestions(repo: Path, tiny_base: Path) -> None:
-    from models.complete import Completer
-    from models.modeling import load_base
+    from ect.models.complete import Completer
+    from ect.models.modeling import load_base
 
     model, tok = load_base(tiny_base)
     text = (repo / "app.py").read_text()
@@ -295,7 +295,7 @@ def test_min_token_prob_shortens_doubtful_suggestions(repo: Path, tiny_base: Pat
 
 
 def test_training_resumes_from_its_checkpoint(repo: Path, tiny_base: Path) -> None:
-    from models.train import train_model
+    from ect.models.train import train_model
 
     settings = ModelSettings(held_out_percent=0, max_epochs=10)
     kwargs = {"base": str(tiny_base), "max_steps": 6, "progress": False, "echo": lambda s: None}

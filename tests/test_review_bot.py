@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from ect.review.bot import BotReport, run_bot
+from ect.review.gitcmd import Git
+from ect.review.policy import from_worktree
+from ect.review.store import Store
+from ect.review.testing import Scenario, make_scenario
 
 from ect.config import load_config
-from review.bot import BotReport, run_bot
-from review.gitcmd import Git
-from review.policy import from_worktree
-from review.store import Store
-from review.testing import Scenario, make_scenario
 
 RULES = """\
 untested_module = "advisory"

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from ect.review import codeowners
+from ect.review.settings import parse
+from ect.review.testing import Scenario, make_scenario
 
 from ect.config import ConfigError
 from ect.errors import EctError
 from ect.hooks_server import check_server_hook, install_server_hook, uninstall_server_hook
-from review import codeowners
-from review.settings import parse
-from review.testing import Scenario, make_scenario
 
 
 def test_stage_settings() -> None:
@@ -140,7 +140,7 @@ def test_server_hook_install(tmp_path: Path, solo: Scenario) -> None:
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     assert check_server_hook(bare) is not None
     hook = install_server_hook(bare)
-    assert check_server_hook(bare) is None and "review.pre_receive" in hook.read_text()
+    assert check_server_hook(bare) is None and "ect.review.pre_receive" in hook.read_text()
     assert install_server_hook(bare) == hook  # idempotent
     with pytest.raises(EctError, match="not a bare repository"):
         install_server_hook(solo.clones["alice"])
@@ -178,11 +178,12 @@ required_approvals = 1
 def test_later_stage_bake_time_and_own_approvals(tmp_path: Path) -> None:
     import time
 
+    from ect.review.gate import evaluate
+    from ect.review.gitcmd import Git
+    from ect.review.policy import from_worktree
+    from ect.review.store import Store
+
     from ect.config import load_config
-    from review.gate import evaluate
-    from review.gitcmd import Git
-    from review.policy import from_worktree
-    from review.store import Store
 
     sc = make_scenario(tmp_path, review="", extra_files={})
     pyproject = sc.clones["alice"] / "pyproject.toml"
@@ -218,7 +219,7 @@ def test_later_stage_bake_time_and_own_approvals(tmp_path: Path) -> None:
 
 
 def test_promote_without_a_remote_moves_the_local_branch(tmp_path: Path) -> None:
-    from review.testing import CORE, PYPROJECT, TEST, isolated_env
+    from ect.review.testing import CORE, PYPROJECT, TEST, isolated_env
 
     env = isolated_env(tmp_path / "home")
     repo = tmp_path / "repo"

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from review.testing import Scenario, make_scenario
+from ect.review.testing import Scenario, make_scenario
 
 SIGNED = 'require_signed = true\nallowed_signers = "allowed_signers"\n'
 FEATURE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
@@ -181,9 +180,9 @@ def test_corrupt_and_unknown_version_records_are_reported_and_skipped(sc: Scenar
 
 
 def test_trusted_checkers_require_a_signed_bot_verdict(tmp_path: Path) -> None:
-    from review import records
-    from review.gitcmd import Git
-    from review.store import Store
+    from ect.review import records
+    from ect.review.gitcmd import Git
+    from ect.review.store import Store
 
     review = SIGNED + 'trusted_checkers = ["ci@example.com"]\n'
     sc = make_scenario(tmp_path, people=("alice", "bob", "ci"), review=review)

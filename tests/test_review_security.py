@@ -6,17 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ect.review import records
+from ect.review.approvals import make_decision
+from ect.review.bot import run_bot
+from ect.review.diff import base_for, compute
+from ect.review.gate import GateResult, evaluate
+from ect.review.gitcmd import Git
+from ect.review.policy import from_worktree
+from ect.review.store import Store
+from ect.review.testing import Scenario, keygen, make_scenario
 
 from ect.config import load_config
-from review import records
-from review.approvals import make_decision
-from review.bot import run_bot
-from review.diff import base_for, compute
-from review.gate import GateResult, evaluate
-from review.gitcmd import Git
-from review.policy import from_worktree
-from review.store import Store
-from review.testing import Scenario, keygen, make_scenario
 
 SIGNED = 'require_signed = true\nallowed_signers = "allowed_signers"\n'
 
@@ -147,7 +147,7 @@ def test_rejection_blocks_until_the_reviewer_approves(sc: Scenario) -> None:
     git = Git(sc.clones["alice"], env=sc.env)
     approve = _decision(sc, "bob", sc.keys["bob"])
     reject = dict(approve, type="rejection", ts=float(str(approve["ts"])) + 5, message="no")
-    from review import signing
+    from ect.review import signing
 
     reject["sig"] = signing.sign(records.signed_payload(reject), sc.keys["bob"])
     ref = "refs/notes/ect/approvals"

@@ -16,7 +16,7 @@ from ect.fix.failures import Failure
 from ect.fix.settings import FixSettings
 
 if TYPE_CHECKING:
-    from models.index import SymbolIndex
+    from ect.models.index import SymbolIndex
 
 
 @dataclass
@@ -47,7 +47,7 @@ class FileContext:
 
 
 def file_context(root: Path, path: str, source: str) -> FileContext:
-    from models.index import module_name_for
+    from ect.models.index import module_name_for
 
     full = root / path
     return FileContext(path, source, module_name_for(full, root), full.name == "__init__.py")

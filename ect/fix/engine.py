@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from ect.changes import Scope
     from ect.fix.warm_pytest import WarmPytest
     from ect.loop import LoopResult
+    from ect.models.index import SymbolIndex
     from ect.runner import PytestRunner
-    from models.index import SymbolIndex
 
 CAPTURE_PLUGIN = "ect.fix.capture_plugin"
 
@@ -123,7 +123,7 @@ def scan_moved(root: Path, paths: list[str], settings: FixSettings) -> list[Fail
     import libcst as cst
 
     from ect.fix.edits import parse, resolve_from
-    from models.index import module_name_for
+    from ect.models.index import module_name_for
 
     out: list[Failure] = []
     for rel in paths:
@@ -194,7 +194,7 @@ class FixEngine:
     def index(self) -> SymbolIndex | None:
         if self._index is None:
             try:
-                from models.index import SymbolIndex
+                from ect.models.index import SymbolIndex
             except ImportError:
                 return None
             self._index = SymbolIndex.build(self.root, self.cfg.state_path)
@@ -208,7 +208,7 @@ class FixEngine:
     def refresh_index(self) -> None:
         """Rebuild the index now (incrementally, from its cache) and swap it in; readers never see None."""
         try:
-            from models.index import SymbolIndex
+            from ect.models.index import SymbolIndex
         except ImportError:
             return
         self._index = SymbolIndex.build(self.root, self.cfg.state_path)

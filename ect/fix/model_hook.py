@@ -15,7 +15,7 @@ from ect.fix.failures import Failure
 if TYPE_CHECKING:
     from ect.config import Config
     from ect.fix.candidates import Candidate, FileContext
-    from models.index import SymbolIndex
+    from ect.models.index import SymbolIndex
 
 _engine: dict[str, Any] = {}
 _lock = threading.Lock()

@@ -37,7 +37,8 @@ def _warm() -> list[str]:
         for name, mod in list(sys.modules.items())
         if (getattr(mod, "__file__", None) or "").startswith(here)
         and "site-packages" not in (getattr(mod, "__file__", None) or "")
-        and not name.startswith("ect")
+        and name != "ect"
+        and not name.startswith("ect.")
     ]
 
 

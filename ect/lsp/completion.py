@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.index import Symbol, SymbolIndex
+    from ect.models.index import Symbol, SymbolIndex
 
 _DOTTED = re.compile(r"((?:[A-Za-z_]\w*\s*\.\s*)*)([A-Za-z_]\w*)?$")
 _CLASS = re.compile(r"^(\s*)class\s+([A-Za-z_]\w*)")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ect.config import Config
-    from models.index import SymbolIndex
+    from ect.models.index import SymbolIndex
 
 
 @dataclass
@@ -22,8 +22,8 @@ class Engine:
 def trained(cfg: Config) -> bool:
     """Whether a trained model exists (checked without importing torch)."""
     try:
-        from models.modeling import META_FILE
-        from models.settings import model_dir
+        from ect.models.modeling import META_FILE
+        from ect.models.settings import model_dir
     except ImportError:
         return False
     return (model_dir(cfg) / META_FILE).is_file()
@@ -34,9 +34,9 @@ def load(cfg: Config, index: SymbolIndex | None) -> Engine:
     if not trained(cfg):
         raise LookupError("no trained model (run `ect model train`)")
     try:
-        from models.complete import Completer
-        from models.modeling import load_trained
-        from models.settings import model_dir, model_settings
+        from ect.models.complete import Completer
+        from ect.models.modeling import load_trained
+        from ect.models.settings import model_dir, model_settings
     except ImportError as exc:
         raise LookupError(f"the `model` extra is not installed ({exc.name})") from None
     path = model_dir(cfg)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ect.config import Config
     from ect.lsp.model_api import Engine
-    from models.index import SymbolIndex
+    from ect.models.index import SymbolIndex
 
 
 class ModelBridge:

@@ -119,7 +119,7 @@ class Session:
 
     def completer(self, rel: str) -> Any:
         from ect.lsp.completion import Completer
-        from models.index import module_name_for
+        from ect.models.index import module_name_for
 
         index = self.engine.current_index
         if index is None:
@@ -182,7 +182,7 @@ def build_server() -> LanguageServer:
     def _model_text(s: Session, uri: str, rel: str, doc: str, line: int, col: int) -> str | None:
         if s.model.engine is None:
             return None
-        from models.index import module_name_for
+        from ect.models.index import module_name_for
 
         s.seq[uri] = my = s.seq.get(uri, 0) + 1
         lines = doc.splitlines(True)
@@ -380,7 +380,7 @@ def lsp(stdio: bool, log_file: Path | None) -> int:
         import lsprotocol  # noqa: F401
         import pygls  # noqa: F401
     except ImportError:
-        raise EctError("the language server needs the `lsp` extra: pip install 'ect[lsp]'", 2) from None
+        raise EctError("the language server needs the `lsp` extra: pip install 'ect-loop[lsp]'", 2) from None
     if log_file is not None:
         logging.basicConfig(filename=log_file, level=logging.INFO)
     else:

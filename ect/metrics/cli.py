@@ -34,7 +34,7 @@ def _setup() -> tuple[Path, Config, dict[str, Any]]:
 def _last_stage(cfg: Config) -> str | None:
     """Production is the last promotion stage of `[tool.ect.stages]` (the review part's setting)."""
     try:
-        from review.settings import parse
+        from ect.review.settings import parse
 
         stages = parse(cfg.sections, cfg.source).stages
     except Exception:  # no review part, or its own config error (reported by `ect review`)
@@ -177,7 +177,7 @@ def _render(result: dict[str, Any], fmt: str, width: int | None = None) -> str:
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:
-            raise EctError("--format html needs matplotlib (pip install 'ect[report]')")
+            raise EctError("--format html needs matplotlib (pip install 'ect-loop[report]')")
         from ect.metrics.html_report import to_html
 
         return to_html(result)

@@ -64,7 +64,7 @@ def connect(url: str, timeout: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[An
     try:
         import psycopg
     except ImportError:
-        raise EctError("team mode needs psycopg (pip install 'ect[team]')") from None
+        raise EctError("team mode needs psycopg (pip install 'ect-loop[team]')") from None
     try:
         conn = psycopg.connect(url, connect_timeout=timeout, application_name="ect")
     except psycopg.Error as exc:
