@@ -177,6 +177,7 @@ class FixEngine:
         self._index = index
         self._lock = threading.Lock()
         self.pytest_runner: PytestRunner | None = None  # the loop's test runner (None: a cold subprocess)
+        self.last_records: list[dict[str, Any]] = []  # the capture plugin's records of the last loop run
 
     def use_warm_pytest(self, warm: WarmPytest | None = None) -> WarmPytest:
         """Verify candidates through a warm forking pytest process (started now if not given)."""
@@ -229,6 +230,7 @@ class FixEngine:
             seen.add((f.kind, f.path, f.name))
             found.append(f)
         records = read_records(self.cfg.state_path / f"results-{os.getpid()}.json")
+        self.last_records = records
         found += from_test_records(records, root)
         paths = [c.path for c in result.changes if c.path.endswith(".py") and not c.deleted]
         at = {(f.path, f.line) for f in found}
