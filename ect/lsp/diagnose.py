@@ -174,12 +174,14 @@ class Diagnoser:
         warm: WarmPytest | None = None,
         timeout_s: float | None = None,
         progress: Callable[[str, Run], None] | None = None,
+        refresh_index: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.warm = warm
         self.publish = publish
         self.timeout_s = timeout_s
         self.progress = progress  # ('begin' | 'end', run): a work-done indicator for the editor
+        self.refresh_index = refresh_index or engine.refresh_index  # after each run (new names)
         self.want_fixes = fixes
         self._cond = threading.Condition()
         self._pending: tuple[int, str] | None = None
@@ -335,7 +337,7 @@ class Diagnoser:
             run.problems.append(Problem(path, line, 1, f"{what}: {nodeid}", "ect:test"))
         self.latest = run
         self.publish(run)
-        engine.refresh_index()  # after publishing: the saved file may define new names (completions, fixes)
+        self.refresh_index()  # after publishing: the saved file may define new names (completions, fixes)
         if not self.want_fixes:
             return
         for key, f in run.failures.items():

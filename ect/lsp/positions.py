@@ -5,6 +5,9 @@ A `Position.character` counts code units of the client's encoding; Python indexe
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 UTF8, UTF16, UTF32 = "utf-8", "utf-16", "utf-32"
 
 
@@ -45,11 +48,18 @@ def to_units(line: str, index: int, encoding: str) -> int:
 
 def line_at(text: str, line: int) -> str:
     """Line `line` (0-based) of `text` without its end of line ('' past the end)."""
-    lines = text.splitlines()
+    from ect.lsp.completion import split_lines
+
+    lines = split_lines(text)
     return lines[line] if 0 <= line < len(lines) else ""
+
+
+@functools.lru_cache(maxsize=4)
+def _line_starts(text: str) -> tuple[int, ...]:
+    return (0, *itertools.accumulate(len(x) for x in text.splitlines(True)))
 
 
 def offset_of(text: str, line: int, index: int) -> int:
     """The code-point offset in `text` of (line, code-point index), end of line counted as in `text`."""
-    lines = text.splitlines(True)
-    return sum(len(x) for x in lines[:line]) + index
+    starts = _line_starts(text)
+    return starts[min(max(line, 0), len(starts) - 1)] + index

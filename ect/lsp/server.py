@@ -66,6 +66,7 @@ class Session:
         from ect.fix.engine import FixEngine
         from ect.fix.warm_pytest import WarmPytest
         from ect.lsp.diagnose import Diagnoser
+        from ect.lsp.indexer import Indexer
         from ect.lsp.model_bridge import ModelBridge
         from ect.lsp.positions import normalize
         from ect.lsp.settings import load_settings as load_lsp_settings
@@ -92,6 +93,7 @@ class Session:
         self.warm = WarmPytest(self.root)
         self.engine.use_warm_pytest(self.warm)  # loop runs and verification go through the warm process
         self.timeout_s = save_timeout(self.cfg, self.engine.settings.test_timeout_s)
+        self.indexer = Indexer(self.engine)
         self.diagnoser = Diagnoser(
             self.engine,
             self.publish,
@@ -99,17 +101,19 @@ class Session:
             warm=self.warm,
             timeout_s=self.timeout_s,
             progress=self.progress,
+            refresh_index=self.indexer.request,
         )
         self._tokens = itertools.count(1)
         self._progress: dict[int, str] = {}
-        threading.Thread(target=self._warm, name="ect-index", daemon=True).start()
+        threading.Thread(target=self._warm, name="ect-warm", daemon=True).start()
 
     def _warm(self) -> None:
+        self.indexer.start()  # completions as soon as the (bounded) first index exists
         try:
             self.warm.start()
-            self.engine.index()
         finally:
             self.ready.set()
+        self.indexer.first.wait(600)
         if self.settings.model and not self.closed:
             self.model.warm(self.engine.current_index)
 
@@ -118,6 +122,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.indexer.stop()
         self.diagnoser.stop()
         self.model.close()
         self.telemetry.close()
