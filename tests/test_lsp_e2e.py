@@ -172,6 +172,14 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
             )
         )
         assert actions, "no code action"
+        again = await client.text_document_code_action_async(  # the editor asks again (cursor moved)
+            t.CodeActionParams(
+                text_document=t.TextDocumentIdentifier(uri=uri),
+                range=diag.range,
+                context=t.CodeActionContext(diagnostics=[diag]),
+            )
+        )
+        assert again is not None and len(again) == len(actions)
         best = actions[0]
         assert isinstance(best, t.CodeAction)
         assert best.title == "ect: Add `from acme.core import add` (verified)"
@@ -190,9 +198,14 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
         accepted = conn.execute(
             "SELECT chars, data FROM events WHERE kind = 'completion.accepted'"
         ).fetchall()
+        counts = dict(conn.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall())
     # (fails while ect.events shares one SQLite connection between threads: the server records from several)
     assert {"completion.shown", "completion.accepted", "fix.offered", "fix.applied", "loop.run"} <= kinds
     assert len(accepted) == 1 and accepted[0][0] == 3 and '"label": "add"' in accepted[0][1]
+    # what a person saw: the list with items and the ghost text (not the empty lists while indexing);
+    # each verified fix offered once although the editor asked for code actions twice
+    assert counts["completion.shown"] == 2, counts
+    assert counts["fix.offered"] == len(actions) and counts["fix.applied"] == 1, counts
 
 
 @pytest.mark.asyncio

@@ -260,6 +260,7 @@ def build_server() -> LanguageServer:
 
     server = LanguageServer("ect", __version__)
     state: dict[str, Session] = {}
+    folders: dict[str, Path] = {}
 
     def session() -> Session | None:
         return state.get("s")
@@ -278,13 +279,49 @@ def build_server() -> LanguageServer:
         _tolerate_unopened_changes(ls)
         if params.process_id:
             _watch_editor(params.process_id, lambda: _quit(state))
+        folders["root"] = folder
         try:
             state["s"] = Session(ls, folder)
         except EctError as exc:
             ls.window_show_message(t.ShowMessageParams(t.MessageType.Error, f"ect: {exc}"))
 
+    def _reload_config(ls: LanguageServer, uri: str) -> bool:
+        """A saved pyproject.toml / ect.toml at the root: a new session when [tool.ect] changed (or an
+        error message, keeping the old session). False when `uri` is not the config file."""
+        from pygls.uris import to_fs_path
+
+        from ect.config import load_config
+        from ect.repo import find_root
+
+        folder = folders.get("root")
+        fs = to_fs_path(uri)
+        if folder is None or fs is None or Path(fs).name not in ("pyproject.toml", "ect.toml"):
+            return False
+        old = session()
+        try:
+            root = old.root if old is not None else find_root(folder)
+        except EctError:
+            root = folder.resolve()
+        if Path(fs).resolve().parent != root:
+            return False
+        try:
+            cfg = load_config(root)
+            if old is not None and cfg == old.cfg:
+                return False  # nothing of ect's changed: an ordinary save
+            if old is not None:
+                old.close()
+                state.pop("s", None)
+            state["s"] = Session(ls, root)
+        except EctError as exc:
+            ls.window_show_message(t.ShowMessageParams(t.MessageType.Error, f"ect: {exc}"))
+            return True
+        ls.window_log_message(t.LogMessageParams(t.MessageType.Info, "ect: configuration reloaded"))
+        return True
+
     @server.feature(t.TEXT_DOCUMENT_DID_SAVE, t.SaveOptions(include_text=False))
     def did_save(ls: LanguageServer, params: t.DidSaveTextDocumentParams) -> None:
+        if _reload_config(ls, params.text_document.uri):
+            return
         s = session()
         rel = s.rel(params.text_document.uri) if s else None
         if (
