@@ -127,6 +127,13 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
     client = await _start(repo)
     try:
         text = util.read_text()
+        stray = (repo / "acme/new.py").as_uri()  # `:w new.py` from an unnamed buffer: never opened
+        client.text_document_did_change(
+            t.DidChangeTextDocumentParams(
+                text_document=t.VersionedTextDocumentIdentifier(uri=stray, version=3),
+                content_changes=[t.TextDocumentContentChangeWholeDocument(text="x = 1\n")],
+            )
+        )
         client.text_document_did_open(
             t.DidOpenTextDocumentParams(
                 t.TextDocumentItem(uri=uri, language_id="python", version=1, text=text + "\ncore.\n")
@@ -190,6 +197,7 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
 
         _save(client, util, uri, fixed, 4)
         assert await _diagnostics(client, uri, want_some=False) == []
+        assert not [m.message for m in client.messages if m.type == t.MessageType.Error]  # no KeyError
     finally:
         await client.shutdown_session()
         await client.stop()

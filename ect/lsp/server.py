@@ -444,8 +444,9 @@ def build_server() -> LanguageServer:
         _, col = _cursor(s, doc, pos)
         found = _index_items(s, rel, doc, pos.line, col)
         text: str | None = None
-        if s.settings.model and s.model.engine is not None:  # ghost text may wait for the model
+        if s.settings.model:
             s.model.refresh()
+        if s.settings.model and s.model.engine is not None:  # ghost text may wait for the model
             s.seq[uri] = my = s.seq.get(uri, 0) + 1
             text = s.model.complete(
                 _module(s, rel), doc, offset_of(doc, pos.line, col), lambda: s.seq.get(uri) != my
