@@ -274,7 +274,7 @@ def test_model_suggestion_follows_typing_and_windows_big_documents(tmp_path: Pat
     from ect.lsp.model_bridge import WINDOW_BEFORE, ModelBridge, Suggestion, window
 
     bridge = ModelBridge(load_config(tmp_path))
-    bridge._last["u"] = Suggestion("u", 3, "x = os.pa", "th.join(a, b)")
+    bridge._last[("u", 3)] = Suggestion("u", 3, "x = os.pa", "th.join(a, b)")
     assert bridge.suggestion("u", 3, "x = os.pa") == Suggestion("u", 3, "x = os.pa", "th.join(a, b)")
     got = bridge.suggestion("u", 3, "x = os.path.jo")  # typed along: the rest
     assert got is not None and got.text == "in(a, b)"

@@ -28,6 +28,7 @@ RETRY_AFTER_S = 30.0  # a failed load is retried this long after (or as soon as 
 WINDOW_BEFORE = 16_000  # characters of a big document before the cursor that the model sees
 WINDOW_AFTER = 2_000
 HEAD_CHARS = 4_000  # and of its head (imports)
+MAX_KEPT = 64  # suggestions kept (the latest per document line)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class ModelBridge:
         self._cond = threading.Condition()
         self._wanted: tuple[int, str, str, int, str, int, str] | None = None
         self._seq = 0
-        self._last: dict[str, Suggestion] = {}
+        self._last: dict[tuple[str, int], Suggestion] = {}  # (uri, line) -> the latest there
         self._worker: threading.Thread | None = None
         self._closed = False
 
@@ -129,8 +130,8 @@ class ModelBridge:
     def suggestion(self, uri: str, line: int, head: str) -> Suggestion | None:
         """A suggestion computed at an earlier point of the same line that the typing since agrees with
         (its text shortened by what was typed); None when there is none."""
-        s = self._last.get(uri)
-        if s is None or s.line != line or not head.startswith(s.head):
+        s = self._last.get((uri, line))
+        if s is None or not head.startswith(s.head):
             return None
         typed = head[len(s.head) :]
         if s.text is None:
@@ -168,7 +169,9 @@ class ModelBridge:
                 log.warning("ect: model completion failed: %s", exc)
                 out = None
             if self._seq == seq:
-                self._last[uri] = Suggestion(uri, line, head, out)
+                self._last[(uri, line)] = Suggestion(uri, line, head, out)
+                while len(self._last) > MAX_KEPT:
+                    self._last.pop(next(iter(self._last)))
 
     def complete(self, module: str, text: str, cursor: int, stale: Callable[[], bool]) -> str | None:
         """A validated completion at `cursor` (code points), or None (no model, stale, nothing valid)."""
