@@ -91,8 +91,9 @@ class WarmPytest:
                 os.killpg(pid, signal.SIGKILL)
 
     def _expire(self) -> None:
-        self.expired = True
-        self.cancel()
+        if self.child is not None:  # not when the run ended just as the timer fired
+            self.expired = True
+            self.cancel()
 
     def run(
         self,

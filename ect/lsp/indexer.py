@@ -16,7 +16,7 @@ from ect.fix.engine import FixEngine
 
 log = logging.getLogger(__name__)
 
-FAST_BYTES = 256 * 1024  # ~6k lines of Python
+FAST_BYTES = 64 * 1024  # ~1.5k lines of Python: larger changed files wait for the full build
 
 
 class Indexer:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 ACCEPT = "ect.completionAccepted"
 KINDS = {"module": 9, "class": 7, "function": 3, "method": 2, "variable": 6}  # lsprotocol CompletionItemKind
 _WORD_END = re.compile(r"\w*$")
+MAX_ITEMS = 50  # completion items per list (more: the list is incomplete)
 
 
 def word_before(doc: str, line: int, col: int) -> str:
@@ -411,7 +412,7 @@ def build_server() -> LanguageServer:
                     ),
                 )
             )
-        for rank, it in enumerate(found[:200]):
+        for rank, it in enumerate(found[:MAX_ITEMS]):
             items.append(
                 t.CompletionItem(
                     label=it.label,
@@ -427,7 +428,8 @@ def build_server() -> LanguageServer:
                     ),
                 )
             )
-        return t.CompletionList(is_incomplete=pending, items=items)
+        # more than MAX_ITEMS: the client asks again as the user types (a shorter, faster list)
+        return t.CompletionList(is_incomplete=pending or len(found) > MAX_ITEMS, items=items)
 
     @server.feature(t.TEXT_DOCUMENT_INLINE_COMPLETION, t.InlineCompletionOptions())
     @server.thread()
