@@ -7,6 +7,7 @@ the symbol index alone. Completion lists never wait for it: `request` computes a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -164,7 +165,7 @@ class ModelBridge:
                 seq, uri, module, cursor, text, line, head = self._wanted
                 self._wanted = None
             try:
-                out = self.complete(module, text, cursor, lambda seq=seq: self._seq != seq)
+                out = self.complete(module, text, cursor, functools.partial(self._stale, seq))
             except Exception as exc:  # a model error must not end the worker
                 log.warning("ect: model completion failed: %s", exc)
                 out = None
@@ -172,6 +173,9 @@ class ModelBridge:
                 self._last[(uri, line)] = Suggestion(uri, line, head, out)
                 while len(self._last) > MAX_KEPT:
                     self._last.pop(next(iter(self._last)))
+
+    def _stale(self, seq: int) -> bool:
+        return self._seq != seq
 
     def complete(self, module: str, text: str, cursor: int, stale: Callable[[], bool]) -> str | None:
         """A validated completion at `cursor` (code points), or None (no model, stale, nothing valid)."""

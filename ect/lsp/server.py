@@ -148,7 +148,8 @@ class Session:
                     title="ect", message=f"testing {run.path} (limit {self.timeout_s:g} s)", cancellable=False
                 ),
             )
-        elif (token := self._progress.pop(run.generation, None)) is not None:
+        elif run.generation in self._progress:
+            token = self._progress.pop(run.generation)
             done = "cancelled" if run.cancelled else f"{len(run.problems)} problem(s)"
             self.server.work_done_progress.end(token, t.WorkDoneProgressEnd(message=done))
 
