@@ -636,7 +636,8 @@ def lsp(stdio: bool, log_file: Path | None) -> int:
         logging.basicConfig(filename=log_file, level=logging.INFO)
     else:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    logging.getLogger("pygls").addFilter(_QuietAtQuit())
+    for handler in logging.getLogger().handlers:  # on the handlers: records of every logger pass them
+        handler.addFilter(_QuietAtQuit())
     server = build_server()
     state: dict[str, Session] = server.ect_state  # type: ignore[attr-defined]
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -653,6 +654,10 @@ class _QuietAtQuit(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, (BrokenPipeError, ConnectionResetError)) and "Broken pipe" not in str(
-            record.msg
-        )
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            return False
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        return "BrokenPipe" not in message and "Broken pipe" not in message
