@@ -570,7 +570,14 @@ def _quit(state: dict[str, Session], exit_now: bool = True, code: int = 0) -> No
 
 
 def _watch_editor(pid: int, on_gone: Any, interval_s: float = 1.0) -> None:
-    """Call `on_gone` when the editor process `pid` (initialize's processId) no longer exists."""
+    """Call `on_gone` when the editor process `pid` (initialize's processId) no longer exists (not
+    watched when it is not visible from here at all, e.g. an editor outside this container)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    except OSError:
+        pass
 
     def watch() -> None:
         while True:
