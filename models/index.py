@@ -473,8 +473,17 @@ class SymbolIndex:
 
     # -- building
     @classmethod
-    def build(cls, root: Path, state_dir: Path | None = None, internal: Sequence[str] = ()) -> SymbolIndex:
-        """Index `root` (and the distributions in `internal`), reusing the cache for unchanged files."""
+    def build(
+        cls,
+        root: Path,
+        state_dir: Path | None = None,
+        internal: Sequence[str] = (),
+        max_file_bytes: int | None = None,
+    ) -> SymbolIndex:
+        """Index `root` (and the distributions in `internal`), reusing the cache for unchanged files.
+
+        `max_file_bytes`: a changed file larger than this is not parsed (its cached entry, if any, is
+        kept): a fast first build for the editor, completed by a build without the limit."""
         root = Path(root).resolve()
         cache_path = state_dir / "index" / "index.json" if state_dir is not None else None
         old: dict[str, _FileEntry] = {}
@@ -497,6 +506,10 @@ class SymbolIndex:
             prev = old.get(rel)
             if prev is not None and prev.hash == digest:
                 files[rel] = prev
+                continue
+            if max_file_bytes is not None and len(data) > max_file_bytes:
+                if prev is not None:
+                    files[rel] = prev
                 continue
             changed = True
             module = module_name_for(f, import_root) if import_root != root else module_name_for(f, root)

@@ -254,3 +254,42 @@ def test_keyword_rejected_inside_the_callee_is_fixed_at_the_call(make_repo) -> N
     [result] = json.loads(proc.stdout)["results"]
     assert result["failure"]["kind"] == "keyword" and result["failure"]["path"] == "acme/util.py"
     assert result["fixes"][0]["title"] == "Change keyword `lienno=` to `lineno=`"
+
+
+def test_moved_import_merges_into_the_existing_import() -> None:
+    from ect.fix.edits import move_from_import
+
+    merged = move_from_import(
+        "from acme.core import scale\nfrom acme.legacy import add\n\nprint(add, scale)\n",
+        "acme.util",
+        False,
+        "acme.legacy",
+        "add",
+        "acme.core",
+        "add",
+    )
+    assert merged == "from acme.core import scale, add\n\nprint(add, scale)\n"
+    already = move_from_import(
+        "from acme.core import add\nfrom acme.legacy import add\n\nprint(add)\n",
+        "acme.util",
+        False,
+        "acme.legacy",
+        "add",
+        "acme.core",
+        "add",
+    )
+    assert already == "from acme.core import add\n\nprint(add)\n"  # not a second identical line
+
+
+def test_moved_scan_reads_import_statements_only(tmp_path: Path) -> None:
+    from ect.fix.engine import import_statements, scan_moved
+    from ect.fix.settings import FixSettings
+
+    source = "import os\nfrom acme.legacy import (\n    add,\n)\n" + "def f(x):\n    return x\n" * 20_000
+    assert import_statements(source)[:2] == [(1, "import os"), (2, "from acme.legacy import ( add, )")]
+    (tmp_path / "big.py").write_text(source)
+    settings = FixSettings(moved={"acme.legacy.add": "acme.core.add"})
+    [found] = scan_moved(tmp_path, ["big.py"], settings)
+    assert (found.line, found.name) == (2, "acme.legacy.add")
+    (tmp_path / "other.py").write_text(source.replace("acme.legacy", "elsewhere"))
+    assert scan_moved(tmp_path, ["other.py"], settings) == []

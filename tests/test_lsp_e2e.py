@@ -127,6 +127,13 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
     client = await _start(repo)
     try:
         text = util.read_text()
+        stray = (repo / "acme/new.py").as_uri()  # `:w new.py` from an unnamed buffer: never opened
+        client.text_document_did_change(
+            t.DidChangeTextDocumentParams(
+                text_document=t.VersionedTextDocumentIdentifier(uri=stray, version=3),
+                content_changes=[t.TextDocumentContentChangeWholeDocument(text="x = 1\n")],
+            )
+        )
         client.text_document_did_open(
             t.DidOpenTextDocumentParams(
                 t.TextDocumentItem(uri=uri, language_id="python", version=1, text=text + "\ncore.\n")
@@ -172,6 +179,14 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
             )
         )
         assert actions, "no code action"
+        again = await client.text_document_code_action_async(  # the editor asks again (cursor moved)
+            t.CodeActionParams(
+                text_document=t.TextDocumentIdentifier(uri=uri),
+                range=diag.range,
+                context=t.CodeActionContext(diagnostics=[diag]),
+            )
+        )
+        assert again is not None and len(again) == len(actions)
         best = actions[0]
         assert isinstance(best, t.CodeAction)
         assert best.title == "ect: Add `from acme.core import add` (verified)"
@@ -182,6 +197,7 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
 
         _save(client, util, uri, fixed, 4)
         assert await _diagnostics(client, uri, want_some=False) == []
+        assert not [m.message for m in client.messages if m.type == t.MessageType.Error]  # no KeyError
     finally:
         await client.shutdown_session()
         await client.stop()
@@ -190,9 +206,14 @@ async def test_completion_diagnostics_and_verified_fix_over_stdio(make_repo) -> 
         accepted = conn.execute(
             "SELECT chars, data FROM events WHERE kind = 'completion.accepted'"
         ).fetchall()
+        counts = dict(conn.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall())
     # (fails while ect.events shares one SQLite connection between threads: the server records from several)
     assert {"completion.shown", "completion.accepted", "fix.offered", "fix.applied", "loop.run"} <= kinds
     assert len(accepted) == 1 and accepted[0][0] == 3 and '"label": "add"' in accepted[0][1]
+    # what a person saw: the list with items and the ghost text (not the empty lists while indexing);
+    # each verified fix offered once although the editor asked for code actions twice
+    assert counts["completion.shown"] == 2, counts
+    assert counts["fix.offered"] == len(actions) and counts["fix.applied"] == 1, counts
 
 
 @pytest.mark.asyncio

@@ -165,3 +165,123 @@ def test_model_completion_item_replaces_the_word_being_typed() -> None:
     assert word_before(doc, 1, len("    val")) == "val"
     assert word_before(doc, 2, len("x = café")) == "café"
     assert word_before(doc, 9, 3) == ""  # a position past the end (a stale request) is not an error
+
+
+def test_positions_in_each_encoding() -> None:
+    from ect.lsp.positions import UTF8, UTF16, UTF32, normalize, offset_of, to_index, to_units
+
+    line = 'print("café😋", core.'
+    end = len(line)  # 21 code points
+    assert [to_units(line, end, e) for e in (UTF8, UTF16, UTF32)] == [end + 1 + 3, end + 1, end]
+    for enc in (UTF8, UTF16, UTF32):
+        assert to_index(line, to_units(line, end, enc), enc) == end
+        assert to_index(line, to_units(line, 10, enc), enc) == 10  # just after the emoji
+        assert to_index(line, 10**6, enc) == end  # past the end: clamped
+    assert to_index(line, 11, UTF8) == 10  # inside the emoji's bytes: before it
+    assert normalize("utf-8") == UTF8 and normalize(None) == UTF16
+    doc = "a\r\nbé\nc"
+    assert doc[offset_of(doc, 1, 1)] == "é" and doc[offset_of(doc, 2, 0)] == "c"
+
+
+def test_completion_after_a_non_ascii_string(make_repo) -> None:
+    """The client's column is in code units; converted, the items are those after `core.`."""
+    from ect.lsp.positions import UTF8, to_index
+
+    repo = make_repo(PKG)
+    util = Completer(SymbolIndex.build(repo), "acme.util", False)
+    line = 'print("café", core.'
+    text = (repo / "acme/util.py").read_text() + line + ")\n"
+    at = text.splitlines().index(line + ")")
+    col = to_index(line + ")", len(line.encode()), UTF8)  # what Neovim sends: bytes
+    assert [i.label for i in util.complete(text, at, col)] == ["Box", "add"]
+
+
+def test_warm_pytest_times_out_and_names_the_test(tmp_path: Path) -> None:
+    from ect.runner import TIMED_OUT
+
+    write(
+        tmp_path,
+        {"test_h.py": "def test_fine():\n    pass\n\ndef test_hang():\n    while True:\n        pass\n"},
+    )
+    cfg = FixEngine(tmp_path, load_config(tmp_path)).loop_config()  # with the capture plugin
+    warm = WarmPytest(tmp_path)
+    try:
+        started = time.monotonic()
+        run = warm.run_pytest(tmp_path, cfg, ["test_h.py"], stream=False, timeout=6.0)
+        assert time.monotonic() - started < 30
+        assert run.exit_code == TIMED_OUT and run.outcomes == {"test_h.py::test_hang": "failed"}, run
+        assert "timed out after 6.0 s in test_h.py::test_hang" in run.output
+        warm.stop()
+        stopped = warm.run_pytest(tmp_path, cfg, ["test_h.py"], stream=False)
+        assert stopped.exit_code == 2 and "cancelled" in stopped.output  # no fresh run after stop
+    finally:
+        warm.stop()
+
+
+KILLED_OWNER = """
+import sys, time
+from pathlib import Path
+from ect.fix.warm_pytest import WarmPytest
+warm = WarmPytest(Path(sys.argv[1]))
+warm.run(["-q", "-p", "no:cacheprovider", "test_h.py"], Path(sys.argv[1]), {}, [], None)
+"""
+
+
+def test_nothing_outlives_a_killed_owner(tmp_path: Path) -> None:
+    """kill -9 of the process that owns the warm pytest: the warm process and the spinning test die."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    write(
+        tmp_path,
+        {
+            "test_h.py": "import subprocess, sys\n\ndef test_hang():\n"
+            "    subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+            "    while True:\n        pass\n"
+        },
+    )
+    owner = subprocess.Popen([sys.executable, "-c", KILLED_OWNER, str(tmp_path)], cwd=tmp_path)
+
+    def ours() -> list[int]:
+        pids = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{entry}/cwd") == str(tmp_path.resolve()):
+                    with open(f"/proc/{entry}/stat") as fh:
+                        if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            pids.append(int(entry))
+            except OSError:
+                continue
+        return pids
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(ours()) < 4 and time.monotonic() < deadline:  # owner, warm, test, its subprocess
+            time.sleep(0.1)
+        assert len(ours()) >= 4, ours()
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ours() == []
+
+
+def test_model_suggestion_follows_typing_and_windows_big_documents(tmp_path: Path) -> None:
+    from ect.lsp.model_bridge import WINDOW_BEFORE, ModelBridge, Suggestion, window
+
+    bridge = ModelBridge(load_config(tmp_path))
+    bridge._last[("u", 3)] = Suggestion("u", 3, "x = os.pa", "th.join(a, b)")
+    assert bridge.suggestion("u", 3, "x = os.pa") == Suggestion("u", 3, "x = os.pa", "th.join(a, b)")
+    got = bridge.suggestion("u", 3, "x = os.path.jo")  # typed along: the rest
+    assert got is not None and got.text == "in(a, b)"
+    assert bridge.suggestion("u", 3, "x = os.pat_") is None  # typed something else: ask again
+    assert bridge.suggestion("u", 4, "x = os.pa") is None
+    assert not bridge.request("u", "m", "x", 1, 0, "x")  # no model: nothing pending
+    big = "import os\n" + "a = 1\n" * 20_000
+    part, at = window(big, len(big) - 3)
+    assert len(part) < WINDOW_BEFORE + 10_000 and part.startswith("import os\n")
+    assert part[at:] == big[len(big) - 3 :]

@@ -319,6 +319,21 @@ def resolve_from(file_module: str, is_package: bool, node: cst.ImportFrom) -> st
     return f"{base}.{mod}" if base and mod else (base or mod or "")
 
 
+def _imports_from(tree: cst.Module, module: str) -> bool:
+    """Whether a top-level `from module import ...` (absolute, not `*`) exists."""
+    for stmt in tree.body:
+        inner = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and stmt.body else None
+        if (
+            isinstance(inner, cst.ImportFrom)
+            and not inner.relative
+            and not isinstance(inner.names, cst.ImportStar)
+            and inner.module is not None
+            and get_full_name_for_node(inner.module) == module
+        ):
+            return True
+    return False
+
+
 def move_from_import(
     source: str,
     file_module: str,
@@ -337,6 +352,7 @@ def move_from_import(
     if tree is None:
         return None
     state: dict[str, object] = {"removed": False, "inplace": False}
+    merge = new_module != old_module and _imports_from(tree, new_module)
 
     class T(cst.CSTTransformer):
         def leave_ImportFrom(
@@ -362,6 +378,14 @@ def move_from_import(
                         for a in aliases
                     ]
                 )
+            if len(aliases) == 1 and merge:  # merged into the existing `from new_module import ...`
+                state["removed"] = True
+                state["asname"] = (
+                    hit.asname.name.value
+                    if hit.asname and isinstance(hit.asname.name, cst.Name)
+                    else (name if new_name != name and alias else None)
+                )
+                return cst.RemoveFromParent()
             if len(aliases) == 1:
                 asname = hit.asname
                 if asname is None and new_name != name and alias:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -116,38 +117,79 @@ def closest_tests(path: str, test_files: list[str], limit: int) -> list[str]:
     return (named + rest)[:limit]
 
 
+MAX_SCAN_BYTES = 8 * 1024 * 1024  # files larger than this are not scanned for moved imports
+_IMPORT_START = re.compile(r"^[ \t]*(?:from[ \t]+[.\w]+[ \t]+import\b|import[ \t]+\w)", re.M)
+
+
+def import_statements(source: str) -> list[tuple[int, str]]:
+    """(1-based line, dedented text) of each import statement, found without parsing the whole file
+    (linear in the size; continuation lines in parentheses or after a backslash are joined)."""
+    out: list[tuple[int, str]] = []
+    lines = source.split("\n")
+    first, at = 0, 0
+    for m in _IMPORT_START.finditer(source):
+        first += source.count("\n", at, m.start())
+        at = m.start()
+        text = lines[first].strip()
+        i = first
+        while text.count("(") > text.count(")") or text.endswith("\\"):
+            if i + 1 >= len(lines) or i - first >= 200:
+                break
+            i += 1
+            text = text.rstrip("\\") + " " + lines[i].strip()
+        out.append((first + 1, text))
+    return out
+
+
+def _absolute_from(file_module: str, is_package: bool, module: str | None, level: int) -> str:
+    if not level:
+        return module or ""
+    parts = file_module.split(".")
+    if not is_package:
+        parts = parts[:-1]
+    if level > 1:
+        parts = parts[: max(0, len(parts) - (level - 1))]
+    base = ".".join(parts)
+    return f"{base}.{module}" if base and module else (base or module or "")
+
+
 def scan_moved(root: Path, paths: list[str], settings: FixSettings) -> list[Failure]:
-    """Static findings: imports of paths that the config declares moved or deprecated."""
+    """Static findings: imports of paths that the config declares moved or deprecated.
+
+    Bounded: only import statements are parsed (found by a linear scan), files over MAX_SCAN_BYTES and
+    files that mention none of the declared modules are skipped."""
     if not settings.renames:
         return []
-    import libcst as cst
+    import ast
 
-    from ect.fix.edits import parse, resolve_from
     from ect.models.index import module_name_for
 
+    heads = {key.split(".")[0] for key in settings.renames}
     out: list[Failure] = []
     for rel in paths:
         try:
+            if (root / rel).stat().st_size > MAX_SCAN_BYTES:
+                continue
             source = (root / rel).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        tree = parse(source)
-        if tree is None:
+        if not any(h in source for h in heads) and "from ." not in source:
             continue
         module = module_name_for(root / rel, root)
-        wrapper = cst.MetadataWrapper(tree)
-        positions = wrapper.resolve(cst.metadata.PositionProvider)
-        for node in positions:
+        for line, text in import_statements(source):
+            try:
+                node = ast.parse(text).body[0]
+            except (SyntaxError, ValueError, IndexError):
+                continue
             full: list[str] = []
-            if isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar):
-                base = resolve_from(module, rel.endswith("__init__.py"), node)
-                full = [base] + [f"{base}.{cst.helpers.get_full_name_for_node(a.name)}" for a in node.names]
-            elif isinstance(node, cst.Import):
-                full = [cst.helpers.get_full_name_for_node(a.name) or "" for a in node.names]
+            if isinstance(node, ast.ImportFrom) and all(a.name != "*" for a in node.names):
+                base = _absolute_from(module, rel.endswith("__init__.py"), node.module, node.level)
+                full = [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                full = [a.name for a in node.names]
             for path in full:
                 if path in settings.renames:
                     kind = "moved" if path in settings.moved else "deprecated"
-                    line = positions[node].start.line
                     out.append(
                         Failure(
                             "moved",
@@ -177,6 +219,7 @@ class FixEngine:
         self._index = index
         self._lock = threading.Lock()
         self.pytest_runner: PytestRunner | None = None  # the loop's test runner (None: a cold subprocess)
+        self.last_records: list[dict[str, Any]] = []  # the capture plugin's records of the last loop run
 
     def use_warm_pytest(self, warm: WarmPytest | None = None) -> WarmPytest:
         """Verify candidates through a warm forking pytest process (started now if not given)."""
@@ -205,13 +248,15 @@ class FixEngine:
         """The index built last (None before the first build); never builds."""
         return self._index
 
-    def refresh_index(self) -> None:
-        """Rebuild the index now (incrementally, from its cache) and swap it in; readers never see None."""
+    def refresh_index(self, max_file_bytes: int | None = None) -> None:
+        """Rebuild the index now (incrementally, from its cache) and swap it in; readers never see None.
+
+        `max_file_bytes`: leave changed files larger than this as they were (a fast, bounded build)."""
         try:
             from ect.models.index import SymbolIndex
         except ImportError:
             return
-        self._index = SymbolIndex.build(self.root, self.cfg.state_path)
+        self._index = SymbolIndex.build(self.root, self.cfg.state_path, max_file_bytes=max_file_bytes)
 
     def loop_config(self) -> Config:
         """The project config with the failure-capturing pytest plugin added."""
@@ -229,6 +274,7 @@ class FixEngine:
             seen.add((f.kind, f.path, f.name))
             found.append(f)
         records = read_records(self.cfg.state_path / f"results-{os.getpid()}.json")
+        self.last_records = records
         found += from_test_records(records, root)
         paths = [c.path for c in result.changes if c.path.endswith(".py") and not c.deleted]
         at = {(f.path, f.line) for f in found}

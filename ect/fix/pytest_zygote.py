@@ -5,14 +5,50 @@ Protocol, one JSON object per line: request `{"args": [...], "cwd": ..., "env": 
 answers `{"pid": N}` when the child starts and `{"pid": N, "exit": code}` when it ends. The child runs
 `pytest.main(args)` in `cwd` with `env` applied and `path` put first on `sys.path`. The project's own
 modules are never imported here, so each child sees the code as it is on disk.
+
+Nothing outlives the server: this process exits (killing the running child's process group) as soon as
+its parent dies or closes stdin, and each child is killed by the kernel when this process dies
+(`PR_SET_PDEATHSIG`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
+
+_running: list[int] = []  # the process group of the child being waited for
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send `sig` to this process when its parent (thread) dies; no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _kill_running() -> None:
+    for pgid in list(_running):
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def _watch_parent(parent: int, interval_s: float = 0.2) -> None:
+    """Exit (and kill the running test) when the parent is gone (reparented to init or a subreaper)."""
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent:
+            _kill_running()
+            os._exit(0)
 
 
 def _warm() -> list[str]:
@@ -44,6 +80,11 @@ def _warm() -> list[str]:
 
 def _child(job: dict[str, object]) -> int:
     os.setsid()
+    set_parent_death_signal()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    if os.getppid() == 1:  # the zygote died between fork and prctl
+        os._exit(3)
     cwd = str(job["cwd"])
     os.chdir(cwd)
     env = job.get("env") or {}
@@ -69,7 +110,15 @@ def _child(job: dict[str, object]) -> int:
     return int(pytest.main(["-W", "ignore::pytest.PytestAssertRewriteWarning", *(str(a) for a in args)]))
 
 
+def _terminate(signum: int, frame: object) -> None:
+    _kill_running()
+    os._exit(0)
+
+
 def main() -> int:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     unsafe = _warm()
     print(json.dumps({"ready": True, "unsafe": unsafe}), flush=True)
     for line in sys.stdin:
@@ -85,11 +134,21 @@ def main() -> int:
                 code = _child(job)
             finally:
                 os._exit(code)
+        _running.append(pid)
         print(json.dumps({"pid": pid}), flush=True)
         _, status = os.waitpid(pid, 0)
+        _running.remove(pid)
+        _kill_running_group(pid)
         code = os.waitstatus_to_exitcode(status)
         print(json.dumps({"pid": pid, "exit": code}), flush=True)
+    _kill_running()
     return 0
+
+
+def _kill_running_group(pgid: int) -> None:
+    """What the test left running in its process group ends with it."""
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

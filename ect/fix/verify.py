@@ -100,12 +100,18 @@ class Verifier:
         Path(env["ECT_RESULTS"]).parent.mkdir(parents=True, exist_ok=True)
         if self.warm is not None:
             path = env.pop("PYTHONPATH").split(os.pathsep)
-            code = self.warm.run(cmd[3:], self.scratch.path, {"ECT_RESULTS": env["ECT_RESULTS"]}, path, None)
+            code = self.warm.run(
+                cmd[3:], self.scratch.path, {"ECT_RESULTS": env["ECT_RESULTS"]}, path, None, self.timeout_s
+            )
+            if self.warm.closed:
+                return False, "cancelled"
             if code is not None:
                 Path(env["ECT_RESULTS"]).unlink(missing_ok=True)
                 Path(env["ECT_RESULTS"] + ".fix.json").unlink(missing_ok=True)
                 if self.cancelled.is_set():
                     return False, "cancelled"
+                if self.warm.expired:
+                    return False, f"tests timed out after {self.timeout_s:g}s"
                 return (True, "tests pass") if code == 0 else (False, f"tests still fail (exit {code})")
             env["PYTHONPATH"] = os.pathsep.join(path)
         try:

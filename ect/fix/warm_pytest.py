@@ -2,7 +2,8 @@
 
 `WarmPytest.run_pytest` has the signature of `ect.runner.run_pytest`; `install()` makes the loop use it
 in this process (the server's). When the warm process cannot be used (not Linux, it died, a plugin
-imported project code) runs fall back to the ordinary subprocess.
+imported project code) runs fall back to the ordinary subprocess; once `stop()`ped it never starts
+anything again (a run asked for during shutdown is answered as cancelled).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import time
 from pathlib import Path
 
 from ect.config import Config
-from ect.runner import TestRun
+from ect.runner import TIMED_OUT, TestRun
+
+CANCELLED = 2  # pytest's "interrupted" exit code: what a run stopped by cancel() or stop() reports
+
+
+def current_test_file(results: Path) -> Path:
+    """Where the capture plugin writes the node id of the test that is running."""
+    return Path(f"{results}.current")
 
 
 class WarmPytest:
@@ -29,6 +37,9 @@ class WarmPytest:
         self.proc: subprocess.Popen[str] | None = None
         self.usable = hasattr(os, "fork")
         self.child: int | None = None
+        self.closed = False
+        self.expired = False  # the last run was killed by its timeout
+        self.trace_file: str | None = None  # record the lines of this file that failing tests run
         self._lock = threading.Lock()
 
     def start(self) -> bool:
@@ -37,7 +48,7 @@ class WarmPytest:
             return self._start()
 
     def _start(self) -> bool:
-        if not self.usable:
+        if not self.usable or self.closed:
             return False
         if self.proc is not None and self.proc.poll() is None:
             return True
@@ -63,10 +74,14 @@ class WarmPytest:
         return True
 
     def stop(self) -> None:
+        """Stop the warm process and its running test for good (the server is going away)."""
+        self.closed = True
+        self.cancel()
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.kill()
-            proc.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
 
     def cancel(self) -> None:
         """Kill the running test child (a newer save wants the machine)."""
@@ -75,11 +90,24 @@ class WarmPytest:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
 
+    def _expire(self) -> None:
+        if self.child is not None:  # not when the run ended just as the timer fired
+            self.expired = True
+            self.cancel()
+
     def run(
-        self, args: list[str], cwd: Path, env: dict[str, str], path: list[str], output: Path | None
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        path: list[str],
+        output: Path | None,
+        timeout: float | None = None,
     ) -> int | None:
-        """Exit code of `pytest args` in `cwd`; None when the warm process is not usable."""
+        """Exit code of `pytest args` in `cwd` (killed after `timeout` s: `expired` is set); None when
+        the warm process is not usable."""
         with self._lock:
+            self.expired = False
             if not self._start():
                 return None
             assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
@@ -95,13 +123,29 @@ class WarmPytest:
                 self.proc.stdin.flush()
                 started = json.loads(self.proc.stdout.readline())
                 self.child = int(started["pid"])
-                done = json.loads(self.proc.stdout.readline())
+                timer = threading.Timer(timeout, self._expire) if timeout else None
+                if timer is not None:
+                    timer.daemon = True
+                    timer.start()
+                try:
+                    done = json.loads(self.proc.stdout.readline())
+                finally:
+                    if timer is not None:
+                        timer.cancel()
             except (OSError, ValueError, KeyError, TypeError):
-                self.stop()
+                self._drop()
                 return None
             finally:
                 self.child = None
             return int(done["exit"])
+
+    def _drop(self) -> None:
+        """The warm process broke: kill it (a later run starts a new one unless stopped)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
 
     # -- a drop-in for ect.runner.run_pytest
     def run_pytest(
@@ -119,16 +163,25 @@ class WarmPytest:
         from ect.runner import run_pytest as cold_run_pytest
         from ect.state import ensure_state_dir, read_json
 
-        if Path(root).resolve() != self.root.resolve() or stream or timeout is not None or not self.usable:
+        cmd = pytest_command(cfg, files, parallel)
+        if self.closed:
+            return TestRun(CANCELLED, 0.0, output="cancelled: the server is stopping", command=cmd)
+        if Path(root).resolve() != self.root.resolve() or stream or not self.usable:
             return cold_run_pytest(
                 root, cfg, files, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
             )
         state = ensure_state_dir(cfg.state_path)
         results = state / f"results-{os.getpid()}.json"
-        cmd = pytest_command(cfg, files, parallel)
         out = state / f"output-{os.getpid()}.txt"
+        current = current_test_file(results)
+        current.unlink(missing_ok=True)
         started = time.perf_counter()
-        code = self.run(cmd[3:], root, {"ECT_RESULTS": str(results), **(extra_env or {})}, [], out)
+        env = {"ECT_RESULTS": str(results), **(extra_env or {})}
+        if self.trace_file:
+            env["ECT_TRACE_FILE"] = self.trace_file
+        code = self.run(cmd[3:], root, env, [], out, timeout)
+        if self.closed:
+            return TestRun(CANCELLED, 0.0, output="cancelled: the server is stopping", command=cmd)
         if code is None:
             return cold_run_pytest(
                 root, cfg, files, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
@@ -138,6 +191,19 @@ class WarmPytest:
             output = out.read_text(errors="replace")
         except OSError:
             output = ""
+        if self.expired:
+            hung = ""
+            with contextlib.suppress(OSError):
+                hung = current.read_text(encoding="utf-8").strip()[:1000]
+            current.unlink(missing_ok=True)
+            results.unlink(missing_ok=True)
+            run = TestRun(TIMED_OUT, duration_ms, output=f"pytest timed out after {timeout} s", command=cmd)
+            run.collect_errors = list(files or ["."])
+            if hung:
+                run.outcomes[hung] = "failed"
+                run.output += f" in {hung}"
+            return run
+        current.unlink(missing_ok=True)
         data = read_json(results)
         results.unlink(missing_ok=True)
         run = TestRun(code, duration_ms, output=output, command=cmd)

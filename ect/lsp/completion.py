@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,10 +30,21 @@ class Item:
         return self.label[len(self.partial) :]
 
 
+MAX_CLASS_LOOKBACK = 5000  # lines searched upwards for the class of `self.`
+
+
+@functools.lru_cache(maxsize=4)
+def split_lines(text: str) -> tuple[str, ...]:
+    """The lines of a document (cached: one split per version of a buffer, not per keystroke)."""
+    return tuple(text.splitlines())
+
+
+@functools.lru_cache(maxsize=4)
 def document_imports(text: str) -> dict[str, tuple[str, str | None, int]]:
-    """local name -> (module, name or None, level) from the import lines that parse on their own."""
+    """local name -> (module, name or None, level) from the import lines that parse on their own
+    (cached per text; callers must not change the result)."""
     out: dict[str, tuple[str, str | None, int]] = {}
-    for line in text.splitlines():
+    for line in split_lines(text):
         stripped = line.strip()
         if not stripped.startswith(("import ", "from ")):
             continue
@@ -65,10 +77,10 @@ def _absolute(module: str, level: int, file_module: str, is_package: bool) -> st
     return f"{base}.{module}" if base and module else (base or module)
 
 
-def _enclosing_class(lines: list[str], line: int) -> str | None:
+def _enclosing_class(lines: tuple[str, ...] | list[str], line: int) -> str | None:
     """The class whose method the cursor is in, when the receiver is `self`/`cls`."""
     in_method_indent: int | None = None
-    for i in range(line, -1, -1):
+    for i in range(line, max(-1, line - MAX_CLASS_LOOKBACK), -1):
         text = lines[i] if i < len(lines) else ""
         if in_method_indent is None:
             m = _DEF.match(text)
@@ -89,7 +101,7 @@ class Completer:
         self.module = file_module
         self.is_package = is_package
 
-    def _resolve_head(self, head: str, text: str, lines: list[str], line: int) -> str | None:
+    def _resolve_head(self, head: str, text: str, lines: tuple[str, ...], line: int) -> str | None:
         if head in ("self", "cls"):
             cls = _enclosing_class(lines, line)
             return f"{self.module}.{cls}" if cls else None
@@ -113,7 +125,7 @@ class Completer:
         return None
 
     def complete(self, text: str, line: int, character: int) -> list[Item]:
-        lines = text.splitlines()
+        lines = split_lines(text)
         current = lines[line][:character] if line < len(lines) else ""
         m = _DOTTED.search(current)
         if m is None:
