@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -283,9 +284,8 @@ class Demo:
                 return
             except OSError:
                 if self.prom.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(
-                        "prometheus did not start: " + (self.base / "prometheus.log").read_text()[-500:]
-                    )
+                    tail = (self.base / "prometheus.log").read_text()[-500:]
+                    raise RuntimeError(f"prometheus did not start: {tail}") from None
                 time.sleep(0.1)
 
     def stop_prometheus(self) -> None:
@@ -343,9 +343,7 @@ class Demo:
 
     def close(self) -> None:
         for pidfile in (self.dir / "run").glob("*.pid"):
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
             pidfile.unlink()
         self.stop_prometheus()
