@@ -439,10 +439,6 @@ def rollback(
     runner = Runner(root, cfg, plan, store, echo, snap.state, snap.commit)
     if [w["name"] for w in snap.state.get("waves", [])] != [w.name for w in plan.waves]:
         raise EctError("the plan's waves changed since this rollout began: roll back by hand", 1)
-    return runner.roll_back(
-        {
-            "reason": "rolled back by hand"
-            if snap.state["status"] == "running"
-            else snap.state.get("reason") or "rolled back by hand"
-        }
-    )
+    reason = snap.state.get("reason") if snap.state["status"] != "running" else ""
+    rc = runner.roll_back({"reason": reason or "rolled back by hand"})
+    return 0 if rc == 1 else rc  # rolled back as asked
