@@ -109,6 +109,7 @@ def stop(target):
     pidfile.unlink()
 
 
+started = {}
 for target in targets:
     stop(target)
     if not rev:
@@ -118,25 +119,27 @@ for target in targets:
     release.mkdir(parents=True, exist_ok=True)
     code = subprocess.run(["git", "show", f"{rev}:service.py"], capture_output=True, check=True).stdout
     (release / "service.py").write_bytes(code)
-    port = ports[target]
     log = open(demo / "run" / f"{target}.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, str(release / "service.py"), rev[:12], target, str(port), str(demo / "first_error")],
+        [sys.executable, str(release / "service.py"), rev[:12], target, str(ports[target]),
+         str(demo / "first_error")],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     (demo / "run" / f"{target}.pid").write_text(str(proc.pid))
-    deadline = time.time() + 15
+    started[target] = proc
+deadline = time.time() + 15
+for target, proc in started.items():  # started together, waited for together
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read()
+            urllib.request.urlopen(f"http://127.0.0.1:{ports[target]}/metrics", timeout=1).read()
             break
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 sys.exit(f"{target}: service did not start")
             time.sleep(0.05)
     with open(demo / "deploys.log", "a") as fh:
-        fh.write(f"{time.time()} {target} {rev[:12]}\\n")
-    print(f"{target}: {rev[:12]} on port {port}")
+        fh.write(f"{time.time()} {target} {rev[:12]}\n")
+    print(f"{target}: {rev[:12]} on port {ports[target]}")
 '''
 
 CANARY = '''
