@@ -80,10 +80,11 @@ def main() -> int:
                 state = json.loads(demo.ect("rollout", "status", "--json").stdout)
                 alarm = _event(demo, "rollout.alarm", bad)
                 rollback = _event(demo, "rollout.rollback", bad)
-                first = float((demo.dir / "first_error").read_text().split()[0])
-                if proc.returncode != 1 or alarm is None or rollback is None:
+                first_error = demo.dir / "first_error"
+                if proc.returncode != 1 or alarm is None or rollback is None or not first_error.exists():
                     print(f"bad  {i + 1:2d}: NOT ROLLED BACK (rc {proc.returncode})", proc.stdout[-1500:])
                     continue
+                first = float(first_error.read_text().split()[0])
                 served = sum(n for v, n in load.seen.items() if v != "down")
                 row = {
                     "detect": float(str(alarm["ts"])) - first,

@@ -138,7 +138,7 @@ for target, proc in started.items():  # started together, waited for together
                 sys.exit(f"{target}: service did not start")
             time.sleep(0.05)
     with open(demo / "deploys.log", "a") as fh:
-        fh.write(f"{time.time()} {target} {rev[:12]}\n")
+        fh.write(f"{time.time()} {target} {rev[:12]}\\n")
     print(f"{target}: {rev[:12]} on port {ports[target]}")
 '''
 
@@ -177,8 +177,10 @@ def plan_toml(prom_port: int, bake: float, poll: float) -> str:
         bake_seconds = {bake}
         [[tool.ect.stages.production.rollout.alarms]]
         name = "error-ratio"
-        query = '''sum(rate(demo_errors_total{{version="{{short}}"}}[5s]))
-                 / sum(rate(demo_requests_total{{version="{{short}}"}}[5s]))'''
+        # the new revision's error ratio since its deploy (each deploy starts fresh processes):
+        # one scrape suffices, where rate() would wait for two
+        query = '''sum(demo_errors_total{{version="{{short}}"}})
+                 / sum(demo_requests_total{{version="{{short}}"}})'''
         above = 0.05
         [[tool.ect.stages.production.rollout.alarms]]
         name = "canary"

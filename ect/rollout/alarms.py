@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,3 +117,33 @@ class Tracker:
         else:
             self.unknown_since = None
         return firing, all(r.state == OK for r in readings.values())
+
+    def fires(self, alarm: Alarm, reading: Reading, now: float) -> bool:
+        """Whether this reading makes `alarm` fire (before the other alarms are read)."""
+        since = self.breached_since.get(alarm.name, now)
+        return reading.state == ALARM and now - since >= alarm.for_seconds
+
+
+def poll(
+    alarms: tuple[Alarm, ...], ctx: Context, prometheus: str, cwd: Path, logs: Path, tracker: Tracker
+) -> tuple[dict[str, Reading], list[str], bool]:
+    """Read every alarm at once (in threads); an alarm that fires answers without waiting for slower
+    ones (their probes end by their own timeout). Returns (readings, firing, healthy)."""
+    readings: dict[str, Reading] = {}
+    if alarms:
+        pool = ThreadPoolExecutor(max_workers=min(8, len(alarms)), thread_name_prefix="ect-alarm")
+        futures = {
+            pool.submit(evaluate, a, ctx, prometheus, cwd, logs / f"probe-{a.name}.log"): a for a in alarms
+        }
+        try:
+            for future in as_completed(futures):
+                alarm = futures[future]
+                readings[alarm.name] = future.result()
+                if tracker.fires(alarm, readings[alarm.name], time.time()):
+                    break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for alarm in alarms:
+            readings.setdefault(alarm.name, Reading(UNKNOWN, detail="not read (another alarm fired)"))
+    firing, healthy = tracker.update(readings)
+    return readings, firing, healthy

@@ -37,6 +37,10 @@ ACTIVE = ("running", "rolling_back", "rollback_failed")
 DEPLOYED = ("deploying", "baking", "passed", "rollback_failed")
 
 
+class LostLock(EctError):
+    """Another machine took the stage's rollout over: stop without touching anything."""
+
+
 class Interrupted(Exception):
     """ect received SIGTERM/SIGHUP while rolling out."""
 
@@ -116,7 +120,7 @@ class Runner:
         try:
             self.base = self.store.write(self.state, message, self.base)
         except Conflict:
-            raise EctError(
+            raise LostLock(
                 f"another machine took over the {self.plan.stage} rollout: stopped here "
                 f"(see `ect rollout status --stage {self.plan.stage}`)",
                 1,
@@ -169,6 +173,12 @@ class Runner:
             self.echo(f"interrupted ({name}): rolling back every deployed wave")
             self.roll_back({"reason": f"interrupted ({name})"})
             return 130
+        except LostLock:
+            raise
+        except Exception as exc:  # never stop halfway: roll back, then report the error
+            self.echo(f"error during the rollout ({exc}): rolling back every deployed wave")
+            self.roll_back({"reason": f"error: {exc}"})
+            raise
         self.state["status"] = "done"
         self.state["finished"] = time.time()
         self.save(f"done: {self.rev[:12]} on every wave")
@@ -221,14 +231,10 @@ class Runner:
         shown = 0.0
         while True:
             poll_start = time.time()
-            readings = {
-                a.name: alarms_mod.evaluate(
-                    a, ctx, self.plan.prometheus, self.root, self.log_path(f"probe-{a.name}.log")
-                )
-                for a in self.plan.alarms
-            }
+            readings, firing, healthy = alarms_mod.poll(
+                self.plan.alarms, ctx, self.plan.prometheus, self.root, self.log_path(""), tracker
+            )
             now = time.time()
-            firing, healthy = tracker.update(readings, now)
             if firing:
                 name = firing[0]
                 reading = readings[name]
