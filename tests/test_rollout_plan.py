@@ -39,7 +39,7 @@ BASE: dict[str, Any] = {
 def test_plan_parses_with_percent_waves_sliced_from_the_targets() -> None:
     plan = parse_plan("production", BASE)
     assert [w.name for w in plan.waves] == ["one-box", "zone", "rest"]
-    assert plan.waves[1].targets == ("b1", "b2", "b3")
+    assert plan.waves[1].targets == ("b2", "b3")  # 30% run it after the wave; b1 already did
     assert plan.waves[2].targets == tuple(f"b{i}" for i in range(4, 11))
     assert plan.alarms[0].kind == "prometheus" and plan.alarms[1].kind == "command"
     assert plan.deployed_targets(1) == ["b1", "b2", "b3"]
@@ -53,6 +53,7 @@ def test_plan_parses_with_percent_waves_sliced_from_the_targets() -> None:
         ({"poll_seconds": 0}, "poll_seconds' must be a positive number"),
         ({"waves": [{"name": "a"}]}, "wave 'a' needs either 'targets' or 'percent'"),
         ({"waves": [{"percent": 50}, {"percent": 20}]}, "'percent' must grow"),
+        ({"targets": [], "waves": [{"name": "a", "percent": 50}]}, "wave 'a' adds no target"),
         ({"waves": [{"name": "a", "targets": ["x"]}, {"name": "a", "targets": ["y"]}]}, "same name"),
         ({"deploy": ""}, "has no deploy or rollback command"),
         ({"alarms": [{"name": "x", "query": "up"}]}, "needs a threshold"),

@@ -161,10 +161,14 @@ def parse_plan(stage: str, raw: Any, where: str = "config") -> Plan:
                 raise ConfigError(
                     f"{where}: wave '{name}': 'percent' must grow from wave to wave, within (0, 100]"
                 )
-            # the targets this wave adds: the next slice of the plan's `targets`
-            before = math.ceil(len(all_targets) * last_percent / 100)
-            targets = all_targets[before : math.ceil(len(all_targets) * percent / 100)]
+            # `percent` of the plan's `targets` run the new revision after this wave: it adds those
+            # that no earlier wave deployed
+            done = {t for earlier in waves for t in earlier.targets}
+            cumulative = all_targets[: math.ceil(len(all_targets) * percent / 100)]
+            targets = tuple(t for t in cumulative if t not in done)
             last_percent = percent
+            if not targets:
+                raise ConfigError(f"{where}: wave '{name}' adds no target ({percent:g}% of 'targets')")
         else:
             targets = tuple(w["targets"])
             if not targets:
