@@ -31,6 +31,15 @@ def _event(demo: Demo, kind: str, rev: str) -> dict[str, object] | None:
     return found[-1] if found else None
 
 
+def _window_share(load: Load, version: str) -> float:
+    """The bad revision's share of the requests answered while it was live (first to last answer)."""
+    times = [t for t, v in load.answers if v == version]
+    if not times:
+        return 0.0
+    inside = [v for t, v in load.answers if times[0] <= t <= times[-1] and v != "down"]
+    return inside.count(version) / len(inside)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--good-runs", type=int, default=20)
@@ -91,6 +100,7 @@ def main() -> int:
                     "restored": float(str(rollback["ts"])) - first,
                     "rollback_cmd": float(state["waves"][0]["rollback"]["seconds"]),
                     "share": load.seen[bad[:12]] / served if served else 0.0,
+                    "window_share": _window_share(load, bad[:12]),
                     "wave": 0 if state["waves"][1]["status"] == "pending" else 1,
                 }
                 row["target"] = 2 * args.poll + row["rollback_cmd"]
@@ -98,7 +108,8 @@ def main() -> int:
                 print(
                     f"bad  {i + 1:2d}: alarm {row['detect']:.2f}s after the first error, rolled back at "
                     f"{row['restored']:.2f}s (target {row['target']:.2f}s = 2 x {args.poll:g}s + rollback "
-                    f"{row['rollback_cmd']:.2f}s), bad share {row['share']:.1%}, "
+                    f"{row['rollback_cmd']:.2f}s), bad share {row['share']:.1%} of the run, "
+                    f"{row['window_share']:.1%} while live, "
                     f"stopped at wave {'one-box' if row['wave'] == 0 else 'later'}"
                 )
     finally:
@@ -118,7 +129,9 @@ def main() -> int:
         print(
             f"  share of requests answered by the bad revision: median "
             f"{statistics.median(r['share'] for r in bad_rows):.1%} "
-            f"(max {max(r['share'] for r in bad_rows):.1%});"
+            f"(max {max(r['share'] for r in bad_rows):.1%}) of the rollout's requests, median "
+            f"{statistics.median(r['window_share'] for r in bad_rows):.1%} of those answered while it was "
+            f"live (1 of 5 boxes);"
             f" stopped at the first wave: {sum(r['wave'] == 0 for r in bad_rows)}/{len(bad_rows)}"
         )
     runs = len(good_times)

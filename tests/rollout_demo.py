@@ -213,6 +213,7 @@ class Load:
     max_seconds: float = 300.0
     seen: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    answers: list[tuple[float, str]] = field(default_factory=list)  # (time, version) of each request
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -229,13 +230,14 @@ class Load:
             i += 1
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
-                    self.seen[resp.read().decode()] += 1
+                    version = resp.read().decode()
             except urllib.error.HTTPError as exc:
                 version = exc.read().decode()
-                self.seen[version] += 1
                 self.errors[version] += 1
             except OSError:
-                self.seen["down"] += 1
+                version = "down"
+            self.seen[version] += 1
+            self.answers.append((time.time(), version))
             self._stop.wait(1.0 / self.rate)
 
     def stop(self) -> None:
