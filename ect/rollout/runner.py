@@ -165,6 +165,8 @@ class Runner:
         try:
             with _signals(_raise):
                 for index in range(int(self.state["wave"]), len(self.plan.waves)):
+                    if self.state["waves"][index].get("status") == "passed":
+                        continue  # killed right after the wave passed
                     trouble = self._one_wave(index)
                     if trouble is not None:
                         return self.roll_back(trouble)
@@ -402,7 +404,10 @@ def start(root: Path, cfg: Config, plan: Plan, store: RolloutStore, rev: str, ec
     runner = Runner(
         root, cfg, plan, store, echo, new_state(plan, rev, live_revision(snap.state)), snap.commit
     )
-    runner.save(f"start: {rev[:12]} to {plan.stage}")
+    try:
+        runner.save(f"start: {rev[:12]} to {plan.stage}")
+    except LostLock:
+        raise EctError(f"another rollout to {plan.stage} began meanwhile: nothing was deployed", 1) from None
     return runner.run_waves()
 
 
