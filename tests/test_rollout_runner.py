@@ -239,3 +239,30 @@ def test_status_without_any_rollout(tmp_path: Path, stage: str) -> None:
     make(root, plan())
     shown = ect(root, "rollout", "status", "--stage", stage)
     assert shown.returncode == 0 and "no rollout yet" in shown.stdout
+
+
+def test_state_writes_are_compare_and_swap_on_the_central_repository(tmp_path: Path) -> None:
+    from ect.review.gitcmd import Git
+
+    from ect.rollout.store import Conflict, RolloutStore
+
+    seed = tmp_path / "seed"
+    make(seed, plan())
+    central = tmp_path / "central.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(central))
+    stores = []
+    for name in ("a", "b"):
+        git(tmp_path, "clone", "-q", str(central), str(tmp_path / name))
+        stores.append(RolloutStore(Git(tmp_path / name), "production", "origin"))
+    a, b = stores
+    assert a.read().state is None and b.read().state is None
+    first = a.write({"status": "running", "n": 1}, "start", None)
+    with pytest.raises(Conflict):  # b read before a wrote: its write must not win
+        b.write({"status": "running", "n": 2}, "start", None)
+    seen = b.read()
+    assert seen.state == {"status": "running", "n": 1} and seen.commit == first
+    b.write({"status": "done", "n": 3}, "done", seen.commit)
+    with pytest.raises(Conflict):
+        a.write({"status": "rolling_back"}, "late", first)
+    assert a.read().state == {"status": "done", "n": 3}
+    assert [m for _, _, m in a.history()] == ["done", "start"]
