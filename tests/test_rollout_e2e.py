@@ -45,12 +45,6 @@ def _events(demo: Demo, rev: str) -> list[dict[str, object]]:
 def test_good_then_bad_revision(demo: Demo) -> None:
     load = Load(demo.ports, rate=40, max_seconds=180).start()
     try:
-        # a revision the gate has not admitted does not roll out
-        proc = demo.ect("rollout", demo.good, "--stage", "production")
-        assert proc.returncode == 1, proc.stdout + proc.stderr
-        assert "has not passed the production gate" in proc.stdout
-        assert "previous stage 'staging' does not hold" in proc.stdout
-
         demo.pass_gate(demo.good)
         proc = demo.ect("rollout", demo.good)
         assert proc.returncode == 0, proc.stdout + proc.stderr

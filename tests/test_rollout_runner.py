@@ -221,6 +221,7 @@ def test_refused_without_the_gate_and_bad_plan_is_one_line(tmp_path: Path) -> No
     head = git(root, "rev-parse", "HEAD").strip()
     refused = ect(root, "rollout", head)
     assert refused.returncode == 1 and "has not passed the production gate" in refused.stdout
+    assert "previous stage 'staging' does not hold" in refused.stdout
     assert not actions(root)
     (root / "pyproject.toml").write_text(plan().replace('targets = ["b1"]', 'percent = 10\ntargets = ["b1"]'))
     bad = ect(root, "rollout", rev)
