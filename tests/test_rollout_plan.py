@@ -43,6 +43,8 @@ def test_plan_parses_with_percent_waves_sliced_from_the_targets() -> None:
     assert plan.waves[2].targets == tuple(f"b{i}" for i in range(4, 11))
     assert plan.alarms[0].kind == "prometheus" and plan.alarms[1].kind == "command"
     assert plan.deployed_targets(1) == ["b1", "b2", "b3"]
+    weights = parse_plan("production", {**BASE, "targets": [], "waves": [{"percent": 5}, {"percent": 100}]})
+    assert [(w.targets, w.percent) for w in weights.waves] == [((), 5.0), ((), 100.0)]
 
 
 @pytest.mark.parametrize(
@@ -53,7 +55,10 @@ def test_plan_parses_with_percent_waves_sliced_from_the_targets() -> None:
         ({"poll_seconds": 0}, "poll_seconds' must be a positive number"),
         ({"waves": [{"name": "a"}]}, "wave 'a' needs either 'targets' or 'percent'"),
         ({"waves": [{"percent": 50}, {"percent": 20}]}, "'percent' must grow"),
-        ({"targets": [], "waves": [{"name": "a", "percent": 50}]}, "wave 'a' adds no target"),
+        (
+            {"targets": ["b1"], "waves": [{"targets": ["b1"]}, {"name": "a", "percent": 50}]},
+            "wave 'a' adds no target",
+        ),
         ({"waves": [{"name": "a", "targets": ["x"]}, {"name": "a", "targets": ["y"]}]}, "same name"),
         ({"deploy": ""}, "has no deploy or rollback command"),
         ({"alarms": [{"name": "x", "query": "up"}]}, "needs a threshold"),

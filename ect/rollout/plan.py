@@ -167,8 +167,9 @@ def parse_plan(stage: str, raw: Any, where: str = "config") -> Plan:
             cumulative = all_targets[: math.ceil(len(all_targets) * percent / 100)]
             targets = tuple(t for t in cumulative if t not in done)
             last_percent = percent
-            if not targets:
+            if all_targets and not targets:
                 raise ConfigError(f"{where}: wave '{name}' adds no target ({percent:g}% of 'targets')")
+            # without `targets`, the deploy command gets the share itself ({percent}: canary weights)
         else:
             targets = tuple(w["targets"])
             if not targets:
