@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "promote": "ect.review.cli:promote",
     "report": "ect.metrics.cli:report",
     "metrics": "ect.metrics.cli:metrics",
+    "rollout": "ect.rollout.cli:rollout",
 }
 
 HELP: dict[str, str] = {
@@ -44,6 +45,7 @@ HELP: dict[str, str] = {
     "promote": "Promote a revision to the next stage through its gate.",
     "report": "Productivity report from the event log.",
     "metrics": "Manage the event store (sync, prune).",
+    "rollout": "Roll a gated revision out wave by wave under alarms.",
 }
 
 

@@ -53,6 +53,7 @@ STAGE_SCHEMA: dict[str, tuple[str, Any]] = {
     "branch": ("str", ""),
     "bake_minutes": ("float", 0.0),
     "required_approvals": ("int", 0),
+    "rollout": ("table", {}),  # validated by ect.rollout.plan
 }
 
 
