@@ -80,6 +80,17 @@ class LazyGroup(click.Group):
 
 
 _EXTRA_FOR = {"model": "model", "lsp": "lsp", "fix": "model", "metrics": "team"}
+_EXTRA_OF_PACKAGE = {
+    "torch": "model",
+    "transformers": "model",
+    "tokenizers": "model",
+    "safetensors": "model",
+    "peft": "model",
+    "pygls": "lsp",
+    "lsprotocol": "lsp",
+    "psycopg": "team",
+    "matplotlib": "report",
+}
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,6 +101,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors, meaningful exit codes."""
+    from ect.errors import Terminated, exit_on_signals
+
+    exit_on_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: children end, temporary files go
     try:
         rv = cli.main(args=argv, standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -104,9 +118,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except Terminated as exc:
+        click.echo(f"ect: stopped by signal {exc.signum}", err=True)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         click.echo("ect: interrupted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:  # an optional dependency imported lazily by a command
+        if os.environ.get("ECT_DEBUG") or not exc.name or exc.name.split(".")[0] == "ect":
+            raise
+        package = exc.name.split(".")[0]
+        extra = _EXTRA_OF_PACKAGE.get(package)
+        hint = f": pip install 'ect-loop[{extra}]'" if extra else f": pip install {package}"
+        click.echo(
+            f"ect: error: this command needs the '{package}' package, which is not installed{hint}", err=True
+        )
+        sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # a bug in ect: one line, the traceback only on request

@@ -10,7 +10,13 @@ import click
 
 
 @click.command("watch")
-@click.option("--debounce", default=300, show_default=True, help="Milliseconds to wait for more saves.")
+@click.option(
+    "--debounce",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0, max=60_000),
+    help="Milliseconds to wait for more saves.",
+)
 @click.option("--no-tests", is_flag=True, help="Compile only.")
 @click.option("-n", "--parallel", is_flag=True, help="Run tests with pytest-xdist when installed.")
 def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
