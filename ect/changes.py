@@ -117,10 +117,11 @@ def staged_changes(root: Path) -> list[Change]:
     return _from_name_status(_git(root, "diff", "--cached", "--name-status", "-z", "-M", "--no-ext-diff"))
 
 
-def resolve_commit(root: Path, rev: str) -> str:
+def resolve_commit(root: Path, rev: str, whole: str | None = None) -> str:
     """The commit `rev` names, or a one-line error (a shallow clone says how to get the history)."""
+    what = f"bad revision range {whole!r}" if whole and whole != rev else f"bad revision {rev!r}"
     if not rev or rev.startswith("-"):
-        raise EctError(f"bad revision {rev!r}")
+        raise EctError(what)
     proc = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=root,
@@ -137,8 +138,8 @@ def resolve_commit(root: Path, rev: str) -> str:
             "(git fetch --deepen=50, or git fetch --unshallow)"
         )
     if _git_ok(root, "rev-parse", "--verify", "--quiet", "HEAD") is False:
-        raise EctError(f"bad revision {rev!r}: this repository has no commits yet")
-    raise EctError(f"bad revision {rev!r}: no such commit")
+        raise EctError(f"{what}: this repository has no commits yet")
+    raise EctError(f"{what}: no such commit {rev!r}")
 
 
 def _git_ok(root: Path, *args: str) -> bool:
@@ -153,15 +154,15 @@ def range_ends(root: Path, rev_range: str) -> tuple[str | None, str]:
     (base: its first parent; None for a root commit)."""
     if "..." in rev_range:
         a, b = rev_range.split("...", 1)
-        head = resolve_commit(root, b or "HEAD")
-        other = resolve_commit(root, a or "HEAD")
+        head = resolve_commit(root, b or "HEAD", rev_range)
+        other = resolve_commit(root, a or "HEAD", rev_range)
         proc = subprocess.run(["git", "merge-base", other, head], cwd=root, capture_output=True, check=False)
         if proc.returncode != 0 or not proc.stdout.strip():
             raise EctError(f"no merge base for range {rev_range!r}")
         return proc.stdout.decode().split()[0], head
     if ".." in rev_range:
         a, b = rev_range.split("..", 1)
-        return resolve_commit(root, a or "HEAD"), resolve_commit(root, b or "HEAD")
+        return resolve_commit(root, a or "HEAD", rev_range), resolve_commit(root, b or "HEAD", rev_range)
     head = resolve_commit(root, rev_range)
     parent = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{head}^1"], cwd=root, capture_output=True, check=False

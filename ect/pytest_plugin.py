@@ -79,6 +79,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     _results["exitstatus"] = int(exitstatus)
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_results, fh)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(_results, fh)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk must not turn a passing run into a failing one
+        print(f"ect: test results not saved ({exc.strerror}): tests that failed are not re-run next time")
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
