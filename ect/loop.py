@@ -107,7 +107,6 @@ def run_loop(
     working tree, the loop runs in a temporary checkout of it (`ect.snapshot`).
     """
     from ect.snapshot import content_root
-
     from ect.state import state_writable
 
     rep = reporter or Reporter()

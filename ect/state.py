@@ -8,7 +8,6 @@ from typing import Any
 
 from ect.errors import StateDirError
 
-
 IGNORE_ALL = "# created by ect: its local state never shows up as a change\n*\n"
 
 
