@@ -110,8 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     except EctError as exc:
         click.echo(f"ect: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("ect: aborted", err=True)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and our SIGTERM/SIGHUP) into Abort
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, Terminated):
+            click.echo(f"ect: stopped by signal {cause.signum}", err=True)
+            sys.exit(128 + cause.signum)
+        click.echo("ect: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

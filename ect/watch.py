@@ -26,6 +26,7 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
 
     from ect.changes import Scope
     from ect.config import load_config
+    from ect.errors import Terminated
     from ect.loop import run_loop
     from ect.repo import find_root
 
@@ -69,6 +70,9 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
             if res.test_run is not None and res.test_run.failed:
                 for nodeid in res.test_run.failed[:20]:
                     click.echo(f"  FAILED {nodeid}")
+    except Terminated:
+        click.echo("ect: stopped watching")
+        raise  # SIGTERM/SIGHUP: exit 128+signal (the running tests were ended by the runner)
     except KeyboardInterrupt:
         pass
     click.echo("ect: stopped watching")
