@@ -281,8 +281,8 @@ def parse_file(
     if tree is None:
         try:
             tree = ast.parse(data, rel)
-        except (SyntaxError, ValueError) as exc:
-            return FileInfo(digest, [], [], [f"does not parse: {exc}"], error=str(exc))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return FileInfo(digest, [], [], [f"does not parse: {type(exc).__name__}"], error=str(exc))
     imports, strings, dynamic = extract(tree, _packages_of(rel, roots, files, package_dirs))
     return FileInfo(digest, imports, strings, dynamic)
 
