@@ -21,22 +21,12 @@ def ensure_state_dir(path: Path) -> Path:
     try:
         if "\n*\n" in "\n" + gitignore.read_text(encoding="utf-8", errors="replace"):
             return path
-    except (FileNotFoundError, IsADirectoryError):
-        pass
-    except NotADirectoryError:
-        raise StateDirError(
-            f"ect's state directory {path} is not a directory: remove it or set state_dir"
-        ) from None
     except OSError:
-        pass
+        pass  # missing, damaged or unreadable: checked and rebuilt below
     if path.exists() and not path.is_dir():
         raise StateDirError(f"ect's state directory {path} is not a directory: remove it or set state_dir")
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise StateDirError(
-            f"ect's state directory {path} is not a directory: remove it or set state_dir"
-        ) from None
     except OSError as exc:
         raise StateDirError(
             f"cannot create ect's state directory {path}: {exc.strerror} (set state_dir)"
