@@ -18,6 +18,7 @@ from ect.errors import EctError
 # name -> "module:attribute" of a click command; imported lazily.
 COMMANDS: dict[str, str] = {
     "check": "ect.check_cmd:check",
+    "demo": "ect.demo:demo",
     "watch": "ect.watch:watch",
     "graph": "ect.graph_cmd:graph",
     "hooks": "ect.hooks_cmd:hooks",
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
 
 HELP: dict[str, str] = {
     "check": "Compile changed files and run only the tests they can affect.",
+    "demo": "A one-minute tour on a throw-away repository.",
     "watch": "Re-run the loop for each saved file.",
     "graph": "Show the import graph: who depends on what.",
     "hooks": "Install or remove ect's git hooks.",
