@@ -49,6 +49,9 @@ class TextReporter(Reporter):
                 click.echo(f"{err}")
         click.echo(f"ect: tests not run: fix the compile errors first ({steps})")
 
+    def still_working(self, what: str) -> None:
+        click.echo(f"ect: {what}…", err=True)
+
     def checkout(self, what: str) -> None:
         click.echo(f"ect: testing {what} in a temporary checkout (it differs from the working tree)")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +31,7 @@ class Reporter:
 
     def changes(self, changes: list[Change]) -> None: ...
     def checkout(self, what: str) -> None: ...
+    def still_working(self, what: str) -> None: ...
     def compiled(self, report: CompileReport) -> None: ...
     def selected(self, selection: Selection, files: list[str] | None) -> None: ...
     def tests_done(self, run: TestRun) -> None: ...
@@ -63,6 +67,21 @@ class LoopResult:
     @property
     def duration_ms(self) -> float:
         return sum(self.phases_ms.values())
+
+
+PROGRESS_AFTER_S = 3.0  # a phase that takes longer says what it is doing
+
+
+@contextmanager
+def _phase(rep: Reporter, what: str) -> Iterator[None]:
+    """Tell the reporter what is going on when this phase takes more than a few seconds."""
+    timer = threading.Timer(PROGRESS_AFTER_S, rep.still_working, args=(what,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> list[str]:
@@ -122,7 +141,10 @@ def run_loop(
         if _is_noop(cfg, scope, res, run_tests):
             return res
         t = time.perf_counter()
-        with content_root(root, scope) as snapshot:
+        what = "checking out the staged content" if scope.mode == "staged" else "checking out the commit"
+        with ExitStack() as stack:
+            with _phase(rep, what):
+                snapshot = stack.enter_context(content_root(root, scope))
             work_root, work_cfg = root, cfg
             if snapshot is not None:
                 work_root = snapshot
@@ -179,7 +201,8 @@ def _compile_select_test(
         to_compile = graph_mod.list_python_files(root, cfg)
     else:
         to_compile = python_files_to_compile(cfg, res.changes, root)
-    res.compile = run_compile(root, cfg, to_compile)
+    with _phase(rep, f"compiling {len(to_compile)} files"):
+        res.compile = run_compile(root, cfg, to_compile)
     res.phases_ms["compile"] = (time.perf_counter() - t) * 1000
     rep.compiled(res.compile)
     if not res.compile.ok:
@@ -190,7 +213,8 @@ def _compile_select_test(
         return
 
     t = time.perf_counter()
-    graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
+    with _phase(rep, "reading the import graph"):
+        graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
     use_fp = fingerprints_enabled(cfg) and state_writable(cfg.state_path)  # read-only state: static
     fp = FingerprintSession.open(root, cfg) if use_fp else None
     try:
@@ -225,7 +249,8 @@ def _compile_select_test(
         update_last_failed(cfg, run, res.test_files is None, last_failed, set(res.selection.nodes))
         if fp is not None:
             t = time.perf_counter()
-            fp.record(graph, run, res.selection)
+            with _phase(rep, "storing per-test fingerprints"):
+                fp.record(graph, run, res.selection)
             res.phases_ms["record"] = (time.perf_counter() - t) * 1000
         rep.tests_done(run)
         res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)

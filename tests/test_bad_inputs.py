@@ -197,6 +197,13 @@ CASES: dict[str, tuple[Setup, tuple[str, ...], int, str, Setup]] = {
         "pytest is not installed",
         undo_config,
     ),
+    "ect fix with pytest missing": (
+        config('python = "/usr/bin/python3"\n'),
+        ("fix",),
+        2,
+        "pytest is not installed",
+        undo_config,
+    ),
     "bad pytest_args flag": (
         config('pytest_args = ["--no-such-flag"]\n'),
         ("check",),
@@ -213,7 +220,7 @@ SLOW = {"bad pytest_args flag", "state dir that cannot be created"}  # they star
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CASES])
 def test_bad_input(repo: Path, name: str) -> None:
     setup, args, code, needle, repair = CASES[name]
-    if name.startswith("pytest missing") and (
+    if "pytest missing" in name and (
         not Path("/usr/bin/python3").exists()
         or subprocess.run(["/usr/bin/python3", "-c", "import pytest"], capture_output=True).returncode == 0
     ):
