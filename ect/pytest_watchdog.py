@@ -28,7 +28,14 @@ def _write(text: str) -> None:
         pass  # progress is a convenience: never fail a test run over it
 
 
+COLLECTING = "<collecting>"
+
+
 def pytest_collection(session: object) -> None:
+    _write(COLLECTING)
+
+
+def pytest_collection_finish(session: object) -> None:
     _write("")
 
 

@@ -190,15 +190,14 @@ class _Tee(threading.Thread):
 
 
 def _running_test(progress: Path, started: float) -> tuple[str, float]:
-    """(node id or phase, seconds it has been running) of the longest-running pytest process."""
-    worst = ("collection", time.time() - started)
+    """(what the pytest processes are doing, for how many seconds): the longest-running test, else
+    the time since the last activity (an idle xdist worker does not count while others work)."""
+    busy: list[tuple[str, float]] = []
+    idle: list[float] = []
     try:
         entries = list(os.scandir(progress))
     except OSError:
-        return worst
-    if not entries:
-        return worst
-    best: tuple[str, float] | None = None
+        entries = []
     for entry in entries:
         try:
             age = time.time() - entry.stat().st_mtime
@@ -206,10 +205,17 @@ def _running_test(progress: Path, started: float) -> tuple[str, float]:
                 nodeid = fh.read(4096).strip()
         except OSError:
             continue
-        what = nodeid or "between tests (fixture teardown or session finish)"
-        if best is None or age > best[1]:
-            best = (what, age)
-    return best or worst
+        if nodeid == "<collecting>":
+            busy.append(("collection (importing the test modules)", age))
+        elif nodeid:
+            busy.append((nodeid, age))
+        else:
+            idle.append(age)
+    if busy:
+        return max(busy, key=lambda b: b[1])
+    if idle:
+        return "between tests (fixture teardown or session finish)", min(idle)
+    return "pytest start-up", time.time() - started
 
 
 def run_pytest(
