@@ -194,7 +194,7 @@ def push_scopes(root: Path, lines: list[str]) -> list[tuple[str, str | None]]:
         if _git_ok(root, "rev-parse", "-q", "--verify", f"{oldest}^"):
             out.append(("range", f"{oldest}^..{local_sha}"))
         else:
-            out.append(("all", None))
+            out.append(("all", local_sha))  # the whole suite, on the pushed commit's content
     return out
 
 

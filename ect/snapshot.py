@@ -55,8 +55,8 @@ def target_commit(root: Path, scope: Scope) -> str:
 @contextlib.contextmanager
 def content_root(root: Path, scope: Scope) -> Iterator[Path | None]:
     """A temporary checkout of what `scope` checks, or None when the working tree already holds it."""
-    if scope.mode not in ("staged", "range"):
-        yield None
+    if scope.mode not in ("staged", "range") and not (scope.mode == "all" and scope.rev_range):
+        yield None  # `all` with a revision: the whole suite at that commit (a first push)
         return
     index_env: dict[str, str] = {}
     scratch: Path | None = None
