@@ -130,17 +130,26 @@ def recording_env(root: Path, cfg: Config, out_dir: Path) -> dict[str, str]:
     }
 
 
+def _prctl() -> Any:
+    """libc's prctl, looked up in the parent (nothing is imported between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL: Any = None
+
+
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Own process group (ect ends the whole group), and die with ect even on SIGKILL (Linux)."""
     os.setpgid(0, 0)
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def end_group(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM, grace: float = 3.0) -> None:
@@ -264,6 +273,9 @@ def run_pytest(
     started = time.perf_counter()
     wall_start = time.time()
     timed_out: str | None = None
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = _prctl()
     try:
         proc = subprocess.Popen(
             cmd,
