@@ -2,7 +2,7 @@
 
 The hot paths (working tree, staged) read `git status`/`git diff` porcelain output
 directly: one git process, no GitPython import (~50 ms), so a no-op hook stays fast.
-Revision ranges use GitPython's commit diff, which also resolves renames.
+Revision ranges use `git diff --name-status -M` between the resolved commits.
 """
 
 from __future__ import annotations
@@ -117,42 +117,74 @@ def staged_changes(root: Path) -> list[Change]:
     return _from_name_status(_git(root, "diff", "--cached", "--name-status", "-z", "-M", "--no-ext-diff"))
 
 
+def resolve_commit(root: Path, rev: str, whole: str | None = None) -> str:
+    """The commit `rev` names, or a one-line error (a shallow clone says how to get the history)."""
+    what = f"bad revision range {whole!r}" if whole and whole != rev else f"bad revision {rev!r}"
+    if not rev or rev.startswith("-"):
+        raise EctError(what)
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=root,
+        capture_output=True,
+        check=False,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+    )
+    sha = proc.stdout.decode().strip()
+    if proc.returncode == 0 and sha:
+        return sha
+    if _git(root, "rev-parse", "--is-shallow-repository").strip() == "true":
+        raise EctError(
+            f"{rev!r} is not in this shallow clone: fetch more history "
+            "(git fetch --deepen=50, or git fetch --unshallow)"
+        )
+    if _git_ok(root, "rev-parse", "--verify", "--quiet", "HEAD") is False:
+        raise EctError(f"{what}: this repository has no commits yet")
+    raise EctError(f"{what}: no such commit {rev!r}")
+
+
+def _git_ok(root: Path, *args: str) -> bool:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+def range_ends(root: Path, rev_range: str) -> tuple[str | None, str]:
+    """(base, head) commits of `A..B`, `A...B` (base: their merge base) or a single commit `X`
+    (base: its first parent; None for a root commit)."""
+    if "..." in rev_range:
+        a, b = rev_range.split("...", 1)
+        head = resolve_commit(root, b or "HEAD", rev_range)
+        other = resolve_commit(root, a or "HEAD", rev_range)
+        proc = subprocess.run(["git", "merge-base", other, head], cwd=root, capture_output=True, check=False)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise EctError(f"no merge base for range {rev_range!r}")
+        return proc.stdout.decode().split()[0], head
+    if ".." in rev_range:
+        a, b = rev_range.split("..", 1)
+        return resolve_commit(root, a or "HEAD", rev_range), resolve_commit(root, b or "HEAD", rev_range)
+    head = resolve_commit(root, rev_range)
+    parent = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{head}^1"], cwd=root, capture_output=True, check=False
+    )
+    if parent.returncode == 0:
+        return parent.stdout.decode().strip(), head
+    if "\nparent " in _git(root, "cat-file", "commit", head):  # it has a parent, but not here
+        raise EctError(
+            f"the parent of {rev_range!r} is not in this shallow clone: fetch more history "
+            "(git fetch --deepen=50, or git fetch --unshallow)"
+        )
+    return None, head
+
+
 def range_changes(root: Path, rev_range: str) -> list[Change]:
     """Files changed in `A..B` (or `A...B`: since their merge base), with renames."""
-    import git  # GitPython: imported only for ranges
-
-    base: git.Commit | None
-    try:
-        repo = git.Repo(root)
-        if "..." in rev_range:
-            a, b = rev_range.split("...", 1)
-            head = repo.commit(b or "HEAD")
-            bases = repo.merge_base(repo.commit(a or "HEAD"), head)
-            if not bases:
-                raise EctError(f"no merge base for range {rev_range!r}")
-            base = repo.commit(bases[0])
-        elif ".." in rev_range:
-            a, b = rev_range.split("..", 1)
-            base, head = repo.commit(a or "HEAD"), repo.commit(b or "HEAD")
-        else:
-            head = repo.commit(rev_range)
-            base = head.parents[0] if head.parents else None
-        diffs = base.diff(head, M=True) if base is not None else head.diff(git.NULL_TREE, R=True)
-    except (git.BadName, ValueError, git.GitCommandError) as exc:
-        raise EctError(f"bad revision range {rev_range!r}: {str(exc).strip().splitlines()[0]}") from None
-    changes = []
-    for d in diffs:
-        a_path, b_path = d.a_path or "", d.b_path or ""
-        kind = d.change_type
-        if kind == "R":
-            changes.append(Change(b_path, "R", a_path))
-        elif kind == "D":
-            changes.append(Change(a_path, "D"))
-        elif kind == "A":
-            changes.append(Change(b_path, "A"))
-        else:
-            changes.append(Change(b_path or a_path, "M"))
-    return changes
+    base, head = range_ends(root, rev_range)
+    if base is None:
+        out = _git(root, "diff-tree", "--root", "-r", "--no-commit-id", "--name-status", "-z", "-M", head)
+    else:
+        out = _git(root, "diff", "--name-status", "-z", "-M", "--no-ext-diff", base, head)
+    return _from_name_status(out)
 
 
 def path_changes(root: Path, paths: tuple[str, ...]) -> list[Change]:
@@ -168,9 +200,19 @@ def path_changes(root: Path, paths: tuple[str, ...]) -> list[Change]:
             for sub in sorted(full.rglob("*")):
                 if sub.is_file() and not any(p.startswith(".") for p in sub.relative_to(root).parts):
                     changes.append(Change(sub.relative_to(root).as_posix(), "M"))
+        elif full.exists():
+            changes.append(Change(rel, "M"))
+        elif _known_to_git(root, rel):
+            changes.append(Change(rel, "D"))  # a tracked file that was deleted
         else:
-            changes.append(Change(rel, "M" if full.exists() else "D"))
+            raise EctError(f"no such file: {raw} (neither on disk nor known to git)")
     return changes
+
+
+def _known_to_git(root: Path, rel: str) -> bool:
+    if _git_ok(root, "cat-file", "-e", f"HEAD:{rel}"):
+        return True
+    return bool(_git(root, "ls-files", "-z", "--", rel).strip("\0"))
 
 
 def collect(root: Path, scope: Scope) -> list[Change]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,10 @@ import click
 
 from ect.changes import Change, Scope
 from ect.loop import LoopResult, Reporter
+
+NOOP_LINE = "ect: nothing to check (no changes)"
+BLOCKED_COMMIT = "ect: commit blocked (fix it, or commit with --no-verify to skip the hook)"
+HOOK_TIMEOUT = 120.0  # seconds one test may run in a hook when test_timeout is not configured
 
 
 class TextReporter(Reporter):
@@ -43,6 +48,12 @@ class TextReporter(Reporter):
             for err in errs:
                 click.echo(f"{err}")
         click.echo(f"ect: tests not run: fix the compile errors first ({steps})")
+
+    def still_working(self, what: str) -> None:
+        click.echo(f"ect: {what}…", err=True)
+
+    def checkout(self, what: str) -> None:
+        click.echo(f"ect: testing {what} in a temporary checkout (it differs from the working tree)")
 
     def selected(self, selection: Any, files: list[str] | None) -> None:
         total = selection.total_test_files
@@ -129,11 +140,13 @@ def _stamp_config(root: Path, cfg: Any) -> None:
     if cfg.state_dir != ".ect":
         return
     stamp = cfg.state_path / CONFIG_STAMP
-    signature = config_signature(str(root))
+    signature = config_signature(str(root)).encode()
     try:
-        if not stamp.exists() or stamp.read_text(encoding="utf-8") != signature:
+        if not stamp.is_file() or stamp.read_bytes() != signature:  # missing, stale or garbage: rewrite
             ensure_state_dir(cfg.state_path)
-            stamp.write_text(signature, encoding="utf-8")
+            tmp = stamp.with_name(CONFIG_STAMP + ".tmp")
+            tmp.write_bytes(signature)
+            os.replace(tmp, stamp)
     except OSError:
         pass
 
@@ -147,6 +160,13 @@ def _stamp_config(root: Path, cfg: Any) -> None:
 @click.option("--no-tests", is_flag=True, help="Compile only.")
 @click.option("-n", "--parallel", is_flag=True, help="Run tests with pytest-xdist (-n auto) when installed.")
 @click.option(
+    "--timeout",
+    "test_timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help=f"Stop a test that runs longer (0: no limit; default: test_timeout, {HOOK_TIMEOUT:g} s in hooks).",
+)
+@click.option(
     "--trigger", default="cli", hidden=True, type=click.Choice(["cli", "hook", "watch", "ci", "lsp"])
 )
 @click.argument("paths", nargs=-1, type=click.Path())
@@ -158,6 +178,7 @@ def check(
     as_json: bool,
     no_tests: bool,
     parallel: bool,
+    test_timeout: float | None,
     trigger: str,
     paths: tuple[str, ...],
 ) -> int:
@@ -185,7 +206,7 @@ def check(
         raise EctError("choose one of --staged, --all, --range or PATHS")
     scope = Scope(mode=chosen[0] if chosen else "worktree", rev_range=rev_range, paths=tuple(paths))
     root = find_root()
-    cfg = load_config(root)
+    cfg = with_timeout(load_config(root), test_timeout, trigger)
     _stamp_config(root, cfg)
     reporter = Reporter() if as_json else TextReporter(explain)
     res = run_loop(
@@ -200,6 +221,21 @@ def check(
     )
     if as_json:
         click.echo(json.dumps(result_json(res, root), indent=2))
-    elif res.outcome != "noop" or explain:
+    elif res.outcome == "noop":
+        click.echo(NOOP_LINE)
+    else:
         click.echo(summary(res))
+        if res.exit_code and trigger == "hook":
+            click.echo(BLOCKED_COMMIT, err=True)
     return res.exit_code
+
+
+def with_timeout(cfg: Any, override: float | None, trigger: str) -> Any:
+    """`cfg` with the per-test timeout in force: `--timeout`, else test_timeout, else the hook default."""
+    from dataclasses import replace
+
+    if override is not None:
+        return replace(cfg, test_timeout=override)
+    if not cfg.test_timeout and trigger == "hook":
+        return replace(cfg, test_timeout=HOOK_TIMEOUT)
+    return cfg

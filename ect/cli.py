@@ -18,6 +18,7 @@ from ect.errors import EctError
 # name -> "module:attribute" of a click command; imported lazily.
 COMMANDS: dict[str, str] = {
     "check": "ect.check_cmd:check",
+    "demo": "ect.demo:demo",
     "watch": "ect.watch:watch",
     "graph": "ect.graph_cmd:graph",
     "hooks": "ect.hooks_cmd:hooks",
@@ -34,6 +35,7 @@ COMMANDS: dict[str, str] = {
 
 HELP: dict[str, str] = {
     "check": "Compile changed files and run only the tests they can affect.",
+    "demo": "A one-minute tour on a throw-away repository.",
     "watch": "Re-run the loop for each saved file.",
     "graph": "Show the import graph: who depends on what.",
     "hooks": "Install or remove ect's git hooks.",
@@ -82,6 +84,17 @@ class LazyGroup(click.Group):
 
 
 _EXTRA_FOR = {"model": "model", "lsp": "lsp", "fix": "model", "metrics": "team"}
+_EXTRA_OF_PACKAGE = {
+    "torch": "model",
+    "transformers": "model",
+    "tokenizers": "model",
+    "safetensors": "model",
+    "peft": "model",
+    "pygls": "lsp",
+    "lsprotocol": "lsp",
+    "psycopg": "team",
+    "matplotlib": "report",
+}
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,23 +105,48 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors, meaningful exit codes."""
+    from ect.errors import Terminated, exit_on_signals
+
+    exit_on_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: children end, temporary files go
     try:
         rv = cli.main(args=argv, standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
     except EctError as exc:
         click.echo(f"ect: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("ect: aborted", err=True)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and our SIGTERM/SIGHUP) into Abort
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, Terminated):
+            click.echo(f"ect: stopped by signal {cause.signum}", err=True)
+            sys.exit(128 + cause.signum)
+        click.echo("ect: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # one line, with where to read more
+        ctx = exc.ctx
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"ect: error: {exc.format_message()}{where}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        sys.exit(exc.exit_code)
+    except Terminated as exc:
+        click.echo(f"ect: stopped by signal {exc.signum}", err=True)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         click.echo("ect: interrupted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:  # an optional dependency imported lazily by a command
+        if os.environ.get("ECT_DEBUG") or not exc.name or exc.name.split(".")[0] == "ect":
+            raise
+        package = exc.name.split(".")[0]
+        extra = _EXTRA_OF_PACKAGE.get(package)
+        hint = f": pip install 'ect-loop[{extra}]'" if extra else f": pip install {package}"
+        click.echo(
+            f"ect: error: this command needs the '{package}' package, which is not installed{hint}", err=True
+        )
+        sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # a bug in ect: one line, the traceback only on request

@@ -62,6 +62,11 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "pytest_args": ("list[str]", []),
     "xdist": ("bool", False),
     "exclude": ("list[str]", [".venv/**", "venv/**", "build/**", "dist/**", ".tox/**", ".nox/**"]),
+    "python": ("str", "auto"),
+    "pytest_autoload": ("auto-bool", "auto"),
+    "pytest_plugins": ("list[str]", []),
+    "test_timeout": ("float", 0),
+    "max_file_size": ("int", 1_000_000),
 }
 
 
@@ -85,6 +90,12 @@ class Config:
     pytest_args: list[str]
     xdist: bool
     exclude: list[str]
+    python: str = "auto"  # the interpreter the tests run with ("auto": the project's venv, else ect's)
+    pytest_autoload: bool | str = "auto"  # pytest plugin autoloading ("auto": only in the project's env)
+    pytest_plugins: list[str] = field(default_factory=list)  # `-p` plugins when autoloading is off
+    test_timeout: float = 0  # seconds one test may run (0: no limit)
+    max_file_size: int = 1_000_000  # bytes; larger Python files are not parsed (treated as opaque)
+    origin: Path | None = None  # the real repository when `root` is a temporary checkout of a commit
     source: str = "defaults"
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -187,6 +198,12 @@ def load_config(root: Path) -> Config:
         values["package_dirs"] = _setuptools_package_dirs(pyproject)
     if values["test_paths"] is None:
         values["test_paths"] = _pytest_testpaths(root, pyproject)
+    if values["test_timeout"] < 0:
+        raise ConfigError(
+            f"{where}: 'test_timeout' must be >= 0 (0: no limit), got {values['test_timeout']!r}"
+        )
+    if values["max_file_size"] < 1:
+        raise ConfigError(f"{where}: 'max_file_size' must be a positive number of bytes")
     ruff = values["ruff"]
     if ruff == "auto":
         ruff = _ruff_configured(root, pyproject)

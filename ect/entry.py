@@ -76,8 +76,8 @@ def try_noop(args: tuple[str, ...]) -> bool:
         return False
     state = os.path.join(root, ".ect")
     try:
-        with open(os.path.join(state, CONFIG_STAMP), encoding="utf-8") as fh:
-            if fh.read() != config_signature(root):
+        with open(os.path.join(state, CONFIG_STAMP), "rb") as fh:
+            if fh.read(4096) != config_signature(root).encode():
                 return False  # config changed (or a custom state_dir): the full path re-validates it
         if os.path.getsize(os.path.join(state, "last_failed.json")) > 2:
             return False  # failures from last time are re-run
@@ -124,6 +124,7 @@ def try_noop(args: tuple[str, ...]) -> bool:
         tests_duration_ms=0,
         fast_path=True,
     )
+    sys.stdout.write("ect: nothing to check (no changes)\n")  # = check_cmd.NOOP_LINE
     return True
 
 

@@ -20,3 +20,36 @@ class ConfigError(EctError):
 
 class NotARepoError(EctError):
     """The working directory is not inside a git repository."""
+
+
+class EnvError(EctError):
+    """The environment cannot run the step (pytest missing, a bad pytest flag): exit 2, not a test failure."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP ended ect: raised like Ctrl-C so every `finally` cleans up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into `Terminated` in the main thread (children are ended in `finally`)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError):  # not the main thread
+                return
+
+
+class StateDirError(EctError, OSError):
+    """ect's state directory is unusable (a file, cannot be created): one line for the user, and an
+    OSError for best-effort state writers, which carry on without state."""

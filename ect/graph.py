@@ -281,8 +281,8 @@ def parse_file(
     if tree is None:
         try:
             tree = ast.parse(data, rel)
-        except (SyntaxError, ValueError) as exc:
-            return FileInfo(digest, [], [], [f"does not parse: {exc}"], error=str(exc))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return FileInfo(digest, [], [], [f"does not parse: {type(exc).__name__}"], error=str(exc))
     imports, strings, dynamic = extract(tree, _packages_of(rel, roots, files, package_dirs))
     return FileInfo(digest, imports, strings, dynamic)
 
@@ -303,6 +303,7 @@ def build(
         "\0".join(f for f in files if f.endswith("__init__.py")).encode(), digest_size=8
     ).hexdigest()
     key = [CACHE_VERSION, list(sys.version_info[:2]), cfg.source_roots, cfg.package_dirs, packages]
+    key.append(getattr(cfg, "max_file_size", None))
     if use_cache:
         data = read_json(cache_path)
         if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("files"), dict):
@@ -324,7 +325,10 @@ def build(
             entries[rel] = entry
             stats["cached"] += 1
             continue
-        info = parse_file(root, rel, roots, fileset, (trees or {}).get(rel), cfg.package_dirs)
+        if st.st_size > getattr(cfg, "max_file_size", st.st_size):  # huge (generated) file: not parsed
+            info = FileInfo(f"size:{st.st_size}:{st.st_mtime_ns}", [], [], [_too_big(st.st_size, cfg)])
+        else:
+            info = parse_file(root, rel, roots, fileset, (trees or {}).get(rel), cfg.package_dirs)
         stats["parsed"] += 1
         infos[rel] = info
         entries[rel] = [
@@ -340,6 +344,11 @@ def build(
         with contextlib.suppress(OSError):
             write_json(cache_path, {"key": key, "files": entries})
     return Graph(root, cfg, infos, files), stats
+
+
+def _too_big(size: int, cfg: Config) -> str:
+    """The dynamic-import note of a file over `max_file_size`: it may import anything (safe)."""
+    return f"line 1 (not parsed: {size / 1e6:.1f} MB is over max_file_size {cfg.max_file_size / 1e6:g} MB)"
 
 
 def _info_from_entry(entry: list[Any]) -> FileInfo:

@@ -194,7 +194,7 @@ def push_scopes(root: Path, lines: list[str]) -> list[tuple[str, str | None]]:
         if _git_ok(root, "rev-parse", "-q", "--verify", f"{oldest}^"):
             out.append(("range", f"{oldest}^..{local_sha}"))
         else:
-            out.append(("all", None))
+            out.append(("all", local_sha))  # the whole suite, on the pushed commit's content
     return out
 
 
@@ -212,12 +212,12 @@ def _git_out(root: Path, *args: str) -> str:
 def run(hook: str, args: tuple[str, ...]) -> int:
     """Run a hook's check by hand or from a hook script (pre-push reads git's ref lines on stdin)."""
     from ect.changes import Scope
-    from ect.check_cmd import TextReporter, summary
+    from ect.check_cmd import BLOCKED_COMMIT, TextReporter, summary, with_timeout
     from ect.config import load_config
     from ect.loop import run_loop
 
     root = _root()
-    cfg = load_config(root)
+    cfg = with_timeout(load_config(root), None, "hook")
     if hook == "pre-commit":
         scopes: list[tuple[str, str | None]] = [("staged", None)]
     else:
@@ -237,4 +237,6 @@ def run(hook: str, args: tuple[str, ...]) -> int:
         worst = max(worst, res.exit_code)
     if worst and hook == "pre-push":
         click.echo("ect: push blocked (fix it, or push with --no-verify to skip the hook)", err=True)
+    elif worst:
+        click.echo(BLOCKED_COMMIT, err=True)
     return worst

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,8 @@ class Reporter:
     """Progress callbacks; the default reports nothing (used by `--json` and other callers)."""
 
     def changes(self, changes: list[Change]) -> None: ...
+    def checkout(self, what: str) -> None: ...
+    def still_working(self, what: str) -> None: ...
     def compiled(self, report: CompileReport) -> None: ...
     def selected(self, selection: Selection, files: list[str] | None) -> None: ...
     def tests_done(self, run: TestRun) -> None: ...
@@ -45,6 +50,7 @@ class LoopResult:
     phases_ms: dict[str, float] = field(default_factory=dict)
     outcome: str = "noop"
     exit_code: int = 0
+    checked_copy: bool = False  # the index's or commit's content differed: tested in a temporary checkout
 
     @property
     def compile_errors(self) -> list[CompileError]:
@@ -63,6 +69,21 @@ class LoopResult:
         return sum(self.phases_ms.values())
 
 
+PROGRESS_AFTER_S = 3.0  # a phase that takes longer says what it is doing
+
+
+@contextmanager
+def _phase(rep: Reporter, what: str) -> Iterator[None]:
+    """Tell the reporter what is going on when this phase takes more than a few seconds."""
+    timer = threading.Timer(PROGRESS_AFTER_S, rep.still_working, args=(what,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> list[str]:
     """Changed `.py` files that exist and are not excluded."""
     return [
@@ -73,6 +94,17 @@ def python_files_to_compile(cfg: Config, changes: list[Change], root: Path) -> l
         and matches(c.path, cfg.exclude) is None
         and (root / c.path).is_file()
     ]
+
+
+def check_layout(cfg: Config) -> None:
+    """Configured source roots and test paths must exist (else nothing would be found, silently)."""
+    from ect.errors import ConfigError
+
+    base = cfg.origin or cfg.root
+    for key in ("source_roots", "test_paths"):
+        for rel in getattr(cfg, key):
+            if not (base / rel).exists():
+                raise ConfigError(f"{cfg.source}: '{key}' names {rel!r}, which does not exist in {base}")
 
 
 def run_loop(
@@ -88,18 +120,57 @@ def run_loop(
     timeout: float | None = None,
     pytest_runner: PytestRunner | None = None,
 ) -> LoopResult:
-    """Run the loop once and record a `loop.run` event (`timeout`: seconds pytest may take)."""
+    """Run the loop once and record a `loop.run` event (`timeout`: seconds pytest may take).
+
+    `--staged` and `--range` test the index's or the commit's content: when it differs from the
+    working tree, the loop runs in a temporary checkout of it (`ect.snapshot`).
+    """
+    from ect.snapshot import content_root
+    from ect.state import state_writable
+
     rep = reporter or Reporter()
     res = LoopResult()
+    check_layout(cfg)
+    state_writable(cfg.state_path)  # a state "directory" that is a file: one line, before any work
     t0 = time.perf_counter()
-    res.changes = collect(root, scope)
+    state_prefix = cfg.state_dir.rstrip("/") + "/"
+    res.changes = [c for c in collect(root, scope) if not c.path.startswith(state_prefix)]
     res.phases_ms["changes"] = (time.perf_counter() - t0) * 1000
     rep.changes(res.changes)
     try:
-        _compile_select_test(root, cfg, scope, res, rep, run_tests, stream, parallel, timeout, pytest_runner)
+        if _is_noop(cfg, scope, res, run_tests):
+            return res
+        t = time.perf_counter()
+        what = "checking out the staged content" if scope.mode == "staged" else "checking out the commit"
+        with ExitStack() as stack:
+            with _phase(rep, what):
+                snapshot = stack.enter_context(content_root(root, scope))
+            work_root, work_cfg = root, cfg
+            if snapshot is not None:
+                work_root = snapshot
+                work_cfg = replace(cfg, root=snapshot, state_dir=str(cfg.state_path.resolve()), origin=root)
+                res.checked_copy = True
+                rep.checkout("the staged content" if scope.mode == "staged" else "the pushed commit")
+                res.phases_ms["checkout"] = (time.perf_counter() - t) * 1000
+            _compile_select_test(
+                work_root, work_cfg, scope, res, rep, run_tests, stream, parallel, timeout, pytest_runner
+            )
+    except BaseException:
+        if res.outcome == "noop":
+            res.outcome, res.exit_code = "error", 2
+        raise
     finally:
         _record(root, cfg, scope, res, trigger)
     return res
+
+
+def _is_noop(cfg: Config, scope: Scope, res: LoopResult, run_tests: bool) -> bool:
+    from ect.runner import load_last_failed
+
+    if res.changes or scope.mode == "all" or (run_tests and load_last_failed(cfg)):
+        return False
+    res.outcome, res.exit_code = "noop", 0
+    return True
 
 
 def _compile_select_test(
@@ -118,21 +189,20 @@ def _compile_select_test(
 
     everything = scope.mode == "all"
     last_failed = load_last_failed(cfg)
-    if not res.changes and not everything and not (run_tests and last_failed):
-        res.outcome, res.exit_code = "noop", 0
-        return
 
     from ect import graph as graph_mod
     from ect.compile_step import run_compile
     from ect.fingerprints.session import FingerprintSession, fingerprints_enabled
     from ect.selection import Selection, select
+    from ect.state import state_writable
 
     t = time.perf_counter()
     if everything:
         to_compile = graph_mod.list_python_files(root, cfg)
     else:
         to_compile = python_files_to_compile(cfg, res.changes, root)
-    res.compile = run_compile(root, cfg, to_compile)
+    with _phase(rep, f"compiling {len(to_compile)} files"):
+        res.compile = run_compile(root, cfg, to_compile)
     res.phases_ms["compile"] = (time.perf_counter() - t) * 1000
     rep.compiled(res.compile)
     if not res.compile.ok:
@@ -143,45 +213,50 @@ def _compile_select_test(
         return
 
     t = time.perf_counter()
-    graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
-    fp = FingerprintSession.open(root, cfg) if fingerprints_enabled(cfg) else None
-    total = sum(1 for f in graph.files if _is_test(f, cfg))
-    if everything:
-        res.selection = Selection(run_all_reasons=["--all"])
-    elif fp is not None and scope.mode in NARROWING_MODES:
-        res.selection = fp.select(graph, res.changes, last_failed)
-    else:
-        res.selection = select(cfg, graph, res.changes, last_failed)
-    res.selection.total_test_files = total
-    res.test_files = None if res.selection.run_all else sorted(res.selection.tests)
-    res.test_args = res.selection.pytest_args()
-    res.phases_ms["select"] = (time.perf_counter() - t) * 1000
-    rep.selected(res.selection, res.test_files)
-    if res.test_files == []:
-        if fp is not None:
-            fp.close()
-        res.outcome, res.exit_code = "pass", 0
-        return
+    with _phase(rep, "reading the import graph"):
+        graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
+    use_fp = fingerprints_enabled(cfg) and state_writable(cfg.state_path)  # read-only state: static
+    fp = FingerprintSession.open(root, cfg) if use_fp else None
+    try:
+        total = sum(1 for f in graph.files if _is_test(f, cfg))
+        if everything:
+            res.selection = Selection(run_all_reasons=["--all"])
+        elif fp is not None and scope.mode in NARROWING_MODES:
+            res.selection = fp.select(graph, res.changes, last_failed)
+        else:
+            res.selection = select(cfg, graph, res.changes, last_failed)
+        res.selection.total_test_files = total
+        res.test_files = None if res.selection.run_all else sorted(res.selection.tests)
+        res.test_args = res.selection.pytest_args()
+        res.phases_ms["select"] = (time.perf_counter() - t) * 1000
+        rep.selected(res.selection, res.test_files)
+        if res.test_files == []:
+            res.outcome, res.exit_code = "pass", 0
+            return
 
-    from ect.runner import run_pytest, update_last_failed
+        from ect.runner import run_pytest, update_last_failed
 
-    t = time.perf_counter()
-    extra_env = fp.recording_env() if fp is not None else None
-    runner = pytest_runner or run_pytest
-    res.test_run = runner(
-        root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
-    )
-    res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
-    run = res.test_run
-    if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
-        run.collect_errors = list(res.test_files or ["."])
-    update_last_failed(cfg, run, res.test_files is None, last_failed, set(res.selection.nodes))
-    if fp is not None:
         t = time.perf_counter()
-        fp.record(graph, run, res.selection)
-        res.phases_ms["record"] = (time.perf_counter() - t) * 1000
-    rep.tests_done(run)
-    res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)
+        extra_env = fp.recording_env() if fp is not None else None
+        runner = pytest_runner or run_pytest
+        res.test_run = runner(
+            root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
+        )
+        res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
+        run = res.test_run
+        if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
+            run.collect_errors = list(res.test_files or ["."])
+        update_last_failed(cfg, run, res.test_files is None, last_failed, set(res.selection.nodes))
+        if fp is not None:
+            t = time.perf_counter()
+            with _phase(rep, "storing per-test fingerprints"):
+                fp.record(graph, run, res.selection)
+            res.phases_ms["record"] = (time.perf_counter() - t) * 1000
+        rep.tests_done(run)
+        res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)
+    finally:
+        if fp is not None:
+            fp.close()  # also removes a recording an interrupted run left
 
 
 def _is_test(path: str, cfg: Config) -> bool:

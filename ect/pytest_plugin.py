@@ -8,6 +8,7 @@ tracing starts when this plugin is imported, before conftests and test modules l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Generator
@@ -79,6 +80,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     _results["exitstatus"] = int(exitstatus)
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_results, fh)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(_results, fh)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk must not turn a passing run into a failing one
+        print(f"ect: test results not saved ({exc.strerror}): tests that failed are not re-run next time")
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

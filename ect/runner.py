@@ -6,8 +6,10 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ect.config import Config
-from ect.state import ensure_state_dir, read_json, write_json
+from ect.errors import ConfigError, EnvError
+from ect.state import read_json, state_writable, write_json
 
 LAST_FAILED = "last_failed.json"
 # pytest exit codes: 0 ok, 1 failures, 2 interrupted (e.g. collection errors), 3 internal error,
@@ -36,6 +39,7 @@ class TestRun:
     command: list[str] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)  # repo-relative node id -> seconds
     rootpath: str = ""  # pytest's rootdir (node ids in a recording are relative to it)
+    timeout_message: str = ""  # set when ect stopped the run (test_timeout or the run's timeout)
 
     @property
     def ok(self) -> bool:
@@ -54,11 +58,62 @@ class TestRun:
 PytestRunner = Callable[..., TestRun]
 
 
+def python_for(cfg: Config) -> tuple[str, bool]:
+    """The interpreter the user's tests run with, and whether it is the project's own environment.
+
+    `python` in the config wins; "auto" takes `.venv/` or `venv/` in the repository, then an
+    activated virtualenv other than ect's, then ect's own interpreter (not the project's).
+    """
+    import shutil
+
+    base = cfg.origin or cfg.root
+    if cfg.python != "auto":
+        path = Path(cfg.python).expanduser()
+        path = path if path.is_absolute() or os.sep not in cfg.python else base / path
+        found = str(path) if path.is_file() else shutil.which(cfg.python)
+        if found is None or not os.access(found, os.X_OK):
+            raise ConfigError(f"python = {cfg.python!r}: no such interpreter")
+        return found, True
+    for venv in (".venv", "venv"):
+        candidate = base / venv / "bin" / "python"
+        if os.access(candidate, os.X_OK):
+            return str(candidate), True
+    active = os.environ.get("VIRTUAL_ENV")
+    if active and not _same_dir(active, sys.prefix):
+        candidate = Path(active) / "bin" / "python"
+        if os.access(candidate, os.X_OK):
+            return str(candidate), True
+    return sys.executable, False
+
+
+def _same_dir(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _is_ect_python(python: str) -> bool:
+    return python == sys.executable or _same_dir(Path(python).parent.parent, sys.prefix)
+
+
+def autoload(cfg: Config, project_env: bool) -> bool:
+    """Whether pytest may auto-load installed plugins: yes in the project's environment, not in ect's."""
+    return project_env if cfg.pytest_autoload == "auto" else bool(cfg.pytest_autoload)
+
+
 def pytest_command(cfg: Config, files: list[str] | None, parallel: bool) -> list[str]:
-    """The pytest command line: all tests when `files` is None."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "ect.pytest_plugin", *cfg.pytest_args]
+    """The pytest command line: all tests when `files` is None. ect's plugins load explicitly."""
+    python, project_env = python_for(cfg)
+    cmd = [python, "-m", "pytest", "-p", "ect.pytest_plugin", "-p", "ect.pytest_watchdog"]
+    if not autoload(cfg, project_env):
+        for plugin in cfg.pytest_plugins:
+            cmd += ["-p", plugin]
     if (parallel or cfg.xdist) and importlib.util.find_spec("xdist") is not None:
+        if not autoload(cfg, project_env):
+            cmd += ["-p", "xdist.plugin"]
         cmd += ["-n", "auto"]
+    cmd += list(cfg.pytest_args)
     if files is not None:
         cmd += ["--", *files]
     return cmd
@@ -75,6 +130,103 @@ def recording_env(root: Path, cfg: Config, out_dir: Path) -> dict[str, str]:
     }
 
 
+def _prctl() -> Any:
+    """libc's prctl, looked up in the parent (nothing is imported between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL: Any = None
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Own process group (ect ends the whole group), and die with ect even on SIGKILL (Linux)."""
+    os.setpgid(0, 0)
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
+def end_group(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM, grace: float = 3.0) -> None:
+    """End `proc` and everything it started (its process group): `first`, then SIGKILL after `grace` s."""
+    for sig in (first, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+
+
+class _Tee(threading.Thread):
+    """Copy the child's output to our stdout (when streaming) and keep its tail."""
+
+    def __init__(self, pipe: Any, stream: bool, keep: int) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.stream, self.keep = pipe, stream, keep
+        self.chunks: list[str] = []
+        self.size = 0
+
+    def run(self) -> None:
+        import codecs
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            try:
+                data = os.read(self.pipe.fileno(), 65536)
+            except OSError:
+                break
+            text = decoder.decode(data, final=not data)
+            if text:
+                self.chunks.append(text)
+                self.size += len(text)
+                if self.size > 2 * self.keep:
+                    joined = "".join(self.chunks)[-self.keep :]
+                    self.chunks, self.size = [joined], len(joined)
+                if self.stream:
+                    with contextlib.suppress(OSError, ValueError):
+                        sys.stdout.write(text)
+                        sys.stdout.flush()
+            if not data:
+                break
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)[-self.keep :]
+
+
+def _running_test(progress: Path, started: float) -> tuple[str, float]:
+    """(what the pytest processes are doing, for how many seconds): the longest-running test, else
+    the time since the last activity (an idle xdist worker does not count while others work)."""
+    busy: list[tuple[str, float]] = []
+    idle: list[float] = []
+    try:
+        entries = list(os.scandir(progress))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            age = time.time() - entry.stat().st_mtime
+            with open(entry.path, encoding="utf-8", errors="replace") as fh:
+                nodeid = fh.read(4096).strip()
+        except OSError:
+            continue
+        if nodeid == "<collecting>":
+            busy.append(("collection (importing the test modules)", age))
+        elif nodeid:
+            busy.append((nodeid, age))
+        else:
+            idle.append(age)
+    if busy:
+        return max(busy, key=lambda b: b[1])
+    if idle:
+        return "between tests (fixture teardown or session finish)", min(idle)
+    return "pytest start-up", time.time() - started
+
+
 def run_pytest(
     root: Path,
     cfg: Config,
@@ -85,43 +237,139 @@ def run_pytest(
     extra_env: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> TestRun:
-    """Run pytest on `files` (test files or node ids; None: the whole suite) from the repository root."""
-    state = ensure_state_dir(cfg.state_path)
-    results_path = state / f"results-{os.getpid()}.json"
+    """Run pytest on `files` (test files or node ids; None: the whole suite) from the repository root.
+
+    `timeout` bounds the whole run, `cfg.test_timeout` each test. pytest runs in its own process
+    group, which ends with this call whatever happens (timeout, Ctrl-C, SIGTERM, an exception).
+    """
+    import shutil
+    import tempfile
+
     cmd = pytest_command(cfg, files, parallel)
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ECT_FP_")}  # no nested recording
-    env = {**inherited, "ECT_RESULTS": str(results_path), **(extra_env or {})}
+    python, project_env = python_for(cfg)
+    if _is_ect_python(python) and importlib.util.find_spec("pytest") is None:
+        raise EnvError(f"pytest is not installed for {python}: pip install pytest")
+    scratch = Path(tempfile.mkdtemp(prefix="ect-run-"))
+    state = cfg.state_path if state_writable(cfg.state_path) else scratch  # read-only state: still run
+    results_path = state / f"results-{os.getpid()}.json"
+    progress = scratch / "progress"
+    progress.mkdir()
+    # no nested recording; and the tests' own git commands must not see the index the hook checks
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ECT_FP_") and k != "GIT_INDEX_FILE"}
+    env = {**inherited, "ECT_RESULTS": str(results_path), "ECT_PROGRESS": str(progress), **(extra_env or {})}
+    if not autoload(cfg, project_env):
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    paths = [str(root / r) for r in cfg.source_roots] if cfg.origin is not None else []
+    if not _is_ect_python(python):  # ect's plugins must import there: just the `ect` package, nothing else
+        shim = scratch / "shim"
+        shim.mkdir()
+        os.symlink(Path(__file__).resolve().parent, shim / "ect")
+        paths.append(str(shim))
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    if stream and sys.stdout.isatty() and "PY_COLORS" not in env and "NO_COLOR" not in env:
+        env["PY_COLORS"] = "1"
+    limit = cfg.test_timeout or None
     started = time.perf_counter()
-    proc: subprocess.CompletedProcess[Any]
+    wall_start = time.time()
+    timed_out: str | None = None
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = _prctl()
     try:
-        if stream:
-            proc = subprocess.run(cmd, cwd=root, env=env, check=False, timeout=timeout)
-            output = ""
-        else:
-            proc = subprocess.run(
-                cmd,
-                cwd=root,
-                env=env,
-                check=False,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=timeout,
-            )
-            output = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired:  # a hung run counts as a failure of everything it ran
-        duration_ms = (time.perf_counter() - started) * 1000
-        results_path.unlink(missing_ok=True)
-        run = TestRun(TIMED_OUT, duration_ms, output=f"pytest timed out after {timeout} s", command=cmd)
-        run.collect_errors = list(files or ["."])
-        return run
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup,
+        )
+    except OSError as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise EnvError(f"cannot run {python}: {exc.strerror}") from None
+    tee = _Tee(proc.stdout, stream, 256 * 1024 if stream else 8 * 1024 * 1024)
+    tee.start()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if timeout is not None and time.perf_counter() - started > timeout:
+                what, _ = _running_test(progress, wall_start)
+                timed_out = f"the run took longer than {timeout:g} s (running: {what})"
+                break
+            if limit is not None:
+                what, age = _running_test(progress, wall_start)
+                if age > limit:
+                    timed_out = f"{what} ran longer than {limit:g} s (test_timeout)"
+                    break
+        if timed_out is not None:
+            end_group(proc, signal.SIGTERM, grace=2.0)
+    except BaseException:  # Ctrl-C, SIGTERM, anything: the tests end with us
+        end_group(proc, signal.SIGINT, grace=2.0)
+        with contextlib.suppress(OSError):
+            results_path.unlink()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        if proc.poll() is None:
+            end_group(proc, signal.SIGKILL, grace=1.0)
+        else:  # the leader exited: nothing it started may outlive it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        tee.join(timeout=5)
+        with contextlib.suppress(OSError):
+            proc.stdout.close() if proc.stdout else None
     duration_ms = (time.perf_counter() - started) * 1000
     data = read_json(results_path)
     with contextlib.suppress(OSError):
         results_path.unlink()
+    shutil.rmtree(scratch, ignore_errors=True)
+    output = tee.text
+    if timed_out is not None:
+        message = f"ect: timed out: {timed_out}; it was stopped"
+        if stream:
+            click_echo(message)
+        run = TestRun(TIMED_OUT, duration_ms, output=output + "\n" + message, command=cmd)
+        read_results(run, data, root)
+        hung = timed_out.split(" ran longer", 1)[0]
+        run.collect_errors = [hung] if "::" in hung else list(files or ["."])
+        run.timeout_message = message
+        return run
     run = TestRun(proc.returncode, duration_ms, output=output, command=cmd)
     read_results(run, data, root)
+    if data is None:
+        _diagnose(run, python, project_env, cfg)
     return run
+
+
+def click_echo(message: str) -> None:
+    import click
+
+    click.echo(message, err=True)
+
+
+def _diagnose(run: TestRun, python: str, project_env: bool, cfg: Config) -> None:
+    """pytest wrote no results: an environment problem (exit 2) rather than failing tests?"""
+    tail = [line for line in run.output.strip().splitlines() if line.strip()]
+    last = tail[-1].strip() if tail else f"exit code {run.exit_code}"
+    if run.exit_code == 1 and "No module named pytest" in run.output:
+        raise EnvError(
+            f"pytest is not installed for {python} (install it there, or set `python` in [tool.ect])"
+        )
+    if run.exit_code in (3, 4) and "not found:" not in run.output:
+        hint = ""
+        if run.exit_code == 4 and not autoload(cfg, project_env):
+            hint = (
+                " (ect runs pytest in its own environment with plugin autoloading off: list the"
+                " plugins you need in [tool.ect] pytest_plugins, or set pytest_autoload = true)"
+            )
+        what = "rejected its command line (check pytest_args)" if run.exit_code == 4 else "crashed"
+        raise EnvError(f"pytest {what}: {last[:300]}{hint}")
 
 
 def read_results(run: TestRun, data: object, root: Path) -> None:

@@ -10,7 +10,13 @@ import click
 
 
 @click.command("watch")
-@click.option("--debounce", default=300, show_default=True, help="Milliseconds to wait for more saves.")
+@click.option(
+    "--debounce",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=0, max=60_000),
+    help="Milliseconds to wait for more saves.",
+)
 @click.option("--no-tests", is_flag=True, help="Compile only.")
 @click.option("-n", "--parallel", is_flag=True, help="Run tests with pytest-xdist when installed.")
 def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
@@ -20,6 +26,7 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
 
     from ect.changes import Scope
     from ect.config import load_config
+    from ect.errors import Terminated
     from ect.loop import run_loop
     from ect.repo import find_root
 
@@ -63,6 +70,9 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
             if res.test_run is not None and res.test_run.failed:
                 for nodeid in res.test_run.failed[:20]:
                     click.echo(f"  FAILED {nodeid}")
+    except Terminated:
+        click.echo("ect: stopped watching")
+        raise  # SIGTERM/SIGHUP: exit 128+signal (the running tests were ended by the runner)
     except KeyboardInterrupt:
         pass
     click.echo("ect: stopped watching")

@@ -20,7 +20,7 @@ def test_nothing_changed_is_a_noop(make_repo, ran_log) -> None:
     repo = make_repo()
     proc = run_ect(repo, "check")
     assert proc.returncode == 0
-    assert proc.stdout == ""
+    assert proc.stdout == "ect: nothing to check (no changes)\n"
     assert ran_log() == []
 
 

@@ -59,7 +59,7 @@ def test_config_broken_after_a_fast_noop_is_still_reported(make_repo) -> None:
     subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)
     bin_ect = os.path.join(os.path.dirname(sys.executable), "ect")
     fast = subprocess.run([bin_ect, "check"], cwd=repo, capture_output=True, text=True)
-    assert fast.returncode == 0 and fast.stdout == ""
+    assert fast.returncode == 0 and fast.stdout == "ect: nothing to check (no changes)\n"
     with (repo / "pyproject.toml").open("a") as fh:
         fh.write("\n[tool.ect]\nbogus = 1\n")
     subprocess.run(["git", "stash", "-q"], cwd=repo, check=False)  # nothing pending except config...
