@@ -277,17 +277,49 @@ def _git_email(*configs: Path) -> str | None:
     return None
 
 
-def _attempt(conn: sqlite3.Connection, outcome: Any) -> int | None:
-    """A loop run's attempt number: 1 after a green (or no) previous run, else one more."""
-    if outcome == "noop":
+BOT_SOURCES = ("review", "bot")  # loop runs made by the review bot, not by a developer
+_DEV_RUN = "kind = 'loop.run' AND outcome != 'noop' AND coalesce(source, '') NOT IN ('review', 'bot')"
+
+
+def _attempt(conn: sqlite3.Connection, row: list[Any]) -> int | None:
+    """A developer's loop run's attempt number: 1 after a green (or no) previous run, else one more.
+
+    None (not an attempt) for a no-op, a review-bot run, and a re-run with no edit: the same
+    `changes_digest` as the previous run, or no changed file at the same commit as it.
+    """
+    outcome, source, sha = row[8], row[3], row[6]
+    if outcome == "noop" or source in BOT_SOURCES:
         return None
+    try:
+        data = json.loads(row[9])
+    except (TypeError, ValueError):
+        data = {}
     prev = conn.execute(
-        "SELECT outcome, attempt FROM events WHERE kind = 'loop.run' AND outcome != 'noop' "
-        "ORDER BY ts DESC, id DESC LIMIT 1"
+        f"SELECT outcome, commit_sha, data FROM events WHERE {_DEV_RUN} ORDER BY ts DESC, id DESC LIMIT 1"
     ).fetchone()
-    if prev is None or prev[0] == "pass":
+    if prev is not None and _same_code(data, sha, prev[1], prev[2]):
+        return None
+    last = conn.execute(
+        f"SELECT outcome, attempt FROM events WHERE {_DEV_RUN} AND attempt IS NOT NULL"
+        " ORDER BY ts DESC, id DESC LIMIT 1"
+    ).fetchone()
+    if last is None or last[0] == "pass":
         return 1
-    return int(prev[1] or 1) + 1
+    return int(last[1] or 1) + 1
+
+
+def _same_code(data: dict[str, Any], sha: Any, prev_sha: Any, prev_data: Any) -> bool:
+    """Whether a run tested exactly what the previous run tested (nothing edited in between)."""
+    try:
+        prev = json.loads(prev_data) if isinstance(prev_data, str) else {}
+    except ValueError:
+        prev = {}
+    if not isinstance(data, dict) or not isinstance(prev, dict):
+        return False
+    digest = data.get("changes_digest")
+    if digest is not None:
+        return bool(digest == prev.get("changes_digest") and sha == prev_sha)
+    return bool(sha and sha == prev_sha and data.get("files_changed") == 0 == prev.get("files_changed"))
 
 
 def record(state_dir: Path, kind: str, ts: float | None = None, **fields: Any) -> bool:
@@ -348,7 +380,7 @@ def _insert(state_dir: Path, kind: str, row: list[Any]) -> None:
                 conn = _writer(state_dir)
                 try:
                     if kind == "loop.run" and row[10] is None:
-                        row[10] = _attempt(conn, row[8])
+                        row[10] = _attempt(conn, row)
                     conn.execute(_INSERT, row)
                 except sqlite3.DatabaseError:
                     _drop_writer(state_dir)

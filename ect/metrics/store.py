@@ -1,10 +1,10 @@
 """Read access to an event store for the report: the local SQLite log or the team PostgreSQL.
 
 Queries are written once with `?` placeholders and portable SQL (CASE, floor, coalesce);
-the store adapts placeholders and computes percentiles its own way. Both are exact up to
-`EXACT_LIMIT` rows; above that they use a sample of at least that many rows (SQLite: every k-th
-row id; PostgreSQL: a repeatable block sample), whose rank error is well under 1%, so that a
-million events report in about two seconds.
+the store adapts placeholders and computes percentiles its own way. Overall percentiles are exact
+up to `EXACT_LIMIT` rows; above that they use a sample of at least that many rows (SQLite: every
+k-th row id; PostgreSQL: a repeatable block sample), whose rank error the report states. Per-group
+percentiles (weeks, authors) are exact per group up to `EXACT_LIMIT` rows (PostgreSQL: always).
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ class Store:
     ) -> dict[Any, dict[str, list[float | None]]]:
         """{group value (None without group): {column: [quantile per q]}} over non-null values;
         `n`, when known, is how many rows `where` matches."""
+        raise NotImplementedError
+
+    def group_quantile(
+        self, column: str, where: str, params: Sequence[Any], q: float, group: str, counts: dict[Any, int]
+    ) -> dict[Any, tuple[float | None, int]]:
+        """{group value: (q-quantile of `column`, sampling stride: 1 = exact)}; `counts`: rows per group.
+
+        Each group is exact up to `EXACT_LIMIT` rows, sampled only above that (by its own stride).
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -87,6 +96,22 @@ class SqliteStore(Store):
                 for c, values in zip(columns, cols, strict=True)
             }
         return out
+
+    def group_quantile(
+        self, column: str, where: str, params: Sequence[Any], q: float, group: str, counts: dict[Any, int]
+    ) -> dict[Any, tuple[float | None, int]]:
+        strides = {k: math.ceil(n / EXACT_LIMIT) for k, n in counts.items() if n > EXACT_LIMIT}
+        sample, args = "", list(params)
+        if strides:
+            whens = " ".join("WHEN ? THEN ?" for _ in strides)
+            sample = f" AND id % (CASE {group} {whens} ELSE 1 END) = 0"
+            for key, stride in strides.items():
+                args += [key, stride]
+        per: dict[Any, list[float]] = {}
+        for key, value in self.rows(f"SELECT {group}, {column} FROM {{t}} WHERE {where}{sample}", args):
+            if value is not None:
+                per.setdefault(key, []).append(value)
+        return {k: (stats.quantiles(v, [q])[0], strides.get(k, 1)) for k, v in per.items()}
 
     def close(self) -> None:
         self._cm.__exit__(None, None, None)
@@ -136,6 +161,16 @@ class PostgresStore(Store):
                 for c, v in zip(columns, row[1:], strict=True)
             }
         return out
+
+    def group_quantile(
+        self, column: str, where: str, params: Sequence[Any], q: float, group: str, counts: dict[Any, int]
+    ) -> dict[Any, tuple[float | None, int]]:
+        """Exact for every group (`percentile_cont` runs in the server)."""
+        sql = (
+            f"SELECT {group}, percentile_cont({float(q)}) WITHIN GROUP (ORDER BY {column})"
+            f" FROM {{t}} WHERE {where} GROUP BY 1"
+        )
+        return {row[0]: (row[1], 1) for row in self.rows(sql, params)}
 
     def close(self) -> None:
         self.conn.close()
