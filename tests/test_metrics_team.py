@@ -101,11 +101,11 @@ def test_sync_forwards_and_resync_never_duplicates(repo: Path, team_url: str) ->
         events.record(state, "loop.run", ts=time.time() - i, outcome="pass", duration_ms=float(i))
     res = ect(repo, "metrics", "sync", "--url", team_url)
     assert res.returncode == 0, res.stderr
-    assert "forwarded 50 events" in res.stdout and "0 pending" in res.stdout
+    assert "sent 50 events" in res.stdout and ": 50 new;" in res.stdout and "0 pending" in res.stdout
     local = {e["uid"] for e in events.query(state)}
     assert sorted(remote_uids(team_url)) == sorted(local)
     res = ect(repo, "metrics", "sync", "--all", "--url", team_url)  # everything is sent again
-    assert "forwarded 50 events" in res.stdout
+    assert "sent 50 events" in res.stdout and ": 0 new (50 already there)" in res.stdout  # defect 6
     assert len(remote_uids(team_url)) == 50
     status = ect(repo, "metrics", "status", url=team_url)
     assert "0 pending" in status.stdout
@@ -132,7 +132,7 @@ def test_unreachable_team_db_keeps_events_locally_until_sync(repo: Path, team_ur
     assert res.returncode == 2
     assert "cannot reach the team database" in res.stderr and "Traceback" not in res.stderr
     res = ect(repo, "metrics", "sync", "--url", team_url)
-    assert res.returncode == 0 and "forwarded 100 events" in res.stdout
+    assert res.returncode == 0 and "sent 100 events" in res.stdout
     assert len(remote_uids(team_url)) == 100
 
 
@@ -354,3 +354,19 @@ def test_a_hung_forwarder_lock_is_taken_over(tmp_path: Path, team_url: str) -> N
             hung.wait()
         proxy.close()
     assert len(remote_uids(team_url)) == 20
+
+
+def test_team_down_offers_local_and_hides_the_password(repo: Path, team_url: str) -> None:
+    """Defect 7: a password in the URL's query string never shows; the team report, when the server
+    is down, says how to report locally; `--local` ignores a bad ECT_METRICS_URL."""
+    events.record(repo / ".ect", "loop.run", outcome="pass", duration_ms=5.0)
+    dead = _dead_url() + "?password=hunter2&sslmode=disable"
+    for args in (["report"], ["metrics", "sync"], ["metrics", "status"]):
+        res = ect(repo, *args, url=dead)
+        assert "hunter2" not in res.stdout + res.stderr, args
+    res = ect(repo, "report", url=dead)
+    assert res.returncode == 2 and "password=***" in res.stderr
+    assert "`ect report --local`" in res.stderr and "Traceback" not in res.stderr
+    res = ect(repo, "report", "--local", "--format", "json", url="mysql://not-a-postgres-url")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["store"]["kind"] == "sqlite"

@@ -37,6 +37,7 @@ class SyncResult:
     sent: int  # rows sent this time (duplicates on the server included)
     pending: int  # rows still waiting locally
     target: str
+    new: int = 0  # rows the server did not have yet
 
 
 def target_key(url: str) -> str:
@@ -69,7 +70,7 @@ def sync(state_dir: Path, url: str, timeout: int = pg.CONNECT_TIMEOUT_S, remote:
 
     `remote`: an open connection to reuse (the caller closes it); else one is opened and closed here.
     """
-    sent = 0
+    sent = new = 0
     own = remote is None
     with events.opened(state_dir) as local:
         if remote is None:
@@ -83,7 +84,7 @@ def sync(state_dir: Path, url: str, timeout: int = pg.CONNECT_TIMEOUT_S, remote:
                 ).fetchall()
                 if not rows:
                     break
-                _send(remote, [r[1:] for r in rows])
+                new += _send(remote, [r[1:] for r in rows])
                 local.execute(
                     "INSERT INTO forward_state (target, last_id, updated) VALUES (?, ?, ?)"
                     " ON CONFLICT (target) DO UPDATE SET last_id = excluded.last_id,"
@@ -104,11 +105,11 @@ def sync(state_dir: Path, url: str, timeout: int = pg.CONNECT_TIMEOUT_S, remote:
             if own:
                 remote.close()
         pending = pending_count(local, url)
-    return SyncResult(sent=sent, pending=pending, target=pg.redact(url))
+    return SyncResult(sent=sent, pending=pending, target=pg.redact(url), new=new)
 
 
-def _send(remote: Any, rows: list[tuple[Any, ...]]) -> None:
-    """COPY a batch into a temp table, then insert what the server does not have yet."""
+def _send(remote: Any, rows: list[tuple[Any, ...]]) -> int:
+    """COPY a batch into a temp table, then insert what the server does not have yet (how many)."""
     cols = ", ".join(FORWARDED_COLUMNS)
     with remote.transaction(), remote.cursor() as cur:
         cur.execute(
@@ -119,6 +120,7 @@ def _send(remote: Any, rows: list[tuple[Any, ...]]) -> None:
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO {pg.TABLE} ({cols}) SELECT {cols} FROM ect_in ON CONFLICT (uid) DO NOTHING")
+        return max(int(cur.rowcount), 0)
 
 
 def _backoff(state_dir: Path, failed: bool) -> None:
