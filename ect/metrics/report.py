@@ -93,7 +93,8 @@ WINDOW = "ts >= ? AND ts < ?"
 # A developer's loop runs: the review bot's own check runs (source "review") are counted apart.
 DEV = "coalesce(source, '') NOT IN ('review', 'bot')"
 LOOP = f"kind = 'loop.run' AND {DEV} AND {WINDOW}"
-BOT_LOOP = f"kind = 'loop.run' AND NOT {DEV} AND {WINDOW}"
+ANY_LOOP = f"kind = 'loop.run' AND {WINDOW}"
+BOT_FLAG = f"CASE WHEN {DEV} THEN 0 ELSE 1 END"
 # Latency: runs with a total duration; a phase a run did not reach took 0 ms of it, so every phase
 # is at most the total run by run, and its percentiles are over the same runs as the total's.
 TIMED = f"{LOOP} AND outcome <> 'noop' AND duration_ms IS NOT NULL"
@@ -115,6 +116,7 @@ LOOP_MEASURES = (
     "files_selected_timed",
     "files_skipped_all",
     "skipped_all_runs",
+    "timed",
 )
 _KNOWN = "files_total IS NOT NULL"
 LOOP_SQL = ", ".join(
@@ -136,6 +138,7 @@ LOOP_SQL = ", ".join(
         "sum(CASE WHEN files_selected > 0 AND tests_ms IS NOT NULL THEN files_selected END)",
         f"sum(CASE WHEN coalesce(files_selected, 0) = 0 AND {_KNOWN} THEN files_total END)",
         _case(f"coalesce(files_selected, 0) = 0 AND {_KNOWN} AND files_total > 0"),
+        _case("outcome <> 'noop' AND duration_ms IS NOT NULL"),
     ]
 )
 LATENCY_SQL = ["duration_ms", *(f"coalesce({c}, 0)" for c in PHASE_COLUMNS[1:])]
@@ -191,15 +194,19 @@ def build(
     # index with no sort (~40% less CPU over a million events). PostgreSQL hash-aggregates in one go.
     day_sql = "" if store.kind == "sqlite" else "floor(ts / 86400), "
     slices = _days(start, scan_end) if store.kind == "sqlite" else [(None, start, scan_end)]
-    group2, group3 = ("1, 2", "1, 2, 3") if day_sql else ("1", "1, 2")
+    group2, group3 = ("1, 2, 3", "1, 2, 3") if day_sql else ("1, 2", "1, 2")
+    bot_runs = 0
     for day, lo, hi in slices:
+        # one pass over every loop run; the review bot's runs are a group of their own
         for r in store.rows(
-            f"SELECT {day_sql}{dim}, {LOOP_SQL} FROM {{t}} WHERE {LOOP} GROUP BY {group2}",
+            f"SELECT {day_sql}{dim}, {BOT_FLAG}, {LOOP_SQL} FROM {{t}} WHERE {ANY_LOOP} GROUP BY {group2}",
             (lo, hi),
         ):
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             if r[1]:
-                loop_cube[(d, r[0])] = [float(x or 0) for x in r[1:]]
+                bot_runs += int(r[2])
+            elif r[2]:
+                loop_cube[(d, r[0])] = [float(x or 0) for x in r[2:]]
         for r in store.rows(
             f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
             f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
@@ -224,7 +231,7 @@ def build(
             "clamped_to_first_event": requested < start,
         },
         "store": {"kind": store.kind, "where": store.where_label},
-        "loop": _loop(store, w, loop_cube, commits),
+        "loop": _loop(store, w, loop_cube, commits, bot_runs),
         "editor": _editor(counts, commits),
         "adoption": _adoption(in_window, commits, counts),
         "review": {k: v for k, v in review.items() if k != "approval_s_by_change"},
@@ -332,7 +339,11 @@ def _sum_by(cube: dict[Cell, list[float]], key: Callable[[Cell], Any]) -> dict[A
 
 
 def _loop(
-    store: Store, w: tuple[float, float], cube: dict[Cell, list[float]], commits: list[dict[str, Any]]
+    store: Store,
+    w: tuple[float, float],
+    cube: dict[Cell, list[float]],
+    commits: list[dict[str, Any]],
+    bot_runs: int,
 ) -> dict[str, Any]:
     """Loop figures from the cube, then the latency percentiles (total and phases over the same runs).
 
@@ -344,11 +355,10 @@ def _loop(
         zip(LOOP_MEASURES, _sum_by(cube, lambda c: None).get(None, [0.0] * len(LOOP_MEASURES)), strict=True)
     )
     runs = int(m["runs"])
-    timed = int(store.rows(f"SELECT count(*) FROM {{t}} WHERE {TIMED}", w)[0][0])
+    timed = int(m["timed"])
     q = store.quantiles(LATENCY_SQL, TIMED, w, (0.5, 0.9), n=timed).get(None, {})
     per_file_ms = _rate(m["tests_ms_selected"], m["files_selected_timed"])
     saved_ms = m["saved_ms"] + (per_file_ms or 0.0) * m["files_skipped_all"]
-    bot_runs = int(store.rows(f"SELECT count(*) FROM {{t}} WHERE {BOT_LOOP}", w)[0][0])
     return {
         "runs": runs,
         "bot_runs": bot_runs,
@@ -514,8 +524,16 @@ def _breakdown(
         r = row(key)
         r["loop_runs"] = int(m["runs"])
         r["first_pass_green"] = _rate(m["first_green"], m["first"])
-    counts = {k: int(v[0] - v[4]) for k, v in _sum_by(loop_cube, cell_key).items()}  # runs less noop
-    p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts)
+    timed_at = LOOP_MEASURES.index("timed")
+    counts = {k: int(v[timed_at]) for k, v in _sum_by(loop_cube, cell_key).items()}
+    ranges = None
+    if by in ("week", "day"):  # time ranges: exact by SQL, whatever their size
+        size, offset = (604800, _WEEK_OFFSET) if by == "week" else (86400, 0)
+        ranges = {
+            k: (max(w[0], float(k) * size + offset), min(w[1], float(k) * size + offset + size))
+            for k in counts
+        }
+    p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts, ranges)
     for key, (p50, stride) in p50s.items():
         r = row(key)
         r["loop_p50_ms"] = p50
