@@ -100,7 +100,7 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
                 ),
                 (
                     "first-pass green",
-                    f"{fmt_rate(fpg['rate'])} of {fmt_num(fpg['first_attempts'])} first attempts",
+                    f"{fmt_rate(fpg['rate'])} of {plural(fpg['first_attempts'], 'first attempt')}",
                 ),
                 *[
                     (f"latency {phase} p50 / p90", f"{fmt_ms(v['p50'])} / {fmt_ms(v['p90'])}")
@@ -121,7 +121,10 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
                         else ""
                     ),
                 ),
-                ("hook bypass rate", f"{fmt_rate(bp['rate'])} ({bp['bypassed']} of {bp['commits']} commits)"),
+                (
+                    "hook bypass rate",
+                    f"{fmt_rate(bp['rate'])} ({bp['bypassed']:,} of {plural(bp['commits'], 'commit')})",
+                ),
             ],
         ),
         (

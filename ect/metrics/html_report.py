@@ -22,7 +22,7 @@ text-align:left}th{background:#f6f6f6}td.num{text-align:right}.chart{margin:1rem
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg")  # fixed margins (set per chart): one draw, not two
     text = buf.getvalue()
     return text[text.index("<svg") :]
 
@@ -69,11 +69,13 @@ def _count_axis(ax: Any, label: str) -> None:
 
 
 def _tag_y_ticks(fig: Any, ax: Any, name: str) -> None:
-    """Name the y tick labels after their values (`ytick-NAME-3`) so a browser test can read them."""
-    fig.canvas.draw()
-    for tick in ax.yaxis.get_major_ticks():
-        if tick.label1.get_visible() and tick.label1.get_text():
-            tick.label1.set_gid(f"ytick-{name}-{tick.label1.get_text().replace(chr(8722), '-')}")
+    """Fix the y ticks now (what the locator would draw) and name their labels after their values
+    (`ytick-NAME-3`) so a browser test can read them; no extra draw."""
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in ax.yaxis.get_major_locator().tick_values(lo, hi) if lo <= t <= hi]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    for t, label in zip(ticks, ax.get_yticklabels(), strict=True):
+        label.set_gid(f"ytick-{name}-{t:g}")
 
 
 def charts(report: dict[str, Any]) -> list[Chart]:
@@ -91,7 +93,8 @@ def charts(report: dict[str, Any]) -> list[Chart]:
     xs = list(range(len(weeks)))
     partial = [bool(r.get("partial")) for r in trends]
     if trends:
-        fig, ax = plt.subplots(figsize=(9, 3.4))
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        fig.subplots_adjust(left=0.08, right=0.92, bottom=0.2, top=0.84)
         chart = Chart("Weekly trends", "")
         ax.bar(
             xs,
@@ -131,7 +134,7 @@ def charts(report: dict[str, Any]) -> list[Chart]:
             labels.append("partial week")
             chart.notes.append("Hatched bars: weeks the window covers only in part (lower counts).")
         fig.legend(
-            handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False
+            handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False
         )
         _tag_y_ticks(fig, ax, "loop-runs")
         chart.svg = _svg(fig)
@@ -140,7 +143,9 @@ def charts(report: dict[str, Any]) -> list[Chart]:
     lat = report["loop"]["latency_ms"]
     if any(v["p50"] is not None for v in lat.values()):
         names = list(lat)
-        fig, ax = plt.subplots(figsize=(8, 0.9 + 0.55 * len(names)))
+        height = 1.3 + 0.55 * len(names)
+        fig, ax = plt.subplots(figsize=(8, height))
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.55 / height, top=1 - 0.4 / height)
         ys = list(range(len(names)))
         p50 = [lat[n]["p50"] or 0.0 for n in names]
         p90 = [lat[n]["p90"] or 0.0 for n in names]
@@ -159,12 +164,13 @@ def charts(report: dict[str, Any]) -> list[Chart]:
         ax.set_yticks(ys, names)
         ax.invert_yaxis()
         ax.set_xlabel(f"ms, over the same {report['loop'].get('latency_runs', 0):,} runs")
-        fig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
         chart.svg = _svg(fig)
         out.append(chart)
         plt.close(fig)
     if any(r["deployments"] for r in trends):
         fig, ax = plt.subplots(figsize=(9, 2.8))
+        fig.subplots_adjust(left=0.08, right=0.97, bottom=0.24, top=0.95)
         ax.bar(
             xs,
             [r["deployments"] for r in trends],
@@ -187,7 +193,9 @@ def charts(report: dict[str, Any]) -> list[Chart]:
         if m["relative"] is not None and None not in m["relative_ci95"]
     ]
     if ab:
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.6 * len(ab)))
+        height = 1.2 + 0.6 * len(ab)
+        fig, ax = plt.subplots(figsize=(9, height))
+        fig.subplots_adjust(left=0.42, right=0.97, bottom=0.6 / height, top=1 - 0.15 / height)
         ys = list(range(len(ab)))
         rel = [m["relative"] * 100 for _, m in ab]
         lo = [r - m["relative_ci95"][0] * 100 for r, (_, m) in zip(rel, ab, strict=True)]
