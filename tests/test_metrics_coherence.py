@@ -210,3 +210,38 @@ def test_weekly_percentiles_are_exact_or_their_error_is_stated(
     assert row["loop_p50_ms"] == pytest.approx(70) and row["loop_p50_sample"] == 1
     # the overall percentiles are sampled above the limit, and the report says how far off they may be
     assert any("systematic sample" in n and "percentile (95%)" in n for n in sampled["notes"])
+
+
+def test_cached_days_and_weeks_equal_a_fresh_report_and_follow_late_events(tmp_path: Path) -> None:
+    """The report keeps whole days and weeks between runs (keyed by a fingerprint of their events):
+    a second report equals the first, and an event added late to a past day is counted."""
+    from ect.metrics import report as report_mod
+    from ect.metrics.cache import CACHE_NAME
+    from ect.metrics.store import SqliteStore
+
+    state = tmp_path / ".ect"
+    history(state)
+    rec(state, "completion.shown", T0 - 8 * D)  # events around the history: its days and weeks are whole
+    rec(state, "completion.shown", T0 + 20 * D)
+    start, end = T0 - 7 * D, T0 + 14 * D
+
+    def build() -> dict[str, Any]:
+        s = SqliteStore(state)
+        try:
+            out = report_mod.build(s, start, end, by="week")
+        finally:
+            s.close()
+        out.pop("elapsed_ms")
+        return out
+
+    first = build()
+    cached = json.loads((state / CACHE_NAME).read_text())["entries"]
+    assert "d20761:''" in cached and "week2965:p50" in cached  # 2026-11-04 and the week of 2026-11-02
+    assert build() == first
+    (state / CACHE_NAME).write_text("{not json")  # a damaged cache is ignored, then rewritten
+    assert build() == first
+    run(state, T0 + 2 * D + 9 * H + 15, 5000, 4000, 2, "h0", 4)  # late: a day already cached
+    late = build()
+    assert late["loop"]["runs"] == first["loop"]["runs"] + 1
+    week = next(r for r in late["trends"] if r["group"] == "2026-11-02")
+    assert week["loop_runs"] == 6 and week["loop_p50_ms"] == pytest.approx(535)  # (70 + 1000) / 2

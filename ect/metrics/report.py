@@ -7,14 +7,17 @@ reviews, promotions, rollbacks, hook signals) are read as events and computed in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ect.metrics import delivery, stats
+from ect.metrics.cache import CACHE_NAME, ReportCache
 from ect.metrics.store import Store
 
 PHASE_COLUMNS = ("duration_ms", "changes_ms", "compile_ms", "select_ms", "tests_ms")
@@ -178,7 +181,9 @@ def build(
     cost follows the events, not the window), and rates per time use the span actually observed.
     """
     t0 = time.perf_counter()
-    first, last = store.rows("SELECT min(ts), max(ts) FROM {t}")[0]
+    # two queries: SQLite answers a lone min() or max() from the index, both together by a scan
+    first = store.rows("SELECT min(ts) FROM {t}")[0][0]
+    last = store.rows("SELECT max(ts) FROM {t}")[0][0]
     requested = start
     if first is not None and start < first < end:
         start = float(math.floor(first))
@@ -196,22 +201,37 @@ def build(
     slices = _days(start, scan_end) if store.kind == "sqlite" else [(None, start, scan_end)]
     group2, group3 = ("1, 2, 3", "1, 2, 3") if day_sql else ("1, 2", "1, 2")
     bot_runs = 0
+    cache = _cache(store)
     for day, lo, hi in slices:
         # one pass over every loop run; the review bot's runs are a group of their own
-        for r in store.rows(
-            f"SELECT {day_sql}{dim}, {BOT_FLAG}, {LOOP_SQL} FROM {{t}} WHERE {ANY_LOOP} GROUP BY {group2}",
-            (lo, hi),
-        ):
+        part = None
+        whole = cache is not None and day is not None and lo == day * 86400 and hi == lo + 86400
+        if whole:
+            assert cache is not None
+            fp = _fingerprint(store, lo, hi)
+            part = cache.get(f"d{day:.0f}:{dim}", fp)
+        if part is None:
+            loop_sql = f"SELECT {day_sql}{dim}, {BOT_FLAG}, {LOOP_SQL} FROM {{t}} WHERE {ANY_LOOP}"
+            loop_rows = store.rows(f"{loop_sql} GROUP BY {group2}", (lo, hi))
+            counted_rows = store.rows(
+                f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
+                f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
+                (*COUNTED_KINDS, lo, hi),
+            )
+            if whole:
+                assert cache is not None
+                cache.put(
+                    f"d{day:.0f}:{dim}", fp, [[list(r) for r in loop_rows], [list(r) for r in counted_rows]]
+                )
+        else:
+            loop_rows, counted_rows = part
+        for r in loop_rows:
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             if r[1]:
                 bot_runs += int(r[2])
             elif r[2]:
                 loop_cube[(d, r[0])] = [float(x or 0) for x in r[2:]]
-        for r in store.rows(
-            f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
-            f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
-            (*COUNTED_KINDS, lo, hi),
-        ):
+        for r in counted_rows:
             kind, r = r[0], r[1:]
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             counted[(kind, (d, r[0]))] = int(r[1])
@@ -249,8 +269,31 @@ def build(
     loop_runs = report["loop"]["runs"] + report["loop"]["bot_runs"]
     report["events"] = loop_runs + sum(n for n, _ in counts.values()) + len(in_window)
     report["notes"] = _notes(report, commits)
+    if cache is not None:
+        cache.save()
     report["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return report
+
+
+CACHE_SALT = "v1:" + hashlib.sha256(f"{LOOP_SQL}|{COUNTED_KINDS}|{TIMED}".encode()).hexdigest()[:16]
+
+
+def _cache(store: Store) -> ReportCache | None:
+    """The local store's cache of whole days and weeks (None for the team database)."""
+    state_dir = getattr(store, "state_dir", None)
+    if store.kind != "sqlite" or state_dir is None:
+        return None
+    cached = getattr(store, "report_cache", None)
+    if cached is None:
+        cached = ReportCache(Path(state_dir) / CACHE_NAME, CACHE_SALT)
+        store.report_cache = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _fingerprint(store: Store, lo: float, hi: float) -> list[Any]:
+    """What identifies the events of [lo, hi): how many and the highest id (from the `ts` index)."""
+    n, top = store.rows("SELECT count(*), max(id) FROM {t} WHERE ts >= ? AND ts < ?", (lo, hi))[0]
+    return [int(n), int(top or 0)]
 
 
 def _notes(report: dict[str, Any], commits: list[dict[str, Any]]) -> list[str]:
@@ -533,7 +576,25 @@ def _breakdown(
             k: (max(w[0], float(k) * size + offset), min(w[1], float(k) * size + offset + size))
             for k in counts
         }
+    cache = _cache(store) if ranges is not None else None
+    cached: dict[Any, tuple[float | None, int]] = {}
+    fps: dict[Any, list[Any]] = {}
+    if cache is not None and ranges is not None:
+        size = 604800 if by == "week" else 86400
+        for k, (lo, hi) in list(ranges.items()):
+            if hi - lo == size:  # a whole week (day): keep its exact p50
+                fps[k] = [*_fingerprint(store, lo, hi), counts.get(k, 0)]
+                hit = cache.get(f"{by}{float(k):.0f}:p50", fps[k])
+                if hit is not None:
+                    cached[k] = (hit, 1)
+                    del ranges[k]
     p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts, ranges)
+    if cache is not None:
+        for k, fp in fps.items():
+            if k in p50s:
+                cache.put(f"{by}{float(k):.0f}:p50", fp, p50s[k][0])
+        cache.save()
+    p50s.update(cached)
     for key, (p50, stride) in p50s.items():
         r = row(key)
         r["loop_p50_ms"] = p50
