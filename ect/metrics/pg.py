@@ -17,7 +17,7 @@ CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_MS = 60_000  # the server ends any statement of ours running longer
 # A network that dies after connecting: TCP keepalives notice a silent peer while we wait for a
 # reply (5 s idle, then 3 probes 2 s apart), and unacknowledged data fails the socket after 20 s.
-KEEPALIVES = {
+KEEPALIVES: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 5,
     "keepalives_interval": 2,
