@@ -93,3 +93,36 @@ def test_metrics_commands_on_a_newer_or_damaged_store_say_one_line(tmp_path: Pat
         assert "newer than this ect" in lines[0] if kind == "newer" else "event store" in lines[0]
         assert "internal error" not in res.stderr and "Traceback" not in res.stderr
     assert db.read_bytes() == before and not list(db.parent.glob("*.corrupt-*"))
+
+
+def test_ab_line_names_a_side_without_data() -> None:
+    """Defect 6: the A/B table said `- vs 1`; a side without data is now said in words."""
+    from ect.metrics.formats import ab_line
+    from ect.metrics.stats import welch
+
+    d = welch([], [1.0])
+    m = {
+        "n_with": d.n_a,
+        "n_without": d.n_b,
+        "with": d.a,
+        "without": d.b,
+        "diff": d.diff,
+        "ci95": [d.low, d.high],
+        "relative": None,
+        "relative_ci95": [None, None],
+        "verdict": "too few samples",
+    }
+    assert ab_line(m) == "with: no data (n=0); without: 1 (n=1): no comparison"
+    d = welch([2.0, 4.0], [1.0, 3.0])
+    m.update(n_with=2, n_without=2)
+    m.update(
+        {
+            "with": d.a,
+            "without": d.b,
+            "diff": d.diff,
+            "ci95": [d.low, d.high],
+            "verdict": "no significant difference",
+        }
+    )
+    line = ab_line(m)
+    assert line.startswith("with 3, without 2 (n=2/2; difference 1 [95% CI") and " - " not in line
