@@ -1,9 +1,11 @@
 """The event log: one embedded SQLite database (WAL) in the state directory.
 
 Every part of ect appends events here (loop runs, completions, fixes, reviews,
-promotions). A write never fails its caller and never waits long: a broken database
-is moved aside and rebuilt; a busy one makes the event go to an append-only spool
-file (`events.spool`) that the next reader folds back in, so no event is lost.
+promotions). A write never fails its caller and never waits long: a damaged database
+is moved aside and rebuilt; a busy or read-only one makes the event go to an
+append-only spool file (`events.spool`) that the next reader folds back in (the two
+coordinate with flock, so no event is lost). A write never runs the WAL checkpoint
+(an fsync): readers do, and writers start one in a background thread now and then.
 The schema is versioned; `MIGRATIONS[i]` upgrades version i to i+1.
 
 Each event carries a random `uid`, which makes forwarding to a team database
