@@ -1,9 +1,11 @@
 """The event log: one embedded SQLite database (WAL) in the state directory.
 
 Every part of ect appends events here (loop runs, completions, fixes, reviews,
-promotions). A write never fails its caller and never waits long: a broken database
-is moved aside and rebuilt; a busy one makes the event go to an append-only spool
-file (`events.spool`) that the next reader folds back in, so no event is lost.
+promotions). A write never fails its caller and never waits long: a damaged database
+is moved aside and rebuilt; a busy or read-only one makes the event go to an
+append-only spool file (`events.spool`) that the next reader folds back in (the two
+coordinate with flock, so no event is lost). A write never runs the WAL checkpoint
+(an fsync): readers do, and writers start one in a background thread now and then.
 The schema is versioned; `MIGRATIONS[i]` upgrades version i to i+1.
 
 Each event carries a random `uid`, which makes forwarding to a team database
@@ -12,6 +14,7 @@ Each event carries a random `uid`, which makes forwarding to a team database
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -133,10 +136,14 @@ def migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-def connect(state_dir: Path, timeout: float = 0.5, shared: bool = False) -> sqlite3.Connection:
+def connect(
+    state_dir: Path, timeout: float = 0.5, shared: bool = False, autocheckpoint: bool = True
+) -> sqlite3.Connection:
     """Open (creating and migrating) the event database.
 
     `shared`: the connection may be used from several threads (callers serialise access).
+    `autocheckpoint=False` (the cached writer): a commit never runs the WAL checkpoint (an fsync);
+    readers checkpoint when they open, and writers start a background checkpoint past `WAL_LIMIT`.
     """
     ensure_state_dir(state_dir)
     conn = sqlite3.connect(
@@ -147,6 +154,8 @@ def connect(state_dir: Path, timeout: float = 0.5, shared: bool = False) -> sqli
             conn.execute("PRAGMA journal_mode=WAL")
             migrate(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
+        if not autocheckpoint:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
     except BaseException:
         conn.close()
         raise
@@ -155,13 +164,24 @@ def connect(state_dir: Path, timeout: float = 0.5, shared: bool = False) -> sqli
 
 @contextmanager
 def opened(state_dir: Path, timeout: float = 5.0) -> Iterator[sqlite3.Connection]:
-    """`connect` as a context manager that closes the connection; folds the spool back in first."""
+    """`connect` as a context manager that closes the connection; folds the spool back in and
+    checkpoints the WAL first (both skipped, not failed, when the database is busy or read-only)."""
     conn = connect(state_dir, timeout=timeout)
     try:
-        ingest_spool(conn, state_dir)
+        try:
+            ingest_spool(conn, state_dir)
+            checkpoint(conn)
+        except sqlite3.OperationalError as exc:
+            if not (_busy(exc) or _readonly(exc)):
+                raise
         yield conn
     finally:
         conn.close()
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL back into the database without blocking writers (PASSIVE)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _number(value: Any) -> Any:
@@ -259,17 +279,49 @@ def _git_email(*configs: Path) -> str | None:
     return None
 
 
-def _attempt(conn: sqlite3.Connection, outcome: Any) -> int | None:
-    """A loop run's attempt number: 1 after a green (or no) previous run, else one more."""
-    if outcome == "noop":
+BOT_SOURCES = ("review", "bot")  # loop runs made by the review bot, not by a developer
+_DEV_RUN = "kind = 'loop.run' AND outcome != 'noop' AND coalesce(source, '') NOT IN ('review', 'bot')"
+
+
+def _attempt(conn: sqlite3.Connection, row: list[Any]) -> int | None:
+    """A developer's loop run's attempt number: 1 after a green (or no) previous run, else one more.
+
+    None (not an attempt) for a no-op, a review-bot run, and a re-run with no edit: the same
+    `changes_digest` as the previous run, or no changed file at the same commit as it.
+    """
+    outcome, source, sha = row[8], row[3], row[6]
+    if outcome == "noop" or source in BOT_SOURCES:
         return None
+    try:
+        data = json.loads(row[9])
+    except (TypeError, ValueError):
+        data = {}
     prev = conn.execute(
-        "SELECT outcome, attempt FROM events WHERE kind = 'loop.run' AND outcome != 'noop' "
-        "ORDER BY ts DESC, id DESC LIMIT 1"
+        f"SELECT outcome, commit_sha, data FROM events WHERE {_DEV_RUN} ORDER BY ts DESC, id DESC LIMIT 1"
     ).fetchone()
-    if prev is None or prev[0] == "pass":
+    if prev is not None and _same_code(data, sha, prev[1], prev[2]):
+        return None
+    last = conn.execute(
+        f"SELECT outcome, attempt FROM events WHERE {_DEV_RUN} AND attempt IS NOT NULL"
+        " ORDER BY ts DESC, id DESC LIMIT 1"
+    ).fetchone()
+    if last is None or last[0] == "pass":
         return 1
-    return int(prev[1] or 1) + 1
+    return int(last[1] or 1) + 1
+
+
+def _same_code(data: dict[str, Any], sha: Any, prev_sha: Any, prev_data: Any) -> bool:
+    """Whether a run tested exactly what the previous run tested (nothing edited in between)."""
+    try:
+        prev = json.loads(prev_data) if isinstance(prev_data, str) else {}
+    except ValueError:
+        prev = {}
+    if not isinstance(data, dict) or not isinstance(prev, dict):
+        return False
+    digest = data.get("changes_digest")
+    if digest is not None:
+        return bool(digest == prev.get("changes_digest") and sha == prev_sha)
+    return bool(sha and sha == prev_sha and data.get("files_changed") == 0 == prev.get("files_changed"))
 
 
 def record(state_dir: Path, kind: str, ts: float | None = None, **fields: Any) -> bool:
@@ -284,21 +336,15 @@ def record(state_dir: Path, kind: str, ts: float | None = None, **fields: Any) -
             _insert(state_dir, kind, row)
             _after_write(state_dir)
             return True
-        except sqlite3.OperationalError as exc:
-            if _busy(exc):
-                return _spool(state_dir, row)
-            if attempt == 1 and _quarantine(state_dir, exc):
-                continue
-            _warn(f"cannot write ({exc})")
-            return _spool(state_dir, row)
         except sqlite3.DatabaseError as exc:
-            if attempt == 1 and _quarantine(state_dir, exc):
+            if attempt == 1 and _corrupt(exc) and _quarantine(state_dir, exc):
                 continue
-            _warn(f"cannot write ({exc})")
+            if not _busy(exc):
+                _warn(f"cannot write ({exc}); events go to {SPOOL_NAME}")
             return _spool(state_dir, row)
         except OSError as exc:
             _warn(f"cannot write ({exc})")
-            return False
+            return _spool(state_dir, row)
     return False
 
 
@@ -307,6 +353,22 @@ WRITE_BUDGET_S = 0.003  # then the event goes to the spool: a write never waits 
 
 def _busy(exc: Exception) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _readonly(exc: Exception) -> bool:
+    return "readonly" in str(exc) or "read-only" in str(exc)
+
+
+_CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_CORRUPT_TEXT = ("malformed", "not a database", "file is encrypted")
+
+
+def _corrupt(exc: Exception) -> bool:
+    """Only a damaged file is moved aside: never a busy, read-only, full or newer-schema database."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    if name:
+        return name.startswith(_CORRUPT_CODES)
+    return any(t in str(exc) for t in _CORRUPT_TEXT)
 
 
 def _insert(state_dir: Path, kind: str, row: list[Any]) -> None:
@@ -320,7 +382,7 @@ def _insert(state_dir: Path, kind: str, row: list[Any]) -> None:
                 conn = _writer(state_dir)
                 try:
                     if kind == "loop.run" and row[10] is None:
-                        row[10] = _attempt(conn, row[8])
+                        row[10] = _attempt(conn, row)
                     conn.execute(_INSERT, row)
                 except sqlite3.DatabaseError:
                     _drop_writer(state_dir)
@@ -350,7 +412,7 @@ def _writer(state_dir: Path) -> sqlite3.Connection:
     if cached is not None and cached[1] == inode:
         return cached[0]
     _drop_writer(state_dir)
-    conn = connect(state_dir, timeout=0, shared=True)  # used under _LOCK from any thread
+    conn = connect(state_dir, timeout=0, shared=True, autocheckpoint=False)  # used under _LOCK
     with suppress(OSError):
         inode = (state_dir / DB_NAME).stat().st_ino
     _writers[key] = (conn, inode)
@@ -364,23 +426,59 @@ def _drop_writer(state_dir: Path) -> None:
             cached[0].close()
 
 
+SPOOL_LOCK_WAIT_S = 2.0  # how long a reader waits for writers still appending to a claimed spool
+
+
 def _spool(state_dir: Path, row: list[Any]) -> bool:
-    """Append the row as one JSON line (a single O_APPEND write: concurrent writers don't interleave)."""
+    """Append the row as one JSON line (a single O_APPEND write: concurrent writers don't interleave).
+
+    The append holds a shared flock on the spool and first checks that the file it opened is still
+    `events.spool`: a reader renames the spool before folding it in and takes the exclusive lock
+    before reading, so a line is either in the file the reader reads or in a new spool, never lost.
+    """
     line = (json.dumps(row, default=str) + "\n").encode()
+    path = state_dir / SPOOL_NAME
     try:
-        fd = os.open(state_dir / SPOOL_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        for _ in range(100):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = -1
+                if current != os.fstat(fd).st_ino:
+                    continue  # claimed by a reader between open and lock: open the new spool
+                os.write(fd, line)
+                return True
+            finally:
+                os.close(fd)  # also releases the lock
+        raise OSError("spool kept being claimed")
     except OSError as exc:
         _warn(f"cannot write ({exc}); event lost")
         return False
-    return True
+
+
+def _lock_claimed(fd: int) -> bool:
+    """The exclusive lock on a claimed spool: every writer that opened it has finished its line."""
+    deadline = time.monotonic() + SPOOL_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
 
 
 def ingest_spool(conn: sqlite3.Connection, state_dir: Path) -> int:
-    """Fold spooled events (written while the database was busy) into it; returns how many."""
+    """Fold spooled events (written while the database was busy) into it; returns how many.
+
+    The spool is claimed by renaming it; its lines are read under its exclusive lock (see `_spool`),
+    inserted idempotently (by uid, so two readers folding the same file is harmless), and the file
+    is deleted only after the commit.
+    """
     spool = state_dir / SPOOL_NAME
     pending = sorted(state_dir.glob(SPOOL_NAME + ".*.ingest"))
     if spool.exists():
@@ -391,28 +489,79 @@ def ingest_spool(conn: sqlite3.Connection, state_dir: Path) -> int:
     count = 0
     for path in pending:
         try:
-            lines = path.read_bytes().splitlines()
+            fd = os.open(path, os.O_RDONLY)
         except OSError:
-            continue
-        rows = []
-        for line in lines:
+            continue  # folded by another reader meanwhile
+        try:
+            if not _lock_claimed(fd):
+                continue  # a writer is stuck mid-line: leave the file for the next reader
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+            rows = []
+            for line in data.splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line from a killed writer
+                if isinstance(row, list) and len(row) == len(ALL_COLUMNS):
+                    rows.append(row)
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a torn last line from a killed writer
-            if isinstance(row, list) and len(row) == len(ALL_COLUMNS):
-                rows.append(row)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_INSERT, rows)
-        conn.execute("COMMIT")
-        count += len(rows)
-        with suppress(OSError):
-            path.unlink()
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            count += len(rows)
+            with suppress(OSError):
+                path.unlink()
+        finally:
+            os.close(fd)
     return count
 
 
+WAL_LIMIT = 4 << 20  # past this many WAL bytes a writer starts a background checkpoint
+WAL_CHECK_EVERY = 64  # writes between looks at the WAL's size
+_writes = [0]
+_checkpointing = threading.Event()
+
+
+def _maybe_checkpoint(state_dir: Path) -> None:
+    """Writers never checkpoint inside a write (`wal_autocheckpoint=0`): every `WAL_CHECK_EVERY`
+    writes, a WAL past `WAL_LIMIT` is checkpointed and truncated by a daemon thread on its own
+    connection (an unfinished one is taken up by the next reader or the next look)."""
+    _writes[0] += 1
+    if _writes[0] % WAL_CHECK_EVERY or _checkpointing.is_set():
+        return
+    try:
+        if (state_dir / (DB_NAME + "-wal")).stat().st_size < WAL_LIMIT:
+            return
+    except OSError:
+        return
+    _checkpointing.set()
+
+    def run() -> None:
+        try:
+            conn = sqlite3.connect(state_dir / DB_NAME, timeout=0, isolation_level=None)
+            try:
+                checkpoint(conn)  # the bulk of the copying and the fsyncs, without blocking writers
+                # then, if no write is under way, the few frames written meanwhile and a reset of the
+                # WAL (writers that find it busy for that moment retry, then spool)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass  # another process is checkpointing, or the file went away: the next look retries
+        finally:
+            _checkpointing.clear()
+
+    threading.Thread(target=run, name="ect-wal-checkpoint", daemon=True).start()
+
+
 def _after_write(state_dir: Path) -> None:
-    """In team mode, start a detached forwarder now and then (never waits for it)."""
+    """Checkpoint in the background now and then; in team mode, start a detached forwarder now and
+    then (never waits for either)."""
+    _maybe_checkpoint(state_dir)
     if not os.environ.get(URL_ENV):
         return
     marker = state_dir / FORWARD_NEXT

@@ -63,8 +63,9 @@ def _history(state: Path, now: float) -> None:
         )
 
 
-@pytest.fixture
-def html_report(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def html_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("html")
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     _history(repo / ".ect", time.time() - 600)
@@ -106,7 +107,7 @@ def test_html_charts_render_in_headless_chromium(html_report: Path, tmp_path: Pa
         [CHROMIUM, *flags, "--dump-dom", html_report.as_uri()], capture_output=True, text=True, timeout=120
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    charts = re.findall(r'<div class="chart" data-chart="([^"]+)">\s*<svg', dom.stdout)
+    charts = re.findall(r'<div class="chart" data-chart="([^"]+)"[^>]*>\s*<svg', dom.stdout)
     assert charts == [
         "Weekly trends",
         "Loop latency by phase",
@@ -122,3 +123,114 @@ def test_html_charts_render_in_headless_chromium(html_report: Path, tmp_path: Pa
         timeout=120,
     )
     assert res.returncode == 0 and shot.stat().st_size > 20_000
+
+
+def _year(state: Path, now: float) -> None:
+    """53 weeks of loop runs and weekly deployments, and no completion at all."""
+    for day in range(371):
+        t = now - (370 - day) * 86400 - 3600
+        events.record(
+            state,
+            "loop.run",
+            ts=t,
+            source="hook",
+            outcome="pass" if day % 4 else "fail",
+            duration_ms=3500.0,
+            phases={"changes": 3.0, "compile": 40.0, "select": 2.0, "tests": 3400.0},
+            test_files_selected=1,
+            test_files_total=5,
+        )
+        if day % 7 == 3:
+            events.record(state, "promotion.done", ts=t + 60, stage="production", commit_sha=f"d{day}")
+
+
+CHECK = """<script>
+const out = {charts: {}};
+for (const chart of document.querySelectorAll('div.chart')) {
+  const rects = [...chart.querySelectorAll('g[id^="xlabel-"]')].map(g => g.getBoundingClientRect());
+  let overlaps = 0;
+  for (let i = 1; i < rects.length; i++) {
+    if (rects[i].left < rects[i - 1].right - 0.5) overlaps++;
+  }
+  const ticks = [...chart.querySelectorAll('g[id^="ytick-"]')].map(g => g.id.split('-').pop());
+  const empty = (chart.dataset.empty || '').split('|').filter(Boolean);
+  const said = empty.filter(name => {
+    const p = chart.querySelector(`p.chart-note.empty[data-series="${name}"]`);
+    return p && p.getBoundingClientRect().height > 0 && p.textContent.includes(name);
+  });
+  out.charts[chart.dataset.chart] = {
+    labels: rects.length, overlaps, ticks, empty, said,
+    width: chart.querySelector('svg').getBoundingClientRect().width,
+  };
+}
+document.body.setAttribute('data-check', JSON.stringify(out));
+</script></body>"""
+
+
+@pytest.fixture(scope="module")
+def year_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("year")
+    repo = base / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    _year(repo / ".ect", time.time())
+    out = base / "report.html"
+    env = {k: v for k, v in os.environ.items() if k != "ECT_METRICS_URL"}
+    res = subprocess.run(
+        [sys.executable, "-m", "ect", "report", "--since", "400d", "--format", "html", "--output", str(out)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_year_report_marks_partial_weeks_and_names_empty_series(year_report: Path) -> None:
+    text = year_report.read_text()
+    assert "Not drawn: completion acceptance % (no completions were shown)." in text
+    assert "Hatched bars: weeks the window covers only in part" in text
+    assert "(partial)</td>" in text
+    assert text.count("xlabel-") <= 2 * 10  # at most ten week labels per chart (two charts)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_year_charts_in_chromium_have_no_overlapping_labels(year_report: Path, tmp_path: Path) -> None:
+    """Defect 6: rendered by Chromium, week labels do not overlap, count axes have integer ticks, and a
+    series left out is named in a visible message next to its chart."""
+    assert CHROMIUM is not None
+    page = tmp_path / "checked.html"
+    page.write_text(year_report.read_text().replace("</body>", CHECK))
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'data-check="([^"]+)"', dom.stdout)
+    assert found, "the check script did not run"
+    import html as html_mod
+    import json
+
+    charts = json.loads(html_mod.unescape(found.group(1)))["charts"]
+    trends, deploys = charts["Weekly trends"], charts["Deployments to production per week"]
+    for chart in (trends, deploys):
+        assert 5 <= chart["labels"] <= 10 and chart["overlaps"] == 0, chart
+        assert chart["ticks"] and all(t.lstrip("-").isdigit() for t in chart["ticks"]), chart["ticks"]
+        assert chart["width"] > 300
+    assert (
+        trends["empty"] == ["completion acceptance %", "hook bypass %"] and trends["said"] == trends["empty"]
+    )
+    assert "Loop latency by phase" in charts

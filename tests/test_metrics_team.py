@@ -101,11 +101,11 @@ def test_sync_forwards_and_resync_never_duplicates(repo: Path, team_url: str) ->
         events.record(state, "loop.run", ts=time.time() - i, outcome="pass", duration_ms=float(i))
     res = ect(repo, "metrics", "sync", "--url", team_url)
     assert res.returncode == 0, res.stderr
-    assert "forwarded 50 events" in res.stdout and "0 pending" in res.stdout
+    assert "sent 50 events" in res.stdout and ": 50 new;" in res.stdout and "0 pending" in res.stdout
     local = {e["uid"] for e in events.query(state)}
     assert sorted(remote_uids(team_url)) == sorted(local)
     res = ect(repo, "metrics", "sync", "--all", "--url", team_url)  # everything is sent again
-    assert "forwarded 50 events" in res.stdout
+    assert "sent 50 events" in res.stdout and ": 0 new (50 already there)" in res.stdout  # defect 6
     assert len(remote_uids(team_url)) == 50
     status = ect(repo, "metrics", "status", url=team_url)
     assert "0 pending" in status.stdout
@@ -132,7 +132,7 @@ def test_unreachable_team_db_keeps_events_locally_until_sync(repo: Path, team_ur
     assert res.returncode == 2
     assert "cannot reach the team database" in res.stderr and "Traceback" not in res.stderr
     res = ect(repo, "metrics", "sync", "--url", team_url)
-    assert res.returncode == 0 and "forwarded 100 events" in res.stdout
+    assert res.returncode == 0 and "sent 100 events" in res.stdout
     assert len(remote_uids(team_url)) == 100
 
 
@@ -197,9 +197,11 @@ def _history(state: Path, now: float) -> None:
 
 def test_team_report_equals_local_report(repo: Path, team_url: str) -> None:
     _history(repo / ".ect", time.time() - 10_000)
-    local = ect(repo, "report", "--since", "3d", "--format", "json", "--by", "author", "--local")
+    until = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 60))  # one window for both
+    args = ("report", "--since", "3d", "--until", until, "--format", "json", "--by", "author")
+    local = ect(repo, *args, "--local")
     assert local.returncode == 0, local.stderr
-    team = ect(repo, "report", "--since", "3d", "--format", "json", "--by", "author", url=team_url)
+    team = ect(repo, *args, url=team_url)
     assert team.returncode == 0, team.stderr
     a, b = json.loads(local.stdout), json.loads(team.stdout)
     assert (a["store"]["kind"], b["store"]["kind"]) == ("sqlite", "postgresql")
@@ -218,5 +220,155 @@ def test_prune_team_and_unforwarded_events_are_kept(repo: Path, team_url: str) -
     assert ect(repo, "metrics", "sync", url=team_url).returncode == 0
     res = ect(repo, "metrics", "prune", "--older-than", "90d", "--team", url=team_url)
     assert res.returncode == 0, res.stderr
-    assert "local: deleted 1 events" in res.stdout and "team: deleted 1 events" in res.stdout
+    assert "local: deleted 1 event older" in res.stdout and "team: deleted 1 event in" in res.stdout
     assert len(remote_uids(team_url)) == 1
+
+
+class BlackholeProxy:
+    """A TCP proxy to PostgreSQL that goes silent (keeps the sockets open, answers nothing) once the
+    client sends `trigger`: a network that died after connecting, as a middlebox would show it."""
+
+    def __init__(self, upstream: str, trigger: bytes = b"CREATE TEMP") -> None:
+        import threading
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(upstream)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.trigger = trigger
+        self.dead = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        port = self.sock.getsockname()[1]
+        self.url = upstream.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{port}")
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target, timeout=10)
+            self.conns += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if from_client and self.trigger in data:
+                self.dead.set()
+            if not self.dead.is_set():
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+FORWARDER = r"""
+import sys
+from pathlib import Path
+from ect.metrics.forward import run_forwarder
+max_s = None if sys.argv[3] == "-" else float(sys.argv[3])
+sys.exit(run_forwarder(Path(sys.argv[1]), sys.argv[2], linger_s=0.5, max_s=max_s, stale_s=float(sys.argv[4])))
+"""
+
+
+def _forwarder(state: Path, url: str, max_s: str, stale_s: float = 90.0) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", FORWARDER, str(state), url, max_s, str(stale_s)], env=env(), text=True
+    )
+
+
+def test_connection_has_statement_timeout_and_keepalives(team_url: str) -> None:
+    """Defect 2: the server ends a long statement; TCP keepalives watch a silent peer."""
+    from ect.metrics import pg
+
+    conn = pg.connect(team_url)
+    try:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("1min",)
+        params = conn.info.get_parameters()
+        assert params.get("keepalives_idle") == "5" and params.get("tcp_user_timeout") == "20000"
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_forwarder_on_a_dead_network_ends_itself_and_loses_nothing(tmp_path: Path, team_url: str) -> None:
+    """Defect 2: connected, then the network goes silent: the forwarder ends at its lifetime limit,
+    frees the lock, and every event is still queued locally for the next sync."""
+    state = tmp_path / ".ect"
+    for i in range(20):
+        events.record(state, "t.event", n=i)
+    proxy = BlackholeProxy(team_url)
+    try:
+        t0 = time.monotonic()
+        proc = _forwarder(state, proxy.url, "3")
+        rc = proc.wait(timeout=30)
+        assert proxy.dead.is_set()  # it did hang on the silent connection
+        assert rc != 0 and time.monotonic() - t0 < 15
+    finally:
+        proxy.close()
+    from ect.metrics.forward import sync
+
+    assert sync(state, team_url).sent == 20
+    assert len(remote_uids(team_url)) == 20
+
+
+@pytest.mark.slow
+def test_a_hung_forwarder_lock_is_taken_over(tmp_path: Path, team_url: str) -> None:
+    """Defect 2: a forwarder hung without a lifetime limit holds `forward.lock`; once its heartbeat is
+    stale, the next forwarder ends it, takes the lock and forwards everything."""
+    state = tmp_path / ".ect"
+    for i in range(20):
+        events.record(state, "t.event", n=i)
+    proxy = BlackholeProxy(team_url)
+    hung = _forwarder(state, proxy.url, "-")
+    try:
+        deadline = time.monotonic() + 20
+        while not proxy.dead.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.dead.is_set()
+        blocked = _forwarder(state, team_url, "20", stale_s=60.0)
+        assert blocked.wait(timeout=30) == 0  # lock held and fresh: it leaves
+        assert remote_uids(team_url) == []
+        time.sleep(1.2)
+        successor = _forwarder(state, team_url, "20", stale_s=1.0)
+        assert successor.wait(timeout=30) == 0
+        assert hung.wait(timeout=10) == -9
+    finally:
+        if hung.poll() is None:
+            hung.kill()
+            hung.wait()
+        proxy.close()
+    assert len(remote_uids(team_url)) == 20
+
+
+def test_team_down_offers_local_and_hides_the_password(repo: Path, team_url: str) -> None:
+    """Defect 7: a password in the URL's query string never shows; the team report, when the server
+    is down, says how to report locally; `--local` ignores a bad ECT_METRICS_URL."""
+    events.record(repo / ".ect", "loop.run", outcome="pass", duration_ms=5.0)
+    dead = _dead_url() + "?password=hunter2&sslmode=disable"
+    for args in (["report"], ["metrics", "sync"], ["metrics", "status"]):
+        res = ect(repo, *args, url=dead)
+        assert "hunter2" not in res.stdout + res.stderr, args
+    res = ect(repo, "report", url=dead)
+    assert res.returncode == 2 and "password=***" in res.stderr
+    assert "`ect report --local`" in res.stderr and "Traceback" not in res.stderr
+    res = ect(repo, "report", "--local", "--format", "json", url="mysql://not-a-postgres-url")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["store"]["kind"] == "sqlite"

@@ -6,6 +6,8 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from ect import events
 from ect.config import Config, check_table, load_config
 from ect.errors import EctError
 from ect.metrics import timespec
-from ect.metrics.formats import FORMATS
+from ect.metrics.formats import FORMATS, plural
 from ect.metrics.report import BY_CHOICES
 from ect.repo import find_root
 
@@ -73,6 +75,24 @@ def _open_local(state: Path) -> Any:
     return store
 
 
+@contextmanager
+def _local_db(state: Path) -> Iterator[sqlite3.Connection]:
+    """The local event database for `metrics` commands; a newer schema or a damaged file is a one-line
+    error (never moved aside here: only a write through `ect.events.record` does that)."""
+    db = state / events.DB_NAME
+    version = _schema_version(db)
+    if version is not None and version > events.SCHEMA_VERSION:
+        raise EctError(
+            f"event store {db} has schema v{version}, newer than this ect "
+            f"(v{events.SCHEMA_VERSION}): upgrade ect"
+        )
+    try:
+        with events.opened(state) as conn:
+            yield conn
+    except sqlite3.DatabaseError as exc:
+        raise EctError(f"cannot read the event store {db}: {exc}") from None
+
+
 def _schema_version(db: Path) -> int | None:
     if not db.exists():
         return None
@@ -120,7 +140,7 @@ def report(
 
     start, end = timespec.window(since, until)
     _root, cfg, settings = _setup()
-    team_url = pg.team_url(url)
+    team_url = pg.team_url(url) if team is not False or url else None  # --local never reads the URL
     use_team = bool(team_url) if team is None else team
     if use_team and not team_url:
         raise EctError(f"--team needs a database: set {events.URL_ENV} or pass --url")
@@ -129,7 +149,10 @@ def report(
         assert team_url is not None
         from ect.metrics.store import PostgresStore
 
-        store = PostgresStore(team_url)
+        try:
+            store = PostgresStore(team_url)
+        except EctError as exc:
+            raise EctError(f"{exc}; `ect report --local` reports this machine's events") from None
         _try_sync(cfg.state_path, team_url, store.conn)
     else:
         store = _open_local(cfg.state_path)
@@ -158,7 +181,7 @@ def report(
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise EctError(f"cannot write {output}: {exc.strerror}") from None
-        click.echo(f"wrote {output} ({fmt}, {result['events']:,} events)", err=True)
+        click.echo(f"wrote {output} ({fmt}, {plural(result['events'], 'event')})", err=True)
     return 0
 
 
@@ -218,10 +241,20 @@ def sync_cmd(url: str | None, resend: bool) -> int:
     if not (cfg.state_path / events.DB_NAME).exists():
         click.echo("nothing to forward: no local events yet")
         return 0
-    if resend:
-        reset_mark(cfg.state_path, team_url)
-    result = sync(cfg.state_path, team_url)
-    click.echo(f"forwarded {result.sent:,} events to {result.target}; {result.pending:,} pending")
+    with _local_db(cfg.state_path):
+        pass  # a newer or damaged store is a one-line error before anything is sent
+    try:
+        if resend:
+            reset_mark(cfg.state_path, team_url)
+        result = sync(cfg.state_path, team_url)
+    except sqlite3.DatabaseError as exc:
+        raise EctError(f"cannot read the event store {cfg.state_path / events.DB_NAME}: {exc}") from None
+    known = result.sent - result.new
+    already = f" ({known:,} already there)" if known else ""
+    click.echo(
+        f"sent {plural(result.sent, 'event')} to {result.target}: {result.new:,} new{already};"
+        f" {result.pending:,} pending"
+    )
     return 0
 
 
@@ -243,7 +276,7 @@ def prune(older_than: str, team: bool, force: bool, dry_run: bool, url: str | No
     state = cfg.state_path
     removed = kept = 0
     if (state / events.DB_NAME).exists():
-        with events.opened(state) as conn:
+        with _local_db(state) as conn:
             limit = "" if force or not team_url else " AND id <= ?"
             args: list[Any] = [cutoff]
             if limit:
@@ -257,7 +290,7 @@ def prune(older_than: str, team: bool, force: bool, dry_run: bool, url: str | No
                 conn.execute(f"DELETE FROM events WHERE ts < ?{limit}", args)
     verb = "would delete" if dry_run else "deleted"
     note = f"; kept {kept:,} not yet forwarded (run `ect metrics sync` or use --force)" if kept else ""
-    click.echo(f"local: {verb} {removed:,} events older than {timespec_label(cutoff)}{note}")
+    click.echo(f"local: {verb} {plural(removed, 'event')} older than {timespec_label(cutoff)}{note}")
     if team and team_url:
         conn_pg = pg.connect(team_url)
         try:
@@ -270,7 +303,7 @@ def prune(older_than: str, team: bool, force: bool, dry_run: bool, url: str | No
                     count = conn_pg.execute(f"DELETE {sql}", (cutoff,)).rowcount
         finally:
             conn_pg.close()
-        click.echo(f"team: {verb} {count:,} events in {pg.redact(team_url)}")
+        click.echo(f"team: {verb} {plural(count, 'event')} in {pg.redact(team_url)}")
     return 0
 
 
@@ -287,7 +320,7 @@ def status() -> int:
     if not db.exists():
         click.echo("no events yet")
     else:
-        with events.opened(state) as conn:
+        with _local_db(state) as conn:
             n, first, last = conn.execute("SELECT count(*), min(ts), max(ts) FROM events").fetchone()
             click.echo(f"events: {n:,} from {timespec_label(first)} to {timespec_label(last)}")
             if team_url:

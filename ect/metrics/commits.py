@@ -79,7 +79,8 @@ def record_commit(root: Path, state_dir: Path, now: float | None = None) -> dict
         since = float(prev[0]) if prev and prev[0] is not None else 0.0
         runs = conn.execute(
             "SELECT ts, outcome, source FROM events WHERE kind = 'loop.run' AND ts > ? AND ts <= ?"
-            " AND coalesce(outcome, '') <> 'noop' ORDER BY ts",
+            " AND coalesce(outcome, '') <> 'noop' AND coalesce(source, '') NOT IN ('review', 'bot')"
+            " ORDER BY ts",
             (since, now),
         ).fetchall()
         hook_runs = conn.execute(

@@ -38,13 +38,50 @@ def tier_restore(seconds: float) -> str:
     return "elite" if seconds < HOUR else "high" if seconds < DAY else "medium" if seconds < WEEK else "low"
 
 
+CHANGE_FIELDS = ("change", "review", "branch")  # what names a change, most specific first
+
+
 def change_key(event: dict[str, Any]) -> str | None:
-    """What ties review and promotion events of one change: `change`, else the commit."""
-    key = event.get("change") or event.get("commit_sha")
-    return str(key) if key else None
+    """What ties review and promotion events of one change: `change` / `review` / `branch` (with the
+    repository), else the commit."""
+    for name in CHANGE_FIELDS:
+        value = event.get(name)
+        if value:
+            return f"{name}:{event.get('repo') or ''}:{value}"
+    sha = event.get("commit_sha")
+    return str(sha) if sha else None
 
 
-def dora(evs: Iterable[dict[str, Any]], start: float, end: float, production: str) -> dict[str, Any]:
+def _rollout_failures(evs: list[dict[str, Any]], production: str) -> list[dict[str, Any]]:
+    """`rollout.rollback` events (fields stage, revision, wave, at) as rollbacks of their revision; the
+    first `rollout.alarm` of the same revision and stage, when there is one, is when it failed."""
+    alarms: dict[tuple[Any, Any], float] = {}
+    out = []
+    for e in evs:
+        if e["kind"] not in ("rollout.alarm", "rollout.rollback"):
+            continue
+        if e.get("stage") not in (None, production):
+            continue
+        at = e.get("at")
+        when = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else e["ts"]
+        key = (e.get("revision") or e.get("commit_sha"), e.get("stage"))
+        if e["kind"] == "rollout.alarm":
+            alarms.setdefault(key, when)
+            continue
+        rollback = {**e, "ts": e["ts"], "commit_sha": key[0], "restored_ts": when}
+        if key in alarms:
+            rollback["failed_ts"] = alarms[key]
+        out.append(rollback)
+    return out
+
+
+def dora(
+    evs: Iterable[dict[str, Any]],
+    start: float,
+    end: float,
+    production: str,
+    observed_from: float | None = None,
+) -> dict[str, Any]:
     """The four keys over deployments (promotion.done to `production`) in [start, end).
 
     - lead time: per commit first reaching production: deploy ts - `first_commit_ts` (the first
@@ -52,7 +89,10 @@ def dora(evs: Iterable[dict[str, Any]], start: float, end: float, production: st
       that sha; deployments with neither are counted as unknown.
     - a deployment failed when a `rollback` names its commit (the latest deploy of that sha before
       the rollback); time to restore = rollback ts (or its `restored_ts`) - failed deploy ts (or the
-      rollback's `failed_ts`).
+      rollback's `failed_ts`). A `rollout.rollback` of a revision counts the same way, restored at
+      its `at`, failed at the first `rollout.alarm` of that revision (else at the deploy).
+    - deployment frequency is over the span observed: from the later of `start` and the first event
+      held (`observed_from`) to `end`, at least one day.
     """
     evs = sorted(evs, key=lambda e: e["ts"])
     commit_ts: dict[str, float] = {}
@@ -83,7 +123,8 @@ def dora(evs: Iterable[dict[str, Any]], start: float, end: float, production: st
             lead_times.append(max(0.0, d["ts"] - float(first)))
     failed: set[int] = set()
     restores: list[float] = []
-    for r in (e for e in evs if e["kind"] == "rollback" and start <= e["ts"] < end + WEEK):
+    rollbacks = [e for e in evs if e["kind"] == "rollback"] + _rollout_failures(evs, production)
+    for r in (e for e in rollbacks if start <= e["ts"] < end + WEEK):
         sha = r.get("commit_sha") or r.get("rolled_back_sha")
         prior = [i for i, d in enumerate(in_window) if d.get("commit_sha") == sha and d["ts"] <= r["ts"]]
         if not prior or prior[-1] in failed:
@@ -95,7 +136,8 @@ def dora(evs: Iterable[dict[str, Any]], start: float, end: float, production: st
         if not isinstance(ended, (int, float)):
             ended = r["ts"]
         restores.append(max(0.0, float(ended) - float(began)))
-    days = max((end - start) / DAY, 1e-9)
+    span_start = max(start, observed_from) if observed_from is not None else start
+    days = max((end - span_start) / DAY, 1.0)
     n = len(in_window)
     per_day = n / days
     lead_p50 = quantiles(lead_times, [0.5])[0]
@@ -107,6 +149,7 @@ def dora(evs: Iterable[dict[str, Any]], start: float, end: float, production: st
         "deployment_frequency": {
             "per_day": per_day,
             "per_week": per_day * 7,
+            "over_days": round(days, 2),
             "tier": tier_frequency(per_day) if n else None,
         },
         "lead_time": {
@@ -147,24 +190,60 @@ def _is_bot(e: dict[str, Any]) -> bool:
 def review(evs: Iterable[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
     """Turnaround per change whose first `review.requested` is in [start, end) (p50/p75, seconds).
 
-    first bot comment: the first `review.comment` from the bot; first human action: the first
-    comment, approval or rejection not from the bot; approval: the first `review.approved`.
+    Events are tied to the change, not to the commit they name: by `change`/`review`/`branch` when
+    given; else a later commit is followed back through the `parents` that `git.commit` events
+    recorded to the commit the review was requested at; else events of one change share its
+    `first_commit_ts`. First bot response: the bot's first comment or finished check
+    (`review.checked`, also when it found nothing); first human action: the first comment, approval
+    or rejection not from the bot; approval: the first `review.approved`.
     """
+    evs = sorted(evs, key=lambda e: e["ts"])
+    parent: dict[str, str] = {}
+    for e in evs:
+        parents = e.get("parents")
+        if e["kind"] == "git.commit" and e.get("commit_sha") and isinstance(parents, list) and parents:
+            parent.setdefault(str(e["commit_sha"]), str(parents[0]))
     requested: dict[str, float] = {}
+    by_sha: dict[str, str] = {}  # commit the review was requested at -> change
+    by_first: dict[tuple[Any, Any], str] = {}  # (repo, first_commit_ts) -> change
     bot: dict[str, float] = {}
     human: dict[str, float] = {}
     approved: dict[str, float] = {}
-    for e in sorted(evs, key=lambda e: e["ts"]):
+
+    def change_of(e: dict[str, Any]) -> str | None:
         key = change_key(e)
-        if key is None:
-            continue
+        if key is None or key in requested:
+            return key
+        sha = e.get("commit_sha")
+        for _ in range(200):  # bounded walk back through the recorded history
+            if not sha:
+                break
+            if sha in by_sha:
+                return by_sha[sha]
+            sha = parent.get(str(sha))
+        first = e.get("first_commit_ts")
+        if first is not None and (e.get("repo"), first) in by_first:
+            return by_first[(e.get("repo"), first)]
+        return key
+
+    for e in evs:
         kind = e["kind"]
+        if not kind.startswith("review."):
+            continue
         if kind == "review.requested":
+            key = change_of(e)
+            if key is None:
+                continue
             requested.setdefault(key, e["ts"])
+            if e.get("commit_sha"):
+                by_sha.setdefault(str(e["commit_sha"]), key)
+            if e.get("first_commit_ts") is not None:
+                by_first.setdefault((e.get("repo"), e["first_commit_ts"]), key)
             continue
-        if key not in requested or e["ts"] < requested[key]:
+        key = change_of(e)
+        if key is None or key not in requested or e["ts"] < requested[key]:
             continue
-        if kind == "review.comment" and _is_bot(e):
+        if kind in ("review.comment", "review.checked") and (_is_bot(e) or kind == "review.checked"):
             bot.setdefault(key, e["ts"])
         elif kind in ("review.comment", "review.approved", "review.rejected") and not _is_bot(e):
             human.setdefault(key, e["ts"])

@@ -38,6 +38,11 @@ def fmt_num(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 event`, `2 events`, `8,000 events`."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
 
@@ -80,26 +85,46 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
         (
             "Loop",
             [
-                ("runs", fmt_num(loop["runs"])),
+                (
+                    "runs (by developers)",
+                    fmt_num(loop["runs"])
+                    + (
+                        f" (+{plural(loop['bot_runs'], 'review-bot run')} not counted)"
+                        if loop["bot_runs"]
+                        else ""
+                    ),
+                ),
                 (
                     "outcomes pass / fail / error / noop",
                     " / ".join(fmt_num(loop["outcomes"][k]) for k in ("pass", "fail", "error", "noop")),
                 ),
                 (
                     "first-pass green",
-                    f"{fmt_rate(fpg['rate'])} of {fmt_num(fpg['first_attempts'])} first attempts",
+                    f"{fmt_rate(fpg['rate'])} of {plural(fpg['first_attempts'], 'first attempt')}",
                 ),
                 *[
                     (f"latency {phase} p50 / p90", f"{fmt_ms(v['p50'])} / {fmt_ms(v['p90'])}")
                     for phase, v in loop["latency_ms"].items()
                 ],
+                ("latency over", plural(loop["latency_runs"], "run") + ", phases over the same runs"),
                 (
                     "test files run / total",
                     f"{fmt_num(sel['test_files_run'])} / {fmt_num(sel['test_files_total'])}"
                     f" ({fmt_rate(sel['share_run'])})",
                 ),
-                ("time saved by selection (est.)", fmt_s(sel["time_saved_s"])),
-                ("hook bypass rate", f"{fmt_rate(bp['rate'])} ({bp['bypassed']} of {bp['commits']} commits)"),
+                (
+                    "time saved by selection (est.)",
+                    fmt_s(sel["time_saved_s"])
+                    + (
+                        f" (incl. {plural(sel['runs_selecting_nothing'], 'run')} that needed no test)"
+                        if sel.get("runs_selecting_nothing")
+                        else ""
+                    ),
+                ),
+                (
+                    "hook bypass rate",
+                    f"{fmt_rate(bp['rate'])} ({bp['bypassed']:,} of {plural(bp['commits'], 'commit')})",
+                ),
             ],
         ),
         (
@@ -144,7 +169,7 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
                     f" (n={rv[key]['n']}, pending {rv[key]['pending']})",
                 )
                 for key, label in (
-                    ("first_bot_comment", "first bot comment"),
+                    ("first_bot_comment", "first bot response"),
                     ("first_human_action", "first human action"),
                     ("approval", "approval"),
                 )
@@ -154,7 +179,11 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
             "Delivery (DORA four keys)",
             [
                 ("deployments to " + dl["production_stage"], fmt_num(dl["deployments"])),
-                ("deployment frequency", f"{freq['per_week']:.2f}/week [{freq['tier'] or '-'}]"),
+                (
+                    "deployment frequency",
+                    f"{freq['per_week']:.2f}/week [{freq['tier'] or '-'}]"
+                    + (f" over {fmt_s(freq['over_days'] * 86400)} observed" if "over_days" in freq else ""),
+                ),
                 (
                     "lead time for changes p50",
                     f"{fmt_s(lead['p50_s'])} [{lead['tier'] or '-'}]"
@@ -172,7 +201,7 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     rows = [
         (
             "changes with / without accepted completions",
-            f"{ab['changes_with_completions']} / {ab['changes_without']}",
+            f"{ab['changes_with_completions']:,} / {ab['changes_without']:,}",
         )
     ]
     for name, m in ab["metrics"].items():
@@ -182,17 +211,28 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def ab_line(m: dict[str, Any]) -> str:
+    """One A/B metric in words; a side without data says so instead of printing `-`."""
+
     def f(v: Any) -> str:
         return fmt_num(round(v, 3) if isinstance(v, float) else v)
 
+    if m["with"] is None or m["without"] is None:
+        sides = [
+            f"{name}: {'no data' if m[key] is None else f(m[key])} (n={m[n]})"
+            for name, key, n in (("with", "with", "n_with"), ("without", "without", "n_without"))
+        ]
+        return f"{'; '.join(sides)}: no comparison"
     rel = m["relative"]
     lo, hi = m["relative_ci95"]
     rel_txt = ""
     if rel is not None and lo is not None and hi is not None:
         rel_txt = f", {rel * 100:+.1f}% [95% CI {lo * 100:+.1f}%, {hi * 100:+.1f}%]"
+    ci = ""
+    if m["ci95"][0] is not None and m["ci95"][1] is not None:
+        ci = f" [95% CI {f(m['ci95'][0])}, {f(m['ci95'][1])}]"
     return (
-        f"{f(m['with'])} vs {f(m['without'])} (n={m['n_with']}/{m['n_without']}; diff {f(m['diff'])}"
-        f" [95% CI {f(m['ci95'][0])}, {f(m['ci95'][1])}]{rel_txt}) {m['verdict']}"
+        f"with {f(m['with'])}, without {f(m['without'])} (n={m['n_with']}/{m['n_without']};"
+        f" difference {f(m['diff'])}{ci}{rel_txt}): {m['verdict']}"
     )
 
 
@@ -219,7 +259,7 @@ def to_table(report: dict[str, Any], width: int | None = None) -> str:
     console.print(
         Text(
             f"ect report {w['since']} .. {w['until']} ({w['days']} days) from {st['kind']} "
-            f"({st['where']}), {report['events']:,} events, {report['elapsed_ms']:.0f} ms"
+            f"({st['where']}), {plural(report['events'], 'event')}, {report['elapsed_ms']:.0f} ms"
         )
     )
     for title, rows in sections(report):
@@ -241,7 +281,8 @@ def to_table(report: dict[str, Any], width: int | None = None) -> str:
         for _, label, _f in GROUP_COLUMNS:
             table.add_column(label, justify="right")
         for r in rows_data or []:
-            table.add_row(Text(r["group"]), *[Text(f(r[c])) for c, _, f in GROUP_COLUMNS])
+            label = r["group"] + (" (partial)" if r.get("partial") else "")
+            table.add_row(Text(label), *[Text(f(r[c])) for c, _, f in GROUP_COLUMNS])
         console.print(table)
     console.print(Text(report["ab"]["note"]))
     for note in report.get("notes", []):

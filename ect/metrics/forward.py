@@ -9,10 +9,13 @@ starts in team mode: it takes a lock, drains, backs off when the server is down.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -34,6 +37,7 @@ class SyncResult:
     sent: int  # rows sent this time (duplicates on the server included)
     pending: int  # rows still waiting locally
     target: str
+    new: int = 0  # rows the server did not have yet
 
 
 def target_key(url: str) -> str:
@@ -66,7 +70,7 @@ def sync(state_dir: Path, url: str, timeout: int = pg.CONNECT_TIMEOUT_S, remote:
 
     `remote`: an open connection to reuse (the caller closes it); else one is opened and closed here.
     """
-    sent = 0
+    sent = new = 0
     own = remote is None
     with events.opened(state_dir) as local:
         if remote is None:
@@ -80,7 +84,7 @@ def sync(state_dir: Path, url: str, timeout: int = pg.CONNECT_TIMEOUT_S, remote:
                 ).fetchall()
                 if not rows:
                     break
-                _send(remote, [r[1:] for r in rows])
+                new += _send(remote, [r[1:] for r in rows])
                 local.execute(
                     "INSERT INTO forward_state (target, last_id, updated) VALUES (?, ?, ?)"
                     " ON CONFLICT (target) DO UPDATE SET last_id = excluded.last_id,"
@@ -101,11 +105,11 @@ def sync(state_dir: Path, url: str, timeout: int = pg.CONNECT_TIMEOUT_S, remote:
             if own:
                 remote.close()
         pending = pending_count(local, url)
-    return SyncResult(sent=sent, pending=pending, target=pg.redact(url))
+    return SyncResult(sent=sent, pending=pending, target=pg.redact(url), new=new)
 
 
-def _send(remote: Any, rows: list[tuple[Any, ...]]) -> None:
-    """COPY a batch into a temp table, then insert what the server does not have yet."""
+def _send(remote: Any, rows: list[tuple[Any, ...]]) -> int:
+    """COPY a batch into a temp table, then insert what the server does not have yet (how many)."""
     cols = ", ".join(FORWARDED_COLUMNS)
     with remote.transaction(), remote.cursor() as cur:
         cur.execute(
@@ -116,6 +120,7 @@ def _send(remote: Any, rows: list[tuple[Any, ...]]) -> None:
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO {pg.TABLE} ({cols}) SELECT {cols} FROM ect_in ON CONFLICT (uid) DO NOTHING")
+        return max(int(cur.rowcount), 0)
 
 
 def _backoff(state_dir: Path, failed: bool) -> None:
@@ -144,28 +149,97 @@ def _next_spawn(state_dir: Path) -> float:
         return 0.0
 
 
-def run_forwarder(state_dir: Path, url: str, linger_s: float = 2.0) -> int:
-    """Drain the outbox under an exclusive lock; keep draining while events keep coming."""
-    lock_path = state_dir / "forward.lock"
-    with open(lock_path, "w") as lock:
+MAX_LIFETIME_S = 300  # a forwarder ends itself after this long, hung or not (SIGALRM)
+STALE_S = 90.0  # a lock whose holder has not shown progress for this long is taken over
+LOCK_FILE = "forward.lock"
+
+
+def _heartbeat(lock: Any) -> None:
+    """Say in the lock file who holds it and that it is still making progress."""
+    with contextlib.suppress(OSError):
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()} {time.time():.3f}\n")
+        lock.flush()
+
+
+def _holder(path: Path) -> tuple[int, float] | None:
+    try:
+        pid_text, beat_text = path.read_text().split()[:2]
+        return int(pid_text), float(beat_text)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_forwarder(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"ect.metrics.forward" in cmdline
+
+
+def _take_lock(lock: Any, path: Path, stale_s: float) -> bool:
+    """The forwarder lock; a holder silent for `stale_s` (hung on a dead network) is ended first."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        pass
+    holder = _holder(path)
+    if holder is None or time.time() - holder[1] < stale_s or not _is_forwarder(holder[0]):
+        return False  # another forwarder is at work
+    with contextlib.suppress(OSError):
+        os.kill(holder[0], signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except OSError:
-            return 0  # another forwarder is at work
-        idle_since = time.monotonic()
+            time.sleep(0.05)
+    return False
+
+
+def run_forwarder(
+    state_dir: Path, url: str, linger_s: float = 2.0, max_s: float | None = None, stale_s: float = STALE_S
+) -> int:
+    """Drain the outbox under an exclusive lock; keep draining while events keep coming.
+
+    Never hangs: the connection has keepalives and a statement timeout (`pg.connect`), the
+    process ends itself after `max_s` (SIGALRM, whatever it is blocked in; `main` sets
+    `MAX_LIFETIME_S`), and a successor takes over a lock whose holder has shown no progress for
+    `stale_s`.
+    """
+    if max_s is not None:
+        signal.alarm(max(1, math.ceil(max_s)))
+    lock_path = state_dir / LOCK_FILE
+    with open(lock_path, "a+") as lock:
+        if not _take_lock(lock, lock_path, stale_s):
+            return 0
+        _heartbeat(lock)
         try:
             remote = pg.connect(url)
         except EctError:
             _backoff(state_dir, failed=True)
             return 1
+        idle_since = time.monotonic()
         try:
-            # linger while events keep coming, and at least until `record` may spawn a successor
-            while time.monotonic() - idle_since < linger_s or time.time() < _next_spawn(state_dir) + 0.5:
+            # drain at least once, then linger while events keep coming, and at least until
+            # `record` may spawn a successor
+            first = True
+            while (
+                first
+                or time.monotonic() - idle_since < linger_s
+                or time.time() < _next_spawn(state_dir) + 0.5
+            ):
+                first = False
                 try:
                     result = sync(state_dir, url, remote=remote)
                 except EctError:
                     _backoff(state_dir, failed=True)
                     return 1
+                _heartbeat(lock)
                 if result.sent:
                     idle_since = time.monotonic()
                 time.sleep(0.2)
@@ -187,7 +261,7 @@ def main(argv: list[str]) -> int:
         return 2
     if not url:
         return 0
-    return run_forwarder(state_dir, url)
+    return run_forwarder(state_dir, url, max_s=MAX_LIFETIME_S)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import io
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from ect.metrics.formats import GROUP_COLUMNS, sections
+from ect.metrics.formats import GROUP_COLUMNS, plural, sections
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
@@ -14,18 +16,70 @@ color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .75rem;border-bottom:1px solid #eee;
 text-align:left}th{background:#f6f6f6}td.num{text-align:right}.chart{margin:1rem 0}.note{color:#666}
+.chart-note{color:#555;font-size:.85rem;margin:.25rem 0}
 """
 
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg")  # fixed margins (set per chart): one draw, not two
     text = buf.getvalue()
     return text[text.index("<svg") :]
 
 
-def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(title, inline SVG) for each chart that has data."""
+MAX_DATE_LABELS = 10  # horizontal week labels at most this many across a chart: they never overlap
+PARTIAL_HATCH = "///"
+
+
+@dataclass
+class Chart:
+    """One chart: its title, inline SVG, the series drawn and the ones left out (with why)."""
+
+    title: str
+    svg: str
+    series: list[str] = field(default_factory=list)
+    empty: dict[str, str] = field(default_factory=dict)  # series name -> why it is not drawn
+    notes: list[str] = field(default_factory=list)
+
+
+def _week_axis(ax: Any, weeks: list[str]) -> None:
+    """Week labels as `Nov 02`, every k-th week so that at most `MAX_DATE_LABELS` show, horizontal;
+    the years under the axis."""
+    from datetime import date
+
+    step = max(1, math.ceil(len(weeks) / MAX_DATE_LABELS))
+    ticks = list(range(0, len(weeks), step))
+    days = [date.fromisoformat(w) for w in weeks]
+    ax.set_xticks(ticks, [days[i].strftime("%b %d") for i in ticks])
+    for i, label in zip(ticks, ax.get_xticklabels(), strict=True):
+        label.set_gid(f"xlabel-{weeks[i]}")
+    ax.tick_params(axis="x", labelsize=8, rotation=0)
+    years = sorted({d.year for d in days})
+    ax.set_xlabel(f"week starting (Monday, UTC), {years[0]}" + (f"-{years[-1]}" if len(years) > 1 else ""))
+    ax.set_xlim(-0.6, len(weeks) - 0.4)
+
+
+def _count_axis(ax: Any, label: str) -> None:
+    """A count axis: integer ticks only, from 0."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(label)
+
+
+def _tag_y_ticks(fig: Any, ax: Any, name: str) -> None:
+    """Fix the y ticks now (what the locator would draw) and name their labels after their values
+    (`ytick-NAME-3`) so a browser test can read them; no extra draw."""
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in ax.yaxis.get_major_locator().tick_values(lo, hi) if lo <= t <= hi]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    for t, label in zip(ticks, ax.get_yticklabels(), strict=True):
+        label.set_gid(f"ytick-{name}-{t:g}")
+
+
+def charts(report: dict[str, Any]) -> list[Chart]:
+    """The charts that have data; a series without data is named with the reason instead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,55 +87,105 @@ def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
     matplotlib.rcParams["svg.hashsalt"] = "ect"
     import matplotlib.pyplot as plt
 
-    out: list[tuple[str, str]] = []
+    out: list[Chart] = []
     trends = report["trends"]
     weeks = [r["group"] for r in trends]
+    xs = list(range(len(weeks)))
+    partial = [bool(r.get("partial")) for r in trends]
     if trends:
-        fig, ax = plt.subplots(figsize=(9, 3.2))
-        ax.bar(weeks, [r["loop_runs"] for r in trends], color="#4c78a8", label="loop runs")
-        ax.set_ylabel("loop runs")
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        fig.subplots_adjust(left=0.08, right=0.92, bottom=0.2, top=0.84)
+        chart = Chart("Weekly trends", "")
+        ax.bar(
+            xs,
+            [r["loop_runs"] for r in trends],
+            color=["#a9c4e0" if p else "#4c78a8" for p in partial],
+            hatch=[PARTIAL_HATCH if p else "" for p in partial],
+            edgecolor="#4c78a8",
+            linewidth=0.5,
+            label="loop runs",
+        )
+        chart.series.append("loop runs")
+        _count_axis(ax, "loop runs")
         ax2 = ax.twinx()
-        ax2.plot(
-            weeks,
-            [_pct(r["first_pass_green"]) for r in trends],
-            "o-",
-            color="#54a24b",
-            label="first-pass green %",
-        )
-        ax2.plot(
-            weeks,
-            [_pct(r["acceptance_rate"]) for r in trends],
-            "s--",
-            color="#f58518",
-            label="completion acceptance %",
-        )
-        ax2.plot(
-            weeks, [_pct(r["bypass_rate"]) for r in trends], "^:", color="#e45756", label="hook bypass %"
-        )
+        for key, style, color, name, why in (
+            ("first_pass_green", "o-", "#54a24b", "first-pass green %", "no developer loop runs"),
+            ("acceptance_rate", "s--", "#f58518", "completion acceptance %", "no completions were shown"),
+            ("bypass_rate", "^:", "#e45756", "hook bypass %", "no commits recorded (hooks not installed)"),
+        ):
+            values = [_pct(r[key]) for r in trends]
+            if all(math.isnan(v) for v in values):
+                chart.empty[name] = why
+                continue
+            ax2.plot(xs, values, style, color=color, label=name)
+            chart.series.append(name)
         ax2.set_ylabel("%")
         ax2.set_ylim(0, 100)
-        fig.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=8, frameon=False)
-        ax.tick_params(axis="x", rotation=45, labelsize=8)
-        out.append(("Weekly trends", _svg(fig)))
+        _week_axis(ax, weeks)
+        from matplotlib.patches import Patch
+
+        handles: list[Any] = [Patch(facecolor="#4c78a8")]
+        labels = ["loop runs"]
+        h, lab = ax2.get_legend_handles_labels()
+        handles += h
+        labels += lab
+        if any(partial):
+            handles.append(Patch(facecolor="#a9c4e0", edgecolor="#4c78a8", hatch=PARTIAL_HATCH))
+            labels.append("partial week")
+            chart.notes.append("Hatched bars: weeks the window covers only in part (lower counts).")
+        fig.legend(
+            handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False
+        )
+        _tag_y_ticks(fig, ax, "loop-runs")
+        chart.svg = _svg(fig)
+        out.append(chart)
         plt.close(fig)
     lat = report["loop"]["latency_ms"]
     if any(v["p50"] is not None for v in lat.values()):
-        fig, ax = plt.subplots(figsize=(7, 3))
         names = list(lat)
-        xs = range(len(names))
-        ax.bar([x - 0.2 for x in xs], [lat[n]["p50"] or 0 for n in names], 0.4, label="p50", color="#4c78a8")
-        ax.bar([x + 0.2 for x in xs], [lat[n]["p90"] or 0 for n in names], 0.4, label="p90", color="#9ecae9")
-        ax.set_xticks(list(xs), names)
-        ax.set_ylabel("ms")
-        ax.legend()
-        out.append(("Loop latency by phase", _svg(fig)))
+        height = 1.3 + 0.55 * len(names)
+        fig, ax = plt.subplots(figsize=(8, height))
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.55 / height, top=1 - 0.4 / height)
+        ys = list(range(len(names)))
+        p50 = [lat[n]["p50"] or 0.0 for n in names]
+        p90 = [lat[n]["p90"] or 0.0 for n in names]
+        b50 = ax.barh([y - 0.2 for y in ys], p50, 0.4, label="p50", color="#4c78a8")
+        b90 = ax.barh([y + 0.2 for y in ys], p90, 0.4, label="p90", color="#9ecae9")
+        for bars, values in ((b50, p50), (b90, p90)):
+            ax.bar_label(bars, labels=[_ms(v) for v in values], padding=3, fontsize=7)
+        positive = [v for v in p50 + p90 if v > 0]
+        chart = Chart("Loop latency by phase", "", series=["p50", "p90"])
+        if positive and max(positive) / min(positive) > 20:
+            ax.set_xscale("log")  # phases of a few ms stay visible next to seconds of tests
+            ax.set_xlim(left=max(0.5, min(positive) / 2), right=max(positive) * 4)
+            chart.notes.append("Logarithmic scale, so that short phases stay visible next to long ones.")
+        else:
+            ax.set_xlim(0, (max(positive) if positive else 1) * 1.25)
+        ax.set_yticks(ys, names)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"ms, over the same {report['loop'].get('latency_runs', 0):,} runs")
+        fig.legend(loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+        chart.svg = _svg(fig)
+        out.append(chart)
         plt.close(fig)
     if any(r["deployments"] for r in trends):
         fig, ax = plt.subplots(figsize=(9, 2.8))
-        ax.bar(weeks, [r["deployments"] for r in trends], color="#72b7b2")
-        ax.set_ylabel("deployments")
-        ax.tick_params(axis="x", rotation=45, labelsize=8)
-        out.append(("Deployments to production per week", _svg(fig)))
+        fig.subplots_adjust(left=0.08, right=0.97, bottom=0.24, top=0.95)
+        ax.bar(
+            xs,
+            [r["deployments"] for r in trends],
+            color=["#c7e6e3" if p else "#72b7b2" for p in partial],
+            hatch=[PARTIAL_HATCH if p else "" for p in partial],
+            edgecolor="#72b7b2",
+            linewidth=0.5,
+        )
+        _count_axis(ax, "deployments")
+        _week_axis(ax, weeks)
+        _tag_y_ticks(fig, ax, "deployments")
+        chart = Chart("Deployments to production per week", _svg(fig), series=["deployments"])
+        if any(partial):
+            chart.notes.append("Hatched bars: weeks the window covers only in part.")
+        out.append(chart)
         plt.close(fig)
     ab = [
         (name, m)
@@ -89,18 +193,29 @@ def charts(report: dict[str, Any]) -> list[tuple[str, str]]:
         if m["relative"] is not None and None not in m["relative_ci95"]
     ]
     if ab:
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.6 * len(ab)))
-        ys = range(len(ab))
+        height = 1.2 + 0.6 * len(ab)
+        fig, ax = plt.subplots(figsize=(9, height))
+        fig.subplots_adjust(left=0.42, right=0.97, bottom=0.6 / height, top=1 - 0.15 / height)
+        ys = list(range(len(ab)))
         rel = [m["relative"] * 100 for _, m in ab]
         lo = [r - m["relative_ci95"][0] * 100 for r, (_, m) in zip(rel, ab, strict=True)]
         hi = [m["relative_ci95"][1] * 100 - r for r, (_, m) in zip(rel, ab, strict=True)]
-        ax.errorbar(rel, list(ys), xerr=[lo, hi], fmt="o", color="#4c78a8", capsize=4)
+        ax.errorbar(rel, ys, xerr=[lo, hi], fmt="o", color="#4c78a8", capsize=4)
         ax.axvline(0, color="#888", lw=1)
-        ax.set_yticks(list(ys), [f"{n} (n={m['n_with']}/{m['n_without']})" for n, m in ab])
+        ax.set_yticks(ys, [f"{n.replace('_', ' ')} (n={m['n_with']}/{m['n_without']})" for n, m in ab])
         ax.set_xlabel("with completions vs without, % difference (95% CI)")
-        out.append(("A/B: changes with vs without accepted completions", _svg(fig)))
+        drawn = [n for n, _ in ab]
+        chart = Chart("A/B: changes with vs without accepted completions", _svg(fig), series=drawn)
+        for n in report["ab"]["metrics"]:
+            if n not in drawn:
+                chart.empty[n.replace("_", " ")] = "too little data on one side for an interval"
+        out.append(chart)
         plt.close(fig)
     return out
+
+
+def _ms(v: float) -> str:
+    return f"{v:,.0f} ms" if v >= 10 else f"{v:.1f} ms"
 
 
 def _pct(v: float | None) -> float:
@@ -114,10 +229,21 @@ def to_html(report: dict[str, Any]) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>ect report {e(w['since'])} .. {e(w['until'])}</title><style>{CSS}</style></head><body>",
         f"<h1>ect productivity report</h1><p>{e(w['since'])} .. {e(w['until'])} ({w['days']} days), "
-        f"{report['events']:,} events from {e(report['store']['kind'])}.</p>",
+        f"{e(plural(report['events'], 'event'))} from {e(report['store']['kind'])}.</p>",
     ]
-    for title, svg in charts(report):
-        parts.append(f"<h2>{e(title)}</h2><div class='chart' data-chart='{e(title)}'>{svg}</div>")
+    for c in charts(report):
+        series = "|".join(c.series)
+        empty = "|".join(c.empty)
+        parts.append(
+            f"<h2>{e(c.title)}</h2><div class='chart' data-chart='{e(c.title)}' data-series='{e(series)}'"
+            f" data-empty='{e(empty)}'>{c.svg}"
+        )
+        parts.extend(f"<p class='chart-note'>{e(n)}</p>" for n in c.notes)
+        parts.extend(
+            f"<p class='chart-note empty' data-series='{e(name)}'>Not drawn: {e(name)} ({e(why)}).</p>"
+            for name, why in c.empty.items()
+        )
+        parts.append("</div>")
     for title, rows in sections(report):
         parts.append(f"<h2>{e(title)}</h2><table>")
         parts.extend(f"<tr><th>{e(label)}</th><td>{e(value)}</td></tr>" for label, value in rows)
@@ -128,6 +254,7 @@ def to_html(report: dict[str, Any]) -> str:
         tables.append((f"By {bd['by']}", bd["rows"]))
     for title, rows_data in tables:
         parts.append(f"<h2>{e(title)}</h2><table><tr><th>group</th>")
+        rows_data = [{**r, "group": r["group"] + (" (partial)" * bool(r.get("partial")))} for r in rows_data]
         parts.extend(f"<th>{e(label)}</th>" for _, label, _f in GROUP_COLUMNS)
         parts.append("</tr>")
         for r in rows_data:

@@ -14,6 +14,16 @@ if TYPE_CHECKING:
 
 TABLE = "ect_events"
 CONNECT_TIMEOUT_S = 3
+STATEMENT_TIMEOUT_MS = 60_000  # the server ends any statement of ours running longer
+# A network that dies after connecting: TCP keepalives notice a silent peer while we wait for a
+# reply (5 s idle, then 3 probes 2 s apart), and unacknowledged data fails the socket after 20 s.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}
 
 # Versioned like the local store: PG_MIGRATIONS[i] upgrades version i to i+1.
 PG_MIGRATIONS: list[str] = [
@@ -54,9 +64,13 @@ def team_url(explicit: str | None = None) -> str | None:
     return url
 
 
+_QUERY_SECRET = re.compile(r"([?&](?:password|passfile|sslpassword|sslkey)=)[^&#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password (in the user part or the query string), for messages."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return _QUERY_SECRET.sub(r"\1***", url)
 
 
 def connect(url: str, timeout: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
@@ -66,12 +80,28 @@ def connect(url: str, timeout: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[An
     except ImportError:
         raise EctError("team mode needs psycopg (pip install 'ect-loop[team]')") from None
     try:
-        conn = psycopg.connect(url, connect_timeout=timeout, application_name="ect")
+        conn = psycopg.connect(
+            url,
+            connect_timeout=timeout,
+            application_name="ect",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            **KEEPALIVES,
+        )
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EctError(f"cannot reach the team database {redact(url)}: {first}") from None
+        raise EctError(f"cannot reach the team database {redact(url)}: {_scrub(first, url)}") from None
     migrate(conn)
     return conn
+
+
+def _scrub(text: str, url: str) -> str:
+    """A driver message with any secret of the URL blanked out (libpq may echo what it was given)."""
+    for secret in re.findall(r"://[^:/@]+:([^@]+)@", url) + [
+        m.group(0).split("=", 1)[1] for m in _QUERY_SECRET.finditer(url)
+    ]:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def migrate(conn: psycopg.Connection[Any]) -> None:

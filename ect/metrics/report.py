@@ -7,14 +7,17 @@ reviews, promotions, rollbacks, hook signals) are read as events and computed in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ect.metrics import delivery, stats
+from ect.metrics.cache import CACHE_NAME, ReportCache
 from ect.metrics.store import Store
 
 PHASE_COLUMNS = ("duration_ms", "changes_ms", "compile_ms", "select_ms", "tests_ms")
@@ -30,6 +33,9 @@ SMALL_KINDS = (
     "promotion.refused",
     "promotion.done",
     "rollback",
+    "review.checked",
+    "rollout.alarm",
+    "rollout.rollback",
 )
 COUNTED_KINDS = (
     "completion.shown",
@@ -87,7 +93,14 @@ def _case(cond: str) -> str:
 
 
 WINDOW = "ts >= ? AND ts < ?"
-LOOP = f"kind = 'loop.run' AND {WINDOW}"
+# A developer's loop runs: the review bot's own check runs (source "review") are counted apart.
+DEV = "coalesce(source, '') NOT IN ('review', 'bot')"
+LOOP = f"kind = 'loop.run' AND {DEV} AND {WINDOW}"
+ANY_LOOP = f"kind = 'loop.run' AND {WINDOW}"
+BOT_FLAG = f"CASE WHEN {DEV} THEN 0 ELSE 1 END"
+# Latency: runs with a total duration; a phase a run did not reach took 0 ms of it, so every phase
+# is at most the total run by run, and its percentiles are over the same runs as the total's.
+TIMED = f"{LOOP} AND outcome <> 'noop' AND duration_ms IS NOT NULL"
 # The loop cube: one grouped scan of the loop runs by day (and by author or repo when the report is
 # broken down that way: grouping on text columns costs a second or so per million runs); every loop
 # figure, total or per group, is a sum over its rows.
@@ -102,6 +115,11 @@ LOOP_MEASURES = (
     "files_run",
     "files_total",
     "saved_ms",
+    "tests_ms_selected",
+    "files_selected_timed",
+    "files_skipped_all",
+    "skipped_all_runs",
+    "timed",
 )
 _KNOWN = "files_total IS NOT NULL"
 LOOP_SQL = ", ".join(
@@ -118,8 +136,15 @@ LOOP_SQL = ", ".join(
         # time saved by selection, per run: its test time per selected file times the files not run
         f"sum(CASE WHEN files_selected > 0 AND {_KNOWN} THEN tests_ms * (files_total - files_selected)"
         " / files_selected END)",
+        # runs that selected no test file at all: priced at the mean time per file of the others
+        "sum(CASE WHEN files_selected > 0 AND tests_ms IS NOT NULL THEN tests_ms END)",
+        "sum(CASE WHEN files_selected > 0 AND tests_ms IS NOT NULL THEN files_selected END)",
+        f"sum(CASE WHEN coalesce(files_selected, 0) = 0 AND {_KNOWN} THEN files_total END)",
+        _case(f"coalesce(files_selected, 0) = 0 AND {_KNOWN} AND files_total > 0"),
+        _case("outcome <> 'noop' AND duration_ms IS NOT NULL"),
     ]
 )
+LATENCY_SQL = ["duration_ms", *(f"coalesce({c}, 0)" for c in PHASE_COLUMNS[1:])]
 
 Cell = tuple[float, str]  # (day, author or repo or "")
 
@@ -150,9 +175,20 @@ def _key_of_cell(by: str) -> Callable[[Cell], Any]:
 def build(
     store: Store, start: float, end: float, by: str | None = None, production: str = "production"
 ) -> dict[str, Any]:
-    """The whole report for [start, end) as a JSON-ready dict."""
+    """The whole report for [start, end) as a JSON-ready dict.
+
+    The window is clamped to the events held: a `--since` before the first event starts at it (the
+    cost follows the events, not the window), and rates per time use the span actually observed.
+    """
     t0 = time.perf_counter()
+    # two queries: SQLite answers a lone min() or max() from the index, both together by a scan
+    first = store.rows("SELECT min(ts) FROM {t}")[0][0]
+    last = store.rows("SELECT max(ts) FROM {t}")[0][0]
+    requested = start
+    if first is not None and start < first < end:
+        start = float(math.floor(first))
     w = (start, end)
+    scan_end = min(end, float(last) + 1) if last is not None else start
     small = _small_events(store, start - LOOKBACK_S, end + 7 * 86400)
     in_window = [e for e in small if start <= e["ts"] < end]
     commits = [e for e in in_window if e["kind"] == "git.commit"]
@@ -162,21 +198,40 @@ def build(
     # SQLite: one query per day rather than GROUP BY day, each walking its slice of the (kind, ts)
     # index with no sort (~40% less CPU over a million events). PostgreSQL hash-aggregates in one go.
     day_sql = "" if store.kind == "sqlite" else "floor(ts / 86400), "
-    slices = _days(start, end) if store.kind == "sqlite" else [(None, start, end)]
-    group2, group3 = ("1, 2", "1, 2, 3") if day_sql else ("1", "1, 2")
+    slices = _days(start, scan_end) if store.kind == "sqlite" else [(None, start, scan_end)]
+    group2, group3 = ("1, 2, 3", "1, 2, 3") if day_sql else ("1, 2", "1, 2")
+    bot_runs = 0
+    cache = _cache(store)
     for day, lo, hi in slices:
-        for r in store.rows(
-            f"SELECT {day_sql}{dim}, {LOOP_SQL} FROM {{t}} WHERE {LOOP} GROUP BY {group2}",
-            (lo, hi),
-        ):
+        # one pass over every loop run; the review bot's runs are a group of their own
+        part = None
+        whole = cache is not None and day is not None and lo == day * 86400 and hi == lo + 86400
+        if whole:
+            assert cache is not None
+            fp = _fingerprint(store, lo, hi)
+            part = cache.get(f"d{day:.0f}:{dim}", fp)
+        if part is None:
+            loop_sql = f"SELECT {day_sql}{dim}, {BOT_FLAG}, {LOOP_SQL} FROM {{t}} WHERE {ANY_LOOP}"
+            loop_rows = store.rows(f"{loop_sql} GROUP BY {group2}", (lo, hi))
+            counted_rows = store.rows(
+                f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
+                f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
+                (*COUNTED_KINDS, lo, hi),
+            )
+            if whole:
+                assert cache is not None
+                cache.put(
+                    f"d{day:.0f}:{dim}", fp, [[list(r) for r in loop_rows], [list(r) for r in counted_rows]]
+                )
+        else:
+            loop_rows, counted_rows = part
+        for r in loop_rows:
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             if r[1]:
-                loop_cube[(d, r[0])] = [float(x or 0) for x in r[1:]]
-        for r in store.rows(
-            f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
-            f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
-            (*COUNTED_KINDS, lo, hi),
-        ):
+                bot_runs += int(r[2])
+            elif r[2]:
+                loop_cube[(d, r[0])] = [float(x or 0) for x in r[2:]]
+        for r in counted_rows:
             kind, r = r[0], r[1:]
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             counted[(kind, (d, r[0]))] = int(r[1])
@@ -189,13 +244,18 @@ def build(
     counts["completion.accepted"] = (counts["completion.accepted"][0], int(accepted_chars or 0))
     review = delivery.review(small, start, end)
     report: dict[str, Any] = {
-        "window": {"since": _iso(start), "until": _iso(end), "days": round((end - start) / 86400, 2)},
+        "window": {
+            "since": _iso(start),
+            "until": _iso(end),
+            "days": round((end - start) / 86400, 2),
+            "clamped_to_first_event": requested < start,
+        },
         "store": {"kind": store.kind, "where": store.where_label},
-        "loop": _loop(store, w, loop_cube, commits),
+        "loop": _loop(store, w, loop_cube, commits, bot_runs),
         "editor": _editor(counts, commits),
         "adoption": _adoption(in_window, commits, counts),
         "review": {k: v for k, v in review.items() if k != "approval_s_by_change"},
-        "delivery": delivery.dora(small, start, end, production),
+        "delivery": delivery.dora(small, start, end, production, observed_from=first),
         "ab": _ab(commits, review["approval_s_by_change"]),
         "trends": _breakdown(store, w, "week", loop_cube, counted, in_window, production),
     }
@@ -206,10 +266,34 @@ def build(
         }
     elif by == "week":
         report["breakdown"] = {"by": "week", "rows": report["trends"]}
-    report["events"] = report["loop"]["runs"] + sum(n for n, _ in counts.values()) + len(in_window)
+    loop_runs = report["loop"]["runs"] + report["loop"]["bot_runs"]
+    report["events"] = loop_runs + sum(n for n, _ in counts.values()) + len(in_window)
     report["notes"] = _notes(report, commits)
+    if cache is not None:
+        cache.save()
     report["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return report
+
+
+CACHE_SALT = "v1:" + hashlib.sha256(f"{LOOP_SQL}|{COUNTED_KINDS}|{TIMED}".encode()).hexdigest()[:16]
+
+
+def _cache(store: Store) -> ReportCache | None:
+    """The local store's cache of whole days and weeks (None for the team database)."""
+    state_dir = getattr(store, "state_dir", None)
+    if store.kind != "sqlite" or state_dir is None:
+        return None
+    cached = getattr(store, "report_cache", None)
+    if cached is None:
+        cached = ReportCache(Path(state_dir) / CACHE_NAME, CACHE_SALT)
+        store.report_cache = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _fingerprint(store: Store, lo: float, hi: float) -> list[Any]:
+    """What identifies the events of [lo, hi): how many and the highest id (from the `ts` index)."""
+    n, top = store.rows("SELECT count(*), max(id) FROM {t} WHERE ts >= ? AND ts < ?", (lo, hi))[0]
+    return [int(n), int(top or 0)]
 
 
 def _notes(report: dict[str, Any], commits: list[dict[str, Any]]) -> list[str]:
@@ -217,10 +301,31 @@ def _notes(report: dict[str, Any], commits: list[dict[str, Any]]) -> list[str]:
     from ect.metrics.store import EXACT_LIMIT
 
     notes = []
-    counted = report["loop"]["runs"] - report["loop"]["outcomes"]["noop"]
+    if report["window"]["clamped_to_first_event"]:
+        since = report["window"]["since"]
+        notes.append(f"--since reaches before the first event: the window starts at it ({since})")
+    counted = report["loop"]["latency_runs"]
     if counted > EXACT_LIMIT:
+        err = stats.rank_error95(EXACT_LIMIT, 0.5) * 100
         notes.append(
-            f"loop percentiles are computed over a sample of at least {EXACT_LIMIT:,} of the {counted:,} runs"
+            f"loop latency percentiles are over a systematic sample of at least {EXACT_LIMIT:,} of the "
+            f"{counted:,} runs: p50 is the true {50 - err:.1f}th-{50 + err:.1f}th percentile (95%)"
+        )
+    sampled = [r for r in report["trends"] if r.get("loop_p50_sample", 1) > 1]
+    if sampled:
+        worst = max(stats.rank_error95(r["loop_p50_n"] // r["loop_p50_sample"], 0.5) for r in sampled) * 100
+        notes.append(
+            f"weekly loop p50 of {len(sampled)} week(s) with over {EXACT_LIMIT:,} runs is over a sample: "
+            f"within {worst:.1f} percentile points (95%); the other weeks are exact"
+        )
+    if report["loop"]["bot_runs"]:
+        notes.append(
+            f"{report['loop']['bot_runs']:,} loop runs by the review bot are not counted as developer runs"
+        )
+    partial = [r["group"] for r in report["trends"] if r.get("partial")]
+    if partial:
+        notes.append(
+            f"week(s) {', '.join(partial)} are only partly inside the window: their counts cover fewer days"
         )
     if not commits:
         notes.append(
@@ -277,36 +382,45 @@ def _sum_by(cube: dict[Cell, list[float]], key: Callable[[Cell], Any]) -> dict[A
 
 
 def _loop(
-    store: Store, w: tuple[float, float], cube: dict[Cell, list[float]], commits: list[dict[str, Any]]
+    store: Store,
+    w: tuple[float, float],
+    cube: dict[Cell, list[float]],
+    commits: list[dict[str, Any]],
+    bot_runs: int,
 ) -> dict[str, Any]:
-    """Loop figures from the cube, then the phase percentiles.
+    """Loop figures from the cube, then the latency percentiles (total and phases over the same runs).
 
     Time saved by selection, per run: its test time per selected test file times the test files
-    not run (an estimate: unselected files are assumed as slow as selected ones).
+    not run (an estimate: unselected files are assumed as slow as selected ones); a run that
+    selected no file at all saved its files at the mean time per file of the runs that did.
     """
     m = dict(
         zip(LOOP_MEASURES, _sum_by(cube, lambda c: None).get(None, [0.0] * len(LOOP_MEASURES)), strict=True)
     )
     runs = int(m["runs"])
-    counted = runs - int(m["noop"])
-    where = f"{LOOP} AND outcome <> 'noop'"
-    q = store.quantiles(PHASE_COLUMNS, where, w, (0.5, 0.9), n=counted).get(None, {})
+    timed = int(m["timed"])
+    q = store.quantiles(LATENCY_SQL, TIMED, w, (0.5, 0.9), n=timed).get(None, {})
+    per_file_ms = _rate(m["tests_ms_selected"], m["files_selected_timed"])
+    saved_ms = m["saved_ms"] + (per_file_ms or 0.0) * m["files_skipped_all"]
     return {
         "runs": runs,
+        "bot_runs": bot_runs,
         "outcomes": {k: int(m[k]) for k in ("pass", "fail", "error", "noop")},
         "first_pass_green": {"rate": _rate(m["first_green"], m["first"]), "first_attempts": int(m["first"])},
+        "latency_runs": timed,
         "latency_ms": {
             c.removesuffix("_ms") if c != "duration_ms" else "total": {
-                "p50": q.get(c, [None, None])[0],
-                "p90": q.get(c, [None, None])[1],
+                "p50": q.get(expr, [None, None])[0],
+                "p90": q.get(expr, [None, None])[1],
             }
-            for c in PHASE_COLUMNS
+            for c, expr in zip(PHASE_COLUMNS, LATENCY_SQL, strict=True)
         },
         "selection": {
             "test_files_run": int(m["files_run"]),
             "test_files_total": int(m["files_total"]),
             "share_run": _rate(m["files_run"], m["files_total"]),
-            "time_saved_s": round(m["saved_ms"] / 1000, 1),
+            "runs_selecting_nothing": int(m["skipped_all_runs"]),
+            "time_saved_s": round(saved_ms / 1000, 1),
         },
         "hook_bypass": _bypass(commits),
     }
@@ -438,6 +552,8 @@ def _breakdown(
                 "loop_runs": 0,
                 "first_pass_green": None,
                 "loop_p50_ms": None,
+                "loop_p50_n": 0,
+                "loop_p50_sample": 1,
                 "acceptance_rate": None,
                 "commits": 0,
                 "bypass_rate": None,
@@ -451,11 +567,39 @@ def _breakdown(
         r = row(key)
         r["loop_runs"] = int(m["runs"])
         r["first_pass_green"] = _rate(m["first_green"], m["first"])
-    counted_runs = sum(v[0] - v[4] for v in loop_cube.values())  # runs less noop
-    for key, per_col in store.quantiles(
-        ("duration_ms",), f"{LOOP} AND outcome <> 'noop'", w, (0.5,), group=group_sql(by), n=int(counted_runs)
-    ).items():
-        row(key)["loop_p50_ms"] = per_col["duration_ms"][0]
+    timed_at = LOOP_MEASURES.index("timed")
+    counts = {k: int(v[timed_at]) for k, v in _sum_by(loop_cube, cell_key).items()}
+    ranges = None
+    if by in ("week", "day"):  # time ranges: exact by SQL, whatever their size
+        size, offset = (604800, _WEEK_OFFSET) if by == "week" else (86400, 0)
+        ranges = {
+            k: (max(w[0], float(k) * size + offset), min(w[1], float(k) * size + offset + size))
+            for k in counts
+        }
+    cache = _cache(store) if ranges is not None else None
+    cached: dict[Any, tuple[float | None, int]] = {}
+    fps: dict[Any, list[Any]] = {}
+    if cache is not None and ranges is not None:
+        size = 604800 if by == "week" else 86400
+        for k, (lo, hi) in list(ranges.items()):
+            if hi - lo == size:  # a whole week (day): keep its exact p50
+                fps[k] = [*_fingerprint(store, lo, hi), counts.get(k, 0)]
+                hit = cache.get(f"{by}{float(k):.0f}:p50", fps[k])
+                if hit is not None:
+                    cached[k] = (hit, 1)
+                    del ranges[k]
+    p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts, ranges)
+    if cache is not None:
+        for k, fp in fps.items():
+            if k in p50s:
+                cache.put(f"{by}{float(k):.0f}:p50", fp, p50s[k][0])
+        cache.save()
+    p50s.update(cached)
+    for key, (p50, stride) in p50s.items():
+        r = row(key)
+        r["loop_p50_ms"] = p50
+        r["loop_p50_n"] = counts.get(key, 0)
+        r["loop_p50_sample"] = stride
     completions: dict[Any, list[int]] = {}
     for (kind, cell), n in counted.items():
         if kind in ("completion.shown", "completion.accepted"):
@@ -474,4 +618,10 @@ def _breakdown(
         bp = _bypass(group)
         r = row(key)
         r["commits"], r["bypass_rate"] = bp["commits"], bp["rate"]
+    if by in ("week", "day"):
+        size = 604800 if by == "week" else 86400
+        offset = _WEEK_OFFSET if by == "week" else 0
+        for key, r in rows.items():
+            lo = float(key) * size + offset
+            r["partial"] = lo < w[0] or lo + size > w[1]  # the window covers only part of it
     return [rows[k] for k in sorted(rows, key=lambda k: (str(type(k)), k))]

@@ -58,6 +58,11 @@ def quantile(sorted_values: Sequence[float], q: float) -> float | None:
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
 
 
+def rank_error95(n: int, q: float) -> float:
+    """Half-width of the 95% interval of the rank (as a fraction) of a sample q-quantile from n values."""
+    return Z95 * math.sqrt(q * (1 - q) / max(n, 1))
+
+
 def quantiles(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
     ordered = sorted(values)
     return [quantile(ordered, q) for q in qs]

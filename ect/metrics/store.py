@@ -1,14 +1,15 @@
 """Read access to an event store for the report: the local SQLite log or the team PostgreSQL.
 
 Queries are written once with `?` placeholders and portable SQL (CASE, floor, coalesce);
-the store adapts placeholders and computes percentiles its own way. Both are exact up to
-`EXACT_LIMIT` rows; above that they use a sample of at least that many rows (SQLite: every k-th
-row id; PostgreSQL: a repeatable block sample), whose rank error is well under 1%, so that a
-million events report in about two seconds.
+the store adapts placeholders and computes percentiles its own way. Overall percentiles are exact
+up to `EXACT_LIMIT` rows; above that they use a sample of at least that many rows (SQLite: every
+k-th row id; PostgreSQL: a repeatable block sample), whose rank error the report states. Per-group
+percentiles (weeks, authors) are exact per group up to `EXACT_LIMIT` rows (PostgreSQL: always).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -46,6 +47,24 @@ class Store:
         `n`, when known, is how many rows `where` matches."""
         raise NotImplementedError
 
+    def group_quantile(
+        self,
+        column: str,
+        where: str,
+        params: Sequence[Any],
+        q: float,
+        group: str,
+        counts: dict[Any, int],
+        ranges: dict[Any, tuple[float, float]] | None = None,
+    ) -> dict[Any, tuple[float | None, int]]:
+        """{group value: (q-quantile of `column`, sampling stride: 1 = exact)}; `counts`: rows per group.
+
+        `ranges`: groups that are time ranges (weeks, days), each given as the (start, end) that
+        replaces the last two `params` (the window): their quantiles are exact, whatever their size.
+        Other groups are exact up to `EXACT_LIMIT` rows, sampled only above that (own stride).
+        """
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -56,6 +75,7 @@ class SqliteStore(Store):
         self.where_label = str(state_dir / events.DB_NAME)
         self._cm = events.opened(state_dir)
         self.conn = self._cm.__enter__()
+        self.conn.execute("BEGIN")  # every query of one report reads the same snapshot
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql.replace("{t}", self.table), tuple(params)).fetchall()
@@ -88,7 +108,64 @@ class SqliteStore(Store):
             }
         return out
 
+    def group_quantile(
+        self,
+        column: str,
+        where: str,
+        params: Sequence[Any],
+        q: float,
+        group: str,
+        counts: dict[Any, int],
+        ranges: dict[Any, tuple[float, float]] | None = None,
+    ) -> dict[Any, tuple[float | None, int]]:
+        if ranges is not None:
+            return self._range_quantile(column, where, params, q, counts, ranges)
+        strides = {k: math.ceil(n / EXACT_LIMIT) for k, n in counts.items() if n > EXACT_LIMIT}
+        sample, args = "", list(params)
+        if strides:
+            whens = " ".join("WHEN ? THEN ?" for _ in strides)
+            sample = f" AND id % (CASE {group} {whens} ELSE 1 END) = 0"
+            for key, stride in strides.items():
+                args += [key, stride]
+        per: dict[Any, list[float]] = {}
+        for key, value in self.rows(f"SELECT {group}, {column} FROM {{t}} WHERE {where}{sample}", args):
+            if value is not None:
+                per.setdefault(key, []).append(value)
+        return {k: (stats.quantiles(v, [q])[0], strides.get(k, 1)) for k, v in per.items()}
+
+    def _range_quantile(
+        self,
+        column: str,
+        where: str,
+        params: Sequence[Any],
+        q: float,
+        counts: dict[Any, int],
+        ranges: dict[Any, tuple[float, float]],
+    ) -> dict[Any, tuple[float | None, int]]:
+        """Exact per time range: the two values around the quantile's rank, found by SQLite's top-N
+        sort (`ORDER BY ... LIMIT 2 OFFSET k`) without bringing the range's rows into Python."""
+        out: dict[Any, tuple[float | None, int]] = {}
+        base = list(params[:-2])
+        for key, (lo, hi) in ranges.items():
+            n = counts.get(key, 0)
+            if n <= 0:
+                continue
+            pos = (n - 1) * q
+            k = math.floor(pos)
+            got = self.rows(
+                f"SELECT {column} FROM {{t}} WHERE {where} ORDER BY {column} LIMIT 2 OFFSET ?",
+                [*base, lo, hi, k],
+            )
+            if not got:
+                continue
+            a = float(got[0][0])
+            b = float(got[1][0]) if len(got) > 1 else a
+            out[key] = (a + (b - a) * (pos - k), 1)
+        return out
+
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("COMMIT")
         self._cm.__exit__(None, None, None)
 
 
@@ -136,6 +213,23 @@ class PostgresStore(Store):
                 for c, v in zip(columns, row[1:], strict=True)
             }
         return out
+
+    def group_quantile(
+        self,
+        column: str,
+        where: str,
+        params: Sequence[Any],
+        q: float,
+        group: str,
+        counts: dict[Any, int],
+        ranges: dict[Any, tuple[float, float]] | None = None,
+    ) -> dict[Any, tuple[float | None, int]]:
+        """Exact for every group (`percentile_cont` runs in the server)."""
+        sql = (
+            f"SELECT {group}, percentile_cont({float(q)}) WITHIN GROUP (ORDER BY {column})"
+            f" FROM {{t}} WHERE {where} GROUP BY 1"
+        )
+        return {row[0]: (row[1], 1) for row in self.rows(sql, params)}
 
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,200 @@
+"""The local event store under stress and on bad files: no lost event, no good history moved aside."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ect import events
+
+WRITER = r"""
+import sys
+from pathlib import Path
+from ect import events
+state, tag, n, spool_only = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+bad = 0
+for i in range(n):
+    if spool_only:  # straight to the spool, as `record` does when the database is busy
+        bad += not events._spool(state, list(events._row("stress", {"source": tag, "n": i}, None, state)))
+    else:
+        bad += not events.record(state, "stress", source=tag, n=i)
+sys.exit(1 if bad else 0)
+"""
+
+FOLDER = r"""
+import sqlite3, sys, time
+from pathlib import Path
+from ect import events
+state, stop = Path(sys.argv[1]), Path(sys.argv[2])
+while not stop.exists():
+    try:
+        with events.opened(state, timeout=0.05):
+            pass
+    except sqlite3.OperationalError:
+        pass
+"""
+
+LOCKER = r"""
+import sqlite3, sys, time
+from pathlib import Path
+state, stop = Path(sys.argv[1]), Path(sys.argv[2])
+conn = sqlite3.connect(state / "events.db", isolation_level=None, timeout=5)
+while not stop.exists():
+    conn.execute("BEGIN EXCLUSIVE")
+    time.sleep(0.03)
+    conn.execute("COMMIT")
+    time.sleep(0.005)
+"""
+
+
+def _py(code: str, *args: object) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != events.URL_ENV}
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env)
+
+
+@pytest.mark.parametrize(
+    ("locked", "per_writer"),
+    [
+        pytest.param(True, 500, id="record-with-locked-db", marks=pytest.mark.slow),
+        pytest.param(False, 2500, id="spool-only"),
+    ],
+)
+def test_spool_folded_while_writers_append_loses_nothing(
+    tmp_path: Path, locked: bool, per_writer: int
+) -> None:
+    """Defect 1: writers spool (the database held locked, or straight to the spool) while two readers
+    rename, read and delete the spool; every event reported as stored is in the database afterwards."""
+    state = tmp_path / ".ect"
+    events.connect(state).close()
+    stop = tmp_path / "stop"
+    helpers = [_py(FOLDER, state, stop), _py(FOLDER, state, stop)]
+    if locked:
+        helpers.append(_py(LOCKER, state, stop))
+    try:
+        writers = [_py(WRITER, state, f"w{i}", per_writer, int(not locked)) for i in range(4)]
+        codes = [w.wait(timeout=120) for w in writers]
+    finally:
+        stop.touch()
+        for h in helpers:
+            h.wait(timeout=30)
+    assert codes == [0, 0, 0, 0]
+    with events.opened(state) as conn:
+        stored = conn.execute("SELECT count(DISTINCT uid) FROM events WHERE kind = 'stress'").fetchone()[0]
+    assert stored == 4 * per_writer
+    assert not list(state.glob(events.SPOOL_NAME + "*"))
+
+
+def test_writes_never_checkpoint_and_readers_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 8: a write never runs the WAL checkpoint (an fsync) itself; opening for reading does."""
+    state = tmp_path / ".ect"
+    monkeypatch.setattr(events, "WAL_LIMIT", 1 << 40)  # no background checkpoint either
+    for i in range(300):
+        assert events.record(state, "x", n=i)
+    wal = state / (events.DB_NAME + "-wal")
+    conn = events._writer(state)
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = wal.stat().st_size
+    assert size > 1000 * 300  # nothing was copied back and reset while writing
+    with events.opened(state) as reader:
+        busy, log, done = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and log == done  # `opened` already copied every frame back
+        assert reader.execute("SELECT count(*) FROM events WHERE kind = 'x'").fetchone()[0] == 300
+
+
+def test_background_checkpoint_bounds_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past `WAL_LIMIT`, a write starts a checkpoint in a daemon thread (never inside the write); once
+    no write is under way it copies the WAL back and truncates it."""
+    state = tmp_path / ".ect"
+    wal = state / (events.DB_NAME + "-wal")
+    monkeypatch.setattr(events, "WAL_LIMIT", 64 << 10)
+    monkeypatch.setattr(events, "WAL_CHECK_EVERY", 8)
+
+    def settle() -> None:
+        deadline = time.monotonic() + 10
+        while events._checkpointing.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    for i in range(400):
+        events.record(state, "x", n=i)
+    settle()
+    # the last look at the WAL, with no write under way: the thread truncates it to nothing
+    events._writes[0] = events.WAL_CHECK_EVERY - 1
+    for i in range(20):  # enough to pass the limit again, then one look
+        events.record(state, "y", n=i)
+        if events._checkpointing.is_set():
+            break
+    settle()
+    assert wal.stat().st_size == 0
+    assert len(events.query(state, kind="x")) == 400
+
+
+RECORD_ONE = r"""
+import sys
+from pathlib import Path
+from ect import events
+print(events.record(Path(sys.argv[1]), "new"))
+"""
+
+
+def test_read_only_healthy_database_is_never_moved_aside(tmp_path: Path) -> None:
+    """Defect 7: a database its user cannot write is not corrupt: the event is spooled, the file and
+    its history stay. (As root, the writer runs without the capability to override permissions.)"""
+    state = tmp_path / ".ect"
+    for i in range(5):
+        events.record(state, "old", ts=time.time() - 100 + i)
+    events._drop_writer(state)
+    with events.opened(state):
+        pass  # checkpointed: the database file alone holds the history
+    for side in ("-wal", "-shm"):
+        (state / (events.DB_NAME + side)).unlink(missing_ok=True)
+    db = state / events.DB_NAME
+    db.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    prefix: list[str] = []
+    if os.getuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root without setpriv cannot be denied a write")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+    env = {k: v for k, v in os.environ.items() if k != events.URL_ENV}
+    res = subprocess.run(
+        [*prefix, sys.executable, "-c", RECORD_ONE, str(state)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert res.stdout.strip() == "True", res.stderr
+    assert "corrupt" not in res.stderr and "readonly" in res.stderr  # said once, as a warning
+    assert db.exists() and not list(state.glob(events.DB_NAME + ".corrupt-*"))
+    assert (state / events.SPOOL_NAME).exists()
+    db.chmod(0o644)
+    kinds = [e["kind"] for e in events.query(state)]
+    assert kinds.count("old") == 5 and kinds.count("new") == 1  # folded in once writable
+
+
+def test_corrupt_but_not_readonly_file_is_moved_aside(tmp_path: Path) -> None:
+    state = tmp_path / ".ect"
+    state.mkdir()
+    (state / events.DB_NAME).write_bytes(b"garbage" * 1000)
+    assert events.record(state, "x")
+    assert len(list(state.glob(events.DB_NAME + ".corrupt-*"))) == 1
+    assert [e["kind"] for e in events.query(state)] == ["x"]
+
+
+def test_spool_line_format_round_trips(tmp_path: Path) -> None:
+    state = tmp_path / ".ect"
+    state.mkdir()
+    row = list(events._row("k", {"outcome": "pass", "n": 1}, 5.0, state))
+    assert events._spool(state, row)
+    line = (state / events.SPOOL_NAME).read_text().strip()
+    assert json.loads(line)[2] == "k"
+    with events.opened(state) as conn:
+        assert conn.execute("SELECT kind, outcome FROM events").fetchall() == [("k", "pass")]
