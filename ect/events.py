@@ -595,16 +595,13 @@ def spawn_forwarder(state_dir: Path) -> None:
     )
 
 
-_CORRUPTION = ("not a database", "malformed", "corrupt")
-
-
 def _quarantine(state_dir: Path, exc: Exception) -> bool:
     """Move a corrupt database aside (kept for inspection) so a fresh one is created."""
     db = state_dir / DB_NAME
     if (
         not db.exists()
         or "newer than" in str(exc)
-        or not any(word in str(exc).lower() for word in _CORRUPTION)  # full disk, read-only: not corrupt
+        or not _corrupt(exc)  # full disk, read-only: not corrupt
         or isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError))
     ):
         return False  # misuse of the API is not corruption: never move a good database aside
