@@ -96,12 +96,25 @@ class Git:
         return self.out("rev-parse", "--is-bare-repository").strip() == "true"
 
     def patch_id(self, base: str, head: str) -> str:
-        """`git patch-id --stable` of the whole change base..head (empty string for no diff)."""
+        """`git patch-id --verbatim` of the whole change base..head (empty string for no diff):
+        whitespace counts, so a re-indented line is a different change."""
         diff = self.run("diff", "--no-color", "--no-ext-diff", "--full-index", base, head).stdout
         if not diff:
             return ""
-        out = self.run("patch-id", "--stable", input=diff).stdout.decode().split()
+        out = self.run("patch-id", "--verbatim", input=diff).stdout.decode().split()
         return out[0] if out else ""
+
+    def sizes(self, objects: Sequence[str]) -> dict[str, int]:
+        """Object sizes with one `git cat-file --batch-check` (missing objects left out)."""
+        if not objects:
+            return {}
+        raw = self.run("cat-file", "--batch-check", input="".join(f"{o}\n" for o in objects).encode())
+        out: dict[str, int] = {}
+        for name, line in zip(objects, raw.stdout.decode().splitlines(), strict=False):
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                out[name] = int(parts[2])
+        return out
 
     def cat_batch(self, objects: Sequence[str]) -> dict[str, bytes]:
         """Read many blobs with one `git cat-file --batch`."""

@@ -52,25 +52,29 @@ class Store:
     def preload(self, *refs: str) -> None:
         self._load(list(refs))
 
+    def server_log(self) -> list[rec.Record]:
+        """The server's own `received` records (`refs/notes/ect-server/log`, fetched read-only)."""
+        return self._load_ref("ect-server", rec.SERVER_LOG)
+
     def _load(self, refs: list[str]) -> None:
-        """Read the notes of `refs` not read yet, with one `cat-file --batch` for all their blobs."""
-        todo = [ref for ref in refs if ref not in self._cache]
-        if not todo:
-            return
-        listed: dict[str, list[list[str]]] = {}
-        for ref in todo:
-            proc = self.git.run("notes", f"--ref={rec.NOTES_PREFIX}{ref}", "list", check=False)
-            lines = proc.stdout.decode().splitlines() if proc.returncode == 0 else []
-            listed[ref] = [p for p in (line.split() for line in lines) if len(p) == 2]
-        blobs = self.git.cat_batch(sorted({p[0] for pairs in listed.values() for p in pairs}))
-        for ref, pairs in listed.items():
-            out: list[rec.Record] = []
-            for blob, commit in pairs:
-                found, problems = rec.parse_note(blobs.get(blob, b"").decode("utf-8", "replace"), commit, ref)
-                out.extend(found)
-                self.problems.extend(problems)
-            out.sort(key=lambda r: (r.ts, rec.dumps(r.data)))
-            self._cache[ref] = out
+        for ref in refs:
+            self._load_ref(ref, rec.NOTES_PREFIX + ref)
+
+    def _load_ref(self, ref: str, full: str) -> list[rec.Record]:
+        """Read one notes ref with one `ls-tree` (sizes: an oversized note is never read) and one
+        `cat-file --batch` for all its blobs."""
+        if ref in self._cache:
+            return self._cache[ref]
+        pairs = list_notes(self.git, full, self.problems)
+        blobs = self.git.cat_batch(sorted({blob for blob, _ in pairs}))
+        out: list[rec.Record] = []
+        for blob, commit in pairs:
+            found, problems = rec.parse_note(blobs.get(blob, b"").decode("utf-8", "replace"), commit, ref)
+            out.extend(found)
+            self.problems.extend(problems)
+        out.sort(key=lambda r: (r.ts, rec.dumps(r.data)))
+        self._cache[ref] = out
+        return out
 
     def append(self, data: dict[str, object]) -> None:
         """Append one record to the note of its commit."""
@@ -93,6 +97,29 @@ class Store:
             self.append(item)
             count += 1
         return count
+
+
+def list_notes(git: Git, full: str, problems: list[str] | None = None) -> list[tuple[str, str]]:
+    """(blob, annotated commit) of every note under `full` that is at most MAX_NOTE_BYTES."""
+    proc = git.run("ls-tree", "-r", "-l", "-z", full, "--", check=False)
+    if proc.returncode != 0:
+        return []
+    out: list[tuple[str, str]] = []
+    for entry in proc.stdout.decode("utf-8", "replace").split("\0"):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        commit = path.replace("/", "")
+        if len(parts) != 4 or parts[1] != "blob" or not _HEX40.fullmatch(commit):
+            continue
+        if not parts[3].isdigit() or int(parts[3]) > rec.MAX_NOTE_BYTES:
+            if problems is not None:
+                problems.append(f"{full} note on {commit[:12]}: over {rec.MAX_NOTE_BYTES} bytes, skipped")
+            continue
+        out.append((parts[2], commit))
+    return out
+
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
 def _sync_namespace(git: Git, remote: str) -> str:
@@ -137,7 +164,7 @@ def pull(git: Git, remote: str, extra_specs: Sequence[str] = ()) -> list[str]:
     the notes into ours; returns the notes refs that changed. Refspecs are patterns (`*`)."""
     check_remote(git, remote)
     ns = _sync_namespace(git, remote)
-    specs = [f"+{rec.NOTES_PREFIX}*:{ns}*", *extra_specs]
+    specs = [f"+{rec.NOTES_PREFIX}*:{ns}*", f"+{rec.SERVER_PREFIX}*:{rec.SERVER_PREFIX}*", *extra_specs]
     have = _refs(git, "refs/notes/", f"refs/remotes/{remote}/")
     if _fetch_needed(git, remote, specs, have):
         proc = git.run(*FETCH, remote, *specs, check=False)
