@@ -83,11 +83,11 @@ class Store:
         full = rec.NOTES_PREFIX + ref
         commit = str(data["commit"])
         existing = self.git.run("notes", f"--ref={full}", "show", commit, check=False)
-        text = existing.stdout.decode("utf-8", "replace") if existing.returncode == 0 else ""
-        if text and not text.endswith("\n"):
-            text += "\n"
-        text += rec.dumps(dict(data)) + "\n"
-        blob = self.git.out("hash-object", "-w", "--stdin", input=text.encode()).strip()
+        text = existing.stdout if existing.returncode == 0 else b""  # bytes: kept exactly (append-only)
+        if text and not text.endswith(b"\n"):
+            text += b"\n"
+        text += (rec.dumps(dict(data)) + "\n").encode()
+        blob = self.git.out("hash-object", "-w", "--stdin", input=text).strip()
         self.git.run("notes", f"--ref={full}", "add", "-f", "-C", blob, commit)
         self._cache.pop(ref, None)
 
