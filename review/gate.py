@@ -157,7 +157,9 @@ def _covers(git: Git, check: Record, change: Change) -> bool:
     return base == change.base or git.is_ancestor(base, change.base)
 
 
-def _relevant(git: Git, r: Record, change: Change, head_pid: Callable[[], str]) -> str | None:
+def _relevant(
+    git: Git, r: Record, change: Change, head_pid: Callable[[], str], commits: set[str]
+) -> str | None:
     """'valid' (about the head), 'carried' (an identical diff), 'earlier' (an earlier commit of the
     change) or None (about something else)."""
     if r.commit == change.head:
@@ -167,7 +169,7 @@ def _relevant(git: Git, r: Record, change: Change, head_pid: Callable[[], str]) 
         rbase = git.merge_base(r.commit, change.base) if change.base != EMPTY_TREE else None
         if git.patch_id(rbase or change.base, r.commit) == head_pid():
             return "carried"
-    if r.commit in set(change.commits):
+    if r.commit in commits:
         return "earlier"
     return None
 
@@ -185,11 +187,12 @@ def judge_decisions(
             pid.append(git.patch_id(change.base, change.head))
         return pid[0]
 
+    commits = set(change.commits)
     out: list[Decision] = []
     for r in store.of_type(*DECISIONS):
         if (r.get("stage") or None) != stage:
             continue
-        where = _relevant(git, r, change, head_pid)
+        where = _relevant(git, r, change, head_pid, commits)
         if where is None:
             continue
         by = str(r.get("by", ""))

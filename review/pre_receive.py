@@ -52,19 +52,19 @@ def pusher_identities(settings: Settings, environ: dict[str, str]) -> frozenset[
 
 
 def _shadows(ref: str, settings: Settings) -> str | None:
-    """The stage name `ref` would shadow (a tag or other ref spelled like a stage), else None."""
-    names = {s.name for s in settings.stages} | {s.branch for s in settings.stages}
-    branches = {f"refs/heads/{s.branch}" for s in settings.stages}
-    if ref in branches:
+    """The stage `ref` would shadow (a tag or other ref spelled like a stage or its branch)."""
+    if ref in {f"refs/heads/{s.branch}" for s in settings.stages}:
         return None
     short = ref
     for prefix in ("refs/heads/", "refs/tags/", "refs/remotes/", "refs/"):
         if ref.startswith(prefix):
             short = ref[len(prefix) :]
             break
-    for name in names:
-        if short == name or (short.endswith("/" + name) and ref.startswith("refs/remotes/")):
-            return name
+    remote = ref.startswith("refs/remotes/")
+    for stage in settings.stages:
+        for name in (stage.name, stage.branch):
+            if short == name or (remote and short.endswith("/" + name)):
+                return stage.name
     return None
 
 

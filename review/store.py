@@ -72,7 +72,7 @@ class Store:
             found, problems = rec.parse_note(blobs.get(blob, b"").decode("utf-8", "replace"), commit, ref)
             out.extend(found)
             self.problems.extend(problems)
-        out.sort(key=lambda r: (r.ts, rec.dumps(r.data)))
+        out.sort(key=lambda r: (r.ts, r.note_commit))  # stable: ties keep the note's line order
         self._cache[ref] = out
         return out
 
