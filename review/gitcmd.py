@@ -28,6 +28,7 @@ class Git:
         self.path = path
         self.env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", **(env or {})}
         self._remotes: list[str] | None = None
+        self._patch_ids: dict[tuple[str, str], str] = {}
 
     def run(
         self, *args: str, input: bytes | None = None, check: bool = True, env: dict[str, str] | None = None
@@ -98,6 +99,12 @@ class Git:
     def patch_id(self, base: str, head: str) -> str:
         """`git patch-id --verbatim` of the whole change base..head (empty string for no diff):
         whitespace counts, so a re-indented line is a different change."""
+        if (base, head) in self._patch_ids:
+            return self._patch_ids[(base, head)]
+        self._patch_ids[(base, head)] = pid = self._patch_id(base, head)
+        return pid
+
+    def _patch_id(self, base: str, head: str) -> str:
         diff = self.run("diff", "--no-color", "--no-ext-diff", "--full-index", base, head).stdout
         if not diff:
             return ""

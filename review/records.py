@@ -143,7 +143,9 @@ def parse_note(text: str, note_commit: str, where: str) -> tuple[list[Record], l
         except (ValueError, RecursionError):
             problems.append(f"{label}: not JSON (or numbers/nesting out of bounds), skipped")
             continue
-        if isinstance(data, dict) and not _depth(data, MAX_DEPTH):
+        if isinstance(data, dict) and not all(
+            _depth(v, MAX_DEPTH - 1) for v in data.values() if isinstance(v, (dict, list))
+        ):
             problems.append(f"{label}: nested deeper than {MAX_DEPTH}, skipped")
             continue
         if not isinstance(data, dict):

@@ -38,6 +38,14 @@ class Store:
     git: Git
     problems: list[str] = field(default_factory=list)
     _cache: dict[str, list[rec.Record]] = field(default_factory=dict)
+    _focus: tuple[frozenset[str], str] | None = None
+
+    def focus(self, commits: Iterable[str], needle: str = "") -> None:
+        """Read from now on only the notes on `commits`, plus approval notes that contain `needle`
+        (a patch-id: approvals carried from an identical diff). The gate needs nothing else, and
+        so does not parse a busy repository's whole history on every push."""
+        self._focus = (frozenset(commits), needle)
+        self._cache.clear()
 
     def records(self, ref: str) -> list[rec.Record]:
         """Every valid record under `refs/notes/ect/<ref>` (problems collected, not raised)."""
@@ -65,7 +73,14 @@ class Store:
         `cat-file --batch` for all its blobs."""
         if ref in self._cache:
             return self._cache[ref]
-        pairs = list_notes(self.git, full, self.problems)
+        if self._focus is not None and ref != "ect-server":
+            commits, needle = self._focus
+            extra: set[str] = set()
+            if needle and ref == "approvals":
+                extra = _grep_notes(self.git, full, needle)
+            pairs = notes_on(self.git, full, sorted(commits | extra), self.problems)
+        else:
+            pairs = list_notes(self.git, full, self.problems)
         blobs = self.git.cat_batch(sorted({blob for blob, _ in pairs}))
         out: list[rec.Record] = []
         for blob, commit in pairs:
@@ -120,6 +135,39 @@ def list_notes(git: Git, full: str, problems: list[str] | None = None) -> list[t
 
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+def notes_on(git: Git, full: str, commits: Sequence[str], problems: list[str]) -> list[tuple[str, str]]:
+    """(blob, commit) of the notes under `full` on `commits`, whatever the notes tree's fan-out,
+    with one `cat-file --batch-check` (oversized notes reported and left out)."""
+    if not commits or git.maybe_rev(full) is None:
+        return []
+    names = [
+        f"{full}:{path}" for c in commits for path in (c, f"{c[:2]}/{c[2:]}", f"{c[:2]}/{c[2:4]}/{c[4:]}")
+    ]
+    proc = git.run("cat-file", "--batch-check", input="".join(n + "\n" for n in names).encode(), check=False)
+    out: list[tuple[str, str]] = []
+    for name, line in zip(names, proc.stdout.decode().splitlines(), strict=False):
+        parts = line.split()
+        if len(parts) != 3 or parts[1] != "blob":
+            continue
+        commit = name.partition(":")[2].replace("/", "")
+        if int(parts[2]) > rec.MAX_NOTE_BYTES:
+            problems.append(f"{full} note on {commit[:12]}: over {rec.MAX_NOTE_BYTES} bytes, skipped")
+            continue
+        out.append((parts[0], commit))
+    return out
+
+
+def _grep_notes(git: Git, full: str, needle: str) -> set[str]:
+    """The commits whose note under `full` contains `needle` (one `git grep` over the notes tree)."""
+    proc = git.run("grep", "-l", "-F", "-z", "-e", needle, full, "--", check=False)
+    out: set[str] = set()
+    for name in proc.stdout.decode("utf-8", "replace").split("\0"):
+        commit = name.partition(":")[2].replace("/", "")
+        if _HEX40.fullmatch(commit):
+            out.add(commit)
+    return out
 
 
 def _sync_namespace(git: Git, remote: str) -> str:

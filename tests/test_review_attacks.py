@@ -66,7 +66,7 @@ def test_honest_work_still_passes(fast: tuple[Lab, list[Outcome]]) -> None:
 def test_no_attack_is_accepted(fast: tuple[Lab, list[Outcome]], kind: str) -> None:
     _, outcomes = fast
     attacks = _by_kind(outcomes, kind)
-    assert len(attacks) >= 2
+    assert len(attacks) >= (1 if kind == "crash" else 2)  # crash: many more variants in-process below
     assert [(o.name, o.error) for o in attacks if o.accepted or o.error] == []
 
 
