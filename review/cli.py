@@ -146,7 +146,7 @@ def _decide(
     from ect.review.store import push as push_notes
 
     _, cfg, git, policy = _setup()
-    if stage is not None:
+    if stage is not None and stage != "policy":  # "policy": a change to the protected policy ref
         policy.settings.stage(stage)
     head = git.rev(rev or "HEAD")
     change = compute(git, base_for(git, policy.settings, head), head)
@@ -182,7 +182,9 @@ def _decide(
 @review.command()
 @click.argument("rev", required=False)
 @click.option("-m", "--message", default="", help="A note for the author.")
-@click.option("--stage", default=None, help="Approve for a later stage's gate (default: code review).")
+@click.option(
+    "--stage", default=None, help="Approve for a later stage's gate, or 'policy' (default: code review)."
+)
 @click.option(
     "--key", default=None, help="SSH private key to sign with (default: $ECT_REVIEW_KEY or user.signingKey)."
 )
