@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "ACCEPTED" if row["accepted"] else "refused"
             if row["kind"] == "control":
                 verdict = "passes" if row["accepted"] else "BLOCKED"
+            elif row["kind"] == "crash":
+                verdict = "BLOCKED" if row["accepted"] else "held"
             print(
                 f"  {row['kind']:8} {verdict:9} {row['name']}"
                 + (f"  [{row['error']}]" if row["error"] else "")
