@@ -14,6 +14,7 @@ when the server knows who pushes; none of them can approve it or vouch for its c
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,9 +81,10 @@ class Trust:
         by = r.get("by")
         if not isinstance(sig, str) or not isinstance(by, str) or not self.policy.signers:
             return None
-        ident = str(r.get("sig"))[-64:] + by
-        if ident not in self._verified:
-            self._verified[ident] = signing.verify_key(signed_payload(r.data), sig, by, self.policy.signers)
+        payload = signed_payload(r.data)
+        ident = hashlib.sha256(b"\0".join((payload, sig.encode(), by.encode()))).hexdigest()
+        if ident not in self._verified:  # cached by everything verified: payload, signature, principal
+            self._verified[ident] = signing.verify_key(payload, sig, by, self.policy.signers)
         return self._verified[ident]
 
     def in_role(self, principal: str, members: list[str]) -> bool:

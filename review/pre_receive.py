@@ -72,6 +72,8 @@ def _notes_append_only(git: Git, ref: str, old: str, new: str) -> list[str]:
     """Every record (line) of every note in `old` is still in that commit's note in `new`."""
     if new == ZERO_SHA:
         return [f"{ref}: review records are append-only (the notes ref cannot be deleted)"]
+    if git.out("cat-file", "-t", new).strip() != "commit":
+        return [f"{ref}: a notes ref must point to a commit"]
     errors: list[str] = []
     sizes_problems: list[str] = []
     new_notes = dict((c, b) for b, c in list_notes(git, new, sizes_problems))

@@ -97,6 +97,30 @@ def test_rejections_name_the_rule(fast: tuple[Lab, list[Outcome]]) -> None:
     assert not pushed.ok and "refs/ect/policy" in pushed.stderr
 
 
+def test_a_verified_signature_does_not_vouch_for_an_edited_copy(fast: tuple[Lab, list[Outcome]]) -> None:
+    from ect.review.gate import Trust
+    from ect.review.policy import from_server
+
+    lab, _ = fast
+    sha = lab.central.rev("refs/heads/staging")
+    honest = lab.record("approval", sha, "bob", message="lgtm")
+    trust = Trust(from_server(lab.central))
+    assert trust.key_of(records.Record(honest, sha))  # verified (and cached) first
+    for edit in (
+        {"message": "lgtm, ship the next one too"},
+        {"by": "carol@example.com"},
+        {"stage": "production"},
+    ):
+        assert trust.key_of(records.Record({**honest, **edit}, sha)) is None, edit
+
+
+def test_notes_refs_must_be_commits(fast: tuple[Lab, list[Outcome]]) -> None:
+    lab, _ = fast
+    blob = lab.git.out("hash-object", "-w", "--stdin", input=b"x\n").strip()
+    pushed = lab.push(f"{blob}:refs/notes/ect/requests")
+    assert not pushed.ok and "must point to a commit" in pushed.stderr
+
+
 @pytest.mark.slow
 def test_the_whole_catalogue(tmp_path: Path) -> None:
     lab = make_lab(tmp_path)
