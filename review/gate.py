@@ -348,7 +348,7 @@ def change_base(git: Git, policy: Policy, head: str, tip: str | None, mainline: 
 def _review_gate(git: Git, store: Store, trust: Trust, head: str, base: str, result: GateResult) -> None:
     policy = trust.policy
     change = compute(git, base, head, lines=False)
-    store.focus(change.commits, git.patch_id(change.base, change.head))
+    store.focus(change.commits, {"approvals": git.patch_id(change.base, head), "reviews": git.tree(head)})
     check, why = trusted_check(git, store, trust, change)
     trusted = policy.settings.review["trusted_checkers"]
     signed = trust.strict or bool(trusted)
@@ -417,7 +417,7 @@ def _later_gate(
                     result.met.append(f"bake time: {baked:.1f} min on '{prev.name}'")
     if stage.required_approvals:
         change = compute(git, base, head, lines=False)
-        store.focus(change.commits, git.patch_id(change.base, change.head))
+        store.focus(change.commits, {"approvals": git.patch_id(change.base, head)})
         decisions = judge_decisions(git, store, trust, change, stage.name)
         result.decisions = decisions
         _approval_conditions(result, decisions, change, trust, stage.required_approvals, False)

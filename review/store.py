@@ -38,13 +38,14 @@ class Store:
     git: Git
     problems: list[str] = field(default_factory=list)
     _cache: dict[str, list[rec.Record]] = field(default_factory=dict)
-    _focus: tuple[frozenset[str], str] | None = None
+    _focus: tuple[frozenset[str], dict[str, str]] | None = None
 
-    def focus(self, commits: Iterable[str], needle: str = "") -> None:
-        """Read from now on only the notes on `commits`, plus approval notes that contain `needle`
-        (a patch-id: approvals carried from an identical diff). The gate needs nothing else, and
-        so does not parse a busy repository's whole history on every push."""
-        self._focus = (frozenset(commits), needle)
+    def focus(self, commits: Iterable[str], needles: dict[str, str] | None = None) -> None:
+        """Read from now on only the notes on `commits`, plus the notes of ref R that contain
+        `needles[R]` (approvals: the change's patch-id, for approvals carried from an identical
+        diff; reviews: the head's tree, for a check of the same tree on another commit). The gate
+        needs nothing else, so it does not parse a busy repository's whole history on every push."""
+        self._focus = (frozenset(commits), {k: v for k, v in (needles or {}).items() if v})
         self._cache.clear()
 
     def records(self, ref: str) -> list[rec.Record]:
@@ -74,10 +75,10 @@ class Store:
         if ref in self._cache:
             return self._cache[ref]
         if self._focus is not None and ref != "ect-server":
-            commits, needle = self._focus
+            commits, needles = self._focus
             extra: set[str] = set()
-            if needle and ref == "approvals":
-                extra = _grep_notes(self.git, full, needle)
+            if ref in needles:
+                extra = _grep_notes(self.git, full, needles[ref])
             pairs = notes_on(self.git, full, sorted(commits | extra), self.problems)
         else:
             pairs = list_notes(self.git, full, self.problems)
