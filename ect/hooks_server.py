@@ -1,7 +1,12 @@
-"""The server-side gate: install or check the `pre-receive` hook of a bare repository.
+"""The server-side gate: install or check the `pre-receive` and `post-receive` hooks of a bare
+repository.
 
-`ect hooks install --server` calls `install_server_hook(bare_repo)`; the hook runs
-`python -m ect.review.pre_receive` with the interpreter ect is installed in.
+`ect hooks install --server` calls `install_server_hook(bare_repo)`; the hooks run
+`python -m ect.review.pre_receive` with the interpreter ect is installed in. Installing
+also pins the protected policy: `git config ect.policyRef refs/ect/policy` and, when that
+ref does not exist yet, `refs/ect/policy` at the current HEAD commit (the administrator's
+act of installing is what approves the first policy). Until a policy ref exists every
+push is refused.
 """
 
 from __future__ import annotations
@@ -39,20 +44,53 @@ def _hooks_dir(bare_repo: Path) -> Path:
     return hooks if hooks.is_absolute() else bare_repo / hooks
 
 
-def hook_text(python: str | None = None) -> str:
+POLICY_REF = "refs/ect/policy"
+HOOKS = {"pre-receive": "", "post-receive": " --post"}
+
+
+def hook_text(python: str | None = None, extra: str = "") -> str:
     exe = shlex.quote(python or sys.executable)
-    return f'#!/bin/sh\n{MARKER}\nexec {exe} -m ect.review.pre_receive "$@"\n'
+    return f'#!/bin/sh\n{MARKER}\nexec {exe} -m ect.review.pre_receive{extra} "$@"\n'
+
+
+def _git(bare_repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], cwd=bare_repo, capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def pin_policy(bare_repo: Path) -> str | None:
+    """Set `ect.policyRef` (when unset) and create the policy ref at HEAD (when missing and HEAD is
+    born); returns the policy commit, or None when there is none yet."""
+    ref = _git(bare_repo, "config", "--get", "ect.policyRef").stdout.strip()
+    if not ref:
+        ref = POLICY_REF
+        _git(bare_repo, "config", "ect.policyRef", ref)
+    have = _git(bare_repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").stdout.strip()
+    if have:
+        return have
+    head = _git(bare_repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").stdout.strip()
+    if not head:
+        return None
+    _git(bare_repo, "update-ref", ref, head, "")
+    return head
 
 
 def install_server_hook(bare_repo: Path, *, force: bool = False, python: str | None = None) -> Path:
-    """Write `hooks/pre-receive` in `bare_repo`; refuse to overwrite a foreign hook unless `force`."""
-    hook = _hooks_dir(bare_repo) / "pre-receive"
-    if hook.exists() and MARKER not in hook.read_text(errors="replace") and not force:
-        raise EctError(f"{hook} exists and was not installed by ect (use --force to replace it)")
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    hook.write_text(hook_text(python))
-    os.chmod(hook, 0o755)
-    return hook
+    """Write `hooks/pre-receive` (and `post-receive`) in `bare_repo` and pin the policy; refuse to
+    overwrite a foreign hook unless `force`."""
+    hooks = _hooks_dir(bare_repo)
+    for name in HOOKS:
+        hook = hooks / name
+        if hook.exists() and MARKER not in hook.read_text(errors="replace") and not force:
+            raise EctError(f"{hook} exists and was not installed by ect (use --force to replace it)")
+    hooks.mkdir(parents=True, exist_ok=True)
+    for name, extra in HOOKS.items():
+        hook = hooks / name
+        hook.write_text(hook_text(python, extra))
+        os.chmod(hook, 0o755)
+    pin_policy(bare_repo)
+    return hooks / "pre-receive"
 
 
 def check_server_hook(bare_repo: Path) -> str | None:
@@ -69,9 +107,11 @@ def check_server_hook(bare_repo: Path) -> str | None:
 
 
 def uninstall_server_hook(bare_repo: Path) -> bool:
-    """Remove the hook if ect installed it; returns whether one was removed."""
-    hook = _hooks_dir(bare_repo) / "pre-receive"
-    if hook.exists() and MARKER in hook.read_text(errors="replace"):
-        hook.unlink()
-        return True
-    return False
+    """Remove the hooks ect installed; returns whether one was removed."""
+    removed = False
+    for name in HOOKS:
+        hook = _hooks_dir(bare_repo) / name
+        if hook.exists() and MARKER in hook.read_text(errors="replace"):
+            hook.unlink()
+            removed = True
+    return removed

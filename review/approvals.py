@@ -19,7 +19,7 @@ def identity(git: Git) -> tuple[str, str]:
     email = git.config("user.email")
     if not email:
         raise EctError("set your identity first: git config user.email you@example.com")
-    return email.lower(), git.config("user.name") or ""
+    return email, git.config("user.name") or ""  # exact: principals are compared as ssh-keygen does
 
 
 def signing_key(git: Git, explicit: str | None) -> Path | None:
@@ -45,10 +45,12 @@ def make_decision(
     stage: str | None,
     key: Path | None,
     now: float | None = None,
+    target: str | None = None,
 ) -> dict[str, Any]:
-    """An approval/rejection record for `change.head`, signed when a key is given."""
+    """An approval/rejection/withdrawal/dismissal record for `change.head`, signed when a key is
+    given; a dismissal names the reviewer whose rejection it dismisses (`target`)."""
     email, name = identity(git)
-    if kind == "approval" and email in change.authors:
+    if kind == "approval" and email.lower() in change.authors:
         raise EctError(f"{email} is an author of this change and cannot approve it", 1)
     data = records.make(
         kind,
@@ -61,6 +63,8 @@ def make_decision(
     )
     if message:
         data["message"] = message
+    if target:
+        data["target"] = target
     if stage:
         data["stage"] = stage
     if key is not None:

@@ -205,7 +205,8 @@ def _post(
         base=change.base,
         outcome="pass" if checks_ok and not report.blocking else "fail",
         checks="pass" if checks_ok else "fail",
-        tests_run=tests_run or not change.files,
+        # an empty range (`HEAD..HEAD`) ran nothing: it vouches for no tests
+        tests_run=(tests_run or not change.files) and bool(change.commits),
         summary=_summary(check),
         blocking=len(report.blocking),
         advisory=len(report.findings) - len(report.blocking),
@@ -235,4 +236,4 @@ def _summary(check: CheckResult | None) -> str:
 
 
 def _who(git: Git) -> str:
-    return (git.config("user.email") or "unknown").lower()
+    return git.config("user.email") or "unknown"  # exact: signer principals are case-sensitive

@@ -131,14 +131,22 @@ def bot(
     return 1 if failed else 0
 
 
-def _decide(kind: str, rev: str | None, message: str, stage: str | None, key: str | None, push: bool) -> int:
+def _decide(
+    kind: str,
+    rev: str | None,
+    message: str,
+    stage: str | None,
+    key: str | None,
+    push: bool,
+    target: str | None = None,
+) -> int:
     from ect.review.approvals import make_decision, signing_key
     from ect.review.diff import base_for, compute
     from ect.review.store import Store
     from ect.review.store import push as push_notes
 
     _, cfg, git, policy = _setup()
-    if stage is not None:
+    if stage is not None and stage != "policy":  # "policy": a change to the protected policy ref
         policy.settings.stage(stage)
     head = git.rev(rev or "HEAD")
     change = compute(git, base_for(git, policy.settings, head), head)
@@ -147,9 +155,9 @@ def _decide(kind: str, rev: str | None, message: str, stage: str | None, key: st
         raise EctError(
             "review.require_signed is on: pass --key, set $ECT_REVIEW_KEY or git's user.signingKey"
         )
-    data = make_decision(git, change, kind, message, stage, key_path)
+    data = make_decision(git, change, kind, message, stage, key_path, target=target)
     Store(git).append(data)
-    kind_event = "review.approved" if kind == "approval" else "review.rejected"
+    kind_event = {"approval": "review.approved", "rejection": "review.rejected"}.get(kind, f"review.{kind}")
     events.record(
         cfg.state_path,
         kind_event,
@@ -160,7 +168,9 @@ def _decide(kind: str, rev: str | None, message: str, stage: str | None, key: st
         signed="sig" in data,
         first_commit_ts=change.first_commit_ts,
     )
-    what = "approved" if kind == "approval" else "rejected"
+    what = {"approval": "approved", "rejection": "rejected", "withdrawal": "withdrew your decision on"}.get(
+        kind, "dismissed a rejection of"
+    )
     click.echo(f"{what} {head[:12]} as {data['by']}" + (" (signed)" if "sig" in data else ""))
     if push:
         remote = _remote(git, policy, None)
@@ -172,7 +182,9 @@ def _decide(kind: str, rev: str | None, message: str, stage: str | None, key: st
 @review.command()
 @click.argument("rev", required=False)
 @click.option("-m", "--message", default="", help="A note for the author.")
-@click.option("--stage", default=None, help="Approve for a later stage's gate (default: code review).")
+@click.option(
+    "--stage", default=None, help="Approve for a later stage's gate, or 'policy' (default: code review)."
+)
 @click.option(
     "--key", default=None, help="SSH private key to sign with (default: $ECT_REVIEW_KEY or user.signingKey)."
 )
@@ -191,6 +203,31 @@ def approve(rev: str | None, message: str, stage: str | None, key: str | None, p
 def reject(rev: str | None, message: str, stage: str | None, key: str | None, push: bool) -> int:
     """Reject REV (default HEAD) until you approve a later commit."""
     return _decide("rejection", rev, message, stage, key, push)
+
+
+@review.command()
+@click.argument("rev", required=False)
+@click.option("-m", "--message", default="", help="Why.")
+@click.option("--stage", default=None, help="For a later stage's gate (default: code review).")
+@click.option("--key", default=None, help="SSH private key to sign with.")
+@click.option("--push", is_flag=True, help="Push review records to the remote afterwards.")
+def withdraw(rev: str | None, message: str, stage: str | None, key: str | None, push: bool) -> int:
+    """Withdraw your own approval or rejection of REV's change (default HEAD)."""
+    return _decide("withdrawal", rev, message, stage, key, push)
+
+
+@review.command()
+@click.argument("rev", required=False)
+@click.option("--reviewer", required=True, help="The reviewer whose rejection is dismissed (exact identity).")
+@click.option("-m", "--message", required=True, help="Why the rejection no longer holds.")
+@click.option("--stage", default=None, help="For a later stage's gate (default: code review).")
+@click.option("--key", default=None, help="SSH private key to sign with.")
+@click.option("--push", is_flag=True, help="Push review records to the remote afterwards.")
+def dismiss(
+    rev: str | None, reviewer: str, message: str, stage: str | None, key: str | None, push: bool
+) -> int:
+    """As a maintainer (review.maintainers), dismiss REVIEWER's rejection of REV's change."""
+    return _decide("dismissal", rev, message, stage, key, push, target=reviewer)
 
 
 @review.command()

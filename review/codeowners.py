@@ -1,9 +1,11 @@
 """CODEOWNERS (GitHub syntax): `pattern owner...` lines, the last matching line wins.
 
-Owners are `@user`, `@org/team` or e-mail addresses. An approver (an e-mail, verified
-by signature when `require_signed` is on) matches an owner when the e-mail is equal, or
-when `@user` equals the e-mail's local part (case-insensitive); `@org/team` matches
-its members as listed in `review.teams`.
+Owners are `@user`, `@org/team` or e-mail addresses. An approver (a signer principal,
+verified by signature when `require_signed` is on) matches an owner only by exact
+identity: an e-mail owner when it is the same address (the domain compared without case,
+the local part exactly), `@user` when `review.users` maps that handle to the approver's
+address, `@org/team` when `review.teams` lists the approver (by address or mapped
+handle). A handle nobody mapped matches nobody: the gate fails closed.
 """
 
 from __future__ import annotations
@@ -44,14 +46,29 @@ def owners_of(rules: list[Rule], path: str) -> tuple[str, ...] | None:
     return found or None
 
 
-def matches(owner: str, email: str, teams: dict[str, list[str]] | None = None) -> bool:
-    """Whether approver `email` satisfies `owner` (an e-mail, `@user`, or `@org/team` via `teams`)."""
-    owner_l = owner.lower()
-    if "/" in owner_l:
-        members = (teams or {}).get(owner) or (teams or {}).get(owner.lstrip("@")) or []
-        return any(matches(m, email) for m in members if "/" not in m)
-    email_l = email.lower()
-    if "@" in owner_l and not owner_l.startswith("@"):
-        return owner_l == email_l
-    handle = owner_l.lstrip("@")
-    return handle == email_l.split("@", 1)[0]
+def same_identity(a: str, b: str) -> bool:
+    """Two e-mail identities are the same: local part exactly, domain without case."""
+    la, _, da = a.strip().rpartition("@")
+    lb, _, db = b.strip().rpartition("@")
+    return bool(la) and la == lb and da.lower() == db.lower()
+
+
+def identities(owner: str, users: dict[str, list[str]] | None) -> list[str]:
+    """The exact identities a `@user` handle or an e-mail owner stands for."""
+    if not owner.startswith("@"):
+        return [owner]
+    users = users or {}
+    return list(users.get(owner) or users.get(owner[1:]) or [])
+
+
+def matches(
+    owner: str,
+    principal: str,
+    teams: dict[str, list[str]] | None = None,
+    users: dict[str, list[str]] | None = None,
+) -> bool:
+    """Whether approver `principal` satisfies `owner` (an e-mail, `@user` or `@org/team`)."""
+    if owner.startswith("@") and "/" in owner:
+        members = (teams or {}).get(owner) or (teams or {}).get(owner[1:]) or []
+        return any(matches(m, principal, None, users) for m in members if "/" not in m)
+    return any(same_identity(ident, principal) for ident in identities(owner, users))

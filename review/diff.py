@@ -10,6 +10,7 @@ from ect.review.settings import Settings
 
 from ect.errors import EctError
 
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # base of a change that is the whole history
 _HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -134,8 +135,11 @@ def compute(git: Git, base: str, head: str, lines: bool = True) -> Change:
             if m:
                 start, count = int(m.group(1)), int(m.group(2) or b"1")
                 current.added.update(range(start, start + count))
-    log = git.out("log", "--format=%H %at %ae", f"{base}..{head}").splitlines()
-    commits = [entry.split(" ", 2)[0] for entry in log]
-    authors = {entry.split(" ", 2)[2].lower() for entry in log if entry.count(" ") >= 2}
-    first_ts = min((float(entry.split(" ", 2)[1]) for entry in log), default=None)
+    span = head if base == EMPTY_TREE else f"{base}..{head}"
+    log = [e.split("\0") for e in git.out("log", "--format=%H%x00%at%x00%ae%x00%ce", span).splitlines()]
+    log = [e for e in log if len(e) == 4]
+    commits = [entry[0] for entry in log]
+    # every author and committer of every commit of the change is an author of the change
+    authors = {who.strip().lower() for entry in log for who in entry[2:] if who.strip()}
+    first_ts = min((float(entry[1]) for entry in log), default=None)
     return Change(base, head, files, commits, authors, first_ts)

@@ -28,6 +28,7 @@ class Git:
         self.path = path
         self.env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", **(env or {})}
         self._remotes: list[str] | None = None
+        self._patch_ids: dict[tuple[str, str], str] = {}
 
     def run(
         self, *args: str, input: bytes | None = None, check: bool = True, env: dict[str, str] | None = None
@@ -96,12 +97,31 @@ class Git:
         return self.out("rev-parse", "--is-bare-repository").strip() == "true"
 
     def patch_id(self, base: str, head: str) -> str:
-        """`git patch-id --stable` of the whole change base..head (empty string for no diff)."""
+        """`git patch-id --verbatim` of the whole change base..head (empty string for no diff):
+        whitespace counts, so a re-indented line is a different change."""
+        if (base, head) in self._patch_ids:
+            return self._patch_ids[(base, head)]
+        self._patch_ids[(base, head)] = pid = self._patch_id(base, head)
+        return pid
+
+    def _patch_id(self, base: str, head: str) -> str:
         diff = self.run("diff", "--no-color", "--no-ext-diff", "--full-index", base, head).stdout
         if not diff:
             return ""
-        out = self.run("patch-id", "--stable", input=diff).stdout.decode().split()
+        out = self.run("patch-id", "--verbatim", input=diff).stdout.decode().split()
         return out[0] if out else ""
+
+    def sizes(self, objects: Sequence[str]) -> dict[str, int]:
+        """Object sizes with one `git cat-file --batch-check` (missing objects left out)."""
+        if not objects:
+            return {}
+        raw = self.run("cat-file", "--batch-check", input="".join(f"{o}\n" for o in objects).encode())
+        out: dict[str, int] = {}
+        for name, line in zip(objects, raw.stdout.decode().splitlines(), strict=False):
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                out[name] = int(parts[2])
+        return out
 
     def cat_batch(self, objects: Sequence[str]) -> dict[str, bytes]:
         """Read many blobs with one `git cat-file --batch`."""

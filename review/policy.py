@@ -1,9 +1,11 @@
 """The rules a gate applies: settings, allowed signers and CODEOWNERS, from a work tree or a commit.
 
-In a work tree they come from the checked-out files. In the server-side hook they come
-from the tip of the bare repository's HEAD branch as it was before the push (so a push
-cannot relax the rules it is judged by); `git config ect.allowedSignersFile` in the bare
-repository overrides the allowed-signers file.
+In a work tree they come from the checked-out files (advisory: the server decides). In
+the server-side hook they come only from a protected place: the commit at the policy ref
+named by the bare repository's own `git config ect.policyRef` (normally `refs/ect/policy`,
+which changes only through its own gate: owners' signed approvals), as it was before the
+push. `git config ect.allowedSignersFile` there overrides the allowed-signers file. No
+policy ref, an unreadable policy or no allowed signers: every gated push is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from ect.review.gitcmd import Git
 from ect.review.settings import Settings, parse, sections_from_toml
 
 from ect.config import Config
+from ect.errors import ConfigError, EctError
+
+DEFAULT_POLICY_REF = "refs/ect/policy"
+
+
+class PolicyError(EctError):
+    """The protected policy is missing or unreadable: the server gate fails closed."""
 
 
 @dataclass
@@ -25,6 +34,7 @@ class Policy:
     signers: bytes | None = None
     owners: list[codeowners.Rule] = field(default_factory=list)
     signers_source: str = ""
+    commit: str | None = None  # the policy commit (server side)
 
 
 def from_worktree(git: Git, root: Path, cfg: Config) -> Policy:
@@ -57,6 +67,35 @@ def from_commit(git: Git, commit: str | None) -> Policy:
         signers = show(settings.review["allowed_signers"])
     owners_text = _read_owners(settings, show)
     return Policy(settings, signers, codeowners.parse(owners_text) if owners_text else [], source)
+
+
+def policy_ref(git: Git) -> str | None:
+    """The policy ref the bare repository's own config names (None: not configured)."""
+    return git.config("ect.policyRef")
+
+
+def from_server(git: Git) -> Policy:
+    """The policy of the central repository, from its protected policy ref; raises PolicyError."""
+    ref = policy_ref(git)
+    if not ref:
+        raise PolicyError(
+            "no protected policy: set `git config ect.policyRef refs/ect/policy` in the central repository"
+        )
+    if not ref.startswith("refs/ect/"):
+        raise PolicyError(f"ect.policyRef must be under refs/ect/ (a namespace clients cannot push): {ref}")
+    commit = git.maybe_rev(ref)
+    if commit is None:
+        raise PolicyError(f"the policy ref {ref} does not exist in the central repository")
+    try:
+        policy = from_commit(git, commit)
+    except ConfigError as exc:
+        raise PolicyError(f"the policy at {ref} is unreadable: {exc}") from None
+    if policy.signers is None or not policy.signers.strip():
+        where = policy.signers_source or "review.allowed_signers"
+        raise PolicyError(f"the policy at {ref} has no allowed signers ({where}): nothing can be trusted")
+    policy.settings.review["require_signed"] = True  # the server trusts signed or server-made facts only
+    policy.commit = commit
+    return policy
 
 
 def _read(path: Path) -> bytes | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ect.review import records
 from ect.review import store as store_mod
 from ect.review.diff import base_for, compute
-from ect.review.gate import GateResult, evaluate
+from ect.review.gate import GateResult, Trust, evaluate
 from ect.review.gitcmd import ZERO_SHA, Git
 from ect.review.policy import Policy, from_worktree
 from ect.review.settings import Stage
@@ -53,7 +53,8 @@ def check(root: Path, cfg: Config, rev: str, stage: str, *, sync: bool = True) -
     remote = configured_remote(git, policy)
     if sync:
         _sync(git, remote, policy.settings.stages)
-    return evaluate(git, Store(git), policy, rev, stage, tip_reader(git, remote))
+    trust = Trust(policy, server_times=remote is not None)
+    return evaluate(git, Store(git), policy, rev, stage, tip_reader(git, remote), trust=trust)
 
 
 def promote(
@@ -86,7 +87,8 @@ def promote(
         wait=wait,
     )
     store = Store(git)
-    result = evaluate(git, store, policy, head, stage.name, tip_of)
+    trust = Trust(policy, server_times=remote is not None)  # bake time: the server's receive log
+    result = evaluate(git, store, policy, head, stage.name, tip_of, trust=trust)
     _warn_problems(store, echo)
     shown: list[str] = []
     deadline = started + timeout
@@ -102,7 +104,8 @@ def promote(
         _sync(git, remote, policy.settings.stages)
         store = Store(git)
         tip_of = tip_reader(git, remote)
-        result = evaluate(git, store, policy, head, stage.name, tip_of)
+        trust = Trust(policy, server_times=remote is not None)
+        result = evaluate(git, store, policy, head, stage.name, tip_of, trust=trust)
     if result.already:
         echo(f"{stage.branch} already holds {head[:12]}: nothing to do")
         return 0

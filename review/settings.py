@@ -33,6 +33,10 @@ REVIEW_SCHEMA: dict[str, tuple[str, Any]] = {
     "teams": ("dict[str,list[str]]", {}),
     "require_signed": ("bool", False),
     "trusted_checkers": ("list[str]", []),
+    "reviewers": ("list[str]", []),
+    "maintainers": ("list[str]", []),
+    "users": ("dict[str,list[str]]", {}),
+    "policy_approvals": ("int", 1),
     "allowed_signers": ("str", ""),
     "deprecated": ("dict[str,str]", {}),
     "forbidden": ("dict[str,str]", {}),
@@ -95,7 +99,7 @@ def parse(sections: dict[str, Any], where: str = "config") -> Settings:
             raise ConfigError(
                 f"{where}: 'review.{key}' must be one of {', '.join(SEVERITIES)}, got {review[key]!r}"
             )
-    for key in ("required_approvals", "max_inline"):
+    for key in ("required_approvals", "max_inline", "policy_approvals"):
         if review[key] < 0:
             raise ConfigError(f"{where}: 'review.{key}' must be >= 0")
     return Settings(review=review, stages=_stages(sections.get("stages"), where))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,6 +12,8 @@ from pathlib import Path
 from ect.errors import EctError
 
 NAMESPACE = "ect-review"
+MAX_SIG = 8192  # an armored SSH signature is well under 1 KiB
+VERIFY_TIMEOUT = 10.0
 
 
 def _ssh_keygen() -> str:
@@ -42,23 +45,36 @@ def sign(payload: bytes, key: Path) -> str:
 
 def verify(payload: bytes, signature: str, principal: str, allowed_signers: bytes) -> bool:
     """Whether `signature` over `payload` was made by a key listed for `principal`."""
-    if not signature or not principal or not allowed_signers.strip():
-        return False
-    if any(c in principal for c in "\n\r,*?!") or principal.startswith("-"):
-        return False
+    return verify_key(payload, signature, principal, allowed_signers) is not None
+
+
+def verify_key(payload: bytes, signature: str, principal: str, allowed_signers: bytes) -> str | None:
+    """The signing key's fingerprint when `signature` over `payload` was made by a key listed for
+    `principal` (compared exactly as `ssh-keygen -Y verify` does: no case folding), else None."""
+    if not signature or not principal or not allowed_signers.strip() or len(signature) > MAX_SIG:
+        return None
+    if any(c in principal for c in "\n\r,*?!\0") or principal.startswith("-"):
+        return None
     exe = shutil.which("ssh-keygen")
     if exe is None:
-        return False
+        return None
     with tempfile.TemporaryDirectory(prefix="ect-verify-") as tmp:
         signers = Path(tmp) / "allowed_signers"
         signers.write_bytes(allowed_signers)
         sig = Path(tmp) / "sig"
         sig.write_text(signature)
-        proc = subprocess.run(
-            [exe, "-Y", "verify", "-f", str(signers), "-I", principal, "-n", NAMESPACE, "-s", str(sig)],
-            input=payload,
-            capture_output=True,
-            check=False,
-            env={**os.environ, "LC_ALL": "C"},
-        )
-        return proc.returncode == 0
+        try:
+            proc = subprocess.run(
+                [exe, "-Y", "verify", "-f", str(signers), "-I", principal, "-n", NAMESPACE, "-s", str(sig)],
+                input=payload,
+                capture_output=True,
+                check=False,
+                env={**os.environ, "LC_ALL": "C"},
+                timeout=VERIFY_TIMEOUT,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode != 0:
+            return None
+        found = re.search(rb"key (\S+:\S+)", proc.stdout + proc.stderr)
+        return found.group(1).decode() if found else "?"

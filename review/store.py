@@ -38,6 +38,15 @@ class Store:
     git: Git
     problems: list[str] = field(default_factory=list)
     _cache: dict[str, list[rec.Record]] = field(default_factory=dict)
+    _focus: tuple[frozenset[str], dict[str, str]] | None = None
+
+    def focus(self, commits: Iterable[str], needles: dict[str, str] | None = None) -> None:
+        """Read from now on only the notes on `commits`, plus the notes of ref R that contain
+        `needles[R]` (approvals: the change's patch-id, for approvals carried from an identical
+        diff; reviews: the head's tree, for a check of the same tree on another commit). The gate
+        needs nothing else, so it does not parse a busy repository's whole history on every push."""
+        self._focus = (frozenset(commits), {k: v for k, v in (needles or {}).items() if v})
+        self._cache.clear()
 
     def records(self, ref: str) -> list[rec.Record]:
         """Every valid record under `refs/notes/ect/<ref>` (problems collected, not raised)."""
@@ -52,25 +61,36 @@ class Store:
     def preload(self, *refs: str) -> None:
         self._load(list(refs))
 
+    def server_log(self) -> list[rec.Record]:
+        """The server's own `received` records (`refs/notes/ect-server/log`, fetched read-only)."""
+        return self._load_ref("ect-server", rec.SERVER_LOG)
+
     def _load(self, refs: list[str]) -> None:
-        """Read the notes of `refs` not read yet, with one `cat-file --batch` for all their blobs."""
-        todo = [ref for ref in refs if ref not in self._cache]
-        if not todo:
-            return
-        listed: dict[str, list[list[str]]] = {}
-        for ref in todo:
-            proc = self.git.run("notes", f"--ref={rec.NOTES_PREFIX}{ref}", "list", check=False)
-            lines = proc.stdout.decode().splitlines() if proc.returncode == 0 else []
-            listed[ref] = [p for p in (line.split() for line in lines) if len(p) == 2]
-        blobs = self.git.cat_batch(sorted({p[0] for pairs in listed.values() for p in pairs}))
-        for ref, pairs in listed.items():
-            out: list[rec.Record] = []
-            for blob, commit in pairs:
-                found, problems = rec.parse_note(blobs.get(blob, b"").decode("utf-8", "replace"), commit, ref)
-                out.extend(found)
-                self.problems.extend(problems)
-            out.sort(key=lambda r: (r.ts, rec.dumps(r.data)))
-            self._cache[ref] = out
+        for ref in refs:
+            self._load_ref(ref, rec.NOTES_PREFIX + ref)
+
+    def _load_ref(self, ref: str, full: str) -> list[rec.Record]:
+        """Read one notes ref with one `ls-tree` (sizes: an oversized note is never read) and one
+        `cat-file --batch` for all its blobs."""
+        if ref in self._cache:
+            return self._cache[ref]
+        if self._focus is not None and ref != "ect-server":
+            commits, needles = self._focus
+            extra: set[str] = set()
+            if ref in needles:
+                extra = _grep_notes(self.git, full, needles[ref])
+            pairs = notes_on(self.git, full, sorted(commits | extra), self.problems)
+        else:
+            pairs = list_notes(self.git, full, self.problems)
+        blobs = self.git.cat_batch(sorted({blob for blob, _ in pairs}))
+        out: list[rec.Record] = []
+        for blob, commit in pairs:
+            found, problems = rec.parse_note(blobs.get(blob, b"").decode("utf-8", "replace"), commit, ref)
+            out.extend(found)
+            self.problems.extend(problems)
+        out.sort(key=lambda r: (r.ts, r.note_commit))  # stable: ties keep the note's line order
+        self._cache[ref] = out
+        return out
 
     def append(self, data: dict[str, object]) -> None:
         """Append one record to the note of its commit."""
@@ -79,11 +99,11 @@ class Store:
         full = rec.NOTES_PREFIX + ref
         commit = str(data["commit"])
         existing = self.git.run("notes", f"--ref={full}", "show", commit, check=False)
-        text = existing.stdout.decode("utf-8", "replace") if existing.returncode == 0 else ""
-        if text and not text.endswith("\n"):
-            text += "\n"
-        text += rec.dumps(dict(data)) + "\n"
-        blob = self.git.out("hash-object", "-w", "--stdin", input=text.encode()).strip()
+        text = existing.stdout if existing.returncode == 0 else b""  # bytes: kept exactly (append-only)
+        if text and not text.endswith(b"\n"):
+            text += b"\n"
+        text += (rec.dumps(dict(data)) + "\n").encode()
+        blob = self.git.out("hash-object", "-w", "--stdin", input=text).strip()
         self.git.run("notes", f"--ref={full}", "add", "-f", "-C", blob, commit)
         self._cache.pop(ref, None)
 
@@ -93,6 +113,62 @@ class Store:
             self.append(item)
             count += 1
         return count
+
+
+def list_notes(git: Git, full: str, problems: list[str] | None = None) -> list[tuple[str, str]]:
+    """(blob, annotated commit) of every note under `full` that is at most MAX_NOTE_BYTES."""
+    proc = git.run("ls-tree", "-r", "-l", "-z", full, "--", check=False)
+    if proc.returncode != 0:
+        return []
+    out: list[tuple[str, str]] = []
+    for entry in proc.stdout.decode("utf-8", "replace").split("\0"):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        commit = path.replace("/", "")
+        if len(parts) != 4 or parts[1] != "blob" or not _HEX40.fullmatch(commit):
+            continue
+        if not parts[3].isdigit() or int(parts[3]) > rec.MAX_NOTE_BYTES:
+            if problems is not None:
+                problems.append(f"{full} note on {commit[:12]}: over {rec.MAX_NOTE_BYTES} bytes, skipped")
+            continue
+        out.append((parts[2], commit))
+    return out
+
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+def notes_on(git: Git, full: str, commits: Sequence[str], problems: list[str]) -> list[tuple[str, str]]:
+    """(blob, commit) of the notes under `full` on `commits`, whatever the notes tree's fan-out,
+    with one `cat-file --batch-check` (oversized notes reported and left out)."""
+    if not commits or git.maybe_rev(full) is None:
+        return []
+    names = [
+        f"{full}:{path}" for c in commits for path in (c, f"{c[:2]}/{c[2:]}", f"{c[:2]}/{c[2:4]}/{c[4:]}")
+    ]
+    proc = git.run("cat-file", "--batch-check", input="".join(n + "\n" for n in names).encode(), check=False)
+    out: list[tuple[str, str]] = []
+    for name, line in zip(names, proc.stdout.decode().splitlines(), strict=False):
+        parts = line.split()
+        if len(parts) != 3 or parts[1] != "blob":
+            continue
+        commit = name.partition(":")[2].replace("/", "")
+        if int(parts[2]) > rec.MAX_NOTE_BYTES:
+            problems.append(f"{full} note on {commit[:12]}: over {rec.MAX_NOTE_BYTES} bytes, skipped")
+            continue
+        out.append((parts[0], commit))
+    return out
+
+
+def _grep_notes(git: Git, full: str, needle: str) -> set[str]:
+    """The commits whose note under `full` contains `needle` (one `git grep` over the notes tree)."""
+    proc = git.run("grep", "-l", "-F", "-z", "-e", needle, full, "--", check=False)
+    out: set[str] = set()
+    for name in proc.stdout.decode("utf-8", "replace").split("\0"):
+        commit = name.partition(":")[2].replace("/", "")
+        if _HEX40.fullmatch(commit):
+            out.add(commit)
+    return out
 
 
 def _sync_namespace(git: Git, remote: str) -> str:
@@ -137,7 +213,7 @@ def pull(git: Git, remote: str, extra_specs: Sequence[str] = ()) -> list[str]:
     the notes into ours; returns the notes refs that changed. Refspecs are patterns (`*`)."""
     check_remote(git, remote)
     ns = _sync_namespace(git, remote)
-    specs = [f"+{rec.NOTES_PREFIX}*:{ns}*", *extra_specs]
+    specs = [f"+{rec.NOTES_PREFIX}*:{ns}*", f"+{rec.SERVER_PREFIX}*:{rec.SERVER_PREFIX}*", *extra_specs]
     have = _refs(git, "refs/notes/", f"refs/remotes/{remote}/")
     if _fetch_needed(git, remote, specs, have):
         proc = git.run(*FETCH, remote, *specs, check=False)

@@ -106,6 +106,7 @@ def make_scenario(
         sc.keys[who] = keygen(keydir / who, f"{who}@example.com")
         pub = (keydir / f"{who}.pub").read_text().split()
         signers.append(f"{who}@example.com {pub[0]} {pub[1]}")
+    (keydir / "allowed_signers").write_text("\n".join(signers) + "\n")
     for who in people:
         clone = root / who
         subprocess.run(
@@ -130,5 +131,12 @@ def make_scenario(
     for who in people[1:]:
         sc.git(who, "pull", "-q", "origin", "main")
     if hook:
+        # the administrator's server-side copy of the allowed signers (clients cannot change it)
+        subprocess.run(
+            ["git", "config", "ect.allowedSignersFile", str(keydir / "allowed_signers")],
+            cwd=sc.central,
+            check=True,
+            env=env,
+        )
         install_server_hook(sc.central)
     return sc

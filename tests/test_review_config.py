@@ -59,13 +59,19 @@ def test_codeowners_last_match_wins() -> None:
     assert codeowners.owners_of(rules, "docs/index.md") == ("docs@example.com",)
     assert codeowners.owners_of(rules, "src/pkg/mod.py") == ("@alice", "@bob")
     assert codeowners.owners_of(rules, "src/vendor/x.py") == ("@carol",)
-    assert codeowners.matches("@alice", "alice@example.com")
-    assert codeowners.matches("docs@example.com", "DOCS@example.com")
-    assert not codeowners.matches("@alice", "bob@example.com")
+    users = {"alice": ["alice@example.com"], "dana": ["dana@corp.example"]}
+    # handles match only the identities `review.users` maps them to, exactly
+    assert codeowners.matches("@alice", "alice@example.com", None, users)
+    assert not codeowners.matches("@alice", "alice@evil.example", None, users)
+    assert not codeowners.matches("@alice", "alice@example.com")  # unmapped: nobody
+    assert codeowners.matches("docs@example.com", "docs@EXAMPLE.com")  # the domain has no case
+    assert not codeowners.matches("docs@example.com", "DOCS@example.com")  # the local part has
+    assert not codeowners.matches("@alice", "bob@example.com", None, users)
     assert not codeowners.matches("@org/team", "team@example.com")
     teams = {"@org/team": ["@dana", "eve@example.com"]}
-    assert codeowners.matches("@org/team", "dana@example.com", teams)
-    assert codeowners.matches("@org/team", "EVE@example.com", teams)
+    assert codeowners.matches("@org/team", "dana@corp.example", teams, users)
+    assert not codeowners.matches("@org/team", "dana@example.com", teams, users)
+    assert codeowners.matches("@org/team", "eve@example.com", teams)
     assert not codeowners.matches("@org/team", "bob@example.com", teams)
 
 
@@ -73,7 +79,9 @@ def test_codeowners_gate(tmp_path: Path) -> None:
     sc = make_scenario(
         tmp_path,
         people=("alice", "bob", "carol"),
+        review='[tool.ect.review.users]\nbob = ["bob@example.com"]\ncarol = ["carol@example.com"]\n',
         extra_files={"CODEOWNERS": "* @bob @carol\npkg/core.py @carol\n"},
+        hook=False,  # the local gate, unsigned: the server gate is covered by test_review_attacks
     )
     sc.git("alice", "checkout", "-q", "-b", "feature")
     sha = sc.commit("alice", {"pkg/core.py": "def add(a, b):\n    return b + a\n"}, "swap")
@@ -185,7 +193,7 @@ def test_later_stage_bake_time_and_own_approvals(tmp_path: Path) -> None:
 
     from ect.config import load_config
 
-    sc = make_scenario(tmp_path, review="", extra_files={})
+    sc = make_scenario(tmp_path, review="", extra_files={}, hook=False)
     pyproject = sc.clones["alice"] / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace("[tool.ect.review]", STAGES + "\n[tool.ect.review]"))
     sc.git("alice", "commit", "-qam", "stages")
@@ -213,9 +221,6 @@ def test_later_stage_bake_time_and_own_approvals(tmp_path: Path) -> None:
 
     later = evaluate(git, Store(git), policy, sha, "production", tip, now=time.time() + 3601)
     assert later.ok, later.unmet
-    # the central hook applies the same bake time
-    push = sc.git_proc("alice", "push", "origin", f"{sha}:refs/heads/live")
-    assert push.returncode != 0 and "bake time" in push.stderr
 
 
 def test_promote_without_a_remote_moves_the_local_branch(tmp_path: Path) -> None:

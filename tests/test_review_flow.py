@@ -31,8 +31,11 @@ def _feature(sc: Scenario, text: str = FEATURE) -> str:
 
 
 def _approve(sc: Scenario, who: str, rev: str) -> None:
+    """`who` checks out the change, runs the bot with their key (a check the server trusts: signed,
+    and not by an author) and approves."""
     sc.git(who, "fetch", "-q", "origin")
     _ok(sc.ect(who, "review", "pull"))
+    _ok(sc.ect(who, "review", "bot", rev, "--key", str(sc.keys[who])))
     _ok(sc.ect(who, "review", "approve", rev, "--key", str(sc.keys[who]), "-m", "lgtm", "--push"))
 
 
@@ -117,7 +120,7 @@ def test_wait_returns_when_approval_arrives(sc: Scenario) -> None:
 
 def test_wait_times_out(sc: Scenario) -> None:
     _feature(sc)
-    proc = sc.ect("alice", "promote", "HEAD", "--to", "staging", "--wait", "--timeout", "0.5")
+    proc = sc.ect("alice", "promote", "HEAD", "--to", "staging", "--wait", "--timeout", "3")
     assert proc.returncode == 1
     assert "waiting for" in proc.stdout and "refused" in proc.stdout
 

@@ -23,13 +23,16 @@ SIGNED = 'require_signed = true\nallowed_signers = "allowed_signers"\n'
 
 @pytest.fixture(scope="module")
 def sc(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    sc = make_scenario(tmp_path_factory.mktemp("sec"), review=SIGNED, hook=False)
+    sc = make_scenario(tmp_path_factory.mktemp("sec"), ("alice", "bob", "carol"), review=SIGNED, hook=False)
     sc.git("alice", "checkout", "-q", "-b", "feature")
     sc.commit("alice", {"pkg/core.py": "def add(a, b):\n    return a + b\n\n\nTWO = 2\n"}, "two")
-    root = sc.clones["alice"]
+    # carol (not an author) runs the bot on alice's change and signs its verdict
+    sc.git("carol", "fetch", "-q", str(sc.clones["alice"]), "+refs/heads/*:refs/remotes/alice/*")
+    root = sc.clones["carol"]
     cfg = load_config(root)
-    report = run_bot(root, cfg, from_worktree(Git(root), root, cfg), None)
+    report = run_bot(root, cfg, from_worktree(Git(root), root, cfg), "alice/feature", key=sc.keys["carol"])
     assert report.check is not None and report.check.outcome == "pass"
+    sc.git("alice", "fetch", "-q", str(root), "refs/notes/ect/*:refs/notes/ect/*")
     return sc
 
 
