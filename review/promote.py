@@ -148,7 +148,9 @@ def promote(
         waited_s=round(done - started, 3),
     )
     echo(f"promoted {head[:12]} to {stage.name} ({stage.branch})")
-    return 0
+    from ect.rollout.api import run_rollout_for_promotion  # a stage with a rollout plan deploys in waves
+
+    return run_rollout_for_promotion(root, stage.name, head, echo)
 
 
 def _advance(git: Git, remote: str | None, stage: Stage, head: str, old: str | None, echo: Echo) -> None:

@@ -267,3 +267,22 @@ def test_state_writes_are_compare_and_swap_on_the_central_repository(tmp_path: P
         a.write({"status": "rolling_back"}, "late", first)
     assert a.read().state == {"status": "done", "n": 3}
     assert [m for _, _, m in a.history()] == ["done", "start"]
+
+
+def test_promote_into_a_stage_with_a_plan_runs_the_rollout(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    rev = make(root, plan(bake=0.3))
+    promoted = ect(root, "promote", rev, "--to", "production")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert f"promoted {rev[:12]} to production" in promoted.stdout
+    assert state(root)["status"] == "done"
+    assert [a.split()[:2] for a in actions(root)] == [["deploy", "one-box"], ["deploy", "rest"]]
+
+    (root / "ALARM").write_text("")  # the next promotion trips the canary at the first wave
+    git(root, "commit", "-q", "--allow-empty", "-m", "v2")
+    head = git(root, "rev-parse", "HEAD").strip()
+    git(root, "branch", "-f", "staging", head)
+    refused = ect(root, "promote", head, "--to", "production")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert state(root)["status"] == "rolled_back"
+    assert actions(root)[-1].startswith("rollback one-box")
