@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -167,6 +168,21 @@ def imported_elsewhere(scratch: Path, cfg: Any, files: list[str]) -> dict[str, s
     return out
 
 
+def _exit_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into SystemExit; returns the previous handlers."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, leave)
+        except ValueError:  # not the main thread: leave signals alone
+            break
+    return previous
+
+
 def verify_selection(root: Path, count: int, seed: int, progress: bool) -> VerifyReport:
     """Run the whole self-check in a scratch worktree of HEAD (removed afterwards)."""
     from ect.config import load_config
@@ -176,6 +192,7 @@ def verify_selection(root: Path, count: int, seed: int, progress: bool) -> Verif
     saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a cached mutant .pyc must never outlive its source
     report = VerifyReport(seed=seed)
+    handlers = _exit_on_signals()  # so that the cleanup below runs and pytest is stopped
     try:
         _git(root, "worktree", "add", "-q", "--detach", str(scratch), "HEAD")
         copied = copy_local_files(root, scratch, load_config(root).state_dir)
@@ -190,6 +207,8 @@ def verify_selection(root: Path, count: int, seed: int, progress: bool) -> Verif
         )
         _run_mutants(scratch, cfg, count, seed, progress, report)
     finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
