@@ -66,13 +66,16 @@ def source_files(root: Path, cfg: Any) -> list[str]:
 
 ERRORED = 3  # exit status: a run errored, so nothing was verified for some mutant
 LOCAL_FILE_LIMIT = 1 << 20  # bytes: a local config file, not data
+MAX_LOCAL_FILES = 500
 
 
 def copy_local_files(root: Path, scratch: Path, state_dir: str) -> list[str]:
-    """Copy the checkout's untracked top-level files (an untracked `ect.toml`, an ignored `.env`) into
-    the scratch tree, and commit the ones git does not ignore there, so that they are no change.
+    """Copy the checkout's local files into the scratch tree: files git ignores (a `.env`, a
+    `_version.py` written at install time) and untracked top-level non-Python files (an untracked
+    `ect.toml`), which are then committed in the scratch tree so that they are no change there.
 
-    Untracked Python files are work in progress, not configuration: only ignored ones are copied.
+    Untracked Python files are work in progress, not configuration, and are left out; so are
+    ignored folders (`.venv/`, caches) and files over LOCAL_FILE_LIMIT bytes.
     """
     untracked = [p for p in _git(root, "ls-files", "-z", "--others", "--exclude-standard").split("\0") if p]
     ignored = [
@@ -80,17 +83,21 @@ def copy_local_files(root: Path, scratch: Path, state_dir: str) -> list[str]:
         for p in _git(
             root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
         ).split("\0")
-        if p
+        if p and not p.endswith("/")
     ]
     copied: list[str] = []
     to_commit: list[str] = []
-    for name, is_ignored in [(p, False) for p in untracked] + [(p, True) for p in ignored]:
-        src = root / name
-        if "/" in name or name == state_dir or (name.endswith(".py") and not is_ignored):
+    wanted = [(p, True) for p in ignored] + [
+        (p, False) for p in untracked if "/" not in p and not p.endswith(".py")
+    ]
+    for name, is_ignored in wanted[:MAX_LOCAL_FILES]:
+        src, dst = root / name, scratch / name
+        if name.split("/")[0] == state_dir or not src.is_file() or dst.exists():
             continue
-        if not src.is_file() or src.stat().st_size > LOCAL_FILE_LIMIT or (scratch / name).exists():
+        if src.stat().st_size > LOCAL_FILE_LIMIT:
             continue
-        shutil.copy2(src, scratch / name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
         copied.append(name)
         if not is_ignored:
             to_commit.append(name)
@@ -197,7 +204,8 @@ def verify_selection(root: Path, count: int, seed: int, progress: bool) -> Verif
         _git(root, "worktree", "add", "-q", "--detach", str(scratch), "HEAD")
         copied = copy_local_files(root, scratch, load_config(root).state_dir)
         if copied:
-            report.notes.append(f"copied the checkout's untracked local files: {', '.join(copied)}")
+            more = f" and {len(copied) - 10} more" if len(copied) > 10 else ""
+            report.notes.append(f"copied the checkout's local files: {', '.join(copied[:10])}{more}")
         cfg = load_config(scratch)
         cfg.state_dir = str(tmp / "state")  # keep the user's fingerprints and events out of this
         cfg.ruff = cfg.mypy = False  # only tests decide whether a mutant is caught
