@@ -252,7 +252,8 @@ def _run_mutants(
     passing = {n for n, o in base.test_run.outcomes.items() if o in ("passed", "skipped")}
     report.tests_total = len(suite)
     timeout = max(60.0, 10 * base.test_run.duration_ms / 1000)
-    files = source_files(scratch, cfg)
+    tracked = set(_git(scratch, "ls-files", "-z").split("\0"))
+    files = [f for f in source_files(scratch, cfg) if f in tracked]  # not a copied local file
     elsewhere = imported_elsewhere(scratch, cfg, files)
     if elsewhere:
         files = [f for f in files if _module_of(f, cfg) not in elsewhere]

@@ -59,7 +59,8 @@ def test_verify_text_output_and_bad_input(make_repo, tmp_path) -> None:
 
 # A realistic layout: a src/ package installed editable (a .pth line, as setuptools writes it) into
 # the venv that runs the tests, a conftest that needs an ignored local .env, an untracked ect.toml,
-# a test parametrized with a value that changes every run, and a folder pytest is told to skip.
+# a _version.py written at install time (ignored), a test parametrized with a value that changes
+# every run, and a folder pytest is told to skip.
 CALC = {
     "pyproject.toml": """
         [project]
@@ -69,8 +70,8 @@ CALC = {
         testpaths = ["tests"]
         norecursedirs = ["tests/manual"]
     """,
-    ".gitignore": ".env\n",
-    "src/calc/__init__.py": "",
+    ".gitignore": ".env\nsrc/calc/_version.py\n",
+    "src/calc/__init__.py": "from calc._version import VERSION as VERSION\n",
     "src/calc/core.py": """
         def add(a, b):
             return a + b
@@ -156,6 +157,7 @@ def editable_venv(tmp_path: Path, src: Path) -> Path:
 def test_verify_on_a_realistic_layout(make_repo, tmp_path) -> None:
     repo = make_repo(CALC, name="calc")
     (repo / ".env").write_text("CALC_MODE=local\n")
+    (repo / "src" / "calc" / "_version.py").write_text('VERSION = "0.1.0"\n')
     (repo / "ect.toml").write_text('pytest_args = ["-p", "no:cacheprovider"]\n')
     python = editable_venv(tmp_path, repo / "src")
     env = {**os.environ, **GIT_ENV, **FAST}
