@@ -89,16 +89,22 @@ def count_selected(args: list[str] | None, suite: set[str]) -> int:
     """How many of HEAD's tests `args` (files and node ids; None: everything) ask pytest for."""
     if args is None:
         return len(suite)
+    by_file: dict[str, list[str]] = {}
+    for nodeid in suite:
+        by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
     chosen: set[str] = set()
     for arg in args:
         if "::" not in arg:
-            chosen.update(n for n in suite if n.split("::")[0] == arg or n.startswith(arg.rstrip("/") + "/"))
+            folder = arg.rstrip("/") + "/"
+            for file, ids in by_file.items():
+                if file == arg or file.startswith(folder):
+                    chosen.update(ids)
             continue
-        hits = {n for n in suite if n == arg or n.startswith((arg + "::", arg + "["))}
+        in_file = by_file.get(arg.split("::")[0], [])
+        hits = {n for n in in_file if n == arg or n.startswith((arg + "::", arg + "["))}
         if not hits:  # as ect's pytest plugin runs an id that no longer exists
             function = arg.partition("[")[0]
-            hits = {n for n in suite if n == function or n.startswith(function + "[")}
-            hits = hits or {n for n in suite if n.split("::")[0] == arg.split("::")[0]}
+            hits = {n for n in in_file if n == function or n.startswith(function + "[")} or set(in_file)
         chosen |= hits
     return len(chosen)
 
