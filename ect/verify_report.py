@@ -74,6 +74,12 @@ def error_line(output: str) -> str:
     return lines[-1].strip()[:300] if lines else "no output"
 
 
+def error_signature(output: str) -> str:
+    """What a stopped run reported: its exception lines (`E   ...`), else its error line."""
+    lines = [s.strip() for s in output.splitlines() if s.startswith("E ")]
+    return "\n".join(lines[-20:]) if lines else error_line(output)
+
+
 def errored(run: TestRun, collect_errors: list[str]) -> bool:
     """pytest stopped without a verdict on any test: usage, internal or start-up error, or a crash."""
     from ect.runner import TIMED_OUT
@@ -133,7 +139,16 @@ def score(
     full_hung = full.exit_code == TIMED_OUT
     broke = failed_set(full, full_collect, passing)
     full_error = errored(full, full_collect)
-    by_mutant = full_error and path in full.output  # e.g. a conftest that imports the mutated module
+    # e.g. a conftest that imports the mutated module: HEAD's run was clean, so the mutant broke the
+    # suite's start if the traceback names its file, or if the selection run stopped the same way
+    same_error = (
+        full_error
+        and sel is not None
+        and errored(sel, sel_collect)
+        and sel.exit_code == full.exit_code
+        and error_signature(sel.output) == error_signature(full.output)
+    )
+    by_mutant = full_error and (path in full.output or same_error)
     if full_error and not by_mutant:
         return Scored(
             ERROR, [], [], f"full suite run errored (exit {full.exit_code}): {error_line(full.output)}"
@@ -160,11 +175,7 @@ def score(
     sel_failed = failed_set(sel, sel_collect)
     if errored(sel, sel_collect):
         why = f"selection run errored (exit {sel.exit_code}): {error_line(sel.output)}"
-        if (
-            by_mutant
-            and sel.exit_code == full.exit_code
-            and error_line(sel.output) == error_line(full.output)
-        ):
+        if same_error:
             return verdict(True, [])
         return Scored(ERROR, full_failed, [], why)
     if selected and not sel.outcomes and not sel_collect:

@@ -256,6 +256,9 @@ def test_scoring_rules() -> None:
     conftest = run_of(4, {}, f"ImportError while loading conftest\n{m}:3: in <module>\nE   NameError: x\n")
     assert judge(run_of(4, {}, conftest.output), full_run=conftest).outcome == "caught"
     assert judge(run_of(4, {}, "E   OSError: other\n"), full_run=conftest).outcome == "error"
+    # ... or by the same error in both runs (the mutated file need not be in the traceback)
+    elsewhere_tb = run_of(4, {}, "ImportError while loading conftest\nE   AttributeError: y\n")
+    assert judge(run_of(4, {}, elsewhere_tb.output), full_run=elsewhere_tb).outcome == "caught"
     elsewhere = judge(run_of(0, {"t.py::a": "passed"}), full_run=run_of(4, {}, "E   OSError: disk\n"))
     assert elsewhere.outcome == "error" and elsewhere.error.startswith("full suite run errored")
     assert judge(run_of(0, {"t.py::a": "passed"}), full_run=run_of(0, {"t.py::a": "passed"})).outcome == (
