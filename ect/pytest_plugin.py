@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
+
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
 
 if os.environ.get("ECT_FP_OUT"):

@@ -10,77 +10,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ect.errors import EctError
+from ect.verify_report import (
+    ERROR,
+    MISSED,
+    MutantResult,
+    RunFigures,
+    VerifyReport,
+    count_selected,
+    error_line,
+    failed_set,
+    render,
+    score,
+)
 
-
-@dataclass
-class MutantResult:
-    path: str
-    line: int
-    operator: str
-    caught_full: bool
-    caught_selection: bool
-    full_failed: list[str]
-    selected_tests: int
-    selection_time_s: float
-    full_time_s: float
-    selection_wall_s: float
-    full_wall_s: float
-    diff: str = ""
-
-
-@dataclass
-class VerifyReport:
-    mutants: list[MutantResult] = field(default_factory=list)
-    tests_total: int = 0
-    record_wall_s: float = 0.0
-    seed: int = 0
-
-    @property
-    def caught_full(self) -> int:
-        return sum(m.caught_full for m in self.mutants)
-
-    @property
-    def caught_both(self) -> int:
-        return sum(m.caught_full and m.caught_selection for m in self.mutants)
-
-    @property
-    def misses(self) -> list[MutantResult]:
-        return [m for m in self.mutants if m.caught_full and not m.caught_selection]
-
-    @property
-    def recall(self) -> float | None:
-        return self.caught_both / self.caught_full if self.caught_full else None
-
-    def time_fractions(self) -> list[float]:
-        return [m.selection_time_s / m.full_time_s if m.full_time_s else 0.0 for m in self.mutants]
-
-    def to_json(self) -> dict[str, Any]:
-        fractions = self.time_fractions()
-        return {
-            "mutants": len(self.mutants),
-            "caught_by_full_suite": self.caught_full,
-            "caught_by_selection": self.caught_both,
-            "recall": self.recall,
-            "median_test_time_fraction": statistics.median(fractions) if fractions else None,
-            "mean_test_time_fraction": statistics.fmean(fractions) if fractions else None,
-            "tests_total": self.tests_total,
-            "record_wall_s": round(self.record_wall_s, 3),
-            "seed": self.seed,
-            "misses": [asdict(m) for m in self.misses],
-            "results": [{k: v for k, v in asdict(m).items() if k != "diff"} for m in self.mutants],
-        }
+if TYPE_CHECKING:
+    from ect.loop import LoopResult
+    from ect.runner import TestRun
 
 
 def _git(root: Path, *args: str) -> str:
@@ -108,94 +64,162 @@ def source_files(root: Path, cfg: Any) -> list[str]:
     return out
 
 
-def _test_seconds(run: Any, only: set[str] | None = None) -> float:
-    if run is None:
-        return 0.0
-    return float(sum(d for n, d in run.durations.items() if only is None or n in only))
+ERRORED = 3  # exit status: a run errored, so nothing was verified for some mutant
+LOCAL_FILE_LIMIT = 1 << 20  # bytes: a local config file, not data
+MAX_LOCAL_FILES = 500
+
+
+def copy_local_files(root: Path, scratch: Path, state_dir: str) -> list[str]:
+    """Copy the checkout's local files into the scratch tree: files git ignores (a `.env`, a
+    `_version.py` written at install time) and untracked top-level non-Python files (an untracked
+    `ect.toml`), which are then committed in the scratch tree so that they are no change there.
+
+    Untracked Python files are work in progress, not configuration, and are left out; so are
+    ignored folders (`.venv/`, caches) and files over LOCAL_FILE_LIMIT bytes.
+    """
+    untracked = [p for p in _git(root, "ls-files", "-z", "--others", "--exclude-standard").split("\0") if p]
+    ignored = [
+        p
+        for p in _git(
+            root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
+        ).split("\0")
+        if p and not p.endswith("/")
+    ]
+    copied: list[str] = []
+    to_commit: list[str] = []
+    wanted = [(p, True) for p in ignored] + [
+        (p, False) for p in untracked if "/" not in p and not p.endswith(".py")
+    ]
+    for name, is_ignored in wanted[:MAX_LOCAL_FILES]:
+        src, dst = root / name, scratch / name
+        if name.split("/")[0] == state_dir or not src.is_file() or dst.exists():
+            continue
+        if src.stat().st_size > LOCAL_FILE_LIMIT:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        copied.append(name)
+        if not is_ignored:
+            to_commit.append(name)
+    if to_commit:
+        _git(scratch, "add", "--", *to_commit)
+        _git(
+            scratch,
+            "-c",
+            "user.name=ect verify",
+            "-c",
+            "user.email=ect-verify@localhost",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            f"core.hooksPath={os.devnull}",  # no hook of the user's (post-commit ones too) sees this commit
+            "commit",
+            "-q",
+            "--no-verify",
+            "-m",
+            "ect verify: the checkout's untracked local files",
+        )
+    return sorted(copied)
+
+
+def _module_of(rel: str, cfg: Any) -> str | None:
+    """The top-level import name (or mapped package) a source file belongs to."""
+    for package, folder in sorted(cfg.package_dirs.items(), key=lambda kv: -len(kv[1])):
+        if rel.startswith(folder.rstrip("/") + "/"):
+            return str(package)
+    for src in sorted(cfg.source_roots, key=len, reverse=True):
+        prefix = "" if src in (".", "") else src.rstrip("/") + "/"
+        if rel.startswith(prefix):
+            first = rel[len(prefix) :].split("/")[0]
+            return first[:-3] if first.endswith(".py") else first
+    return None
+
+
+_PROBE = (
+    "import importlib.util, json, sys\n"
+    "out = {}\n"
+    "for name in json.loads(sys.argv[1]):\n"
+    "    try:\n"
+    "        spec = importlib.util.find_spec(name)\n"
+    "    except Exception:\n"
+    "        spec = None\n"
+    "    where = spec and (spec.origin if spec.has_location else None)\n"
+    "    where = where or (spec and list(spec.submodule_search_locations or [None])[0])\n"
+    "    out[name] = where\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def imported_elsewhere(scratch: Path, cfg: Any, files: list[str]) -> dict[str, str]:
+    """Import names among `files` that the tests' Python loads from outside the scratch tree (an
+    editable install that maps a package folder), name -> where it loads from."""
+    names = sorted(
+        {m for m in (_module_of(f, cfg) for f in files) if m and all(p.isidentifier() for p in m.split("."))}
+    )
+    if not names:
+        return {}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, json.dumps(names)],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        found = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {}
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        found = {}
+    out = {}
+    for name, where in found.items():
+        if where and not Path(where).resolve().is_relative_to(scratch.resolve()):
+            out[name] = str(where)
+    return out
+
+
+def _exit_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into SystemExit; returns the previous handlers."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, leave)
+        except ValueError:  # not the main thread: leave signals alone
+            break
+    return previous
 
 
 def verify_selection(root: Path, count: int, seed: int, progress: bool) -> VerifyReport:
     """Run the whole self-check in a scratch worktree of HEAD (removed afterwards)."""
-    from ect.changes import Scope
     from ect.config import load_config
-    from ect.fingerprints.mutate import make_mutants
-    from ect.loop import run_loop
-    from ect.runner import TIMED_OUT, run_pytest
 
     tmp = Path(tempfile.mkdtemp(prefix="ect-verify-"))
     scratch = tmp / "tree"
-    saved_env = os.environ.get("PYTHONDONTWRITEBYTECODE")
-    saved_path = os.environ.get("PYTHONPATH")
+    saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a cached mutant .pyc must never outlive its source
     report = VerifyReport(seed=seed)
+    handlers = _exit_on_signals()  # so that the cleanup below runs and pytest is stopped
     try:
         _git(root, "worktree", "add", "-q", "--detach", str(scratch), "HEAD")
+        copied = copy_local_files(root, scratch, load_config(root).state_dir)
+        if copied:
+            more = f" and {len(copied) - 10} more" if len(copied) > 10 else ""
+            report.notes.append(f"copied the checkout's local files: {', '.join(copied[:10])}{more}")
         cfg = load_config(scratch)
         cfg.state_dir = str(tmp / "state")  # keep the user's fingerprints and events out of this
         cfg.ruff = cfg.mypy = False  # only tests decide whether a mutant is caught
         # the scratch tree's sources win over an editable install of the user's checkout
         os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(scratch / r) for r in cfg.source_roots] + [p for p in [saved_path] if p]
+            [str(scratch / r) for r in cfg.source_roots] + [p for p in [saved["PYTHONPATH"]] if p]
         )
-        t0 = time.perf_counter()
-        base = run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
-        report.record_wall_s = time.perf_counter() - t0
-        if base.test_run is None or not base.test_run.outcomes:
-            raise EctError("no tests ran on HEAD: nothing to verify against")
-        passing = {n for n, o in base.test_run.outcomes.items() if o in ("passed", "skipped")}
-        report.tests_total = len(base.test_run.outcomes)
-        timeout = max(60.0, 10 * base.test_run.duration_ms / 1000)
-        mutants = make_mutants(scratch, source_files(scratch, cfg), count, seed)
-        if not mutants:
-            raise EctError("found nothing to mutate (no Python source outside the tests)")
-        snapshot = tmp / "state-snapshot"
-        shutil.copytree(cfg.state_path, snapshot)
-        items: Any = mutants
-        bar = click.progressbar(mutants, label="ect verify", file=sys.stderr) if progress else None
-        if bar is not None:
-            items = bar.__enter__()
-        try:
-            for mutant in items:
-                mutant.apply(scratch)
-                try:
-                    full = run_pytest(scratch, cfg, None, stream=False, timeout=timeout)
-                    broke = sorted(n for n, o in full.outcomes.items() if o == "failed" and n in passing)
-                    caught_full = (
-                        bool(broke)
-                        or bool(full.collect_errors)
-                        or full.exit_code == TIMED_OUT
-                        or (not full.ok and not full.outcomes)
-                    )
-                    sel = run_loop(
-                        scratch, cfg, Scope(mode="worktree"), stream=False, trigger="ci", timeout=timeout
-                    )
-                    caught_sel = sel.exit_code != 0
-                finally:
-                    mutant.revert(scratch)
-                    shutil.rmtree(cfg.state_path, ignore_errors=True)
-                    shutil.copytree(snapshot, cfg.state_path)
-                run = sel.test_run
-                report.mutants.append(
-                    MutantResult(
-                        mutant.path,
-                        mutant.line,
-                        mutant.operator,
-                        caught_full,
-                        caught_sel,
-                        broke[:20],
-                        len(run.outcomes) if run else 0,
-                        _test_seconds(run),
-                        _test_seconds(full),
-                        (run.duration_ms / 1000) if run else 0.0,
-                        full.duration_ms / 1000,
-                        mutant.diff() if caught_full and not caught_sel else "",
-                    )
-                )
-        finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
+        _run_mutants(scratch, cfg, count, seed, progress, report)
     finally:
-        for key, value in (("PYTHONDONTWRITEBYTECODE", saved_env), ("PYTHONPATH", saved_path)):
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
@@ -208,29 +232,114 @@ def verify_selection(root: Path, count: int, seed: int, progress: bool) -> Verif
     return report
 
 
-def render(report: VerifyReport) -> str:
-    fractions = report.time_fractions()
-    recall = report.recall
-    lines = [
-        f"mutants:                    {len(report.mutants)} (seed {report.seed}; {report.tests_total} tests)",
-        f"caught by the full suite:   {report.caught_full}",
-        f"caught by ect's selection:  {report.caught_both}",
-        f"recall:                     {'n/a' if recall is None else f'{recall:.1%}'}",
-    ]
-    if fractions:
-        lines.append(f"test time run (median):     {statistics.median(fractions):.1%} of the full suite")
-        lines.append(f"test time run (mean):       {statistics.fmean(fractions):.1%}")
-    lines.append(f"recording run:              {report.record_wall_s:.2f} s")
-    for miss in report.misses:
-        lines += [
-            "",
-            f"MISSED: {miss.operator} at {miss.path}:{miss.line} (full suite failed: "
-            f"{', '.join(miss.full_failed[:5])})",
-            miss.diff.rstrip(),
-        ]
-    if not report.misses and recall is not None:
-        lines += ["", "ok: every mutant the full suite caught, ect's selection caught too"]
-    return "\n".join(lines)
+def _test_seconds(run: TestRun | None) -> float:
+    return float(sum(run.durations.values())) if run is not None else 0.0
+
+
+def _run_mutants(
+    scratch: Path, cfg: Any, count: int, seed: int, progress: bool, report: VerifyReport
+) -> None:
+    from ect.changes import Scope
+    from ect.fingerprints.mutate import make_mutants
+    from ect.loop import run_loop
+    from ect.runner import run_pytest
+
+    t0 = time.perf_counter()
+    base = run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
+    report.record_wall_s = time.perf_counter() - t0
+    if base.test_run is None or not base.test_run.outcomes:
+        tail = error_line(base.test_run.output) if base.test_run else "compile step failed"
+        raise EctError(f"no tests ran on HEAD: nothing to verify against ({tail})")
+    suite = set(base.test_run.outcomes)
+    passing = {n for n, o in base.test_run.outcomes.items() if o in ("passed", "skipped")}
+    report.tests_total = len(suite)
+    timeout = max(60.0, 10 * base.test_run.duration_ms / 1000)
+    tracked = set(_git(scratch, "ls-files", "-z").split("\0"))
+    files = [f for f in source_files(scratch, cfg) if f in tracked]  # not a copied local file
+    elsewhere = imported_elsewhere(scratch, cfg, files)
+    if elsewhere:
+        files = [f for f in files if _module_of(f, cfg) not in elsewhere]
+        for name, where in sorted(elsewhere.items()):
+            report.notes.append(
+                f"not mutated: {name} (the tests import it from {where}, not the scratch tree)"
+            )
+    mutants = make_mutants(scratch, files, count, seed)
+    if not mutants:
+        raise EctError("found nothing to mutate (no Python source outside the tests)")
+    snapshot = scratch.parent / "state-snapshot"
+    shutil.copytree(cfg.state_path, snapshot)
+    sel_collect: list[str] = []
+
+    def selection_runner(*args: Any, **kwargs: Any) -> TestRun:
+        run = run_pytest(*args, **kwargs)
+        sel_collect[:] = run.collect_errors  # before the loop marks a crashed run's files as failed
+        return run
+
+    items: Any = mutants
+    bar = click.progressbar(mutants, label="ect verify", file=sys.stderr) if progress else None
+    if bar is not None:
+        items = bar.__enter__()
+    try:
+        for mutant in items:
+            mutant.apply(scratch)
+            try:
+                full = run_pytest(scratch, cfg, None, stream=False, timeout=timeout)
+                sel_collect.clear()
+                sel = run_loop(
+                    scratch,
+                    cfg,
+                    Scope(mode="worktree"),
+                    stream=False,
+                    trigger="ci",
+                    timeout=timeout,
+                    pytest_runner=selection_runner,
+                )
+            finally:
+                mutant.revert(scratch)
+                shutil.rmtree(cfg.state_path, ignore_errors=True)
+                shutil.copytree(snapshot, cfg.state_path)
+            report.mutants.append(_result(mutant, full, sel, list(sel_collect), suite, passing))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _result(
+    mutant: Any, full: TestRun, sel: LoopResult, sel_collect: list[str], suite: set[str], passing: set[str]
+) -> MutantResult:
+    run = sel.test_run
+    selected = 0 if sel.test_args == [] or sel.selection is None else count_selected(sel.test_args, suite)
+    scored = score(
+        mutant.path, full, full.collect_errors, run, sel_collect, selected, sel.compile_errors, passing
+    )
+    full_figures = RunFigures(
+        len(suite),
+        len(full.outcomes),
+        len(failed_set(full, full.collect_errors)),
+        _test_seconds(full),
+        full.duration_ms / 1000,
+        full.exit_code,
+    )
+    sel_figures = RunFigures(
+        selected,
+        len(run.outcomes) if run else 0,
+        len(failed_set(run, sel_collect)) if run else 0,
+        _test_seconds(run),
+        run.duration_ms / 1000 if run else 0.0,
+        run.exit_code if run else None,
+    )
+    return MutantResult(
+        mutant.path,
+        mutant.line,
+        mutant.operator,
+        scored.outcome,
+        full_figures,
+        sel_figures,
+        scored.full_failed,
+        scored.selection_failed,
+        scored.error,
+        mutant.diff() if scored.outcome in (MISSED, ERROR) else "",
+    )
 
 
 @click.command("verify")
@@ -247,8 +356,9 @@ def render(report: VerifyReport) -> str:
 def verify(count: int, seed: int, as_json: bool) -> int:
     """Mutate the code at random and check that ect's selection catches what the full suite catches.
 
-    Works on a scratch worktree of HEAD (uncommitted changes are not included). Exit 1 if any mutant
-    was missed.
+    Works on a scratch worktree of HEAD plus the checkout's untracked top-level local files (an
+    untracked ect.toml, an ignored .env); uncommitted changes are not included. Exit 1 if any mutant
+    was missed, 3 if a run errored or ran none of its tests (nothing was verified for that mutant).
     """
     from ect.repo import find_root
 
@@ -258,4 +368,12 @@ def verify(count: int, seed: int, as_json: bool) -> int:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(render(report))
+    if report.errors:
+        first = report.errors[0]
+        click.echo(
+            f"ect: verify: {len(report.errors)} of {len(report.mutants)} mutants not verified; "
+            f"{first.path}:{first.line}: {first.error}",
+            err=True,
+        )
+        return ERRORED
     return 1 if report.misses else 0
