@@ -55,7 +55,7 @@ def test_module_level_and_import_time_changes_reach_every_importer(make_repo, ra
     proc = check(repo, "--explain")
     assert proc.returncode == 1
     assert "test_table" in ran_log()
-    assert "shop/prices.py::label changed (it runs at import time" in proc.stdout
+    assert "shop/prices.py::label changed (it runs while a module is imported" in proc.stdout
 
 
 def test_changed_data_file_reruns_the_tests_that_read_it(make_repo, ran_log) -> None:

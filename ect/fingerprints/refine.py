@@ -83,6 +83,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         reasons.append(f"{rec.outcome} last time")
     if rec.deps.get("opaque"):
         reasons.append("it starts a subprocess, whose code ect cannot see: runs on every change")
+    via: dict[str, dict[str, str]] = rec.deps.get("via", {})
     for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
         if reasons and first_only:
             return reasons
@@ -106,14 +107,19 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 continue
             for name in version[1]:
                 if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
-                    reasons.append(f"{path}::{name} changed (it runs at import time or in a shared fixture)")
+                    reasons.append(
+                        f"{path}::{name} changed (it runs while a module is imported or before collection, "
+                        "so every test importing the file may see it)"
+                    )
             for name in old.get("memo", []):
                 if name not in names and old["blocks"].get(name) != new.blocks.get(name):
                     reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
         for name in names:
             if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
                 gone = name not in new.blocks
-                reasons.append(f"executed {path}::{name}, which {'was removed' if gone else 'changed'}")
+                rule = via.get(path, {}).get(name)
+                how = f"{path}::{name} ran {rule}" if rule else f"executed {path}::{name}"
+                reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
     for path, digest in rec.deps.get("data", {}).items():
         if cur.data_digest(path) != digest:
             reasons.append(f"read {path}, which changed")
@@ -196,7 +202,8 @@ def refine(
     for test_file, nodeids in sorted(by_file.items()):
         if test_file in sel.tests:
             continue  # runs whole anyway
-        sel.nodes[test_file] = sorted(nodeids)
+        # a parametrised test runs with all its parameters: a change may rename or add them
+        sel.nodes[test_file] = sorted({n.split("[", 1)[0] if "[" in n else n for n in nodeids})
         for nodeid in sorted(nodeids):
             sel.add(test_file, f"{nodeid.split('::', 1)[1]}: {'; '.join(changed[nodeid][:3])}")
     sel.fingerprinted = True

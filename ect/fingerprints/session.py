@@ -131,6 +131,7 @@ class FingerprintSession:
                 whole,
                 run.collect_errors,
                 self.env,
+                [n for ids in selection.nodes.values() for n in ids if "[" not in n],
             )
         except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
             return 0  # a failed recording only costs precision next time
