@@ -42,7 +42,8 @@ def _static_fixtures(item: pytest.Item) -> list[str]:
     if info is None:
         return []
     # every definition of a name counts: an overriding fixture may request the one it overrides
-    return _shared_fixtures(d for name in item.fixturenames for d in info.name2fixturedefs.get(name, ()))
+    names = getattr(item, "fixturenames", ())
+    return _shared_fixtures(d for name in names for d in info.name2fixturedefs.get(name, ()))
 
 
 @pytest.hookimpl(hookwrapper=True)

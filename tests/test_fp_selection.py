@@ -198,7 +198,11 @@ def test_two_hooks_in_two_worktrees_at_once_share_one_database(make_repo, tmp_pa
     assert not (other / ".ect" / "fingerprints.db").exists()  # one database for all worktrees
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    fps = {row[0]: row[1] for row in conn.execute("SELECT nodeid, count(*) FROM records GROUP BY nodeid")}
+    fps = dict(
+        conn.execute(
+            "SELECT t.nodeid, count(*) FROM records r JOIN tests t ON t.id = r.test GROUP BY t.nodeid"
+        )
+    )
     conn.close()
     assert fps["tests/test_prices.py::test_gross"] == 2 and fps["tests/test_menu.py::test_count"] == 2
 

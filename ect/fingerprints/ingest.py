@@ -219,11 +219,11 @@ def ingest(
             old_ids = {
                 row[0]
                 for row in conn.execute(
-                    "SELECT DISTINCT nodeid FROM records WHERE nodeid = ? OR substr(nodeid, 1, ?) = ?",
+                    "SELECT nodeid FROM tests WHERE nodeid = ? OR substr(nodeid, 1, ?) = ?",
                     (base, len(base) + 1, base + "["),
                 )
             }
-            conn.executemany("DELETE FROM records WHERE nodeid = ?", [(n,) for n in old_ids - set(outcomes)])
+            store.forget_tests(conn, old_ids - set(outcomes))
         reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
         if reads_at_import:
             row = conn.execute("SELECT value FROM meta WHERE key = 'import_reads'").fetchone()

@@ -23,7 +23,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import file_digest, listing_digest
-from ect.fingerprints.store import Record, Store
+from ect.fingerprints.store import DATA, DIR, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
 
@@ -48,6 +48,16 @@ class Current:
         if info is not None:
             return info.digest
         return self.data_digest(path)
+
+    def digest(self, kind: int, path: str) -> str:
+        """The current digest of a file version's path as `files` stores it ("" for none)."""
+        if kind == DATA:
+            now = self.data_digest(path)
+        elif kind == DIR:
+            now = self.dir_digest(path)
+        else:
+            now = self.py_digest(path)
+        return now or ""
 
     def data_digest(self, path: str) -> str | None:
         if path not in self._data:
@@ -139,18 +149,18 @@ def refine(
     env: str,
 ) -> Selection:
     """The selection for `changes` using static analysis plus the recorded fingerprints."""
-    records = store.records()
+    recorded = store.nodeids()
     test_files = store.test_files()
     cur = Current(root, graph, env, store)
     versions_with_blocks = {path for path, _ in store.known_versions()}
-    data_read = {p for recs in records.values() for r in recs[:1] for p in r.deps.get("data", {})}
+    data_read = store.data_paths()
     tests = [f for f in graph.files if _is_test(f, cfg)]
     known = {
         f
         for f in tests
         if f in test_files
         and test_files[f][0] == cur.py_digest(f)
-        and all(n in records for n in test_files[f][1])
+        and all(n in recorded for n in test_files[f][1])
     }
     complete = bool(tests) and len(known) == len(tests)
 
@@ -163,7 +173,7 @@ def refine(
             unexplained.append(change)
 
     # failures that fingerprints know by node id are selected per test below
-    unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in records for n in ids)}
+    unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in recorded for n in ids)}
     sel = select(cfg, graph, unexplained, unknown_failures)
     import_reads = _meta_json(store, "import_reads")
     for path, digest in import_reads.items():
@@ -175,9 +185,11 @@ def refine(
     for change in explained:
         sel.notes.append(f"{change.path}: {change.status}, judged per test by fingerprints")
     reach = select(cfg, graph, explained, None) if explained else Selection()
-    # the recorded tests whose fingerprint no longer matches
+    # the recorded tests whose fingerprint no longer matches: only records that depend on a file
+    # version that is not the current one (or that failed, ran elsewhere, start subprocesses)
+    stale = [fid for fid, kind, path, digest in store.file_versions() if cur.digest(kind, path) != digest]
     changed: dict[str, list[str]] = {}
-    for nodeid, recs in records.items():
+    for nodeid, recs in store.stale_records(stale, env).items():
         if recs[0].file not in graph.infos:
             continue  # its test file is gone
         if any(r.outcome in PASSING and not what_changed(r, cur, first_only=True) for r in recs):
