@@ -23,7 +23,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import file_digest, listing_digest
-from ect.fingerprints.store import DATA, DIR, Record, Store
+from ect.fingerprints.store import CLOSURE, DATA, DIR, RAN, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
 
@@ -139,6 +139,41 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
     return reasons
 
 
+@dataclass
+class Reach:
+    """Which dependencies on one changed file version a change reaches (mirrors `what_changed`)."""
+
+    closure: bool  # module level, import-time or memoised blocks changed: every importer
+    everything: bool  # deleted, unparseable or unknown, or a data file: every dependant
+    changed: frozenset[str]  # blocks that changed or were removed
+
+    def reaches(self, names: list[str]) -> bool:
+        if self.everything:
+            return True
+        if self.closure and (self.in_closure or SKELETON in names):
+            return True
+        return any(n in self.changed for n in names if n != SKELETON)
+
+    in_closure: bool = False
+
+
+def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
+    if kind not in (RAN, CLOSURE) or cur.py_digest(path) is None:
+        return Reach(True, True, frozenset())
+    version = cur.version(path, digest)
+    old = version[0] if version else None
+    new = cur.blocks(path)
+    if old is None or new is None:
+        return Reach(True, True, frozenset())
+    changed = frozenset(n for n, v in old["blocks"].items() if new.blocks.get(n) != v)
+    closure = (
+        old["skeleton"] != new.skeleton
+        or any(n in changed for n in version[1])
+        or any(n in changed for n in old.get("memo", []))
+    )
+    return Reach(closure, False, changed, kind == CLOSURE)
+
+
 def refine(
     root: Path,
     cfg: Config,
@@ -187,9 +222,21 @@ def refine(
     reach = select(cfg, graph, explained, None) if explained else Selection()
     # the recorded tests whose fingerprint no longer matches: only records that depend on a file
     # version that is not the current one (or that failed, ran elsewhere, start subprocesses)
-    stale = [fid for fid, kind, path, digest in store.file_versions() if cur.digest(kind, path) != digest]
+    versions = {
+        fid: (kind, path, digest)
+        for fid, kind, path, digest in store.file_versions()
+        if cur.digest(kind, path) != digest
+    }
+    reach_memo: dict[int, Reach] = {}
+
+    def reaches(fid: int, names: list[str]) -> bool:
+        found = reach_memo.get(fid)
+        if found is None:
+            found = reach_memo[fid] = _reach(cur, *versions[fid])
+        return found.reaches(names)
+
     changed: dict[str, list[str]] = {}
-    for nodeid, recs in store.stale_records(stale, env).items():
+    for nodeid, recs in store.stale_records(list(versions), env, reaches).items():
         if recs[0].file not in graph.infos:
             continue  # its test file is gone
         if any(r.outcome in PASSING and not what_changed(r, cur, first_only=True) for r in recs):

@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,21 +75,40 @@ class Record:
     deps: dict[str, Any] = field(default_factory=dict)
 
 
+def _git_common_dir(root: Path) -> Path | None:
+    """The repository's common git directory, read from `.git` (a worktree's `.git` is a file)."""
+    dot = root / ".git"
+    try:
+        if dot.is_dir():
+            return dot.resolve()
+        text = dot.read_text(encoding="utf-8").strip()
+        if not text.startswith("gitdir:"):
+            return None
+        gitdir = (root / text[len("gitdir:") :].strip()).resolve()
+        common = (gitdir / "commondir").read_text(encoding="utf-8").strip()
+        return (gitdir / common).resolve()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def db_path(root: Path, cfg: Config) -> Path:
     """`<state>/fingerprints.db` of the main worktree, so all worktrees share one result cache."""
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        common = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
-    except OSError:
-        common = None
+    common = _git_common_dir(root)
+    if common is None:  # not a plain layout (submodule, $GIT_DIR...): ask git
+        try:
+            proc = subprocess.run(
+                ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            common = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+        except (OSError, subprocess.TimeoutExpired):
+            common = None
     main_root = common.parent if common is not None and common.name == ".git" else root
-    state = main_root / cfg.state_dir if main_root != root else cfg.state_path
+    state = main_root / cfg.state_dir if main_root != root.resolve() and main_root != root else cfg.state_path
     return state / DB_NAME
 
 
@@ -169,37 +188,57 @@ class Store:
         """Every (id, kind, path, digest) a record depends on."""
         return list(self.conn.execute("SELECT id, kind, path, digest FROM files"))
 
-    def stale_records(self, stale_files: list[int], env: str) -> dict[str, list[Record]]:
+    def stale_records(
+        self, stale_files: list[int], env: str, reaches: Callable[[int, list[str]], bool]
+    ) -> dict[str, list[Record]]:
         """Records that may no longer hold, with only their dependencies on `stale_files`.
 
-        A record holds when it passed, in this environment, without a subprocess, and none
-        of its file versions changed: every other record is returned, newest first per test.
+        A record holds when it passed, in this environment, without a subprocess, and no
+        change to its file versions reaches it (`reaches(file id, blocks it ran there)`, asked
+        once per dependency on a stale file version). Only tests whose every record may no
+        longer hold are returned, newest record first.
         """
         conn = self.conn
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM stale")
         conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
-        rows = conn.execute(
-            "SELECT r.id, t.nodeid, t.file, r.fp, r.outcome, r.duration, r.env, r.ts, r.opaque, r.via "
-            "FROM records r JOIN tests t ON t.id = r.test WHERE r.id IN ("
-            "  SELECT record FROM deps WHERE file IN (SELECT id FROM stale)) "
-            "OR r.env != ? OR r.outcome NOT IN ('passed', 'skipped') OR r.opaque "
-            "ORDER BY r.ts DESC",
-            (env,),
+        suspect = {
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM records WHERE env != ? OR outcome NOT IN ('passed', 'skipped') OR opaque",
+                (env,),
+            )
+        }
+        dep_rows = conn.execute(
+            "SELECT record, file, names FROM deps WHERE file IN (SELECT id FROM stale)"
         ).fetchall()
+        for rid, fid, names in dep_rows:
+            if rid not in suspect and reaches(fid, names.split("\n") if names else []):
+                suspect.add(rid)
+        if not suspect:
+            return {}
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS suspect (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM suspect")
+        conn.executemany("INSERT INTO suspect VALUES (?)", [(i,) for i in suspect])
+        rows = conn.execute(
+            "SELECT r.id, t.nodeid, t.file, r.fp, r.outcome, r.duration, r.env, r.ts, r.opaque, r.via, "
+            "(SELECT count(*) FROM records o WHERE o.test = r.test) "
+            "FROM records r JOIN tests t ON t.id = r.test WHERE r.id IN (SELECT id FROM suspect) "
+            "ORDER BY r.ts DESC"
+        ).fetchall()
+        total: dict[str, int] = {}
         by_id: dict[int, Record] = {}
-        for rid, nodeid, file, fp, outcome, duration, renv, ts, opaque, via in rows:
+        for rid, nodeid, file, fp, outcome, duration, renv, ts, opaque, via, count in rows:
             deps: dict[str, Any] = {"py": {}, "data": {}, "dirs": {}, "opaque": bool(opaque)}
             if via:
                 deps["via"] = json.loads(via)
             by_id[rid] = Record(nodeid, file, fp, outcome, duration, renv, ts, deps)
+            total[nodeid] = count
         for rid, kind, path, digest, names in conn.execute(
             "SELECT d.record, f.kind, f.path, f.digest, d.names FROM deps d JOIN files f ON f.id = d.file "
-            "WHERE d.file IN (SELECT id FROM stale)"
+            "WHERE d.file IN (SELECT id FROM stale) AND d.record IN (SELECT id FROM suspect)"
         ):
-            rec = by_id.get(rid)
-            if rec is None:
-                continue
+            rec = by_id[rid]
             if kind in (RAN, CLOSURE):
                 rec.deps["py"][path] = [digest, names.split("\n") if names else [], kind == CLOSURE]
             else:
@@ -207,15 +246,8 @@ class Store:
         out: dict[str, list[Record]] = {}
         for rec in by_id.values():
             out.setdefault(rec.nodeid, []).append(rec)
-        # a test with any record not returned still holds: only tests whose every record is stale
-        counts = dict(
-            conn.execute(
-                "SELECT t.nodeid, count(*) FROM records r JOIN tests t ON t.id = r.test "
-                "WHERE t.nodeid IN (SELECT value FROM json_each(?)) GROUP BY t.nodeid",
-                (json.dumps(list(out)),),
-            )
-        )
-        return {n: recs for n, recs in out.items() if counts.get(n, 0) == len(recs)}
+        # a test with a record that still holds is not returned
+        return {n: recs for n, recs in out.items() if total[n] == len(recs)}
 
     def test_files(self) -> dict[str, tuple[str, list[str]]]:
         return {
