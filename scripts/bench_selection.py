@@ -49,13 +49,30 @@ def timed(
     return time.perf_counter() - t
 
 
+def testmon_cmd(cmd: list[str], cache_dir: Path) -> list[str]:
+    """`cmd` with `--testmon`; pytest-testmon needs pytest's cache plugin (its cache kept out of the tree)."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(cmd):
+        if skip:
+            skip = False
+            continue
+        if arg == "-p" and i + 1 < len(cmd) and cmd[i + 1] == "no:cacheprovider":
+            skip = True
+            continue
+        if arg == "-pno:cacheprovider":
+            continue
+        out.append(arg)
+    return [*out, "-o", f"cache_dir={cache_dir}", "--testmon"]
+
+
 def testmon_run(cmd: list[str], cwd: Path, results: Path, timeout: float) -> TestRun:
     """The test command with `--testmon`, outcomes read back through ect's plugin."""
     env = {**os.environ, "ECT_RESULTS": str(results)}
     t = time.perf_counter()
     try:
         proc = subprocess.run(
-            [*cmd, "--testmon", "-p", "ect.pytest_plugin"],
+            [*testmon_cmd(cmd, results.parent / "tm-cache"), "-p", "ect.pytest_plugin"],
             cwd=cwd,
             env=env,
             capture_output=True,
@@ -224,7 +241,7 @@ def bench_project(repo: Path, test_cmd: list[str], args: argparse.Namespace) -> 
             rec_pytest.append(base.phases_ms.get("tests", 0) / 1000)
             if not args.no_testmon:
                 Path(os.environ["TESTMON_DATAFILE"]).unlink(missing_ok=True)
-                tm_rec.append(timed([*test_cmd, "--testmon"], scratch))
+                tm_rec.append(timed(testmon_cmd(test_cmd, tmp / "tm-cache"), scratch))
         if base is None or base.test_run is None or not base.test_run.outcomes:
             tail = base.test_run.output[-3000:] if base is not None and base.test_run is not None else ""
             print(f"the recording run ran no tests:\n{tail}", file=sys.stderr)
