@@ -290,7 +290,7 @@ def bench_project(repo: Path, test_cmd: list[str], args: argparse.Namespace) -> 
             row = {
                 "mutant": f"{mutant.path}:{mutant.line} {mutant.operator}",
                 "full_caught": caught(full, passing),
-                "ect_caught": sel.exit_code != 0,
+                "ect_caught": caught(sel.test_run, passing) or (sel.exit_code != 0 and sel.test_run is None),
                 "ect_frac": seconds(sel.test_run) / full_s,
                 "ect_tests": len(sel.test_run.outcomes) if sel.test_run else 0,
                 "ect_files": len(sel.selection.tests) if sel.selection else 0,
