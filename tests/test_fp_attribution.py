@@ -213,3 +213,45 @@ def test_code_run_by_a_lazy_import_in_a_test_selects_that_test(repo: Path) -> No
     assert code == 1, out
     assert "test_lazy" in ran
     assert {"test_one", "test_case", "test_setting", "test_nodb"}.isdisjoint(ran)
+
+
+def test_attribution_rules_and_the_global_fallback() -> None:
+    from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, attribute, fixture_key
+
+    db = fixture_key("session", "tests", "db")
+    orphan = fixture_key("module", "tests/test_b.py", "unused")
+    tests = ["tests/test_a.py::test_x", "tests/test_a.py::C::test_y", "tests/sub/test_b.py::test_z"]
+    hits = {
+        IMPORT_TIME: {"pkg/core.py": {"<module>"}},
+        COLLECT + "tests/test_a.py": {"pkg/cases.py": {"cases"}},
+        COLLECT + "tests/sub": {"pkg/settings.py": {"setting"}},
+        COLLECT + "tests/gone.py": {"pkg/gone.py": {"g"}},  # no test ran under it: global
+        db: {"pkg/store.py": {"make_db"}},
+        orphan: {"pkg/orphan.py": {"o"}},  # no known user: global
+        "tests/test_a.py::test_x": {"pkg/store.py": {"make_db", "rows"}},
+    }
+    att = attribute(
+        tests,
+        {db: {"tests/sub/test_b.py::test_z", "tests/test_a.py::test_x"}},
+        hits,
+        {db: {"data.txt"}},
+        {COLLECT + "tests": {"tests"}},
+        {db},
+    )
+    assert att.executed["tests/test_a.py::C::test_y"] == {"pkg/cases.py": {"cases"}}
+    assert att.executed["tests/sub/test_b.py::test_z"] == {
+        "pkg/settings.py": {"setting"},
+        "pkg/store.py": {"make_db"},
+    }
+    assert att.executed[IMPORT_TIME] == {
+        "pkg/core.py": {"<module>"},
+        "pkg/gone.py": {"g"},
+        "pkg/orphan.py": {"o"},
+    }
+    assert att.via["tests/sub/test_b.py::test_z"]["pkg/store.py"]["make_db"].startswith(
+        "in session fixture 'db'"
+    )
+    assert "pkg/store.py" not in att.via.get("tests/test_a.py::test_x", {})  # it ran make_db itself
+    assert att.reads["tests/sub/test_b.py::test_z"] == {"data.txt"}
+    assert att.opaque == {"tests/sub/test_b.py::test_z", "tests/test_a.py::test_x"}
+    assert att.dirs == {IMPORT_TIME: {"tests"}}  # pytest listing a directory to collect it
