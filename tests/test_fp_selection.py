@@ -242,3 +242,18 @@ def test_corrupt_instrumented_code_cache_is_rebuilt(make_repo, ran_log) -> None:
     edit(repo, "shop/prices.py", "return 1 + net(x)", "return net(x) + 2")
     proc = check(repo, "--explain")
     assert "test_gross: executed shop/prices.py::gross, which changed" in proc.stdout
+
+
+def test_a_test_file_the_full_suite_does_not_collect_is_not_selected(make_repo, ran_log) -> None:
+    files = dict(FP_SAMPLE)
+    files["pyproject.toml"] = FP_SAMPLE["pyproject.toml"] + '    norecursedirs = ["tests/cases"]\n'
+    # a checker's input, not a pytest module: passing it to pytest explicitly fails collection
+    files["tests/cases/test_case_input.py"] = "from shop.prices import net\nraise ImportError('not a test')\n"
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    ran_log()
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_gross"]
+    assert "tests/cases/test_case_input.py: the full suite does not collect it" in proc.stdout

@@ -210,6 +210,15 @@ def ingest(
                 store.put_test_file(conn, test_file, graph.infos[test_file].digest, ids)
         if whole_files is None and records and not collect_errors:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('full_recording', ?)", (str(now),))
+            # test-named files the full suite does not collect (norecursedirs, --ignore, collect_ignore)
+            ran_files = {n.split("::")[0] for n in outcomes}
+            uncollected = {
+                f: info.digest
+                for f, info in graph.infos.items()
+                if f.rsplit("/", 1)[-1].startswith("test") and f.endswith(".py") and f not in ran_files
+            }
+            value = json.dumps(uncollected, sort_keys=True)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('uncollected', ?)", (value,))
         gone = [f for f in store.test_files() if f not in fileset]
         store.forget_files(conn, gone)
         # a test function selected by name ran with all its current parameters: the others are gone

@@ -249,8 +249,12 @@ def refine(
     for nodeid in changed:
         by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
 
+    uncollected = _meta_json(store, "uncollected")
     for test_file, reasons in reach.tests.items():
         if test_file in sel.tests:
+            continue
+        if test_file not in known and uncollected.get(test_file) == cur.py_digest(test_file):
+            sel.notes.append(f"{test_file}: the full suite does not collect it (pytest settings); unchanged")
             continue
         if test_file not in known:
             for why in reasons:
