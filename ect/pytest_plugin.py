@@ -21,31 +21,83 @@ from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
 
 if os.environ.get("ECT_FP_OUT"):
-    from ect.fingerprints.recorder import IMPORT_TIME, start_from_env
+    from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, fixture_key, start_from_env
 
     _recorder = start_from_env()
 else:
     _recorder = None
-    IMPORT_TIME = ""
+    IMPORT_TIME = COLLECT = ""
+
+
+def _shared_fixtures(defs: Any) -> list[str]:
+    """`f:` keys of the wider-than-function fixture definitions in `defs`."""
+    out = []
+    for fixturedef in defs:
+        scope = getattr(fixturedef, "scope", "function")
+        if scope != "function":
+            out.append(fixture_key(scope, str(getattr(fixturedef, "baseid", "")), fixturedef.argname))
+    return out
+
+
+def _static_fixtures(item: pytest.Item) -> list[str]:
+    """The shared fixtures `item` requests, directly or through other fixtures (autouse included)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    # every definition of a name counts: an overriding fixture may request the one it overrides
+    names = getattr(item, "fixturenames", ())
+    return _shared_fixtures(d for name in names for d in info.name2fixturedefs.get(name, ()))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
     if _recorder is not None:
-        _recorder.switch(item.nodeid)
+        try:
+            fixtures = _static_fixtures(item)
+        except Exception:  # unknown pytest internals: the fixtures' code stays global (more tests)
+            fixtures = []
+        _recorder.start_test(item.nodeid, fixtures)
     yield
     if _recorder is not None:
         _recorder.switch(IMPORT_TIME)
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    if _recorder is not None:  # fixtures the test asked for by name (`request.getfixturevalue`)
+        try:
+            defs = getattr(getattr(item, "_request", None), "_fixture_defs", {})
+            _recorder.used_fixtures(item.nodeid, _shared_fixtures(defs.values()))
+        except Exception:
+            pass
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef: Any, request: Any) -> Generator[None, None, None]:
-    # a fixture shared by several tests runs once: what it executes counts as import time
-    if _recorder is None or getattr(fixturedef, "scope", "function") == "function":
+    # a fixture shared by several tests runs once: what it executes belongs to all the tests using it
+    keys = _shared_fixtures([fixturedef]) if _recorder is not None else []
+    if _recorder is None or not keys:
         yield
         return
-    previous = _recorder.context
-    _recorder.switch(IMPORT_TIME)
+    test = _recorder.context
+    if test and not test.startswith(COLLECT):
+        _recorder.used_fixtures(test, keys)  # set up for this test, whether it names it or not
+    previous = _recorder.switch(keys[0])
+    try:
+        yield
+    finally:
+        _recorder.switch(previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, None, None]:
+    # importing a test module, its module level, conftests of a directory, parametrisation:
+    # observed by the tests under this collector
+    if _recorder is None or isinstance(collector, pytest.Session) or collector.nodeid in ("", "."):
+        yield
+        return
+    previous = _recorder.switch(COLLECT + collector.nodeid)
     try:
         yield
     finally:

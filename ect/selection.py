@@ -8,6 +8,7 @@ reachable from a test, or a changed non-Python file that no rule covers.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -59,14 +60,17 @@ def matches(path: str, globs: list[str]) -> str | None:
 
 def is_test_file(path: str, cfg: Config) -> bool:
     """A file pytest would collect as a test module under the configured test paths."""
-    name = PurePosixPath(path).name
+    return _is_test_file(path, tuple(cfg.test_patterns), tuple(cfg.test_paths))
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_test_file(path: str, patterns: tuple[str, ...], test_paths: tuple[str, ...]) -> bool:
+    name = path.rpartition("/")[2]
     if not name.endswith(".py") or name == "conftest.py":
         return False
-    if not any(fnmatch(name, pat) for pat in cfg.test_patterns):
+    if not any(fnmatch(name, pat) for pat in patterns):
         return False
-    return any(
-        tp in (".", "") or path == tp or path.startswith(tp.rstrip("/") + "/") for tp in cfg.test_paths
-    )
+    return any(tp in (".", "") or path == tp or path.startswith(tp.rstrip("/") + "/") for tp in test_paths)
 
 
 def _under(path: str, directory: str) -> bool:

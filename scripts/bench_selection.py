@@ -7,10 +7,15 @@ there), for example:
     /tmp/venv/bin/python scripts/bench_selection.py --repo /tmp/jinja \\
         --test-cmd "/tmp/venv/bin/python -m pytest -q -p no:cacheprovider" --mutants 30
 
+Several projects: repeat `--repo`/`--test-cmd` in pairs; a summary across projects (worst
+project first) ends the output.
+
 It works in a scratch worktree of the repository's HEAD (removed afterwards) and reports:
 recall (mutants the full suite catches that the selection also catches), the test time each
-tool ran per mutant as a fraction of the full suite's, the recording run against a plain run,
-and the no-op `pre-commit run` cost of the ect hook over an empty hook.
+tool ran per mutant as a fraction of the full suite's, the select phase and the fingerprint
+database's size, ect's overhead over plain pytest on the same tests when one test file is
+selected, the recording run against a plain run, and the no-op `pre-commit run` cost of the
+ect hook over an empty hook.
 """
 
 from __future__ import annotations
@@ -44,13 +49,30 @@ def timed(
     return time.perf_counter() - t
 
 
+def testmon_cmd(cmd: list[str], cache_dir: Path) -> list[str]:
+    """`cmd` with `--testmon`; pytest-testmon needs pytest's cache plugin (its cache kept out of the tree)."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(cmd):
+        if skip:
+            skip = False
+            continue
+        if arg == "-p" and i + 1 < len(cmd) and cmd[i + 1] == "no:cacheprovider":
+            skip = True
+            continue
+        if arg == "-pno:cacheprovider":
+            continue
+        out.append(arg)
+    return [*out, "-o", f"cache_dir={cache_dir}", "--testmon"]
+
+
 def testmon_run(cmd: list[str], cwd: Path, results: Path, timeout: float) -> TestRun:
     """The test command with `--testmon`, outcomes read back through ect's plugin."""
     env = {**os.environ, "ECT_RESULTS": str(results)}
     t = time.perf_counter()
     try:
         proc = subprocess.run(
-            [*cmd, "--testmon", "-p", "ect.pytest_plugin"],
+            [*testmon_cmd(cmd, results.parent / "tm-cache"), "-p", "ect.pytest_plugin"],
             cwd=cwd,
             env=env,
             capture_output=True,
@@ -137,9 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repo", required=True, type=Path, help="git repository of the project")
     parser.add_argument(
-        "--test-cmd", required=True, help="plain full-suite command, e.g. 'python -m pytest -q'"
+        "--repo", required=True, type=Path, action="append", help="git repository of a project (repeatable)"
+    )
+    parser.add_argument(
+        "--test-cmd",
+        required=True,
+        action="append",
+        help="plain full-suite command of the --repo at the same position, e.g. 'python -m pytest -q'",
     )
     parser.add_argument("--mutants", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
@@ -151,9 +178,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-testmon", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args(argv)
+    if len(args.repo) != len(args.test_cmd):
+        parser.error("give one --test-cmd per --repo")
+    summaries = []
+    for repo, cmd in zip(args.repo, args.test_cmd, strict=True):
+        summary = bench_project(repo.resolve(), shlex.split(cmd), args)
+        if summary is None:
+            return 2
+        summaries.append(summary)
+    if len(summaries) > 1:
+        print_summary(summaries)
+    return 0
 
-    repo = args.repo.resolve()
-    test_cmd = shlex.split(args.test_cmd)
+
+def print_summary(summaries: list[dict[str, Any]]) -> None:
+    """One line per project, the worst (highest median time fraction for ect) first."""
+    print()
+    print("all projects (worst first):")
+    print(
+        f"{'project':<18}{'tests':>7}{'ect recall':>11}{'ect median':>11}{'tm recall':>10}{'tm median':>10}"
+        f"{'select ms':>10}{'db MB':>7}{'1-file overhead ms':>19}"
+    )
+    for s in sorted(summaries, key=lambda x: -x["ect"]["median_frac"]):
+        tm = s.get("pytest-testmon") or {}
+        over = s.get("one_file_overhead_ms")
+        print(
+            f"{s['name']:<18}{s['tests']:>7}{s['ect']['recall']:>11.1%}{s['ect']['median_frac']:>11.1%}"
+            f"{tm.get('recall', float('nan')):>10.1%}{tm.get('median_frac', float('nan')):>10.1%}"
+            f"{s['select_ms']:>10.0f}{s['db_mb']:>7.2f}{'-' if over is None else f'{over:.0f}':>19}"
+        )
+
+
+def bench_project(repo: Path, test_cmd: list[str], args: argparse.Namespace) -> dict[str, Any] | None:
+    """Benchmark one project; prints its report and returns its summary (None: it could not run)."""
+
     tmp = Path(tempfile.mkdtemp(prefix="ect-bench-"))
     scratch = tmp / "tree"
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a cached mutant .pyc must never outlive its source
@@ -183,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             rec_pytest.append(base.phases_ms.get("tests", 0) / 1000)
             if not args.no_testmon:
                 Path(os.environ["TESTMON_DATAFILE"]).unlink(missing_ok=True)
-                tm_rec.append(timed([*test_cmd, "--testmon"], scratch))
+                tm_rec.append(timed(testmon_cmd(test_cmd, tmp / "tm-cache"), scratch))
         if base is None or base.test_run is None or not base.test_run.outcomes:
             tail = base.test_run.output[-3000:] if base is not None and base.test_run is not None else ""
             print(f"the recording run ran no tests:\n{tail}", file=sys.stderr)
-            return 2
+            return None
         passing = {n for n, o in base.test_run.outcomes.items() if o in ("passed", "skipped")}
         result["tests"] = len(base.test_run.outcomes)
         result["plain_s"] = statistics.median(plain)
@@ -197,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         result["ect_phases_ms"] = {k: round(v) for k, v in base.phases_ms.items()}
         timeout = max(60.0, 10 * result["plain_s"])
 
+        db_files = list(cfg.state_path.glob("fingerprints.db*"))
+        result["db_bytes"] = sum(f.stat().st_size for f in db_files)
         mutants = make_mutants(scratch, source_files(scratch, cfg), args.mutants, args.seed)
         snapshot = tmp / "snapshot"
         shutil.copytree(cfg.state_path, snapshot)
@@ -209,9 +269,16 @@ def main(argv: list[str] | None = None) -> int:
             mutant.apply(scratch)
             try:
                 full = run_pytest(scratch, cfg, None, stream=False, timeout=timeout)
+                t = time.perf_counter()
                 sel = run_loop(
                     scratch, cfg, Scope(mode="worktree"), stream=False, trigger="ci", timeout=timeout
                 )
+                ect_wall = time.perf_counter() - t
+                plain_same = None
+                node_args = sel.selection.pytest_args() if sel.selection else None
+                if sel.selection and node_args and len(sel.selection.tests) == 1:
+                    # the same tests by plain pytest: what ect adds on top of them
+                    plain_same = timed([*test_cmd, *node_args], scratch, timeout=timeout)
                 tm = None if args.no_testmon else testmon_run(test_cmd, scratch, tmp / "tm.json", timeout)
             finally:
                 mutant.revert(scratch)
@@ -223,9 +290,13 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "mutant": f"{mutant.path}:{mutant.line} {mutant.operator}",
                 "full_caught": caught(full, passing),
-                "ect_caught": sel.exit_code != 0,
+                "ect_caught": caught(sel.test_run, passing) or (sel.exit_code != 0 and sel.test_run is None),
                 "ect_frac": seconds(sel.test_run) / full_s,
                 "ect_tests": len(sel.test_run.outcomes) if sel.test_run else 0,
+                "ect_files": len(sel.selection.tests) if sel.selection else 0,
+                "select_ms": sel.phases_ms.get("select", 0.0),
+                "ect_wall_s": ect_wall,
+                "plain_same_s": plain_same,
                 "tm_caught": caught(tm, passing) if tm else None,
                 "tm_frac": seconds(tm) / full_s if tm else None,
                 "tm_tests": len(tm.outcomes) if tm else None,
@@ -256,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    if args.pre_commit:
+    if args.pre_commit and args.pre_commit_runs > 0:
         result["precommit_ms"] = bench_precommit(repo, sys.executable, args.pre_commit, args.pre_commit_runs)
 
     killed = [r for r in rows if r["full_caught"]]
@@ -296,6 +367,21 @@ def main(argv: list[str] | None = None) -> int:
         f"with storing {result['ect_record_total_s']:.2f} s "
         f"({result['ect_record_total_s'] / result['plain_s']:.2f}x)"
     )
+    select_ms = statistics.median(r["select_ms"] for r in rows) if rows else 0.0
+    select_max = max((r["select_ms"] for r in rows), default=0.0)
+    print(
+        f"select phase: median {select_ms:.0f} ms, max {select_max:.0f} ms"
+        f"; fingerprint database {result['db_bytes'] / 1e6:.2f} MB for {result['tests']} tests"
+    )
+    one_file = [r for r in rows if r["plain_same_s"] is not None]
+    overhead = None
+    if one_file:
+        overhead = statistics.median((r["ect_wall_s"] - r["plain_same_s"]) * 1000 for r in one_file)
+        print(
+            f"one test file selected ({len(one_file)} mutants): median ect wall "
+            f"{statistics.median(r['ect_wall_s'] for r in one_file):.2f} s, plain pytest on the same tests "
+            f"{statistics.median(r['plain_same_s'] for r in one_file):.2f} s, ect overhead {overhead:.0f} ms"
+        )
     phases = result.get("ect_phases_ms", {})
     print(
         f"               ect --all phases (last run): {', '.join(f'{k} {v} ms' for k, v in phases.items())}"
@@ -314,7 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     result["summary"] = summary
     if args.json:
         print(json.dumps(result, indent=2))
-    return 0
+    return {
+        "name": repo.name,
+        "tests": result["tests"],
+        "select_ms": select_ms,
+        "db_mb": result["db_bytes"] / 1e6,
+        "one_file_overhead_ms": overhead,
+        **summary,
+    }
 
 
 if __name__ == "__main__":

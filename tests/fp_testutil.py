@@ -112,7 +112,9 @@ def edit(repo: Path, rel: str, old: str, new: str) -> None:
 def db_nodeids(db: Path) -> set[str]:
     conn = sqlite3.connect(db)
     try:
-        return {row[0] for row in conn.execute("SELECT nodeid FROM records")}
+        return {
+            row[0] for row in conn.execute("SELECT nodeid FROM tests WHERE id IN (SELECT test FROM records)")
+        }
     finally:
         conn.close()
 

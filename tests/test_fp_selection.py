@@ -55,7 +55,7 @@ def test_module_level_and_import_time_changes_reach_every_importer(make_repo, ra
     proc = check(repo, "--explain")
     assert proc.returncode == 1
     assert "test_table" in ran_log()
-    assert "shop/prices.py::label changed (it runs at import time" in proc.stdout
+    assert "shop/prices.py::label changed (it runs while a module is imported" in proc.stdout
 
 
 def test_changed_data_file_reruns_the_tests_that_read_it(make_repo, ran_log) -> None:
@@ -198,7 +198,11 @@ def test_two_hooks_in_two_worktrees_at_once_share_one_database(make_repo, tmp_pa
     assert not (other / ".ect" / "fingerprints.db").exists()  # one database for all worktrees
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    fps = {row[0]: row[1] for row in conn.execute("SELECT nodeid, count(*) FROM records GROUP BY nodeid")}
+    fps = dict(
+        conn.execute(
+            "SELECT t.nodeid, count(*) FROM records r JOIN tests t ON t.id = r.test GROUP BY t.nodeid"
+        )
+    )
     conn.close()
     assert fps["tests/test_prices.py::test_gross"] == 2 and fps["tests/test_menu.py::test_count"] == 2
 
@@ -238,3 +242,18 @@ def test_corrupt_instrumented_code_cache_is_rebuilt(make_repo, ran_log) -> None:
     edit(repo, "shop/prices.py", "return 1 + net(x)", "return net(x) + 2")
     proc = check(repo, "--explain")
     assert "test_gross: executed shop/prices.py::gross, which changed" in proc.stdout
+
+
+def test_a_test_file_the_full_suite_does_not_collect_is_not_selected(make_repo, ran_log) -> None:
+    files = dict(FP_SAMPLE)
+    files["pyproject.toml"] = FP_SAMPLE["pyproject.toml"] + '    norecursedirs = ["tests/cases"]\n'
+    # a checker's input, not a pytest module: passing it to pytest explicitly fails collection
+    files["tests/cases/test_case_input.py"] = "from shop.prices import net\nraise ImportError('not a test')\n"
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    ran_log()
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_gross"]
+    assert "tests/cases/test_case_input.py: the full suite does not collect it" in proc.stdout

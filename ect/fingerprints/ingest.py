@@ -5,7 +5,8 @@ blocks the test executed in it. The files come from what it executed plus the st
 import closure of its test file, its conftests and the executed files: a change to the
 module level of any of those can reach the test through an imported value. Blocks that
 ran at import time (or in a shared fixture, or during an import a test triggered) count
-as module level of their file.
+as module level of their file. Blocks a test observed through a collector or a shared
+fixture (see `recorder.attribute`) count as executed by it, with the rule noted for `--explain`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
         "data_digests": {},
         "dir_digests": {},
         "opaque": [],
+        "via": {},
     }
     found = False
     for path in sorted(out_dir.glob("raw-*.json")):
@@ -71,6 +73,10 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
         for key in ("modules", "data_digests", "dir_digests"):
             merged[key].update(data.get(key, {}))
         merged["opaque"].extend(data.get("opaque", []))
+        for ctx, files in data.get("via", {}).items():
+            target_via = merged["via"].setdefault(ctx, {})
+            for rel, names in files.items():
+                target_via.setdefault(rel, {}).update(names)
     return merged if found else None
 
 
@@ -120,11 +126,13 @@ def ingest(
     whole_files: list[str] | None,
     collect_errors: list[str],
     env: str,
+    ran_functions: list[str] | None = None,
 ) -> int:
     """Write records for the tests of one run; returns how many were recorded.
 
     `nodeid_map` maps pytest's node ids (as in `raw`) to repo-relative ones (as in `outcomes`);
-    `whole_files` are the test files that ran completely (None: the whole suite).
+    `whole_files` are the test files that ran completely (None: the whole suite);
+    `ran_functions` the test functions run by node id without parameters (all their parameters ran).
     """
     executed: dict[str, dict[str, list[str]]] = raw["executed"]
     modules: dict[str, str] = raw["modules"]
@@ -146,6 +154,7 @@ def ingest(
     reads = {nodeid_map.get(c, c): v for c, v in raw["reads"].items()}
     dirs = {nodeid_map.get(c, c): v for c, v in raw["dirs"].items()}
     opaque = {nodeid_map.get(c, c) for c in raw["opaque"]}
+    via_of = {nodeid_map.get(c, c): v for c, v in raw.get("via", {}).items()}
     now = time.time()
     records = []
     for nodeid, outcome in outcomes.items():
@@ -171,6 +180,9 @@ def ingest(
             "dirs": {p: raw["dir_digests"].get(p) for p in sorted(set(dirs.get(nodeid, [])))},
             "opaque": nodeid in opaque,
         }
+        via = {p: v for p, v in via_of.get(nodeid, {}).items() if p in py}
+        if via:
+            deps["via"] = via
         fp = hashlib.blake2b(json.dumps([env, deps], sort_keys=True).encode(), digest_size=12).hexdigest()
         records.append(Record(nodeid, test_file, fp, outcome, durations.get(nodeid, 0.0), env, now, deps))
     known = store.known_versions()
@@ -198,8 +210,29 @@ def ingest(
                 store.put_test_file(conn, test_file, graph.infos[test_file].digest, ids)
         if whole_files is None and records and not collect_errors:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('full_recording', ?)", (str(now),))
+            # test-named files the full suite does not collect (norecursedirs, --ignore, collect_ignore)
+            ran_files = {n.split("::")[0] for n in outcomes}
+            uncollected = {
+                f: info.digest
+                for f, info in graph.infos.items()
+                if f.rsplit("/", 1)[-1].startswith("test") and f.endswith(".py") and f not in ran_files
+            }
+            value = json.dumps(uncollected, sort_keys=True)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('uncollected', ?)", (value,))
         gone = [f for f in store.test_files() if f not in fileset]
         store.forget_files(conn, gone)
+        # a test function selected by name ran with all its current parameters: the others are gone
+        for base in ran_functions or []:
+            if base.split("::")[0] in bad:
+                continue
+            old_ids = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT nodeid FROM tests WHERE nodeid = ? OR substr(nodeid, 1, ?) = ?",
+                    (base, len(base) + 1, base + "["),
+                )
+            }
+            store.forget_tests(conn, old_ids - set(outcomes))
         reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
         if reads_at_import:
             row = conn.execute("SELECT value FROM meta WHERE key = 'import_reads'").fetchone()

@@ -7,8 +7,13 @@ suites. Instead, repository modules are instrumented when they are imported: eac
 arrays are read and zeroed. Files that pytest rewrites itself (test modules, conftests,
 plugins) are not instrumented: ect tracks them as whole files.
 
-Context "" is import time: collection, conftest and plugin imports, and setup of
-fixtures wider than a function, whose effects later tests may see. An audit hook notes
+Contexts (see `attribute`): a test's node id while it runs (setup, call, teardown);
+`c:<collector>` while pytest collects a directory, module or class (its imports, module
+level, parametrisation): it belongs to the tests under that collector; `f:<fixture>` while
+a fixture wider than a function is set up: it belongs to every test that uses the fixture,
+whichever test set it up. Context "" is import time: whatever runs while a repository module
+is imported (any test importing it may see the result) and what runs before collection
+(plugins, initial conftests, `pytest_configure`); it stays global. An audit hook notes
 the non-Python files each context opened for reading, the directories it listed, and
 whether it started a subprocess (whose code ect cannot see). At the end the raw
 recording is written as JSON for ect to turn into fingerprint records.
@@ -207,7 +212,12 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         code = self.get_code(module.__name__)
         if self.module_hits is not None:
             module.__dict__[HITS] = self.module_hits
-        exec(code, module.__dict__)
+        # a module's import-time code belongs to every test that imports it, not to whoever came first
+        previous = self.recorder.switch(IMPORT_TIME)
+        try:
+            exec(code, module.__dict__)
+        finally:
+            self.recorder.switch(previous)
 
     def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
         return None  # never cache instrumented bytecode
@@ -267,6 +277,8 @@ class Recorder:
         self.reads: dict[str, set[str]] = {}
         self.dirs: dict[str, set[str]] = {}
         self.opaque: set[str] = set()
+        self.tests: list[str] = []  # node ids of the tests that ran, in order
+        self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
         self._in_hook = False
         self._active = True
         sys.addaudithook(self._audit)
@@ -303,10 +315,23 @@ class Recorder:
                 found.update(i for i, v in enumerate(hits) if v)
                 hits[:] = mod.zeros
 
-    def switch(self, context: str) -> None:
-        if context != self.context:
+    def switch(self, context: str) -> str:
+        """Make `context` current; returns the previous one (to switch back to)."""
+        previous = self.context
+        if context != previous:
             self.flush()
             self.context = context
+        return previous
+
+    def start_test(self, nodeid: str, fixtures: list[str]) -> None:
+        """`nodeid` runs from now on and uses the wider-than-function fixtures `fixtures` (`f:` keys)."""
+        self.switch(nodeid)
+        self.tests.append(nodeid)
+        self.used_fixtures(nodeid, fixtures)
+
+    def used_fixtures(self, nodeid: str, fixtures: list[str]) -> None:
+        for key in fixtures:
+            self.fixture_users.setdefault(key, set()).add(nodeid)
 
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         if event not in _WATCHED or self._in_hook or not self._active:
@@ -342,27 +367,134 @@ class Recorder:
         """Write `raw-<pid>.json` into the output directory."""
         self.flush()
         self._active = False
-        executed = {
-            ctx: {rel: sorted(self.modules[rel].names[i] for i in idx) for rel, idx in files.items()}
+        hits = {
+            ctx: {rel: {self.modules[rel].names[i] for i in idx} for rel, idx in files.items()}
             for ctx, files in self.hits.items()
         }
+        att = attribute(self.tests, self.fixture_users, hits, self.reads, self.dirs, self.opaque)
         data_files = {p for paths in self.reads.values() for p in paths}
         listed = {p for paths in self.dirs.values() for p in paths}
         out = {
             "pid": os.getpid(),
-            "executed": executed,
+            "executed": {c: {r: sorted(n) for r, n in fs.items()} for c, fs in att.executed.items()},
+            "via": att.via,
             "modules": {rel: m.digest for rel, m in self.modules.items()},
-            "reads": {c: sorted(p) for c, p in self.reads.items()},
-            "dirs": {c: sorted(p) for c, p in self.dirs.items()},
+            "reads": {c: sorted(p) for c, p in att.reads.items()},
+            "dirs": {c: sorted(p) for c, p in att.dirs.items()},
             "data_digests": {p: file_digest(os.path.join(self.root, p)) for p in data_files},
             "dir_digests": {p: listing_digest(os.path.join(self.root, p)) for p in listed},
-            "opaque": sorted(self.opaque),
+            "opaque": sorted(att.opaque),
         }
         os.makedirs(self.out_dir, exist_ok=True)
         target = os.path.join(self.out_dir, f"raw-{os.getpid()}.json")
         with open(target + ".tmp", "w", encoding="utf-8") as fh:
             json.dump(out, fh)
         os.replace(target + ".tmp", target)
+
+
+COLLECT = "c:"
+FIXTURE = "f:"
+
+
+def fixture_key(scope: str, baseid: str, argname: str) -> str:
+    """The context of a wider-than-function fixture's setup."""
+    return f"{FIXTURE}{scope}\0{baseid}\0{argname}"
+
+
+def describe(context: str) -> str:
+    """The rule that charged code run in `context` to a test, for `ect check --explain`."""
+    if context.startswith(FIXTURE):
+        scope, baseid, argname = context[len(FIXTURE) :].split("\0")
+        return f"in {scope} fixture '{argname}' ({baseid or 'root'}), which the test uses"
+    return f"while collecting {context[len(COLLECT) :]}"
+
+
+def _enclosing(nodeid: str) -> list[str]:
+    """Collector node ids above a test: `a`, `a/t.py`, `a/t.py::C` for `a/t.py::C::test`."""
+    path, _, rest = nodeid.partition("::")
+    parts = path.split("/")
+    out = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    names = rest.split("::") if rest else []
+    out.extend(path + "::" + "::".join(names[:i]) for i in range(1, len(names)))
+    return out
+
+
+class Attribution:
+    """What each test observed: its own hits plus those of the collectors and fixtures it depends on."""
+
+    def __init__(self) -> None:
+        self.executed: dict[str, dict[str, set[str]]] = {}
+        self.via: dict[str, dict[str, dict[str, str]]] = {}  # test -> file -> block -> rule
+        self.reads: dict[str, set[str]] = {}
+        self.dirs: dict[str, set[str]] = {}
+        self.opaque: set[str] = set()
+
+
+def attribute(
+    tests: list[str],
+    fixture_users: dict[str, set[str]],
+    hits: dict[str, dict[str, set[str]]],
+    reads: dict[str, set[str]],
+    dirs: dict[str, set[str]],
+    opaque: set[str],
+) -> Attribution:
+    """Hand what ran in collector and fixture contexts to the tests that can observe it.
+
+    Collection of a directory, module or class goes to the tests under it; a fixture's setup
+    to every test that used the fixture. A context no test that ran can be tied to (a
+    collector with no test run under it, a fixture no test is known to use) becomes import
+    time, which is global: when unsure, more tests.
+    """
+    ran = set(tests)
+    under: dict[str, list[str]] = {}
+    for nodeid in ran:
+        for above in _enclosing(nodeid):
+            under.setdefault(above, []).append(nodeid)
+
+    def users(ctx: str) -> list[str] | None:
+        if ctx == IMPORT_TIME or not ctx.startswith((COLLECT, FIXTURE)):
+            return None
+        if ctx.startswith(FIXTURE):
+            found = sorted(fixture_users.get(ctx, set()) & ran)
+        else:
+            found = sorted(under.get(ctx[len(COLLECT) :], []))
+        return found or [IMPORT_TIME]
+
+    att = Attribution()
+    for ctx, files in hits.items():
+        targets = users(ctx)
+        for target in targets or [ctx]:
+            table = att.executed.setdefault(target, {})
+            for rel, names in files.items():
+                table.setdefault(rel, set()).update(names)
+            if targets is not None and target != IMPORT_TIME:
+                rule = describe(ctx)
+                via = att.via.setdefault(target, {})
+                for rel, names in files.items():
+                    for name in names:
+                        via.setdefault(rel, {}).setdefault(name, rule)
+    for ctx, paths in reads.items():
+        for target in users(ctx) or [ctx]:
+            att.reads.setdefault(target, set()).update(paths)
+    for ctx, paths in dirs.items():
+        # pytest lists a directory to collect it (a new test file is found statically); a test
+        # module listing one at module level (parametrisation) is its tests' dependency
+        directory = ctx.startswith(COLLECT) and "::" not in ctx and not ctx.endswith(".py")
+        targets = [IMPORT_TIME] if directory else users(ctx) or [ctx]
+        for target in targets:
+            att.dirs.setdefault(target, set()).update(paths)
+    for ctx in opaque:
+        att.opaque.update(users(ctx) or [ctx])
+    # a block a test ran itself needs no other rule
+    for target, via in att.via.items():
+        own = hits.get(target, {})
+        for rel in list(via):
+            for name in list(via[rel]):
+                if name in own.get(rel, ()):
+                    del via[rel][name]
+            if not via[rel]:
+                del via[rel]
+    return att
 
 
 def start_from_env() -> Recorder | None:

@@ -23,7 +23,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import file_digest, listing_digest
-from ect.fingerprints.store import Record, Store
+from ect.fingerprints.store import CLOSURE, DATA, DIR, RAN, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
 
@@ -48,6 +48,16 @@ class Current:
         if info is not None:
             return info.digest
         return self.data_digest(path)
+
+    def digest(self, kind: int, path: str) -> str:
+        """The current digest of a file version's path as `files` stores it ("" for none)."""
+        if kind == DATA:
+            now = self.data_digest(path)
+        elif kind == DIR:
+            now = self.dir_digest(path)
+        else:
+            now = self.py_digest(path)
+        return now or ""
 
     def data_digest(self, path: str) -> str | None:
         if path not in self._data:
@@ -83,6 +93,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         reasons.append(f"{rec.outcome} last time")
     if rec.deps.get("opaque"):
         reasons.append("it starts a subprocess, whose code ect cannot see: runs on every change")
+    via: dict[str, dict[str, str]] = rec.deps.get("via", {})
     for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
         if reasons and first_only:
             return reasons
@@ -106,14 +117,19 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 continue
             for name in version[1]:
                 if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
-                    reasons.append(f"{path}::{name} changed (it runs at import time or in a shared fixture)")
+                    reasons.append(
+                        f"{path}::{name} changed (it runs while a module is imported or before collection, "
+                        "so every test importing the file may see it)"
+                    )
             for name in old.get("memo", []):
                 if name not in names and old["blocks"].get(name) != new.blocks.get(name):
                     reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
         for name in names:
             if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
                 gone = name not in new.blocks
-                reasons.append(f"executed {path}::{name}, which {'was removed' if gone else 'changed'}")
+                rule = via.get(path, {}).get(name)
+                how = f"{path}::{name} ran {rule}" if rule else f"executed {path}::{name}"
+                reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
     for path, digest in rec.deps.get("data", {}).items():
         if cur.data_digest(path) != digest:
             reasons.append(f"read {path}, which changed")
@@ -121,6 +137,41 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         if cur.dir_digest(path) != digest:
             reasons.append(f"listed directory {path}, whose entries changed")
     return reasons
+
+
+@dataclass
+class Reach:
+    """Which dependencies on one changed file version a change reaches (mirrors `what_changed`)."""
+
+    closure: bool  # module level, import-time or memoised blocks changed: every importer
+    everything: bool  # deleted, unparseable or unknown, or a data file: every dependant
+    changed: frozenset[str]  # blocks that changed or were removed
+
+    def reaches(self, names: list[str]) -> bool:
+        if self.everything:
+            return True
+        if self.closure and (self.in_closure or SKELETON in names):
+            return True
+        return any(n in self.changed for n in names if n != SKELETON)
+
+    in_closure: bool = False
+
+
+def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
+    if kind not in (RAN, CLOSURE) or cur.py_digest(path) is None:
+        return Reach(True, True, frozenset())
+    version = cur.version(path, digest)
+    old = version[0] if version else None
+    new = cur.blocks(path)
+    if old is None or new is None:
+        return Reach(True, True, frozenset())
+    changed = frozenset(n for n, v in old["blocks"].items() if new.blocks.get(n) != v)
+    closure = (
+        old["skeleton"] != new.skeleton
+        or any(n in changed for n in version[1])
+        or any(n in changed for n in old.get("memo", []))
+    )
+    return Reach(closure, False, changed, kind == CLOSURE)
 
 
 def refine(
@@ -133,18 +184,18 @@ def refine(
     env: str,
 ) -> Selection:
     """The selection for `changes` using static analysis plus the recorded fingerprints."""
-    records = store.records()
+    recorded = store.nodeids()
     test_files = store.test_files()
     cur = Current(root, graph, env, store)
     versions_with_blocks = {path for path, _ in store.known_versions()}
-    data_read = {p for recs in records.values() for r in recs[:1] for p in r.deps.get("data", {})}
+    data_read = store.data_paths()
     tests = [f for f in graph.files if _is_test(f, cfg)]
     known = {
         f
         for f in tests
         if f in test_files
         and test_files[f][0] == cur.py_digest(f)
-        and all(n in records for n in test_files[f][1])
+        and all(n in recorded for n in test_files[f][1])
     }
     complete = bool(tests) and len(known) == len(tests)
 
@@ -157,7 +208,7 @@ def refine(
             unexplained.append(change)
 
     # failures that fingerprints know by node id are selected per test below
-    unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in records for n in ids)}
+    unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in recorded for n in ids)}
     sel = select(cfg, graph, unexplained, unknown_failures)
     import_reads = _meta_json(store, "import_reads")
     for path, digest in import_reads.items():
@@ -169,9 +220,23 @@ def refine(
     for change in explained:
         sel.notes.append(f"{change.path}: {change.status}, judged per test by fingerprints")
     reach = select(cfg, graph, explained, None) if explained else Selection()
-    # the recorded tests whose fingerprint no longer matches
+    # the recorded tests whose fingerprint no longer matches: only records that depend on a file
+    # version that is not the current one (or that failed, ran elsewhere, start subprocesses)
+    versions = {
+        fid: (kind, path, digest)
+        for fid, kind, path, digest in store.file_versions()
+        if cur.digest(kind, path) != digest
+    }
+    reach_memo: dict[int, Reach] = {}
+
+    def reaches(fid: int, names: list[str]) -> bool:
+        found = reach_memo.get(fid)
+        if found is None:
+            found = reach_memo[fid] = _reach(cur, *versions[fid])
+        return found.reaches(names)
+
     changed: dict[str, list[str]] = {}
-    for nodeid, recs in records.items():
+    for nodeid, recs in store.stale_records(list(versions), env, reaches).items():
         if recs[0].file not in graph.infos:
             continue  # its test file is gone
         if any(r.outcome in PASSING and not what_changed(r, cur, first_only=True) for r in recs):
@@ -184,8 +249,12 @@ def refine(
     for nodeid in changed:
         by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
 
+    uncollected = _meta_json(store, "uncollected")
     for test_file, reasons in reach.tests.items():
         if test_file in sel.tests:
+            continue
+        if test_file not in known and uncollected.get(test_file) == cur.py_digest(test_file):
+            sel.notes.append(f"{test_file}: the full suite does not collect it (pytest settings); unchanged")
             continue
         if test_file not in known:
             for why in reasons:
@@ -196,7 +265,8 @@ def refine(
     for test_file, nodeids in sorted(by_file.items()):
         if test_file in sel.tests:
             continue  # runs whole anyway
-        sel.nodes[test_file] = sorted(nodeids)
+        # a parametrised test runs with all its parameters: a change may rename or add them
+        sel.nodes[test_file] = sorted({n.split("[", 1)[0] if "[" in n else n for n in nodeids})
         for nodeid in sorted(nodeids):
             sel.add(test_file, f"{nodeid.split('::', 1)[1]}: {'; '.join(changed[nodeid][:3])}")
     sel.fingerprinted = True

@@ -67,12 +67,13 @@ class FingerprintSession:
 
         if self.store is not None and self.store.rebuilt:
             return Selection(run_all_reasons=[str(self.problem)])
-        sel = select(self.cfg, graph, changes, last_failed)
         if self.store is None:
+            sel = select(self.cfg, graph, changes, last_failed)
             if self.problem:
                 sel.notes.append(self.problem)
             return sel
         if self.store.full_recording() is None:
+            sel = select(self.cfg, graph, changes, last_failed)
             sel.notes.append(
                 "the whole suite has not been recorded yet: static selection "
                 "(`ect check --all` records every test once; later runs then select per test)"
@@ -83,6 +84,7 @@ class FingerprintSession:
         try:
             return refine(self.root, self.cfg, graph, changes, last_failed, self.store, self.env)
         except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            sel = select(self.cfg, graph, changes, last_failed)
             sel.notes.append(f"fingerprints unusable ({type(exc).__name__}: {exc}): static selection")
             return sel
 
@@ -131,6 +133,7 @@ class FingerprintSession:
                 whole,
                 run.collect_errors,
                 self.env,
+                [n for ids in selection.nodes.values() for n in ids if "[" not in n],
             )
         except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
             return 0  # a failed recording only costs precision next time

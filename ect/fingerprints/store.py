@@ -1,9 +1,13 @@
 """The fingerprint database: SQLite in WAL mode, shared by all worktrees of a repository.
 
-Tables: `records` (one row per test and distinct fingerprint, newest few kept, so a
-result cached on one branch is reused on another), `test_files` (which tests a test file
-had when it last ran whole), `versions` (block checksums of each recorded file version),
-`meta`. Writers take an immediate transaction with a busy timeout, so two hooks in two
+Tables: `tests` (node ids as integer ids), `records` (one row per test and distinct
+fingerprint, newest few kept, so a result cached on one branch is reused on another),
+`files` (each version of a file a test depended on, stored once) and `deps` (record ->
+file version, with the blocks it ran), indexed by file version so that selection reads
+only the dependencies on files that changed; `test_files` (which tests a test file had
+when it last ran whole), `versions` (source and import-time blocks of each recorded
+Python file version; block checksums are computed from it when needed), `meta`.
+Writers take an immediate transaction with a busy timeout, so two hooks in two
 worktrees can record at once. A database that cannot be read is moved aside and rebuilt;
 callers then run the full suite.
 """
@@ -16,7 +20,7 @@ import sqlite3
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +30,25 @@ from ect.config import Config
 from ect.fingerprints.blocks import parse_blocks
 from ect.state import ensure_state_dir
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "fingerprints.db"
 KEEP_RECORDS = 4  # fingerprints kept per test (per branch state, roughly)
+# dependency kinds: a Python file the test ran code in, one in its import closure, data read, directory listed
+RAN, CLOSURE, DATA, DIR = 0, 1, 2, 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tests (id INTEGER PRIMARY KEY, nodeid TEXT NOT NULL UNIQUE, file TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    nodeid TEXT NOT NULL, file TEXT NOT NULL, fp TEXT NOT NULL, outcome TEXT NOT NULL,
-    duration REAL NOT NULL, env TEXT NOT NULL, ts REAL NOT NULL, deps TEXT NOT NULL,
-    PRIMARY KEY (nodeid, fp));
-CREATE INDEX IF NOT EXISTS records_file ON records (file);
+    id INTEGER PRIMARY KEY, test INTEGER NOT NULL, fp TEXT NOT NULL, outcome TEXT NOT NULL,
+    duration REAL NOT NULL, env TEXT NOT NULL, ts REAL NOT NULL, opaque INTEGER NOT NULL, via TEXT,
+    UNIQUE (test, fp));
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL,
+    UNIQUE (kind, path, digest));
+CREATE TABLE IF NOT EXISTS deps (
+    record INTEGER NOT NULL, file INTEGER NOT NULL, names TEXT NOT NULL, PRIMARY KEY (record, file))
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deps_file ON deps (file);
 CREATE TABLE IF NOT EXISTS test_files (
     path TEXT PRIMARY KEY, digest TEXT NOT NULL, nodeids TEXT NOT NULL, ts REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
@@ -62,21 +75,40 @@ class Record:
     deps: dict[str, Any] = field(default_factory=dict)
 
 
+def _git_common_dir(root: Path) -> Path | None:
+    """The repository's common git directory, read from `.git` (a worktree's `.git` is a file)."""
+    dot = root / ".git"
+    try:
+        if dot.is_dir():
+            return dot.resolve()
+        text = dot.read_text(encoding="utf-8").strip()
+        if not text.startswith("gitdir:"):
+            return None
+        gitdir = (root / text[len("gitdir:") :].strip()).resolve()
+        common = (gitdir / "commondir").read_text(encoding="utf-8").strip()
+        return (gitdir / common).resolve()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def db_path(root: Path, cfg: Config) -> Path:
     """`<state>/fingerprints.db` of the main worktree, so all worktrees share one result cache."""
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        common = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
-    except OSError:
-        common = None
+    common = _git_common_dir(root)
+    if common is None:  # not a plain layout (submodule, $GIT_DIR...): ask git
+        try:
+            proc = subprocess.run(
+                ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            common = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+        except (OSError, subprocess.TimeoutExpired):
+            common = None
     main_root = common.parent if common is not None and common.name == ".git" else root
-    state = main_root / cfg.state_dir if main_root != root else cfg.state_path
+    state = main_root / cfg.state_dir if main_root != root.resolve() and main_root != root else cfg.state_path
     return state / DB_NAME
 
 
@@ -86,6 +118,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rebuilt = False
+        self._file_ids: dict[tuple[int, str, str], int] = {}
         ensure_state_dir(path.parent)
         try:
             self.conn = self._open()
@@ -110,6 +143,7 @@ class Store:
                             conn.execute(stmt)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("SELECT count(*) FROM records").fetchone()
+            conn.execute("SELECT count(*) FROM deps").fetchone()
             conn.execute("SELECT count(*) FROM versions").fetchone()
         except sqlite3.DatabaseError:
             conn.close()
@@ -141,16 +175,79 @@ class Store:
             return None
 
     # -- reading -------------------------------------------------------------------------------
-    def records(self) -> dict[str, list[Record]]:
-        """nodeid -> its records, newest first."""
-        out: dict[str, list[Record]] = {}
-        for row in self.conn.execute(
-            "SELECT nodeid, file, fp, outcome, duration, env, ts, deps FROM records ORDER BY ts DESC"
-        ):
-            out.setdefault(row[0], []).append(
-                Record(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
+    def nodeids(self) -> dict[str, str]:
+        """node id -> test file, for every test with a record."""
+        return dict(
+            self.conn.execute("SELECT nodeid, file FROM tests WHERE id IN (SELECT test FROM records)")
+        )
+
+    def data_paths(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT path FROM files WHERE kind = ?", (DATA,))}
+
+    def file_versions(self) -> list[tuple[int, int, str, str]]:
+        """Every (id, kind, path, digest) a record depends on."""
+        return list(self.conn.execute("SELECT id, kind, path, digest FROM files"))
+
+    def stale_records(
+        self, stale_files: list[int], env: str, reaches: Callable[[int, list[str]], bool]
+    ) -> dict[str, list[Record]]:
+        """Records that may no longer hold, with only their dependencies on `stale_files`.
+
+        A record holds when it passed, in this environment, without a subprocess, and no
+        change to its file versions reaches it (`reaches(file id, blocks it ran there)`, asked
+        once per dependency on a stale file version). Only tests whose every record may no
+        longer hold are returned, newest record first.
+        """
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM stale")
+        conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
+        suspect = {
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM records WHERE env != ? OR outcome NOT IN ('passed', 'skipped') OR opaque",
+                (env,),
             )
-        return out
+        }
+        dep_rows = conn.execute(
+            "SELECT record, file, names FROM deps WHERE file IN (SELECT id FROM stale)"
+        ).fetchall()
+        for rid, fid, names in dep_rows:
+            if rid not in suspect and reaches(fid, names.split("\n") if names else []):
+                suspect.add(rid)
+        if not suspect:
+            return {}
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS suspect (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM suspect")
+        conn.executemany("INSERT INTO suspect VALUES (?)", [(i,) for i in suspect])
+        rows = conn.execute(
+            "SELECT r.id, t.nodeid, t.file, r.fp, r.outcome, r.duration, r.env, r.ts, r.opaque, r.via, "
+            "(SELECT count(*) FROM records o WHERE o.test = r.test) "
+            "FROM records r JOIN tests t ON t.id = r.test WHERE r.id IN (SELECT id FROM suspect) "
+            "ORDER BY r.ts DESC"
+        ).fetchall()
+        total: dict[str, int] = {}
+        by_id: dict[int, Record] = {}
+        for rid, nodeid, file, fp, outcome, duration, renv, ts, opaque, via, count in rows:
+            deps: dict[str, Any] = {"py": {}, "data": {}, "dirs": {}, "opaque": bool(opaque)}
+            if via:
+                deps["via"] = json.loads(via)
+            by_id[rid] = Record(nodeid, file, fp, outcome, duration, renv, ts, deps)
+            total[nodeid] = count
+        for rid, kind, path, digest, names in conn.execute(
+            "SELECT d.record, f.kind, f.path, f.digest, d.names FROM deps d JOIN files f ON f.id = d.file "
+            "WHERE d.file IN (SELECT id FROM stale) AND d.record IN (SELECT id FROM suspect)"
+        ):
+            rec = by_id[rid]
+            if kind in (RAN, CLOSURE):
+                rec.deps["py"][path] = [digest, names.split("\n") if names else [], kind == CLOSURE]
+            else:
+                rec.deps["data" if kind == DATA else "dirs"][path] = digest or None
+        out: dict[str, list[Record]] = {}
+        for rec in by_id.values():
+            out.setdefault(rec.nodeid, []).append(rec)
+        # a test with a record that still holds is not returned
+        return {n: recs for n, recs in out.items() if total[n] == len(recs)}
 
     def test_files(self) -> dict[str, tuple[str, list[str]]]:
         return {
@@ -182,6 +279,7 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        self._file_ids.clear()  # ids cached from a rolled-back transaction are not valid
         with _immediate(self.conn):
             yield self.conn
 
@@ -219,25 +317,75 @@ class Store:
             ),
         )
 
+    def _file_id(self, conn: sqlite3.Connection, kind: int, path: str, digest: str | None) -> int:
+        key = (kind, path, digest or "")
+        found = self._file_ids.get(key)
+        if found is None:
+            row = conn.execute(
+                "INSERT INTO files (kind, path, digest) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, path, digest) DO UPDATE SET kind = kind RETURNING id",
+                key,
+            ).fetchone()
+            found = self._file_ids[key] = int(row[0])
+        return found
+
     def put_record(self, conn: sqlite3.Connection, rec: Record) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        test = conn.execute(
+            "INSERT INTO tests (nodeid, file) VALUES (?, ?) "
+            "ON CONFLICT (nodeid) DO UPDATE SET file = excluded.file RETURNING id",
+            (rec.nodeid, rec.file),
+        ).fetchone()[0]
+        old = conn.execute("SELECT id FROM records WHERE test = ? AND fp = ?", (test, rec.fp)).fetchone()
+        if old is not None:
+            conn.execute("DELETE FROM deps WHERE record = ?", (old[0],))
+            conn.execute("DELETE FROM records WHERE id = ?", (old[0],))
+        via = rec.deps.get("via")
+        rid = conn.execute(
+            "INSERT INTO records (test, fp, outcome, duration, env, ts, opaque, via) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
-                rec.nodeid,
-                rec.file,
+                test,
                 rec.fp,
                 rec.outcome,
                 rec.duration,
                 rec.env,
                 rec.ts,
-                json.dumps(rec.deps, separators=(",", ":")),
+                int(bool(rec.deps.get("opaque"))),
+                json.dumps(via, separators=(",", ":")) if via else None,
             ),
-        )
-        conn.execute(
-            "DELETE FROM records WHERE nodeid = ? AND fp NOT IN "
-            "(SELECT fp FROM records WHERE nodeid = ? ORDER BY ts DESC LIMIT ?)",
-            (rec.nodeid, rec.nodeid, KEEP_RECORDS),
-        )
+        ).fetchone()[0]
+        rows = []
+        for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
+            kind = CLOSURE if in_closure else RAN
+            rows.append((rid, self._file_id(conn, kind, path, digest), "\n".join(names)))
+        for key, kind in (("data", DATA), ("dirs", DIR)):
+            for path, digest in rec.deps.get(key, {}).items():
+                rows.append((rid, self._file_id(conn, kind, path, digest), ""))
+        conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?, ?)", rows)
+        stale = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM records WHERE test = ? ORDER BY ts DESC LIMIT -1 OFFSET ?",
+                (test, KEEP_RECORDS),
+            )
+        ]
+        self._drop_records(conn, stale)
+
+    def _drop_records(self, conn: sqlite3.Connection, ids: list[int]) -> None:
+        conn.executemany("DELETE FROM deps WHERE record = ?", [(i,) for i in ids])
+        conn.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+
+    def forget_tests(self, conn: sqlite3.Connection, nodeids: list[str] | set[str]) -> None:
+        """Drop every record of these tests."""
+        for nodeid in nodeids:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT r.id FROM records r JOIN tests t ON t.id = r.test WHERE t.nodeid = ?", (nodeid,)
+                )
+            ]
+            self._drop_records(conn, ids)
+            conn.execute("DELETE FROM tests WHERE nodeid = ?", (nodeid,))
 
     def put_test_file(self, conn: sqlite3.Connection, path: str, digest: str, nodeids: list[str]) -> None:
         old = conn.execute("SELECT nodeids FROM test_files WHERE path = ?", (path,)).fetchone()
@@ -246,13 +394,14 @@ class Store:
             (path, digest, json.dumps(sorted(nodeids)), time.time()),
         )
         if old:  # tests that no longer exist in the file disappear
-            gone = set(json.loads(old[0])) - set(nodeids)
-            conn.executemany("DELETE FROM records WHERE nodeid = ?", [(n,) for n in gone])
+            self.forget_tests(conn, set(json.loads(old[0])) - set(nodeids))
 
     def forget_files(self, conn: sqlite3.Connection, paths: list[str]) -> None:
         """Drop everything about deleted test files."""
         for path in paths:
-            conn.execute("DELETE FROM records WHERE file = ?", (path,))
+            self.forget_tests(
+                conn, [r[0] for r in conn.execute("SELECT nodeid FROM tests WHERE file = ?", (path,))]
+            )
             conn.execute("DELETE FROM test_files WHERE path = ?", (path,))
 
 
