@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EctError(Exception):
     """A user-facing error: printed as one line, exits with `exit_code`."""
@@ -23,7 +25,11 @@ class NotARepoError(EctError):
 
 
 class EnvError(EctError):
-    """The environment cannot run the step (pytest missing, a bad pytest flag): exit 2, not a test failure."""
+    """The environment cannot run the step (pytest missing, a bad pytest flag): exit 2, not a test failure.
+
+    `run` is the pytest run that showed it, when there was one (`ect verify` scores it as an error)."""
+
+    run: Any = None
 
 
 class Terminated(KeyboardInterrupt):

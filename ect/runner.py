@@ -369,7 +369,9 @@ def _diagnose(run: TestRun, python: str, project_env: bool, cfg: Config) -> None
                 " plugins you need in [tool.ect] pytest_plugins, or set pytest_autoload = true)"
             )
         what = "rejected its command line (check pytest_args)" if run.exit_code == 4 else "crashed"
-        raise EnvError(f"pytest {what}: {last[:300]}{hint}")
+        error = EnvError(f"pytest {what}: {last[:300]}{hint}")
+        error.run = run
+        raise error
 
 
 def read_results(run: TestRun, data: object, root: Path) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ect.errors import EctError
+from ect.errors import EctError, EnvError
 from ect.verify_report import (
     ERROR,
     MISSED,
@@ -271,7 +271,12 @@ def _run_mutants(
     sel_collect: list[str] = []
 
     def selection_runner(*args: Any, **kwargs: Any) -> TestRun:
-        run = run_pytest(*args, **kwargs)
+        try:
+            run = run_pytest(*args, **kwargs)
+        except EnvError as exc:  # pytest refused the selection's run: an errored outcome, not a catch
+            if exc.run is None:
+                raise
+            run = exc.run
         sel_collect[:] = run.collect_errors  # before the loop marks a crashed run's files as failed
         return run
 
