@@ -68,6 +68,7 @@ def model() -> None:
 )
 @click.option("--until-done", is_flag=True, help="--background: exit when the plan is done.")
 @click.option("--settle-seconds", type=float, default=60.0, hidden=True)
+@click.option("--keep-priority", is_flag=True, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
 def train_cmd(
     base: str | None,
@@ -85,13 +86,14 @@ def train_cmd(
     max_busy: float,
     until_done: bool,
     settle_seconds: float,
+    keep_priority: bool,
     as_json: bool,
 ) -> int:
     """Fine-tune on the repository's tracked Python files and save to .ect/model/.
 
     A later run resumes from the checkpoint (optimizer state and data position); after the code changed
     it refreshes the model on the changed files plus rehearsal instead of starting over."""
-    if background:
+    if background and not keep_priority:
         from ect.models.background import lower_priority
 
         lower_priority()  # before torch starts its threads: they inherit the priority

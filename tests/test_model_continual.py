@@ -86,6 +86,7 @@ def test_tasks_are_capped_per_file(repo: Path) -> None:
     assert len([t for t in make_tasks(corpus, index, n=100, seed=0) if t.kind == "api_call"]) == 100
 
 
+@pytest.mark.slow
 def test_stop_resume_up_to_date_and_refresh_after_commit(repo: Path, tiny_base: Path) -> None:
     from ect.models.train import train_model
 
@@ -159,6 +160,7 @@ def test_team_model_publish_find_and_fallback(
     assert local.name == "fine-tuned" and local.behind == 0
 
 
+@pytest.mark.slow
 def test_background_cli_trains_until_done_then_publish_and_complete(
     repo: Path, tiny_base: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -179,6 +181,7 @@ def test_background_cli_trains_until_done_then_publish_and_complete(
         "1",
         "--settle-seconds",
         "0",
+        "--keep-priority",  # SCHED_IDLE would wait for an idle machine; CI runners are rarely idle
         "--hours",
         "0.1",
         "--json",
