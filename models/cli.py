@@ -41,6 +41,34 @@ def model() -> None:
 @click.option("--restart", is_flag=True, help="Ignore a saved checkpoint and start over.")
 @click.option("--max-steps", type=int, default=0, hidden=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--recipe",
+    type=click.Choice(["mixed", "calls"]),
+    default=None,
+    help="Training examples: causal chunks + FIM, or short spans on internal-API calls (default: config).",
+)
+@click.option("--epochs", type=float, default=None, help="Epochs to plan for (default from config).")
+@click.option(
+    "--background",
+    is_flag=True,
+    help="Train at the lowest priority, in chunks, while the machine is idle (resumable).",
+)
+@click.option(
+    "--hours", type=float, default=8.0, show_default=True, help="--background: how long to keep at it."
+)
+@click.option(
+    "--chunk-minutes", type=float, default=10.0, show_default=True, help="--background: longest chunk."
+)
+@click.option(
+    "--max-busy",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.25,
+    show_default=True,
+    help="--background: others' share of the CPUs above which training pauses.",
+)
+@click.option("--until-done", is_flag=True, help="--background: exit when the plan is done.")
+@click.option("--settle-seconds", type=float, default=60.0, hidden=True)
+@click.option("--keep-priority", is_flag=True, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
 def train_cmd(
     base: str | None,
@@ -50,16 +78,88 @@ def train_cmd(
     restart: bool,
     max_steps: int,
     seed: int,
+    recipe: str | None,
+    epochs: float | None,
+    background: bool,
+    hours: float,
+    chunk_minutes: float,
+    max_busy: float,
+    until_done: bool,
+    settle_seconds: float,
+    keep_priority: bool,
     as_json: bool,
 ) -> int:
-    """Fine-tune on the repository's tracked Python files and save to .ect/model/."""
+    """Fine-tune on the repository's tracked Python files and save to .ect/model/.
+
+    A later run resumes from the checkpoint (optimizer state and data position); after the code changed
+    it refreshes the model on the changed files plus rehearsal instead of starting over."""
+    if background and not keep_priority:
+        from ect.models.background import lower_priority
+
+        lower_priority()  # before torch starts its threads: they inherit the priority
     from ect.models.train import train_model
 
     from ect import events
 
     root, cfg, settings = _context()
+    if recipe is not None:
+        settings.recipe = recipe
+    if hours <= 0 or chunk_minutes <= 0:
+        raise EctError("--hours and --chunk-minutes must be positive")
     t0 = time.time()
     echo = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    if background:
+        from ect.models.background import IdleMonitor, run_background
+
+        first = [restart]
+
+        def chunk(minutes: float, should_stop: Any) -> dict[str, Any]:
+            rep = train_model(
+                root,
+                cfg.state_path,
+                settings,
+                base=base,
+                lora=lora,
+                max_minutes=minutes,
+                device=device,
+                seed=seed,
+                restart=first[0],
+                progress=False,
+                echo=echo,
+                max_epochs=epochs,
+                plan_to_budget=False,
+                should_stop=should_stop,
+            )
+            first[0] = False
+            return asdict(rep)
+
+        bg = run_background(
+            chunk,
+            hours,
+            chunk_minutes,
+            IdleMonitor(max_busy=max_busy),
+            settle_s=settle_seconds,
+            echo=echo,
+            until_done=until_done,
+        )
+        events.record(
+            cfg.state_path,
+            "model.trained",
+            source="background",
+            repo=root.name,
+            duration_ms=(time.time() - t0) * 1000,
+            outcome="ok" if bg.finished else "partial",
+            chunks=bg.chunks,
+            steps=bg.steps,
+        )
+        out = asdict(bg)
+        click.echo(
+            json.dumps(out, indent=2)
+            if as_json
+            else f"background: {bg.chunks} chunks, {bg.steps} steps in {bg.seconds_training:.0f}s of "
+            f"training ({bg.seconds_waiting:.0f}s waiting for an idle machine, {bg.stops_busy} stops)"
+        )
+        return 0
     report = train_model(
         root,
         cfg.state_path,
@@ -72,6 +172,7 @@ def train_cmd(
         restart=restart,
         max_steps=max_steps,
         echo=echo,
+        max_epochs=epochs,
     )
     events.record(
         cfg.state_path,
@@ -99,17 +200,19 @@ _LOCATION = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+)$")
 
 
 def load_completer(root: Path, cfg: Any, settings: Any, use_base: bool = False) -> tuple[Any, str]:
-    """The fine-tuned model when there is one (else the base), wrapped in a Completer."""
+    """The local fine-tuned model or the newest matching team model (see `choose_model`), else the
+    base, wrapped in a Completer."""
     from ect.models.complete import Completer
     from ect.models.index import SymbolIndex
     from ect.models.modeling import load_base, load_trained, resolve_base
     from ect.models.settings import model_dir
+    from ect.models.team import choose_model
 
     index = SymbolIndex.build(root, cfg.state_path, settings.internal)
-    mdir = model_dir(cfg)
-    if not use_base and (mdir / "ect_model.json").is_file():
-        m, tok, _ = load_trained(mdir)
-        name = "fine-tuned"
+    choice = choose_model(root, model_dir(cfg), settings)
+    if not use_base and choice.path is not None:
+        m, tok, _ = load_trained(choice.path)
+        name = choice.name
     else:
         m, tok = load_base(resolve_base(settings.base, root))
         name = "base"
@@ -204,6 +307,51 @@ def eval_cmd(as_json: bool, n_tasks: int, replay_lines: int, seed: int) -> int:
         echo=lambda s: click.echo(s, err=True),
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+    return 0
+
+
+@model.command("publish")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Team directory (default: config team_dir).",
+)
+def publish_cmd(dest: Path | None) -> int:
+    """Publish .ect/model/ to the team directory, named by the commit it was trained at."""
+    from ect.models.settings import model_dir
+    from ect.models.team import publish_model, team_dir
+
+    root, cfg, settings = _context()
+    target = dest if dest is not None else team_dir(root, settings)
+    if target is None:
+        raise EctError("no team directory: pass --to DIR or set [tool.ect.model] team_dir")
+    out = publish_model(model_dir(cfg), target)
+    click.echo(f"published {out}")
+    return 0
+
+
+@model.command("which")
+@click.option("--json", "as_json", is_flag=True)
+def which_cmd(as_json: bool) -> int:
+    """Which model `ect model complete` and `ect lsp` use here, and why."""
+    from ect.models.settings import model_dir
+    from ect.models.team import choose_model
+
+    root, cfg, settings = _context()
+    c = choose_model(root, model_dir(cfg), settings)
+    info = {"model": c.name, "path": str(c.path) if c.path else None, "commit": c.commit, "behind": c.behind}
+    info["reason"] = c.reason
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        where = (
+            f"{c.path} (trained at {c.commit[:10] or '?'}, {c.behind} commits behind HEAD)"
+            if c.path
+            else c.reason
+        )
+        click.echo(f"{c.name}: {where}")
     return 0
 
 

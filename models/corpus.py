@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ect.models.fim import call_spans, examples_from_file
+from ect.models.fim import Span, call_spans, choose_span, examples_from_file, fim_example, line_offsets
 from ect.models.index import SymbolIndex, module_name_for
 from ect.models.secrets import scrub
 
@@ -132,6 +132,72 @@ def training_examples(
         ctx_for: Callable[[str, int, str], list[str]] = partial(_ctx_for, index, f.module)
         n_fim = max(2, int(len(f.text) / 1000 * fim_per_kchar))
         out.extend(examples_from_file(f.text, rng, n_fim, ctx_for=ctx_for, calls=weighted))
+    rng.shuffle(out)
+    return out
+
+
+def internal_call_sites(index: SymbolIndex, f: SourceFile) -> dict[str, list[tuple[int, int]]]:
+    """The call sites in `f` of each internal function, method or class, by its qualified name."""
+    from ect.models.retrieval import Resolver
+
+    resolver = Resolver(index, f.module, f.text)
+    out: dict[str, list[tuple[int, int]]] = {}
+    for start, end, dotted in call_spans(f.text):
+        sym = resolver.resolve_callee(dotted, start)
+        if sym is not None:
+            out.setdefault(sym.qualname, []).append((start, end))
+    return out
+
+
+def api_examples(
+    corpus: Corpus,
+    index: SymbolIndex,
+    seed: int,
+    files: Sequence[SourceFile] | None = None,
+    per_api: int = 2,
+    line_fraction: float = 0.25,
+    prefix_chars: tuple[int, int] = (160, 560),
+    suffix_chars: tuple[int, int] = (0, 120),
+) -> list[str]:
+    """The cheap recipe ("calls"): short fill-in-the-middle examples centred on internal-API call spans,
+    at most `per_api` call sites of each internal callable per epoch (a different sample each epoch, so
+    the whole API surface is covered in one pass instead of every call of the most used ones), plus
+    `line_fraction` as many whole-line or rest-of-line spans to keep the general next-line skill.
+    No causal chunks: about 150-250 tokens per supervised span instead of a 512-token block."""
+    rng = random.Random(seed)
+    sites: dict[str, list[tuple[SourceFile, int, int]]] = {}
+    chosen = list(files if files is not None else corpus.train)
+    for f in chosen:
+        for qual, spans in internal_call_sites(index, f).items():
+            sites.setdefault(qual, []).extend((f, s, e) for s, e in spans)
+    picks: list[tuple[SourceFile, Span]] = []
+    for qual in sorted(sites):
+        group = sites[qual]
+        for f, s, e in rng.sample(group, min(per_api, len(group))):
+            picks.append((f, Span(s, e, "call")))
+    n_lines = int(len(picks) * line_fraction) if picks else 4 * len(chosen)
+    weights = [len(f.text) for f in chosen]
+    offsets: dict[str, list[int]] = {}
+    for f in rng.choices(chosen, weights=weights, k=n_lines) if chosen else []:
+        offs = offsets.setdefault(f.path, line_offsets(f.text))
+        span = choose_span(f.text, rng, (), offs)
+        if span is not None and span.kind in ("line", "mid") and span.end > span.start:
+            picks.append((f, span))
+    out: list[str] = []
+    for f, span in picks:
+        pstart = max(0, span.start - rng.randint(*prefix_chars))
+        nl = f.text.find("\n", pstart)
+        pstart = nl + 1 if 0 <= nl < span.start and pstart > 0 else pstart
+        send = min(len(f.text), span.end + rng.randint(*suffix_chars))
+        nl = f.text.rfind("\n", span.end, send)
+        send = nl + 1 if nl > span.end and send < len(f.text) else send
+        ctx = _ctx_for(index, f.module, f.text, span.start, "")
+        prefix, suffix, middle = (
+            f.text[pstart : span.start],
+            f.text[span.end : send],
+            f.text[span.start : span.end],
+        )
+        out.append(fim_example(ctx, prefix, suffix, middle))
     rng.shuffle(out)
     return out
 

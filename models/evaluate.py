@@ -33,7 +33,31 @@ class Task:
     callee: str = ""
 
 
-def make_tasks(corpus: Corpus, index: SymbolIndex, n: int, seed: int) -> list[Task]:
+def _capped(tasks: list[Task], n: int, per_file: int) -> list[Task]:
+    """The first `n` of `tasks` (already shuffled) with at most `per_file` from any one file (0: no cap)."""
+    out: list[Task] = []
+    counts: Counter[str] = Counter()
+    for t in tasks:
+        if len(out) >= n:
+            break
+        if per_file and counts[t.file.path] >= per_file:
+            continue
+        counts[t.file.path] += 1
+        out.append(t)
+    return out
+
+
+def make_tasks(
+    corpus: Corpus,
+    index: SymbolIndex,
+    n: int,
+    seed: int,
+    n_calls: int | None = None,
+    max_per_file: int = 0,
+) -> list[Task]:
+    """`n` next-line and `n_calls` (default `n`) internal-API call tasks from the held-out files, drawn
+    at random with at most `max_per_file` of each kind from one file (0: no cap), so that a few long
+    files do not decide the result."""
     rng = random.Random(seed)
     files = corpus.held_out
     lines: list[Task] = []
@@ -55,7 +79,49 @@ def make_tasks(corpus: Corpus, index: SymbolIndex, n: int, seed: int) -> list[Ta
             )
     rng.shuffle(lines)
     rng.shuffle(calls)
-    return lines[:n] + calls[:n]
+    return _capped(lines, n, max_per_file) + _capped(calls, n if n_calls is None else n_calls, max_per_file)
+
+
+def paired_comparison(
+    a: list[float], b: list[float], groups: list[str], n_boot: int = 4000, seed: int = 0
+) -> dict[str, float]:
+    """System a minus system b on the same tasks (1/0 per task): the mean difference, a 95% interval by
+    a paired bootstrap that resamples whole files (`groups`; tasks of one file are not independent),
+    and McNemar's exact two-sided p-value over the discordant tasks."""
+    import math
+
+    if not a or len(a) != len(b) or len(a) != len(groups):
+        raise ValueError("paired_comparison needs two equally long, non-empty score lists")
+    by_file: dict[str, list[float]] = {}
+    for x, y, g in zip(a, b, groups, strict=True):
+        by_file.setdefault(g, []).append(x - y)
+    clusters = [(sum(v), len(v)) for v in by_file.values()]
+    rng = random.Random(seed)
+    diffs = []
+    for _ in range(n_boot):
+        tot = cnt = 0.0
+        for _ in range(len(clusters)):
+            s_, c_ = clusters[rng.randrange(len(clusters))]
+            tot += s_
+            cnt += c_
+        diffs.append(tot / cnt)
+    diffs.sort()
+    wins = sum(1 for x, y in zip(a, b, strict=True) if x > y)
+    losses = sum(1 for x, y in zip(a, b, strict=True) if x < y)
+    k, n = min(wins, losses), wins + losses
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {
+        "a": round(statistics.fmean(a), 4),
+        "b": round(statistics.fmean(b), 4),
+        "diff": round(statistics.fmean(a) - statistics.fmean(b), 4),
+        "lo": round(diffs[int(0.025 * n_boot)], 4),
+        "hi": round(diffs[min(n_boot - 1, int(0.975 * n_boot))], 4),
+        "wins": wins,
+        "losses": losses,
+        "p_mcnemar": round(p, 4),
+        "tasks": len(a),
+        "files": len(clusters),
+    }
 
 
 def static_suggestion(index: SymbolIndex, module: str, text: str, cursor: int) -> str:
@@ -116,6 +182,8 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+ROWS = ("static index baseline", "base model", "base + retrieval", "fine-tuned", "fine-tuned + retrieval")
+
 Suggest = Callable[[str, int, str], tuple[list[str], list[str], float]]  # -> (shown, raw, latency_ms)
 
 
@@ -124,6 +192,7 @@ def run_row(name: str, suggest: Suggest, tasks: list[Task], index: SymbolIndex) 
     per: dict[str, dict[str, list[float]]] = {"next_line": {}, "api_call": {}}
     raw_n = raw_bad = shown_n = shown_bad = 0
     latencies: list[float] = []
+    per_task: list[float] = []  # call identifier right (1) or not (0), in task order: for paired tests
     for t in tasks:
         shown, raw, ms = suggest(t.text, t.cursor, t.file.module)
         latencies.append(ms)
@@ -143,11 +212,13 @@ def run_row(name: str, suggest: Suggest, tasks: list[Task], index: SymbolIndex) 
             first = identifiers(pred)[:1]
             ok = bool(first) and first[0] == t.callee
             d.setdefault("ident_acc", []).append(float(ok))
+            per_task.append(float(ok))
             d.setdefault("api_acc", []).append(float(ok and pred.lstrip().startswith(t.callee + "(")))
     out: dict[str, Any] = {"name": name}
     for kind, metrics in per.items():
         out[kind] = {k: round(statistics.fmean(v), 4) for k, v in metrics.items() if v}
         out[kind]["n"] = len(next(iter(metrics.values()), []))
+    out["call_ident_per_task"] = per_task
     out["halluc_before"] = round(raw_bad / raw_n, 4) if raw_n else 0.0
     out["halluc_after"] = round(shown_bad / shown_n, 4) if shown_n else 0.0
     out["suggestions_shown"] = shown_n
@@ -235,8 +306,12 @@ def evaluate_repo(
     threads: int = 2,
     echo: Callable[[str], None] = print,
     model_dir: Path | None = None,
+    n_calls: int | None = None,
+    max_per_file: int = 0,
+    rows_wanted: tuple[str, ...] = ROWS,
 ) -> dict[str, Any]:
-    """All rows side by side on the held-out split of `root`."""
+    """All rows (or `rows_wanted`) side by side on the held-out split of `root`, and paired comparisons
+    of each fine-tuned row with the base row of the same kind on the same call tasks."""
     import time
 
     import torch
@@ -250,7 +325,7 @@ def evaluate_repo(
     corpus = build_corpus(root, settings.held_out_percent, settings.exclude)
     if not corpus.held_out:
         raise EctError("no held-out files to evaluate on")
-    tasks = make_tasks(corpus, index, n_tasks, seed)
+    tasks = make_tasks(corpus, index, n_tasks, seed, n_calls=n_calls, max_per_file=max_per_file)
     mdir = model_dir or state_dir / "model"
     rows: list[tuple[str, Suggest]] = [("static index baseline", static_suggester(index))]
     base_model, base_tok = load_base(resolve_base(settings.base, root))
@@ -265,7 +340,8 @@ def evaluate_repo(
         rows.append(("fine-tuned + retrieval", model_suggester(ft, retrieval=True)))
     else:
         echo("no fine-tuned model in .ect/model: run 'ect model train' for the fine-tuned rows")
-    for _, fn in rows[1:2]:  # warm up (first calls allocate)
+    rows = [r for r in rows if r[0] in rows_wanted]
+    for _, fn in rows[1:2] or rows[:1]:  # warm up (first calls allocate)
         for t in tasks[:3]:
             fn(t.text, t.cursor, t.file.module)
     results = []
@@ -286,7 +362,18 @@ def evaluate_repo(
             f"p95 {row['latency_p95_ms']} ms ({row['seconds']:.0f}s)"
         )
         results.append(row)
+    call_files = [t.file.path for t in tasks if t.kind == "api_call"]
+    by_name = {r["name"]: r for r in results}
+    paired = []
+    for ft_name, base_name in (("fine-tuned", "base model"), ("fine-tuned + retrieval", "base + retrieval")):
+        if ft_name in by_name and base_name in by_name and call_files:
+            cmp = paired_comparison(
+                by_name[ft_name]["call_ident_per_task"], by_name[base_name]["call_ident_per_task"], call_files
+            )
+            paired.append({**cmp, "a_acc": cmp["a"], "b_acc": cmp["b"], "a": ft_name, "b": base_name})
     return {
+        "paired": paired,
+        "call_task_files": len(set(call_files)),
         "repo": str(root),
         "held_out_files": len(corpus.held_out),
         "train_files": len(corpus.train),
@@ -315,6 +402,20 @@ def evaluate_repo(
         else {},
         "rows": results,
     }
+
+
+def format_paired(result: dict[str, Any]) -> str:
+    """One line per paired comparison: difference in call identifier accuracy with its 95% interval."""
+    lines = []
+    for p in result.get("paired", []):
+        lines.append(
+            f"paired, call identifier accuracy, {p['a']} minus {p['b']}: {100 * p['diff']:+.1f} points "
+            f"[95% interval {100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}] ({100 * p['a_acc']:.1f}% vs "
+            f"{100 * p['b_acc']:.1f}%; {p['wins']} tasks won, {p['losses']} lost, "
+            f"McNemar p={p['p_mcnemar']:.3g}; "
+            f"{p['tasks']} tasks from {p['files']} files, bootstrap over files)"
+        )
+    return "\n".join(lines)
 
 
 def format_table(result: dict[str, Any]) -> str:

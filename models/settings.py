@@ -27,6 +27,9 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "min_token_prob": ("float", 0.5),
     "rehearsal": ("float", 0.0),
     "fine_tune_weight": ("float", 0.7),
+    "recipe": ("str", "mixed"),
+    "team_dir": ("str", ""),
+    "team_max_behind": ("int", 200),
 }
 
 
@@ -47,6 +50,9 @@ class ModelSettings:
     min_token_prob: float = 0.5  # a suggestion stops before a token the model gives less than this
     rehearsal: float = 0.0  # general Python (stdlib) mixed into fine-tuning, as a fraction of the repo's
     fine_tune_weight: float = 0.7  # saved weights: base + this x (fine-tuned - base), WiSE-FT
+    recipe: str = "mixed"  # 'mixed': causal chunks + FIM; 'calls': short spans on internal-API calls
+    team_dir: str = ""  # where team models are published (a shared directory; relative to the repo)
+    team_max_behind: int = 200  # a team model more commits behind HEAD than this is too old to use
 
 
 def model_settings(cfg: Config) -> ModelSettings:
@@ -70,6 +76,10 @@ def model_settings(cfg: Config) -> ModelSettings:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] rehearsal must be >= 0")
     if not 0.0 < values["fine_tune_weight"] <= 1.0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] fine_tune_weight must be in (0, 1]")
+    if values["recipe"] not in ("mixed", "calls"):
+        raise ConfigError(f"{cfg.source}: [tool.ect.model] recipe must be 'mixed' or 'calls'")
+    if values["team_max_behind"] < 0:
+        raise ConfigError(f"{cfg.source}: [tool.ect.model] team_max_behind must be >= 0")
     if not 0.0 <= values["min_token_prob"] < 1.0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] min_token_prob must be in [0, 1)")
     return ModelSettings(**values)

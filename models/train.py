@@ -14,7 +14,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ect.models.corpus import Corpus, build_corpus, rehearsal_examples, training_examples
+from ect.models.corpus import (
+    Corpus,
+    SourceFile,
+    api_examples,
+    build_corpus,
+    rehearsal_examples,
+    training_examples,
+)
+from ect.models.gitinfo import changed_since, head_commit
 from ect.models.index import SymbolIndex
 from ect.models.modeling import DEFAULT_BASE, check_base_dir, load_base, resolve_base, save_model
 from ect.models.settings import ModelSettings
@@ -51,6 +59,38 @@ class TrainReport:
     rehearsal: float = 0.0  # general Python mixed in, as a fraction of the repository's examples
     fine_tune_weight: float = 1.0  # the saved weights: base + this x (best checkpoint - base)
     held_out_loss_checkpoint: float = 0.0  # the best checkpoint's, before blending with the base
+    recipe: str = "mixed"  # 'mixed' (causal chunks + FIM) or 'calls' (short spans on internal-API calls)
+    commit: str = ""  # the commit the training data was read at
+    refresh_files: int = 0  # > 0: an incremental refresh on this many changed files (plus rehearsal)
+    stopped: str = ""  # why this run stopped early ('busy' in --background mode), else ''
+    new_steps: int = 0  # steps made by this invocation (steps counts all of the current plan)
+
+
+def epoch_texts(
+    corpus: Corpus,
+    index: SymbolIndex,
+    recipe: str,
+    seed: int,
+    files: list[SourceFile] | None = None,
+) -> list[str]:
+    """One epoch of training texts for `recipe`, from `files` (default: all training files)."""
+    if recipe == "calls":
+        return api_examples(corpus, index, seed, files=files)
+    return training_examples(corpus, index, seed=seed, files=files)
+
+
+def refresh_files(corpus: Corpus, changed: set[str] | None, seed: int) -> list[SourceFile] | None:
+    """The files an incremental refresh trains on: the changed training files plus as many unchanged
+    ones (at least 4) drawn at random as rehearsal, so the model keeps the rest of the repository.
+    None (train on everything) when the changes are unknown or touch most of the files."""
+    if changed is None:
+        return None
+    fresh = [f for f in corpus.train if f.path in changed]
+    if len(fresh) * 2 >= len(corpus.train):
+        return None
+    rest = [f for f in corpus.train if f.path not in changed]
+    rehearse = random.Random(seed).sample(rest, min(len(rest), max(4, len(fresh))))
+    return fresh + rehearse
 
 
 class Progress:
@@ -112,6 +152,13 @@ def _corpus_hash(corpus: Corpus) -> str:
     return h.hexdigest()
 
 
+def _report_from_saved(out_dir: Path, resumed: bool, finished: bool, stopped: str) -> TrainReport:
+    meta = json.loads((out_dir / "train_report.json").read_text())
+    known = {k: meta[k] for k in TrainReport.__dataclass_fields__ if k in meta}
+    known.update(resumed=resumed, finished=finished, stopped=stopped, new_steps=0, out_dir=str(out_dir))
+    return TrainReport(**known)
+
+
 def _apply_lora(model: Any, r: int = 16) -> Any:
     from peft import LoraConfig, get_peft_model
 
@@ -152,8 +199,18 @@ def train_model(
     progress: bool = True,
     max_steps: int = 0,
     echo: Callable[[str], None] = print,
+    max_epochs: float | None = None,
+    plan_to_budget: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainReport:
-    """Build the corpus and index, fine-tune the base, keep the best held-out checkpoint, save it."""
+    """Build the corpus and index, fine-tune the base, keep the best held-out checkpoint, save it.
+
+    Continual: the optimizer state, data position and best weights are checkpointed in
+    `model-checkpoint/`, and a later run resumes there. When the code changed since the checkpoint, the
+    run is an incremental refresh from the best weights so far: files changed since the recorded commit
+    plus rehearsal (see `refresh_files`). `plan_to_budget` fits the learning-rate schedule to this run's
+    time budget (foreground); off, the schedule spans the whole plan over many short runs (background).
+    `should_stop` is polled after each step; True saves the checkpoint and ends the run."""
     import torch
 
     from ect.state import ensure_state_dir
@@ -194,12 +251,10 @@ def train_model(
 
     held_texts = training_examples(corpus, index, seed=10_000, files=corpus.held_out or corpus.train[:1])
     held = pack(tok, held_texts)[:24].to(device)
-    signature = {
-        "base": str(base_path.resolve()),
-        "lora": use_lora,
-        "corpus": _corpus_hash(corpus),
-        "seed": seed,
-    }
+    recipe = settings.recipe
+    corpus_hash = _corpus_hash(corpus)
+    commit = head_commit(root) or ""
+    signature = {"base": str(base_path.resolve()), "lora": use_lora, "seed": seed, "recipe": recipe}
     use_bf16 = device == "cuda"
 
     def held_loss() -> float:
@@ -214,8 +269,21 @@ def train_model(
     def trainable_state() -> dict[str, Any]:
         return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "pos": 0, "tokens": 0, "elapsed": 0.0, "total_steps": 0}
+    fresh_state: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "pos": 0,
+        "tokens": 0,
+        "elapsed": 0.0,
+        "total_steps": 0,
+        "corpus": corpus_hash,
+        "commit": commit,
+        "files": None,
+        "stale": 0,
+    }
+    state: dict[str, Any] = dict(fresh_state)
     resumed = False
+    refreshing = False
     if restart and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     if (ckpt_dir / "state.pt").is_file():
@@ -224,14 +292,37 @@ def train_model(
             if saved.get("signature") == signature:
                 model.load_state_dict(saved["params"], strict=False)
                 opt.load_state_dict(saved["optimizer"])
-                state = saved["state"]
+                state = {**fresh_state, **saved["state"]}
                 resumed = True
-                echo(f"resuming at step {state['step']} (epoch {state['epoch']})")
+                if state["corpus"] != corpus_hash:  # the code changed: refresh from the best weights
+                    model.load_state_dict(state["best_state"], strict=False)
+                    changed = changed_since(root, state.get("commit") or "")
+                    files = refresh_files(corpus, changed, seed + int(state["tokens"]) % 9973)
+                    tokens, elapsed = state["tokens"], state["elapsed"]
+                    state = dict(fresh_state, tokens=tokens, elapsed=elapsed)
+                    state["files"] = None if files is None else [f.path for f in files]
+                    refreshing = True
+                    echo(
+                        f"code changed since {(saved['state'].get('commit') or '?')[:10]}: refreshing on "
+                        + (
+                            "all files"
+                            if files is None
+                            else f"{sum(f.path in (changed or ()) for f in files)} changed + "
+                            f"{sum(f.path not in (changed or ()) for f in files)} rehearsal files"
+                        )
+                    )
+                elif state.get("done"):
+                    echo(f"up to date: the model in {out_dir} was trained at this code ({commit[:10]})")
+                else:
+                    echo(f"resuming at step {state['step']} (epoch {state['epoch']})")
         except (OSError, RuntimeError, KeyError, ValueError, EOFError):
             echo("checkpoint unreadable: starting over")
 
     t_eval = time.time()
     before = state.get("loss_before") or held_loss()
+    if refreshing:
+        state["best"] = (before, 0)
+        state["best_state"] = trainable_state()
     eval_seconds = time.time() - t_eval
     state["loss_before"] = before
     best = state.get("best") or (before, 0)
@@ -241,19 +332,26 @@ def train_model(
     t0 = time.time()  # the time budget is per invocation; state["elapsed"] adds up over resumed runs
     elapsed_before = float(state["elapsed"])
     tokens_before = int(state["tokens"])
-    epochs_total = settings.max_epochs
+    epochs_total = settings.max_epochs if max_epochs is None else max_epochs
+    train_files: list[SourceFile] | None = None
+    if state.get("files") is not None:
+        wanted = set(state["files"])
+        train_files = [f for f in corpus.train if f.path in wanted]
     epoch_blocks: Any = None
     per_step = 0.0
     bar: Progress | None = None
     last_loss = float("nan")
-    stale = 0
-    finished = False
+    stale = int(state.get("stale", 0))
+    finished = bool(state.get("done"))
+    stopped = ""
+    steps_at_start = int(state["step"])
 
     def save_checkpoint() -> None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         state["elapsed"] = elapsed_before + time.time() - t0
         state["best"] = best
         state["best_state"] = best_state
+        state["stale"] = stale
         payload = {
             "signature": signature,
             "params": trainable_state(),
@@ -265,9 +363,9 @@ def train_model(
 
     model.train()
     try:
-        while True:
+        while not finished:
             if epoch_blocks is None:
-                texts = training_examples(corpus, index, seed=seed * 1000 + state["epoch"])
+                texts = epoch_texts(corpus, index, recipe, seed * 1000 + state["epoch"], train_files)
                 if settings.rehearsal > 0:  # general Python mixed in: keep what the base knew
                     repo_chars = sum(len(t) for t in texts)
                     texts += rehearsal_examples(int(repo_chars * settings.rehearsal), seed + state["epoch"])
@@ -319,7 +417,7 @@ def train_model(
             elapsed = time.time() - t0
             # re-plan: never run past the time budget
             steps_left_budget = int(max(0.0, budget - elapsed) / max(per_step, 1e-6))
-            if state["step"] in (5, 20, 50) or state["step"] % 100 == 0:
+            if plan_to_budget and (state["step"] in (5, 20, 50) or state["step"] % 100 == 0):
                 planned = min(
                     state.get("max_total_steps", state["total_steps"]), state["step"] + steps_left_budget
                 )
@@ -353,6 +451,9 @@ def train_model(
                 break
             if elapsed > budget:
                 break
+            if should_stop is not None and should_stop():
+                stopped = "busy"
+                break
     except KeyboardInterrupt:
         save_checkpoint()
         if bar is not None:
@@ -362,18 +463,24 @@ def train_model(
         bar.close()
     if not finished and state["step"] < state["total_steps"]:
         save_checkpoint()
-        echo(f"time budget reached at step {state['step']}/{state['total_steps']}: run again to resume")
+        why = "the machine is busy" if stopped else "time budget reached"
+        echo(f"{why} at step {state['step']}/{state['total_steps']}: run again to resume")
     else:
         finished = True
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        state["done"] = True  # kept: the next run after a commit refreshes from here
+        save_checkpoint()
+    if state["step"] == steps_at_start and (out_dir / "ect_model.json").is_file() and not refreshing:
+        # nothing new was learnt: the saved model stands (no second blend, no rewrite)
+        return _report_from_saved(out_dir, resumed, finished, stopped)
 
     model.load_state_dict(best_state, strict=False)
     loss_after = best[0]
     if settings.fine_tune_weight < 1.0 and best[1] > 0:
         blend_with_base(model, base_path, settings.fine_tune_weight, use_lora)
         loss_after = held_loss()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    tmp_out = state_dir / "model.tmp"
+    if tmp_out.exists():
+        shutil.rmtree(tmp_out)
     seconds = elapsed_before + time.time() - t0
     steps_per_epoch = max(1, math.ceil((epoch_blocks.shape[0] if epoch_blocks is not None else 1) / BATCH))
     report = TrainReport(
@@ -400,6 +507,11 @@ def train_model(
         symbols=len(index),
         resumed=resumed,
         finished=finished,
+        recipe=recipe,
+        commit=state.get("commit") or commit,
+        refresh_files=len(state["files"] or ()) if state.get("files") is not None else 0,
+        stopped=stopped,
+        new_steps=int(state["step"]) - steps_at_start,
     )
     model.to("cpu")
     meta = {
@@ -410,7 +522,10 @@ def train_model(
     }
     if base_path.resolve() == DEFAULT_BASE.resolve():
         meta["base"] = "default"
-    save_model(model, tok, out_dir, meta)
-    (out_dir / "train_report.json").write_text(json.dumps(meta, indent=2) + "\n")
+    save_model(model, tok, tmp_out, meta)
+    (tmp_out / "train_report.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if out_dir.exists():  # swap in whole: a reader (ect lsp) never sees a half-written model
+        shutil.rmtree(out_dir)
+    tmp_out.replace(out_dir)
     random.seed(seed)
     return report

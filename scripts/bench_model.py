@@ -3,6 +3,11 @@
 
     python scripts/bench_model.py --repo /tmp/jinja --train cpu --train-minutes 15
     python scripts/bench_model.py --repo /tmp/jinja --train skip --model-dir /path/to/.ect/model
+    python scripts/bench_model.py --repo /tmp/astroid --train skip --call-tasks 300 --max-per-file 15 \
+        --tasks 0 --replay-lines 0 --rows "static index baseline,base model,fine-tuned"
+
+The paired line compares the fine-tuned rows with the base rows on the same call tasks: the difference
+in call identifier accuracy with a 95% interval (bootstrap over held-out files) and McNemar's p.
 
 Trains with the real CLI (`python -m ect model train ...`, timed), then evaluates on the held-out
 files: static index baseline, base model, base + retrieval, fine-tuned, fine-tuned + retrieval
@@ -22,6 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ect.models.evaluate import ROWS
+
 ROW_COMMANDS = {
     "static index baseline": "(index only: most used matching member + its required arguments)",
     "base model": "ect model complete PATH:LINE:COL --base-model --no-retrieval",
@@ -39,8 +46,25 @@ def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[
     base, ft = _row(result, "base model"), _row(result, "fine-tuned + retrieval")
     ft_plain = _row(result, "fine-tuned")
     out: list[tuple[str, bool, str]] = []
+    for p in result.get("paired", []):
+        out.append(
+            (
+                f"paired call id-acc, {p['a']} - {p['b']} >= +8 points, 95% interval above 0",
+                p["diff"] >= 0.08 and p["lo"] > 0,
+                f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]",
+            )
+        )
+        out.append(
+            (
+                f"paired comparison: >= 300 call tasks from >= 20 files ({p['a']})",
+                p["tasks"] >= 300 and p["files"] >= 20,
+                f"{p['tasks']} tasks, {p['files']} files",
+            )
+        )
     if not ft:
-        return [("fine-tuned rows", False, "no fine-tuned model")]
+        ft = ft_plain
+    if not ft or not base:
+        return [*out, ("fine-tuned and base rows", False, "not evaluated")]
     b_acc, f_acc = base["api_call"].get("ident_acc", 0.0), ft["api_call"].get("ident_acc", 0.0)
     out.append(("call identifier accuracy >= 40%", f_acc >= 0.40, f"{f_acc:.1%}"))
     out.append(
@@ -56,6 +80,8 @@ def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[
     )
     b_es = base["next_line"].get("edit_sim", 0.0)
     for name, row in (("fine-tuned", ft_plain), ("fine-tuned + retrieval", ft)):
+        if "edit_sim" not in row.get("next_line", {}):
+            continue
         es = row["next_line"].get("edit_sim", 0.0)
         out.append((f"next-line edit similarity {name} >= base", es >= b_es, f"{es:.3f} vs base {b_es:.3f}"))
     worst = max(r["halluc_after"] for r in result["rows"])
@@ -64,6 +90,8 @@ def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[
         ("suggestion at word starts", "keystroke_savings"),
         ("typing", "keystroke_savings_typing"),
     ):
+        if key not in ft:
+            continue
         ks = ft.get(key, 0.0)
         out.append((f"keystroke savings >= 15% ({mode})", ks >= 0.15, f"{ks:.1%}"))
     out.append(("latency p50 <= 50 ms", ft["latency_p50_ms"] <= 50, f"{ft['latency_p50_ms']:.1f} ms"))
@@ -86,7 +114,11 @@ def main() -> int:
     ap.add_argument(
         "--model-dir", type=Path, help="evaluate this fine-tuned model instead of <repo>/.ect/model"
     )
-    ap.add_argument("--tasks", type=int, default=100, help="tasks per kind")
+    ap.add_argument("--tasks", type=int, default=100, help="next-line tasks (and call tasks by default)")
+    ap.add_argument("--call-tasks", type=int, default=None, help="internal-API call tasks (default --tasks)")
+    ap.add_argument("--max-per-file", type=int, default=15, help="at most this many tasks of a kind per file")
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to evaluate")
+    ap.add_argument("--recipe", choices=["mixed", "calls"], help="training recipe (default from config)")
     ap.add_argument("--replay-lines", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (latency target: 2 cores)")
@@ -94,7 +126,7 @@ def main() -> int:
     ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = ap.parse_args()
 
-    from ect.models.evaluate import evaluate_repo, format_table
+    from ect.models.evaluate import evaluate_repo, format_paired, format_table
     from ect.models.index import SymbolIndex
     from ect.models.modeling import resolve_base
     from ect.models.settings import model_settings
@@ -133,6 +165,7 @@ def main() -> int:
             str(args.train_minutes),
             "--restart",
             "--json",
+            *(["--recipe", args.recipe] if args.recipe else []),
         ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
@@ -154,6 +187,9 @@ def main() -> int:
             threads=args.threads,
             echo=lambda s: print(s, file=sys.stderr),
             model_dir=args.model_dir,
+            n_calls=args.call_tasks,
+            max_per_file=args.max_per_file,
+            rows_wanted=tuple(r.strip() for r in args.rows.split(",") if r.strip()),
         )
     except EctError as exc:
         print(f"bench_model: {exc}", file=sys.stderr)
@@ -213,6 +249,7 @@ def main() -> int:
     )
     print()
     print(format_table(result))
+    print(format_paired(result))
     print()
     for name, row_cmd in ROW_COMMANDS.items():
         print(f"  {name:24} {row_cmd}")
