@@ -368,6 +368,11 @@ def verify(count: int, seed: int, as_json: bool) -> int:
     from ect.repo import find_root
 
     root = find_root()
+    has_head = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, check=False
+    )
+    if has_head.returncode != 0:
+        raise EctError("verify checks the committed code (HEAD), and this repository has no commit yet")
     report = verify_selection(root, count, seed, progress=not as_json)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -267,6 +267,7 @@ def test_repository_without_commits(tmp_path: Path) -> None:
     git(empty, "init", "-q")
     assert_clean(ect(empty, "check", "--range", "HEAD~1..HEAD"), 2, "no commits yet")
     assert_clean(ect(empty, "check"), 0, "nothing to check")
+    assert_clean(ect(empty, "verify", "--mutants", "1"), 2, "has no commit yet")
 
 
 def test_outside_any_repository(tmp_path: Path) -> None:
