@@ -112,3 +112,44 @@ def test_shout():
     assert shout("hi") == "HI!"
 """,
 }
+
+
+# The editor tests' repository: acme.core (documented add, scale), acme.util, one test.
+EDITOR_SAMPLE = {
+    "pyproject.toml": """
+        [project]
+        name = "acme"
+        version = "0.1.0"
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+        pythonpath = ["."]
+    """,
+    "acme/__init__.py": "",
+    "acme/core.py": """
+        def add(a, b):
+            \"\"\"Sum of two numbers.\"\"\"
+            return a + b
+
+
+        def scale(x, k=2):
+            return x * k
+    """,
+    "acme/util.py": """
+        from acme import core
+        from acme.core import add
+
+
+        def total(xs):
+            t = 0
+            for x in xs:
+                t = add(t, x)
+            return t
+    """,
+    "tests/test_util.py": """
+        from acme.util import total
+
+
+        def test_total():
+            assert total([1, 2, 3]) == 6
+    """,
+}

@@ -11,49 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from ect_testutil import GIT_ENV
+from ect_testutil import EDITOR_SAMPLE, GIT_ENV
 
 pytest_lsp = pytest.importorskip("pytest_lsp")
 from lsprotocol import types as t  # noqa: E402
 
-FILES = {
-    "pyproject.toml": """
-        [project]
-        name = "acme"
-        version = "0.1.0"
-        [tool.pytest.ini_options]
-        testpaths = ["tests"]
-        pythonpath = ["."]
-    """,
-    "acme/__init__.py": "",
-    "acme/core.py": """
-        def add(a, b):
-            \"\"\"Sum of two numbers.\"\"\"
-            return a + b
-
-
-        def scale(x, k=2):
-            return x * k
-    """,
-    "acme/util.py": """
-        from acme import core
-        from acme.core import add
-
-
-        def total(xs):
-            t = 0
-            for x in xs:
-                t = add(t, x)
-            return t
-    """,
-    "tests/test_util.py": """
-        from acme.util import total
-
-
-        def test_total():
-            assert total([1, 2, 3]) == 6
-    """,
-}
+FILES = EDITOR_SAMPLE
 
 
 async def _start(repo: Path) -> pytest_lsp.LanguageClient:
