@@ -17,11 +17,22 @@ GIT_ENV = {
 }
 
 
+def git_proc(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run git in `repo` with a fixed identity; the finished process (hooks included) whatever its exit."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=False,
+        timeout=timeout,
+    )
+
+
 def git(repo: Path, *args: str, check: bool = True) -> str:
     """Run git in `repo` with a fixed identity."""
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env={**os.environ, **GIT_ENV}, check=False
-    )
+    proc = git_proc(repo, *args)
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout

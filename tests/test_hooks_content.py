@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from ect_testutil import GIT_ENV, git, run_ect
+from ect_testutil import git, git_proc, run_ect
 
 from ect.hooks_cmd import install_hook
 
 GOOD_EXTRA = 'def shout(s):\n    return s.upper() + "!"\n'
-
-
-def _git_run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        check=False,
-        timeout=120,
-    )
 
 
 def _stage_then_restore(repo: Path, rel: str, staged: str) -> None:
@@ -40,7 +27,7 @@ def test_commit_of_a_staged_syntax_error_is_blocked_with_a_clean_working_tree(ma
     assert run_ect(repo, "hooks", "install").returncode == 0
     _stage_then_restore(repo, "acme/extra.py", 'def shout(s)\n    return s.upper() + "!"\n')
     assert git(repo, "diff", "--name-only") == "acme/extra.py\n"  # the disk holds the good version
-    proc = _git_run(repo, "commit", "-q", "-m", "broken")
+    proc = git_proc(repo, "commit", "-q", "-m", "broken")
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "SyntaxError" in proc.stderr  # git shows a hook's output on stderr
     assert "--no-verify" in proc.stderr
@@ -51,7 +38,7 @@ def test_commit_of_a_staged_test_failure_is_blocked_and_a_staged_fix_passes(make
     repo = make_repo()
     assert run_ect(repo, "hooks", "install").returncode == 0
     _stage_then_restore(repo, "acme/extra.py", 'def shout(s):\n    return s.upper() + "?"\n')
-    proc = _git_run(repo, "commit", "-q", "-m", "breaks test_shout")
+    proc = git_proc(repo, "commit", "-q", "-m", "breaks test_shout")
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "temporary checkout" in proc.stderr
     assert "FAILED tests/test_extra.py::test_shout" in proc.stderr
@@ -61,7 +48,7 @@ def test_commit_of_a_staged_test_failure_is_blocked_and_a_staged_fix_passes(make
     (repo / "acme/extra.py").write_text(GOOD_EXTRA + "# reviewed\n")
     git(repo, "add", "acme/extra.py")
     (repo / "acme/extra.py").write_text("def shout(s)\n")
-    proc = _git_run(repo, "commit", "-q", "-m", "fine")
+    proc = git_proc(repo, "commit", "-q", "-m", "fine")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ran_log() == ["test_extra"]
     assert (repo / "acme/extra.py").read_text() == "def shout(s)\n"  # the working tree is untouched
@@ -80,7 +67,7 @@ def test_push_of_a_broken_commit_is_blocked_though_the_working_tree_is_fixed(
     (repo / "acme/extra.py").write_text('def shout(s):\n    return s.upper() + "?"\n')
     git(repo, "commit", "-qam", "break")
     (repo / "acme/extra.py").write_text(GOOD_EXTRA)  # fixed on disk, not committed
-    proc = _git_run(repo, "push", "-q", "origin", "main")
+    proc = git_proc(repo, "push", "-q", "origin", "main")
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "push blocked" in proc.stderr
     assert "FAILED tests/test_extra.py::test_shout" in proc.stdout + proc.stderr
@@ -98,7 +85,7 @@ def test_a_moved_virtualenv_gives_one_line_with_the_fix(make_repo, tmp_path) -> 
     install_hook(hooks, "pre-commit", python=str(tmp_path / "gone" / "bin" / "python3"))
     (repo / "acme/extra.py").write_text(GOOD_EXTRA + "\n")
     git(repo, "add", "acme/extra.py")
-    proc = _git_run(repo, "commit", "-q", "-m", "x")
+    proc = git_proc(repo, "commit", "-q", "-m", "x")
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -107,9 +94,9 @@ def test_a_moved_virtualenv_gives_one_line_with_the_fix(make_repo, tmp_path) -> 
     other = shutil.which("python3", path="/usr/bin:/bin")
     if other is not None and subprocess.run([other, "-c", "import ect"], capture_output=True).returncode:
         install_hook(hooks, "pre-commit", python=other)
-        proc = _git_run(repo, "commit", "-q", "-m", "x")
+        proc = git_proc(repo, "commit", "-q", "-m", "x")
         assert proc.returncode != 0
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "not installed" in proc.stderr and "--no-verify" in proc.stderr
-    proc = _git_run(repo, "commit", "-q", "--no-verify", "-m", "x")
+    proc = git_proc(repo, "commit", "-q", "--no-verify", "-m", "x")
     assert proc.returncode == 0

@@ -6,19 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from ect_testutil import GIT_ENV, git, run_ect
-
-
-def _commit(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "commit", "-q", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        check=False,
-        timeout=120,
-    )
+from ect_testutil import GIT_ENV, git, git_proc, run_ect
 
 
 def _break_extra(repo: Path) -> None:
@@ -35,7 +23,7 @@ def test_install_blocks_a_breaking_commit_and_lets_a_good_one_through(make_repo,
     assert not (hooks / "pre-push").exists()
 
     _break_extra(repo)
-    proc = _commit(repo, "-m", "break")
+    proc = git_proc(repo, "commit", "-q", "-m", "break")
     assert proc.returncode != 0, "a commit that breaks a test must be blocked"
     assert "FAILED" in proc.stdout + proc.stderr
     assert ran_log() == ["test_extra"]
@@ -44,7 +32,7 @@ def test_install_blocks_a_breaking_commit_and_lets_a_good_one_through(make_repo,
     git(repo, "checkout", "HEAD", "--", "acme/extra.py")
     (repo / "acme/extra.py").write_text('def shout(s):\n    return s.upper() + "!"\n\nX = 1\n')
     git(repo, "add", "acme/extra.py")
-    proc = _commit(repo, "-m", "fine")
+    proc = git_proc(repo, "commit", "-q", "-m", "fine")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ect: error" not in proc.stdout + proc.stderr  # post-commit is silent whatever happens
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
@@ -62,7 +50,7 @@ def test_existing_hook_is_chained_and_restored(make_repo, ran_log) -> None:
     assert (hooks / "pre-commit.pre-ect").read_text() == original
     (repo / "acme/extra.py").write_text('def shout(s):\n    return s.upper() + "!"\n# note\n')
     git(repo, "add", "-A")
-    proc = _commit(repo, "-m", "ok")
+    proc = git_proc(repo, "commit", "-q", "-m", "ok")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert marker.exists(), "the user's own hook must still run"
     assert ran_log() == ["test_extra"]
@@ -71,7 +59,7 @@ def test_existing_hook_is_chained_and_restored(make_repo, ran_log) -> None:
     (hooks / "pre-commit.pre-ect").write_text("#!/bin/sh\nexit 3\n")
     (repo / "acme/extra.py").write_text('def shout(s):\n    return s.upper() + "!"\n# note 2\n')
     git(repo, "add", "-A")
-    assert _commit(repo, "-m", "no").returncode != 0
+    assert git_proc(repo, "commit", "-q", "-m", "no").returncode != 0
     assert ran_log() == []
     (hooks / "pre-commit.pre-ect").write_text(original)
 
@@ -96,7 +84,7 @@ def test_core_hooks_path_is_respected(make_repo, ran_log) -> None:
     assert (repo / "githooks" / "pre-commit").is_file()
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
     _break_extra(repo)
-    assert _commit(repo, "-m", "break").returncode != 0
+    assert git_proc(repo, "commit", "-q", "-m", "break").returncode != 0
     assert ran_log() == ["test_extra"]
     assert run_ect(repo, "hooks", "uninstall").returncode == 0
     assert not (repo / "githooks" / "pre-commit").exists()
