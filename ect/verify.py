@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -35,6 +35,7 @@ from ect.verify_report import (
 )
 
 if TYPE_CHECKING:
+    from ect.fingerprints.mutate import Mutant
     from ect.loop import LoopResult
     from ect.runner import TestRun
 
@@ -192,7 +193,25 @@ def _exit_on_signals() -> dict[int, Any]:
     return previous
 
 
-def verify_selection(root: Path, count: int, seed: int, progress: bool) -> VerifyReport:
+class MutantObserver(Protocol):
+    """Extra runs on verify's own mutants (the selection benchmark runs pytest-testmon this way)."""
+
+    def prepare(self, scratch: Path, cfg: Any) -> None:
+        """HEAD is recorded; no mutant is applied yet."""
+
+    def observe(
+        self, mutant: Mutant, scratch: Path, cfg: Any, full: TestRun, sel: LoopResult
+    ) -> dict[str, Any]:
+        """The mutant is applied and both ect runs are done; returns what to keep on its result."""
+        return {}
+
+    def restore(self) -> None:
+        """The mutant was reverted."""
+
+
+def verify_selection(
+    root: Path, count: int, seed: int, progress: bool, observer: MutantObserver | None = None
+) -> VerifyReport:
     """Run the whole self-check in a scratch worktree of HEAD (removed afterwards)."""
     from ect.config import load_config
 
@@ -215,7 +234,7 @@ def verify_selection(root: Path, count: int, seed: int, progress: bool) -> Verif
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(scratch / r) for r in cfg.source_roots] + [p for p in [saved["PYTHONPATH"]] if p]
         )
-        _run_mutants(scratch, cfg, count, seed, progress, report)
+        _run_mutants(scratch, cfg, count, seed, progress, report, observer)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -237,7 +256,13 @@ def _test_seconds(run: TestRun | None) -> float:
 
 
 def _run_mutants(
-    scratch: Path, cfg: Any, count: int, seed: int, progress: bool, report: VerifyReport
+    scratch: Path,
+    cfg: Any,
+    count: int,
+    seed: int,
+    progress: bool,
+    report: VerifyReport,
+    observer: MutantObserver | None = None,
 ) -> None:
     from ect.changes import Scope
     from ect.fingerprints.mutate import make_mutants
@@ -269,6 +294,8 @@ def _run_mutants(
     snapshot = scratch.parent / "state-snapshot"
     shutil.copytree(cfg.state_path, snapshot)
     sel_collect: list[str] = []
+    if observer is not None:
+        observer.prepare(scratch, cfg)
 
     def selection_runner(*args: Any, **kwargs: Any) -> TestRun:
         try:
@@ -299,11 +326,16 @@ def _run_mutants(
                     timeout=timeout,
                     pytest_runner=selection_runner,
                 )
+                extra = observer.observe(mutant, scratch, cfg, full, sel) if observer is not None else {}
             finally:
                 mutant.revert(scratch)
                 shutil.rmtree(cfg.state_path, ignore_errors=True)
                 shutil.copytree(snapshot, cfg.state_path)
-            report.mutants.append(_result(mutant, full, sel, list(sel_collect), suite, passing))
+                if observer is not None:
+                    observer.restore()
+            result = _result(mutant, full, sel, list(sel_collect), suite, passing)
+            result.extra = extra
+            report.mutants.append(result)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -344,7 +376,17 @@ def _result(
         scored.selection_failed,
         scored.error,
         mutant.diff() if scored.outcome in (MISSED, ERROR) else "",
+        round(sel.phases_ms.get("select", 0.0), 1),
+        _first_reason(sel),
     )
+
+
+def _first_reason(sel: LoopResult) -> str:
+    """Why the selection chose what it ran: the first reason it gave (empty: it selected nothing)."""
+    if sel.selection is None:
+        return ""
+    reasons = sel.selection.run_all_reasons[:1] or [r for rs in sel.selection.tests.values() for r in rs][:1]
+    return reasons[0] if reasons else ""
 
 
 @click.command("verify")

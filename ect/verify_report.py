@@ -49,6 +49,9 @@ class MutantResult:
     selection_failed: list[str] = field(default_factory=list)
     error: str = ""  # why nothing was verified (outcome "error")
     diff: str = ""
+    select_ms: float = 0.0  # the selection's select phase
+    why: str = ""  # the first reason the selection gave (which rule selected the tests)
+    extra: dict[str, Any] = field(default_factory=dict)  # what a benchmark observed on the mutant
 
     @property
     def caught_full(self) -> bool:

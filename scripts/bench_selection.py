@@ -4,18 +4,19 @@
 Run it with the Python of the project's environment (ect, pytest and pytest-testmon installed
 there), for example:
 
-    /tmp/venv/bin/python scripts/bench_selection.py --repo /tmp/jinja \\
-        --test-cmd "/tmp/venv/bin/python -m pytest -q -p no:cacheprovider" --mutants 30
+    /tmp/venv/bin/python scripts/bench_selection.py --repo /tmp/jinja --mutants 30
 
-Several projects: repeat `--repo`/`--test-cmd` in pairs; a summary across projects (worst
-project first) ends the output.
+Several projects: repeat `--repo`; a summary across projects (worst project first) ends the output.
 
-It works in a scratch worktree of the repository's HEAD (removed afterwards) and reports:
-recall (mutants the full suite catches that the selection also catches), the test time each
-tool ran per mutant as a fraction of the full suite's, the select phase and the fingerprint
-database's size, ect's overhead over plain pytest on the same tests when one test file is
-selected, the recording run against a plain run, and the no-op `pre-commit run` cost of the
-ect hook over an empty hook.
+The mutants, their runs and their scoring are `ect verify`'s own (`ect.verify.verify_selection`,
+`ect.verify_report.score`): the same seed gives the same mutants and the same verdicts as
+`ect verify --mutants N --seed S`. On each mutant this script also runs pytest-testmon (scored by the
+same rules) and, when ect selected one test file, plain pytest on the same tests, with the same
+plugins, to measure what ect adds. It reports recall, errored runs, the test time each tool ran per
+mutant as a fraction of the full suite's (all mutants, and split by the rule that selected the
+tests: code that runs at import time or in a shared fixture, or code tests executed), the select
+phase, the fingerprint database's size, ect's overhead when one file is selected, the recording run
+against a plain run, and the no-op `pre-commit run` cost of the ect hook over an empty hook.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -34,81 +34,185 @@ from pathlib import Path
 from typing import Any
 
 from ect.changes import Scope
-from ect.config import load_config
-from ect.fingerprints.mutate import make_mutants
-from ect.loop import run_loop
-from ect.runner import TIMED_OUT, TestRun, run_pytest
-from ect.verify import source_files
+from ect.config import Config, load_config
+from ect.fingerprints.mutate import Mutant
+from ect.loop import LoopResult, run_loop
+from ect.runner import TIMED_OUT, TestRun, autoload, python_for
+from ect.verify import verify_selection
+from ect.verify_report import CAUGHT, ERROR, MISSED, VerifyReport, score
+
+INTERNAL_ERROR = 3  # pytest: a plugin crashed; not a verdict on the mutant
+IMPORT_RULES = ("runs while a module is imported", "module level of", "while collecting", " fixture '")
 
 
-def timed(
-    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None
-) -> float:
+def plain_command(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    """pytest as ect runs it (same interpreter, plugins and options), without ect's plugins."""
+    python, project_env = python_for(cfg)
+    cmd = [python, "-m", "pytest", "-p", "no:cacheprovider"]
+    env = dict(os.environ)
+    if not autoload(cfg, project_env):
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        for plugin in cfg.pytest_plugins:
+            cmd += ["-p", plugin]
+    return [*cmd, *cfg.pytest_args], env
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None = None) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False, timeout=timeout)
     return time.perf_counter() - t
 
 
-def testmon_cmd(cmd: list[str], cache_dir: Path) -> list[str]:
-    """`cmd` with `--testmon`; pytest-testmon needs pytest's cache plugin (its cache kept out of the tree)."""
+def rule_of(why: str) -> str:
+    """The kind of rule that selected a mutant's tests."""
+    if not why:
+        return "none selected"
+    if any(r in why for r in IMPORT_RULES):
+        return "import time / shared"
+    if "executed " in why or " ran " in why or "read " in why:
+        return "executed by tests"
+    return "other"
+
+
+class TestmonObserver:
+    """Runs pytest-testmon (recorded once on HEAD) and plain pytest on each of verify's mutants."""
+
+    def __init__(self, use_testmon: bool) -> None:
+        self.use_testmon = use_testmon
+        self.tmp = Path(tempfile.mkdtemp(prefix="ect-bench-tm-"))
+        self.data = self.tmp / "testmondata"
+        self.snapshot = self.tmp / "testmondata-snapshot"
+        self.db_bytes = 0
+        self.record_s = 0.0
+        self.passing: set[str] = set()
+
+    def _testmon(self, scratch: Path, cfg: Config, timeout: float) -> TestRun:
+        cmd, env = plain_command(cfg)
+        cmd = _drop_pair(cmd, "-p", "no:cacheprovider")  # testmon needs pytest's cache plugin
+        results = self.tmp / "tm.json"
+        env = {**env, "TESTMON_DATAFILE": str(self.data), "ECT_RESULTS": str(results)}
+        if env.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+            cmd += ["-p", "testmon.pytest_testmon"]
+        cmd += ["-o", f"cache_dir={self.tmp / 'cache'}", "--testmon", "-p", "ect.pytest_plugin"]
+        t = time.perf_counter()
+        try:
+            code = subprocess.run(
+                cmd, cwd=scratch, env=env, capture_output=True, check=False, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = TIMED_OUT
+        run = TestRun(code, (time.perf_counter() - t) * 1000)
+        try:
+            data = json.loads(results.read_text())
+            results.unlink()
+        except (OSError, ValueError):
+            data = {}
+        for nodeid, entry in (data.get("tests") or {}).items():
+            run.outcomes[nodeid] = entry.get("outcome", "failed")
+            run.durations[nodeid] = float(entry.get("duration") or 0.0)
+        run.collect_errors = list(data.get("collect_errors") or [])
+        return run
+
+    def prepare(self, scratch: Path, cfg: Config) -> None:
+        self.db_bytes = sum(f.stat().st_size for f in cfg.state_path.glob("fingerprints.db*"))
+        if not self.use_testmon:
+            return
+        t = time.perf_counter()
+        base = self._testmon(scratch, cfg, 3600)
+        self.record_s = time.perf_counter() - t
+        self.passing = {n for n, o in base.outcomes.items() if o in ("passed", "skipped")}
+        if self.data.exists():
+            shutil.copy2(self.data, self.snapshot)
+
+    def observe(
+        self, mutant: Mutant, scratch: Path, cfg: Config, full: TestRun, sel: LoopResult
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {"select_ms": sel.phases_ms.get("select", 0.0)}
+        out["ect_wall_s"] = sum(sel.phases_ms.values()) / 1000
+        timeout = 600.0
+        node_args = sel.selection.pytest_args() if sel.selection else None
+        if sel.selection and node_args and len(sel.selection.tests) == 1:
+            cmd, env = plain_command(cfg)
+            out["plain_same_s"] = timed([*cmd, "--", *node_args], scratch, env, timeout)
+        if self.use_testmon:
+            tm = self._testmon(scratch, cfg, timeout)
+            verdict = (
+                ERROR
+                if tm.exit_code == INTERNAL_ERROR
+                else score(
+                    mutant.path,
+                    full,
+                    full.collect_errors,
+                    tm,
+                    tm.collect_errors,
+                    len(tm.outcomes),
+                    [],
+                    self.passing,
+                ).outcome
+            )
+            out["tm"] = {
+                "outcome": verdict,
+                "exit_code": tm.exit_code,
+                "tests": len(tm.outcomes),
+                "time_s": sum(tm.durations.values()),
+            }
+        return out
+
+    def restore(self) -> None:
+        if self.snapshot.exists():
+            shutil.copy2(self.snapshot, self.data)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _drop_pair(cmd: list[str], flag: str, value: str) -> list[str]:
     out: list[str] = []
     skip = False
     for i, arg in enumerate(cmd):
         if skip:
             skip = False
             continue
-        if arg == "-p" and i + 1 < len(cmd) and cmd[i + 1] == "no:cacheprovider":
+        if arg == flag and i + 1 < len(cmd) and cmd[i + 1] == value:
             skip = True
             continue
-        if arg == "-pno:cacheprovider":
-            continue
         out.append(arg)
-    return [*out, "-o", f"cache_dir={cache_dir}", "--testmon"]
+    return out
 
 
-def testmon_run(cmd: list[str], cwd: Path, results: Path, timeout: float) -> TestRun:
-    """The test command with `--testmon`, outcomes read back through ect's plugin."""
-    env = {**os.environ, "ECT_RESULTS": str(results)}
-    t = time.perf_counter()
+def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
+    """The recording run (`ect check --all`) against plain pytest, alternated, in a scratch worktree."""
+    tmp = Path(tempfile.mkdtemp(prefix="ect-bench-rec-"))
+    scratch = tmp / "tree"
+    plain: list[float] = []
+    rec_pytest: list[float] = []
+    rec_total: list[float] = []
     try:
-        proc = subprocess.run(
-            [*testmon_cmd(cmd, results.parent / "tm-cache"), "-p", "ect.pytest_plugin"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            check=False,
-            timeout=timeout,
+        subprocess.run(
+            ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
         )
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        code = TIMED_OUT
-    run = TestRun(code, (time.perf_counter() - t) * 1000)
-    try:
-        data = json.loads(results.read_text())
-        results.unlink()
-    except (OSError, ValueError):
-        data = {}
-    for nodeid, entry in (data.get("tests") or {}).items():
-        run.outcomes[nodeid] = entry.get("outcome", "failed")
-        run.durations[nodeid] = float(entry.get("duration") or 0.0)
-    run.collect_errors = list(data.get("collect_errors") or [])
-    return run
-
-
-INTERNAL_ERROR = 3  # pytest: a plugin crashed; not a verdict on the mutant
-
-
-def caught(run: TestRun | None, passing: set[str]) -> bool:
-    """A test that passed before fails, a test module fails to import, or the run hangs."""
-    if run is None or run.exit_code == INTERNAL_ERROR:
-        return False
-    if run.exit_code == TIMED_OUT or run.collect_errors:
-        return True
-    return any(o == "failed" and n in passing for n, o in run.outcomes.items()) or run.exit_code == 2
-
-
-def seconds(run: TestRun | None) -> float:
-    return float(sum(run.durations.values())) if run else 0.0
+        cfg = load_config(scratch)
+        cfg.state_dir = str(tmp / "state")
+        cfg.ruff = cfg.mypy = False
+        cmd, env = plain_command(cfg)
+        for _ in range(repeat):
+            plain.append(timed(cmd, scratch, env))
+            shutil.rmtree(tmp / "state", ignore_errors=True)
+            t = time.perf_counter()
+            base = run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
+            rec_total.append(time.perf_counter() - t)
+            rec_pytest.append(base.phases_ms.get("tests", 0) / 1000)
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(scratch)], cwd=repo, capture_output=True, check=False
+        )
+        subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "plain_s": statistics.median(plain),
+        "record_pytest_s": statistics.median(rec_pytest),
+        "record_total_s": statistics.median(rec_total),
+    }
 
 
 def bench_precommit(repo: Path, python: str, pre_commit: str, runs: int) -> dict[str, float] | None:
@@ -155,40 +259,111 @@ def bench_precommit(repo: Path, python: str, pre_commit: str, runs: int) -> dict
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Benchmark one project; prints its report and returns its summary."""
+    result: dict[str, Any] = {"repo": str(repo), "seed": args.seed}
+    if args.repeat > 0:
+        result["recording"] = bench_recording(repo, args.repeat)
+    observer = TestmonObserver(not args.no_testmon)
+    try:
+        report: VerifyReport = verify_selection(repo, args.mutants, args.seed, False, observer)
+    finally:
+        observer.close()
+    rows = report.mutants
+    scored = [m for m in rows if m.outcome != ERROR]
+    killed = [m for m in scored if m.outcome in (CAUGHT, MISSED)]
+    fracs = report.time_fractions()
+    tm_out = {id(m): m.extra["tm"]["outcome"] if "tm" in m.extra else None for m in rows}
+    tm_ok = [m for m in rows if tm_out[id(m)] not in (None, ERROR) and m.outcome != ERROR]
+    tm_fracs = [m.extra["tm"]["time_s"] / m.full.time_s for m in tm_ok if m.full.time_s > 0]
+    by_rule: dict[str, list[float]] = {}
+    for m in scored:
+        if m.full.time_s > 0 and m.full.exit_code != TIMED_OUT:
+            by_rule.setdefault(rule_of(m.why), []).append(m.selection.time_s / m.full.time_s)
+
+    print()
+    print(
+        f"repo: {repo.name}   tests: {report.tests_total}   mutants: {len(rows)} (seed {args.seed}), "
+        f"{len(killed)} caught by the full suite, {len(report.errors)} errored"
     )
-    parser.add_argument(
-        "--repo", required=True, type=Path, action="append", help="git repository of a project (repeatable)"
+    print(f"{'tool':<16}{'recall':>10}{'median time':>14}{'mean time':>12}{'errored runs':>14}")
+    recall = report.recall if report.recall is not None else float("nan")
+    print(
+        f"{'ect':<16}{recall:>10.1%}{_median(fracs):>14.1%}"
+        f"{statistics.fmean(fracs) if fracs else float('nan'):>12.1%}{len(report.errors):>14}"
     )
-    parser.add_argument(
-        "--test-cmd",
-        required=True,
-        action="append",
-        help="plain full-suite command of the --repo at the same position, e.g. 'python -m pytest -q'",
+    for m in report.misses:
+        print(f"    missed: {m.path}:{m.line} {m.operator}")
+    summary: dict[str, Any] = {
+        "name": repo.name,
+        "tests": report.tests_total,
+        "ect": {"recall": report.recall, "median_frac": _median(fracs), "errors": len(report.errors)},
+    }
+    if not args.no_testmon:
+        tm_killed = [m for m in killed if tm_out[id(m)] not in (None, ERROR)]
+        tm_hit = sum(1 for m in tm_killed if tm_out[id(m)] == CAUGHT)
+        tm_recall = tm_hit / len(tm_killed) if tm_killed else float("nan")
+        tm_errors = sum(1 for m in rows if tm_out[id(m)] == ERROR)
+        print(
+            f"{'pytest-testmon':<16}{tm_recall:>10.1%}{_median(tm_fracs):>14.1%}"
+            f"{statistics.fmean(tm_fracs) if tm_fracs else float('nan'):>12.1%}{tm_errors:>14}"
+        )
+        for m in tm_killed:
+            if tm_out[id(m)] != CAUGHT:
+                print(f"    testmon missed: {m.path}:{m.line} {m.operator}")
+        summary["pytest-testmon"] = {
+            "recall": tm_recall,
+            "median_frac": _median(tm_fracs),
+            "errors": tm_errors,
+        }
+    print("(time = test time run per mutant, as a fraction of the full suite's test time)")
+    for rule, values in sorted(by_rule.items()):
+        print(f"  ect, {rule:<22} {len(values):>3} mutants, median time {_median(values):.1%}")
+    for m in report.errors:
+        print(f"    errored: {m.path}:{m.line} {m.operator}: {m.error[:160]}")
+    select = [float(m.extra.get("select_ms", m.select_ms)) for m in rows]
+    print(
+        f"select phase: median {_median(select):.0f} ms, max {max(select, default=0):.0f} ms"
+        f"; fingerprint database {observer.db_bytes / 1e6:.2f} MB for {report.tests_total} tests"
     )
-    parser.add_argument("--mutants", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=3, help="timing repetitions for the recording run")
-    parser.add_argument(
-        "--pre-commit", default=shutil.which("pre-commit") or "", help="pre-commit executable"
+    one_file = [m for m in rows if m.extra.get("plain_same_s") is not None]
+    overhead = None
+    if one_file:
+        overhead = _median([(m.extra["ect_wall_s"] - m.extra["plain_same_s"]) * 1000 for m in one_file])
+        print(
+            f"one test file selected ({len(one_file)} mutants): median ect loop "
+            f"{_median([m.extra['ect_wall_s'] for m in one_file]):.2f} s, plain pytest on the same tests "
+            f"{_median([m.extra['plain_same_s'] for m in one_file]):.2f} s, ect overhead {overhead:.0f} ms"
+        )
+    rec = result.get("recording")
+    if rec:
+        print(
+            f"recording run: plain pytest {rec['plain_s']:.2f} s; ect recording pytest "
+            f"{rec['record_pytest_s']:.2f} s ({rec['record_pytest_s'] / rec['plain_s']:.2f}x), "
+            f"with storing {rec['record_total_s']:.2f} s ({rec['record_total_s'] / rec['plain_s']:.2f}x)"
+        )
+    if observer.record_s:
+        print(f"               testmon recording {observer.record_s:.2f} s")
+    if args.pre_commit and args.pre_commit_runs > 0:
+        pc = bench_precommit(repo, sys.executable, args.pre_commit, args.pre_commit_runs)
+        if pc:
+            print(
+                f"no-op pre-commit run: empty hook {pc['empty']:.0f} ms, ect hook {pc['ect']:.0f} ms "
+                f"(+{pc['ect'] - pc['empty']:.0f} ms)"
+            )
+    if args.json:
+        print(json.dumps({**result, "verify": report.to_json()}, indent=2))
+    summary.update(
+        select_ms=_median(select),
+        db_mb=observer.db_bytes / 1e6,
+        one_file_overhead_ms=overhead,
+        record_ratio=rec["record_pytest_s"] / rec["plain_s"] if rec else None,
     )
-    parser.add_argument("--pre-commit-runs", type=int, default=10)
-    parser.add_argument("--no-testmon", action="store_true")
-    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
-    args = parser.parse_args(argv)
-    if len(args.repo) != len(args.test_cmd):
-        parser.error("give one --test-cmd per --repo")
-    summaries = []
-    for repo, cmd in zip(args.repo, args.test_cmd, strict=True):
-        summary = bench_project(repo.resolve(), shlex.split(cmd), args)
-        if summary is None:
-            return 2
-        summaries.append(summary)
-    if len(summaries) > 1:
-        print_summary(summaries)
-    return 0
+    return summary
 
 
 def print_summary(summaries: list[dict[str, Any]]) -> None:
@@ -196,218 +371,45 @@ def print_summary(summaries: list[dict[str, Any]]) -> None:
     print()
     print("all projects (worst first):")
     print(
-        f"{'project':<18}{'tests':>7}{'ect recall':>11}{'ect median':>11}{'tm recall':>10}{'tm median':>10}"
-        f"{'select ms':>10}{'db MB':>7}{'1-file overhead ms':>19}"
+        f"{'project':<16}{'tests':>6}{'ect recall':>11}{'ect median':>11}{'errored':>8}{'tm recall':>10}"
+        f"{'tm median':>10}{'select ms':>10}{'db MB':>7}{'1-file overhead ms':>19}{'record x':>9}"
     )
     for s in sorted(summaries, key=lambda x: -x["ect"]["median_frac"]):
         tm = s.get("pytest-testmon") or {}
         over = s.get("one_file_overhead_ms")
+        ratio = s.get("record_ratio")
+        recall = s["ect"]["recall"] if s["ect"]["recall"] is not None else float("nan")
         print(
-            f"{s['name']:<18}{s['tests']:>7}{s['ect']['recall']:>11.1%}{s['ect']['median_frac']:>11.1%}"
-            f"{tm.get('recall', float('nan')):>10.1%}{tm.get('median_frac', float('nan')):>10.1%}"
-            f"{s['select_ms']:>10.0f}{s['db_mb']:>7.2f}{'-' if over is None else f'{over:.0f}':>19}"
+            f"{s['name']:<16}{s['tests']:>6}{recall:>11.1%}{s['ect']['median_frac']:>11.1%}"
+            f"{s['ect']['errors']:>8}{tm.get('recall', float('nan')):>10.1%}"
+            f"{tm.get('median_frac', float('nan')):>10.1%}{s['select_ms']:>10.0f}{s['db_mb']:>7.2f}"
+            f"{'-' if over is None else f'{over:.0f}':>19}{'-' if ratio is None else f'{ratio:.2f}':>9}"
         )
 
 
-def bench_project(repo: Path, test_cmd: list[str], args: argparse.Namespace) -> dict[str, Any] | None:
-    """Benchmark one project; prints its report and returns its summary (None: it could not run)."""
-
-    tmp = Path(tempfile.mkdtemp(prefix="ect-bench-"))
-    scratch = tmp / "tree"
-    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a cached mutant .pyc must never outlive its source
-    result: dict[str, Any] = {"repo": str(repo), "seed": args.seed}
-    try:
-        subprocess.run(
-            ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
-        )
-        cfg = load_config(scratch)
-        cfg.state_dir = str(tmp / "state")
-        cfg.ruff = cfg.mypy = False  # only tests decide whether a mutant is caught
-        # the scratch tree's sources win over an editable install of the original checkout
-        os.environ["TESTMON_DATAFILE"] = str(tmp / "testmondata")  # not an untracked file in the tree
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(scratch / r) for r in cfg.source_roots] + [p for p in [os.environ.get("PYTHONPATH")] if p]
-        )
-
-        # recording run vs plain run, alternated
-        plain, rec_pytest, rec_total, tm_rec = [], [], [], []
-        base = None
-        for _ in range(args.repeat):
-            plain.append(timed(test_cmd, scratch))
-            shutil.rmtree(tmp / "state", ignore_errors=True)
-            t = time.perf_counter()
-            base = run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
-            rec_total.append(time.perf_counter() - t)
-            rec_pytest.append(base.phases_ms.get("tests", 0) / 1000)
-            if not args.no_testmon:
-                Path(os.environ["TESTMON_DATAFILE"]).unlink(missing_ok=True)
-                tm_rec.append(timed(testmon_cmd(test_cmd, tmp / "tm-cache"), scratch))
-        if base is None or base.test_run is None or not base.test_run.outcomes:
-            tail = base.test_run.output[-3000:] if base is not None and base.test_run is not None else ""
-            print(f"the recording run ran no tests:\n{tail}", file=sys.stderr)
-            return None
-        passing = {n for n, o in base.test_run.outcomes.items() if o in ("passed", "skipped")}
-        result["tests"] = len(base.test_run.outcomes)
-        result["plain_s"] = statistics.median(plain)
-        result["ect_record_pytest_s"] = statistics.median(rec_pytest)
-        result["ect_record_total_s"] = statistics.median(rec_total)
-        result["testmon_record_s"] = statistics.median(tm_rec) if tm_rec else None
-        result["ect_phases_ms"] = {k: round(v) for k, v in base.phases_ms.items()}
-        timeout = max(60.0, 10 * result["plain_s"])
-
-        db_files = list(cfg.state_path.glob("fingerprints.db*"))
-        result["db_bytes"] = sum(f.stat().st_size for f in db_files)
-        mutants = make_mutants(scratch, source_files(scratch, cfg), args.mutants, args.seed)
-        snapshot = tmp / "snapshot"
-        shutil.copytree(cfg.state_path, snapshot)
-        tm_data = Path(os.environ["TESTMON_DATAFILE"])
-        tm_snapshot = tmp / "testmondata-snapshot"
-        if tm_data.exists():
-            shutil.copy2(tm_data, tm_snapshot)
-        rows: list[dict[str, Any]] = []
-        for n, mutant in enumerate(mutants, 1):
-            mutant.apply(scratch)
-            try:
-                full = run_pytest(scratch, cfg, None, stream=False, timeout=timeout)
-                t = time.perf_counter()
-                sel = run_loop(
-                    scratch, cfg, Scope(mode="worktree"), stream=False, trigger="ci", timeout=timeout
-                )
-                ect_wall = time.perf_counter() - t
-                plain_same = None
-                node_args = sel.selection.pytest_args() if sel.selection else None
-                if sel.selection and node_args and len(sel.selection.tests) == 1:
-                    # the same tests by plain pytest: what ect adds on top of them
-                    plain_same = timed([*test_cmd, *node_args], scratch, timeout=timeout)
-                tm = None if args.no_testmon else testmon_run(test_cmd, scratch, tmp / "tm.json", timeout)
-            finally:
-                mutant.revert(scratch)
-                shutil.rmtree(cfg.state_path, ignore_errors=True)
-                shutil.copytree(snapshot, cfg.state_path)
-                if tm_snapshot.exists():
-                    shutil.copy2(tm_snapshot, tm_data)
-            full_s = seconds(full) or 1e-9
-            row = {
-                "mutant": f"{mutant.path}:{mutant.line} {mutant.operator}",
-                "full_caught": caught(full, passing),
-                "ect_caught": caught(sel.test_run, passing) or (sel.exit_code != 0 and sel.test_run is None),
-                "ect_frac": seconds(sel.test_run) / full_s,
-                "ect_tests": len(sel.test_run.outcomes) if sel.test_run else 0,
-                "ect_files": len(sel.selection.tests) if sel.selection else 0,
-                "select_ms": sel.phases_ms.get("select", 0.0),
-                "ect_wall_s": ect_wall,
-                "plain_same_s": plain_same,
-                "tm_caught": caught(tm, passing) if tm else None,
-                "tm_frac": seconds(tm) / full_s if tm else None,
-                "tm_tests": len(tm.outcomes) if tm else None,
-                "exit_codes": [full.exit_code, sel.exit_code, tm.exit_code if tm else None],
-                "tm_error": bool(tm and tm.exit_code == INTERNAL_ERROR),
-                "ect_why": (
-                    sel.selection.run_all_reasons[:1]
-                    or [r for rs in sel.selection.tests.values() for r in rs][:2]
-                )
-                if sel.selection
-                else [],
-            }
-            rows.append(row)
-            print(
-                f"[{n}/{len(mutants)}] {row['mutant']}: exit {row['exit_codes']} "
-                f"full {'caught' if row['full_caught'] else 'survived'}, "
-                f"ect {row['ect_tests']} tests {'caught' if row['ect_caught'] else '-'}"
-                + (
-                    f", testmon {row['tm_tests']} tests {'caught' if row['tm_caught'] else '-'}" if tm else ""
-                ),
-                file=sys.stderr,
-            )
-        result["rows"] = rows
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(scratch)], cwd=repo, capture_output=True, check=False
-        )
-        subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    if args.pre_commit and args.pre_commit_runs > 0:
-        result["precommit_ms"] = bench_precommit(repo, sys.executable, args.pre_commit, args.pre_commit_runs)
-
-    killed = [r for r in rows if r["full_caught"]]
-    print()
-    print(
-        f"repo: {repo.name}   tests: {result['tests']}   mutants: {len(rows)} (seed {args.seed}), "
-        f"{len(killed)} caught by the full suite"
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print(f"{'tool':<16}{'recall':>10}{'median time':>14}{'mean time':>12}{'median tests':>15}")
-    tools = [("ect", "ect")] + ([] if args.no_testmon else [("pytest-testmon", "tm")])
-    summary: dict[str, Any] = {}
-    for label, key in tools:
-        hit = sum(1 for r in killed if r[f"{key}_caught"])
-        fracs = [r[f"{key}_frac"] for r in rows]
-        tests = [r[f"{key}_tests"] for r in rows]
-        recall = hit / len(killed) if killed else float("nan")
-        summary[label] = {
-            "recall": recall,
-            "median_frac": statistics.median(fracs),
-            "mean_frac": statistics.fmean(fracs),
-            "median_tests": statistics.median(tests),
-            "missed": [r["mutant"] for r in killed if not r[f"{key}_caught"]],
-        }
-        print(
-            f"{label:<16}{recall:>10.1%}{statistics.median(fracs):>14.1%}{statistics.fmean(fracs):>12.1%}"
-            f"{statistics.median(tests):>15}"
-        )
-        for miss in summary[label]["missed"]:
-            print(f"    missed: {miss}")
-        errors = sum(1 for r in rows if key == "tm" and r.get("tm_error"))
-        if errors:
-            print(f"    pytest-testmon crashed (INTERNALERROR) on {errors} of {len(rows)} mutants")
-    print("(time = test time run per mutant, as a fraction of the full suite's test time)")
-    print(
-        f"recording run: plain `{' '.join(test_cmd[1:])}` {result['plain_s']:.2f} s; ect recording pytest "
-        f"{result['ect_record_pytest_s']:.2f} s ({result['ect_record_pytest_s'] / result['plain_s']:.2f}x), "
-        f"with storing {result['ect_record_total_s']:.2f} s "
-        f"({result['ect_record_total_s'] / result['plain_s']:.2f}x)"
+    parser.add_argument(
+        "--repo", required=True, type=Path, action="append", help="a git repository (repeatable)"
     )
-    select_ms = statistics.median(r["select_ms"] for r in rows) if rows else 0.0
-    select_max = max((r["select_ms"] for r in rows), default=0.0)
-    print(
-        f"select phase: median {select_ms:.0f} ms, max {select_max:.0f} ms"
-        f"; fingerprint database {result['db_bytes'] / 1e6:.2f} MB for {result['tests']} tests"
+    parser.add_argument("--mutants", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="recording-run timings (0: skip)")
+    parser.add_argument(
+        "--pre-commit", default=shutil.which("pre-commit") or "", help="pre-commit executable"
     )
-    one_file = [r for r in rows if r["plain_same_s"] is not None]
-    overhead = None
-    if one_file:
-        overhead = statistics.median((r["ect_wall_s"] - r["plain_same_s"]) * 1000 for r in one_file)
-        print(
-            f"one test file selected ({len(one_file)} mutants): median ect wall "
-            f"{statistics.median(r['ect_wall_s'] for r in one_file):.2f} s, plain pytest on the same tests "
-            f"{statistics.median(r['plain_same_s'] for r in one_file):.2f} s, ect overhead {overhead:.0f} ms"
-        )
-    phases = result.get("ect_phases_ms", {})
-    print(
-        f"               ect --all phases (last run): {', '.join(f'{k} {v} ms' for k, v in phases.items())}"
-    )
-    if result.get("testmon_record_s"):
-        print(
-            f"               testmon recording {result['testmon_record_s']:.2f} s "
-            f"({result['testmon_record_s'] / result['plain_s']:.2f}x)"
-        )
-    pc = result.get("precommit_ms")
-    if pc:
-        print(
-            f"no-op pre-commit run: empty hook {pc['empty']:.0f} ms, ect hook {pc['ect']:.0f} ms "
-            f"(+{pc['ect'] - pc['empty']:.0f} ms)"
-        )
-    result["summary"] = summary
-    if args.json:
-        print(json.dumps(result, indent=2))
-    return {
-        "name": repo.name,
-        "tests": result["tests"],
-        "select_ms": select_ms,
-        "db_mb": result["db_bytes"] / 1e6,
-        "one_file_overhead_ms": overhead,
-        **summary,
-    }
+    parser.add_argument("--pre-commit-runs", type=int, default=0)
+    parser.add_argument("--no-testmon", action="store_true")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = parser.parse_args(argv)
+    summaries = []
+    for repo in args.repo:
+        summaries.append(bench_project(repo.resolve(), args))
+    if len(summaries) > 1:
+        print_summary(summaries)
+    return 0
 
 
 if __name__ == "__main__":

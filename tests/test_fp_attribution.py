@@ -107,6 +107,26 @@ def test_lazy():
 
     assert lazy.VALUE == 3
 """,
+    "pkg/dyn.py": "import importlib\n\n\ndef load(name):\n    return importlib.import_module(name)\n",
+    "tools/report.py": "def main():\n    return 1\n",
+    "examples/demo.py": "RESULT = 6\n",
+    "tests/test_tools.py": LOG_HELPER
+    + """
+import runpy
+from pathlib import Path
+
+from pkg.dyn import load
+
+
+def test_dyn():
+    _ran("test_dyn")
+    assert load("json").dumps(1) == "1"
+
+
+def test_example():
+    _ran("test_example")
+    assert runpy.run_path(str(Path(__file__).parents[1] / "examples/demo.py"))["RESULT"] == 6
+""",
     "tests/sub/conftest.py": """
         import pytest
         from pkg.settings import setting
@@ -127,7 +147,9 @@ def test_setting(sub_setting):
 }
 ALL = [
     "test_case",
+    "test_dyn",
     "test_dynamic",
+    "test_example",
     "test_lazy",
     "test_nodb",
     "test_one",
@@ -213,6 +235,21 @@ def test_code_run_by_a_lazy_import_in_a_test_selects_that_test(repo: Path) -> No
     assert code == 1, out
     assert "test_lazy" in ran
     assert {"test_one", "test_case", "test_setting", "test_nodb"}.isdisjoint(ran)
+
+
+def test_a_file_no_test_loaded_selects_nothing_even_behind_a_dynamic_import(repo: Path) -> None:
+    # statically, pkg/dyn.py's import_module(...) could load any changed module
+    code, out, ran = _change(repo, "tools/report.py", "return 1", "return 2")
+    assert code == 0, out
+    assert ran == []
+    assert "tools/report.py: no recorded test imported it" in out
+
+
+def test_a_script_a_test_runs_by_path_selects_that_test(repo: Path) -> None:
+    code, out, ran = _change(repo, "examples/demo.py", "RESULT = 6", "RESULT = 7")
+    assert code == 1, out
+    assert ran == ["test_example"]
+    assert "read examples/demo.py, which changed" in out
 
 
 def test_attribution_rules_and_the_global_fallback() -> None:

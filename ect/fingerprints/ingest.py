@@ -54,6 +54,7 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
         "dir_digests": {},
         "opaque": [],
         "via": {},
+        "loaded": [],
     }
     found = False
     for path in sorted(out_dir.glob("raw-*.json")):
@@ -73,6 +74,7 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
         for key in ("modules", "data_digests", "dir_digests"):
             merged[key].update(data.get(key, {}))
         merged["opaque"].extend(data.get("opaque", []))
+        merged["loaded"].extend(data.get("loaded", []))
         for ctx, files in data.get("via", {}).items():
             target_via = merged["via"].setdefault(ctx, {})
             for rel, names in files.items():
@@ -233,9 +235,25 @@ def ingest(
                 )
             }
             store.forget_tests(conn, old_ids - set(outcomes))
+        _note_loaded(conn, raw.get("loaded", []), full=whole_files is None and bool(records))
         reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
         if reads_at_import:
             row = conn.execute("SELECT value FROM meta WHERE key = 'import_reads'").fetchone()
             merged = {**(json.loads(row[0]) if row else {}), **reads_at_import}
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('import_reads', ?)", (json.dumps(merged),))
     return len(records)
+
+
+def _note_loaded(conn: Any, loaded: list[str], full: bool) -> None:
+    """Keep `meta.loaded`: every repository `.py` file any recorded run imported (by any loader).
+
+    It starts with a recording of the whole suite (before that nothing is known, and a file
+    missing from it could have been loaded unseen); later runs only add to it.
+    """
+    row = conn.execute("SELECT value FROM meta WHERE key = 'loaded'").fetchone()
+    if row is None and not full:
+        return
+    known = set(json.loads(row[0])) if row is not None else set()
+    merged = known | set(loaded)
+    if row is None or merged != known:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('loaded', ?)", (json.dumps(sorted(merged)),))

@@ -277,6 +277,7 @@ class Recorder:
         self.reads: dict[str, set[str]] = {}
         self.dirs: dict[str, set[str]] = {}
         self.opaque: set[str] = set()
+        self.loaded: set[str] = set()  # repository .py files imported (by any loader) or shown
         self.tests: list[str] = []  # node ids of the tests that ran, in order
         self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
         self._in_hook = False
@@ -341,6 +342,8 @@ class Recorder:
             if event == "open":
                 path, mode = args[0], args[1]
                 if mode is None or (isinstance(mode, str) and ("r" in mode or "+" in mode)):
+                    if self._source_read(path):
+                        return
                     self._note(self.reads, path)
             elif event in ("os.listdir", "os.scandir"):
                 self._note(self.dirs, args[0] if args and args[0] is not None else ".")
@@ -350,6 +353,30 @@ class Recorder:
             pass
         finally:
             self._in_hook = False
+
+    def _source_read(self, path: object) -> bool:
+        """Note a repository `.py`/`.pyc` file being opened; True when `path` is one.
+
+        A source the import system or pytest's reporting reads counts as loaded; one read by
+        anything else (`exec(open(...))`, `inspect.getsource` in a test) is a data dependency of
+        the current context: its code or text reached the test.
+        """
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        full = os.path.normpath(os.path.join(os.getcwd(), os.fsdecode(os.fspath(path))))
+        if not full.endswith((".py", ".pyc")):
+            return False
+        source = _source_of(full)
+        rel = self._rel(source) if source.startswith(self.prefix) else None
+        if rel is None:
+            return True
+        if full.endswith(".py") and not _read_by_machinery(sys._getframe(2)):
+            self.reads.setdefault(self.context, set()).add(rel)
+        else:
+            self.loaded.add(rel)
+        return True
 
     def _note(self, table: dict[str, set[str]], path: object) -> None:
         if isinstance(path, bytes):
@@ -367,6 +394,12 @@ class Recorder:
         """Write `raw-<pid>.json` into the output directory."""
         self.flush()
         self._active = False
+        for module in list(sys.modules.values()):  # loaded before recording began, or from a cache
+            origin = getattr(module, "__file__", None)
+            if isinstance(origin, str) and origin.endswith(".py"):
+                rel = self._rel(origin)
+                if rel is not None:
+                    self.loaded.add(rel)
         hits = {
             ctx: {rel: {self.modules[rel].names[i] for i in idx} for rel, idx in files.items()}
             for ctx, files in self.hits.items()
@@ -384,12 +417,41 @@ class Recorder:
             "data_digests": {p: file_digest(os.path.join(self.root, p)) for p in data_files},
             "dir_digests": {p: listing_digest(os.path.join(self.root, p)) for p in listed},
             "opaque": sorted(att.opaque),
+            "loaded": sorted(self.loaded | set(self.modules)),
         }
         os.makedirs(self.out_dir, exist_ok=True)
         target = os.path.join(self.out_dir, f"raw-{os.getpid()}.json")
         with open(target + ".tmp", "w", encoding="utf-8") as fh:
             json.dump(out, fh)
         os.replace(target + ".tmp", target)
+
+
+def _source_of(path: str) -> str:
+    """The source file of a cached `__pycache__/name.<tag>.pyc` (other paths as they are)."""
+    if not path.endswith(".pyc"):
+        return path
+    directory, name = os.path.split(path)
+    if os.path.basename(directory) == "__pycache__":
+        return os.path.join(os.path.dirname(directory), name.split(".", 1)[0] + ".py")
+    return path[:-1]
+
+
+# frames of code that reads Python sources to import them or to show them in a report, and
+# helpers that merely open files for their caller
+_MACHINERY = ("importlib", "_pytest", "linecache.py", "traceback.py", "warnings.py", "pkgutil.py")
+_HELPERS = ("pathlib.py", "tokenize.py", "codecs.py", "genericpath.py", "posixpath.py", "/io.py")
+
+
+def _read_by_machinery(frame: Any) -> bool:
+    """Whether the import system or reporting code (not the test's own code) opened a source:
+    the nearest caller that is not a file-opening helper decides."""
+    depth = 0
+    while frame is not None and depth < 30:
+        name = frame.f_code.co_filename
+        if not name.endswith(_HELPERS):
+            return name.startswith("<frozen importlib") or any(part in name for part in _MACHINERY)
+        frame, depth = frame.f_back, depth + 1
+    return True
 
 
 COLLECT = "c:"

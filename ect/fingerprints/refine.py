@@ -22,7 +22,7 @@ from typing import Any
 from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
-from ect.fingerprints.recorder import file_digest, listing_digest
+from ect.fingerprints.recorder import digest_bytes, file_digest, listing_digest
 from ect.fingerprints.store import CLOSURE, DATA, DIR, RAN, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
@@ -71,11 +71,23 @@ class Current:
 
     def blocks(self, path: str) -> FileBlocks | None:
         if path not in self._blocks:
-            try:
-                self._blocks[path] = parse_blocks((self.root / path).read_bytes(), path)
-            except (OSError, SyntaxError, ValueError):
-                self._blocks[path] = None
+            self._blocks[path] = self._parse(path)
         return self._blocks[path]
+
+    def _parse(self, path: str) -> FileBlocks | None:
+        digest = self.py_digest(path)
+        cached = self.store.cached_blocks(digest) if digest else None
+        if cached is not None:
+            memo = list(cached.get("memo", []))
+            return FileBlocks(str(cached["skeleton"]), dict(cached["blocks"]), memo=memo)
+        try:
+            data = (self.root / path).read_bytes()
+            found = parse_blocks(data, path)
+        except (OSError, SyntaxError, ValueError):
+            return None
+        if digest and digest_bytes(data) == digest:  # the content the graph saw: safe to cache
+            self.store.cache_blocks(digest, found.to_json())
+        return found
 
     def version(self, path: str, digest: str) -> Any:
         key = (path, digest)
@@ -199,10 +211,14 @@ def refine(
     }
     complete = bool(tests) and len(known) == len(tests)
 
+    loaded = _loaded(store) if complete else None
     explained: list[Change] = []
     unexplained: list[Change] = []
+    unloaded: list[str] = []
     for change in changes:
-        if _explained(change, tests, known, versions_with_blocks, data_read, complete):
+        if _never_loaded(change, tests, versions_with_blocks, loaded):
+            unloaded.append(change.path)  # only recorded readers of its text can depend on it
+        elif _explained(change, tests, known, versions_with_blocks, data_read, complete):
             explained.append(change)
         else:
             unexplained.append(change)
@@ -219,6 +235,8 @@ def refine(
 
     for change in explained:
         sel.notes.append(f"{change.path}: {change.status}, judged per test by fingerprints")
+    for path in unloaded:
+        sel.notes.append(f"{path}: no recorded test imported it (only tests that read it run)")
     reach = select(cfg, graph, explained, None) if explained else Selection()
     # the recorded tests whose fingerprint no longer matches: only records that depend on a file
     # version that is not the current one (or that failed, ran elsewhere, start subprocesses)
@@ -284,6 +302,31 @@ def _explained(
         return path in versions and path not in tests and os.path.basename(path) != "conftest.py"
     # a data file: only when every test file is recorded, and some recorded test read it
     return not path.endswith(".py") and change.status in ("M", "D") and complete and path in data_read
+
+
+def _never_loaded(change: Change, tests: list[str], versions: set[str], loaded: set[str] | None) -> bool:
+    """A modified Python file that no recorded run imported, by any loader, since the whole
+    suite was recorded: no test ran its code (a test that read its text depends on it as data)."""
+    path = change.path
+    return (
+        loaded is not None
+        and change.status == "M"
+        and path.endswith(".py")
+        and path not in loaded
+        and path not in versions
+        and path not in tests
+        and os.path.basename(path) != "conftest.py"
+    )
+
+
+def _loaded(store: Store) -> set[str] | None:
+    """`meta.loaded` (None: not known, so never used to narrow)."""
+    row = store.conn.execute("SELECT value FROM meta WHERE key = 'loaded'").fetchone()
+    try:
+        value = json.loads(row[0]) if row else None
+    except ValueError:
+        return None
+    return {str(p) for p in value} if isinstance(value, list) else None
 
 
 def _is_test(path: str, cfg: Config) -> bool:

@@ -21,7 +21,7 @@ import subprocess
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS versions (
     path TEXT NOT NULL, digest TEXT NOT NULL, blocks TEXT, import_names TEXT NOT NULL, source BLOB,
     PRIMARY KEY (path, digest));
 """
+
+
+# block checksums by content digest, so that a file version is parsed once, not on every selection
+_CACHE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS block_cache (key TEXT PRIMARY KEY, blocks TEXT NOT NULL, ts REAL NOT NULL)"
+)
+BLOCKS_ALGORITHM = "1"  # part of the cache key: a new checksum scheme never meets old entries
+BLOCK_CACHE_KEEP = 4000
 
 
 class CorruptStore(Exception):
@@ -142,6 +150,8 @@ class Store:
                         if stmt.strip():
                             conn.execute(stmt)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            with suppress(sqlite3.OperationalError):  # read-only or locked: the cache is optional
+                conn.execute(_CACHE_SCHEMA)
             conn.execute("SELECT count(*) FROM records").fetchone()
             conn.execute("SELECT count(*) FROM deps").fetchone()
             conn.execute("SELECT count(*) FROM versions").fetchone()
@@ -266,12 +276,47 @@ class Store:
         if row is None:
             return None
         blocks = json.loads(row[0]) if row[0] else None
+        if blocks is None:
+            blocks = self.cached_blocks(digest)
         if blocks is None and row[2] is not None:
             try:
                 blocks = parse_blocks(zlib.decompress(row[2]), path).to_json()
+                self.cache_blocks(digest, blocks)
             except (zlib.error, SyntaxError, ValueError):
                 blocks = None
         return blocks, json.loads(row[1])
+
+    def cached_blocks(self, digest: str) -> dict[str, Any] | None:
+        """Block checksums of the content with `digest`, when a selection computed them before."""
+        try:
+            row = self.conn.execute(
+                "SELECT blocks FROM block_cache WHERE key = ?", (f"{BLOCKS_ALGORITHM}:{digest}",)
+            ).fetchone()
+            value = json.loads(row[0]) if row else None
+        except (sqlite3.Error, ValueError):
+            return None
+        return value if isinstance(value, dict) and "blocks" in value and "skeleton" in value else None
+
+    def cache_blocks(self, digest: str, blocks: dict[str, Any]) -> None:
+        """Remember block checksums; best effort, and it never waits for another writer."""
+        conn = self.conn
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            with _immediate(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO block_cache VALUES (?, ?, ?)",
+                    (f"{BLOCKS_ALGORITHM}:{digest}", json.dumps(blocks, separators=(",", ":")), time.time()),
+                )
+                conn.execute(
+                    "DELETE FROM block_cache WHERE key IN "
+                    "(SELECT key FROM block_cache ORDER BY ts DESC LIMIT -1 OFFSET ?)",
+                    (BLOCK_CACHE_KEEP,),
+                )
+        except sqlite3.Error:
+            pass  # locked or read-only: computed again next time
+        finally:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA busy_timeout = 30000")
 
     def known_versions(self) -> set[tuple[str, str]]:
         return {(r[0], r[1]) for r in self.conn.execute("SELECT path, digest FROM versions")}
