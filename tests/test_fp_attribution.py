@@ -127,6 +127,29 @@ def test_example():
     _ran("test_example")
     assert runpy.run_path(str(Path(__file__).parents[1] / "examples/demo.py"))["RESULT"] == 6
 """,
+    "pkg/shapes.py": """
+        def area(kind, x):
+            return square(x) if kind == "square" else circle(x)
+
+
+        def square(x):
+            return x * x
+
+
+        def circle(x):
+            return 3 * x * x
+    """,
+    "tests/test_shapes.py": LOG_HELPER
+    + """
+import pytest
+from pkg.shapes import area
+
+
+@pytest.mark.parametrize("kind,x,want", [("square", 2, 4), ("circle", 1, 3)], ids=["sq", "ci"])
+def test_area(kind, x, want):
+    _ran("test_area_" + kind[:2])
+    assert area(kind, x) == want
+""",
     "tests/sub/conftest.py": """
         import pytest
         from pkg.settings import setting
@@ -146,6 +169,8 @@ def test_setting(sub_setting):
 """,
 }
 ALL = [
+    "test_area_ci",
+    "test_area_sq",
     "test_case",
     "test_dyn",
     "test_dynamic",
@@ -250,6 +275,12 @@ def test_a_script_a_test_runs_by_path_selects_that_test(repo: Path) -> None:
     assert code == 1, out
     assert ran == ["test_example"]
     assert "read examples/demo.py, which changed" in out
+
+
+def test_a_change_only_some_parameters_ran_selects_just_those(repo: Path) -> None:
+    code, out, ran = _change(repo, "pkg/shapes.py", "return x * x\n", "return x * x + 1\n")
+    assert code == 1, out
+    assert ran == ["test_area_sq"]
 
 
 def test_attribution_rules_and_the_global_fallback() -> None:

@@ -253,6 +253,7 @@ def refine(
             found = reach_memo[fid] = _reach(cur, *versions[fid])
         return found.reaches(names)
 
+    changed_paths = {c.path for c in changes}
     changed: dict[str, list[str]] = {}
     for nodeid, recs in store.stale_records(list(versions), env, reaches).items():
         if recs[0].file not in graph.infos:
@@ -283,8 +284,14 @@ def refine(
     for test_file, nodeids in sorted(by_file.items()):
         if test_file in sel.tests:
             continue  # runs whole anyway
-        # a parametrised test runs with all its parameters: a change may rename or add them
-        sel.nodes[test_file] = sorted({n.split("[", 1)[0] if "[" in n else n for n in nodeids})
+        # a parametrised test runs with all its parameters when the change may rename or add them
+        # (code that runs at collection or import time changed); otherwise just the affected ones
+        sel.nodes[test_file] = sorted(
+            {
+                n.split("[", 1)[0] if "[" in n and _may_reparametrise(n, changed[n], changed_paths) else n
+                for n in nodeids
+            }
+        )
         for nodeid in sorted(nodeids):
             sel.add(test_file, f"{nodeid.split('::', 1)[1]}: {'; '.join(changed[nodeid][:3])}")
     sel.fingerprinted = True
@@ -302,6 +309,26 @@ def _explained(
         return path in versions and path not in tests and os.path.basename(path) != "conftest.py"
     # a data file: only when every test file is recorded, and some recorded test read it
     return not path.endswith(".py") and change.status in ("M", "D") and complete and path in data_read
+
+
+# reasons after which a test's parameters may be different ones (see `what_changed`)
+_REPARAMETRISING = (
+    "while collecting",
+    "module level of",
+    "runs while a module is imported",
+    "memoised",
+    "no block data recorded",
+    "does not parse",
+    "was deleted",
+    "the environment changed",
+)
+
+
+def _may_reparametrise(nodeid: str, reasons: list[str], changed_paths: set[str]) -> bool:
+    """Whether the change may have renamed or added parameters of the test with these reasons."""
+    if nodeid.split("::", 1)[0] in changed_paths:  # its own module (decorators, generate hooks)
+        return True
+    return any(k in r for r in reasons for k in _REPARAMETRISING)
 
 
 def _never_loaded(change: Change, tests: list[str], versions: set[str], loaded: set[str] | None) -> bool:
