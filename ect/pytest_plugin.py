@@ -3,7 +3,8 @@
 Writes each test's outcome to the JSON file named by `$ECT_RESULTS`, so the loop
 knows which tests failed (they are selected again next time) without parsing output.
 With `$ECT_FP_OUT` set it also records per-test fingerprints (`ect.fingerprints.recorder`);
-tracing starts when this plugin is imported, before conftests and test modules load.
+tracing starts when this plugin is imported (in a warm process that imported it earlier, when
+pytest starts loading conftests), before conftests and test modules load.
 """
 
 from __future__ import annotations
@@ -16,17 +17,28 @@ from typing import Any
 
 import pytest
 
+from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, Recorder, fixture_key, start_from_env
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
 
-if os.environ.get("ECT_FP_OUT"):
-    from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, fixture_key, start_from_env
+_recorder: Recorder | None = None
 
-    _recorder = start_from_env()
-else:
-    _recorder = None
-    IMPORT_TIME = COLLECT = ""
+
+def _start_recording() -> None:
+    global _recorder
+    if _recorder is None and os.environ.get("ECT_FP_OUT"):
+        _recorder = start_from_env()
+
+
+_start_recording()  # as early as possible: before conftests and test modules load
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args: list[str]) -> None:
+    # a warm process imported this plugin before the run's environment was set: start here, still
+    # before the first conftest is imported
+    _start_recording()
 
 
 def _shared_fixtures(defs: Any) -> list[str]:
