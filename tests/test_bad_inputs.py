@@ -318,3 +318,17 @@ def test_damaged_caches_rebuild_and_the_run_passes(repo: Path) -> None:
     edit_extra(repo)
     assert_clean(ect(repo, "check"), 0, "passed")
     next_run_works(repo, before)
+
+
+def test_verify_with_a_submodule_not_available_locally(tmp_path: Path) -> None:
+    from test_submodules import make_library, make_superproject
+
+    library = make_library(tmp_path / "lib")
+    make_superproject(tmp_path / "super", library)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tmp_path / "super"), str(clone))  # submodule not initialised
+    shutil.rmtree(library)  # and its URL leads nowhere
+    proc = ect(clone, "verify", "--mutants", "1")
+    assert_clean(proc, 2, "submodule vendor/lib: commit")
+    assert "git submodule update --init" in proc.stderr
+    assert git(clone, "worktree", "list").count("\n") == 1  # the scratch worktree is gone
