@@ -7,8 +7,9 @@ across branches and worktrees). Otherwise it is selected, with the change that s
 
 Static selection still decides for what fingerprints cannot reason about: a change that
 is not a modified, previously recorded Python module or a data file that recorded tests
-read; test files whose recording is missing, stale or partial; new tests. A corrupt
-database, or a changed file read at import time, runs everything.
+read (a module over `max_file_size` is never recorded); test files whose recording is
+missing, stale or partial; new tests. A corrupt database, or a changed file read at import
+time, runs everything.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Current:
         return self._dirs[path]
 
     def blocks(self, path: str) -> FileBlocks | None:
+        if _too_big(self.graph, path):
+            return None  # not parsed (a generated file of many MB costs seconds)
         if path not in self._blocks:
             try:
                 self._blocks[path] = parse_blocks((self.root / path).read_bytes(), path)
@@ -105,11 +108,10 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
             continue
         version = cur.version(path, digest)
         old = version[0] if version else None
-        new = cur.blocks(path)
+        new = cur.blocks(path) if old is not None else None
         if old is None or new is None:
-            reasons.append(
-                f"{path} changed ({'no block data recorded' if old is None else 'does not parse'})"
-            )
+            why = "over max_file_size" if _too_big(cur.graph, path) else "does not parse"
+            reasons.append(f"{path} changed ({'no block data recorded' if old is None else why})")
             continue
         if in_closure or SKELETON in names:
             if old["skeleton"] != new.skeleton:
@@ -162,7 +164,7 @@ def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
         return Reach(True, True, frozenset())
     version = cur.version(path, digest)
     old = version[0] if version else None
-    new = cur.blocks(path)
+    new = cur.blocks(path) if old is not None else None
     if old is None or new is None:
         return Reach(True, True, frozenset())
     changed = frozenset(n for n, v in old["blocks"].items() if new.blocks.get(n) != v)
@@ -201,8 +203,12 @@ def refine(
 
     explained: list[Change] = []
     unexplained: list[Change] = []
+    big: list[str] = []
     for change in changes:
-        if _explained(change, tests, known, versions_with_blocks, data_read, complete):
+        if _too_big(graph, change.path):  # never fingerprinted: the import graph decides
+            unexplained.append(change)
+            big.append(change.path)
+        elif _explained(change, tests, known, versions_with_blocks, data_read, complete):
             explained.append(change)
         else:
             unexplained.append(change)
@@ -210,6 +216,11 @@ def refine(
     # failures that fingerprints know by node id are selected per test below
     unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in recorded for n in ids)}
     sel = select(cfg, graph, unexplained, unknown_failures)
+    for path in big:
+        sel.notes.append(
+            f"{path}: over max_file_size ({cfg.max_file_size} bytes), so not fingerprinted: "
+            "the import graph decides (every test that may import it runs)"
+        )
     import_reads = _meta_json(store, "import_reads")
     for path, digest in import_reads.items():
         if cur.data_digest(path) != digest and any(c.path == path for c in changes):
@@ -284,6 +295,12 @@ def _explained(
         return path in versions and path not in tests and os.path.basename(path) != "conftest.py"
     # a data file: only when every test file is recorded, and some recorded test read it
     return not path.endswith(".py") and change.status in ("M", "D") and complete and path in data_read
+
+
+def _too_big(graph: Graph, path: str) -> bool:
+    """A Python file over `max_file_size`: neither parsed by the graph nor instrumented when recording."""
+    info = graph.infos.get(path)
+    return info is not None and info.digest.startswith("size:")
 
 
 def _is_test(path: str, cfg: Config) -> bool:
