@@ -48,7 +48,8 @@ class SubmoduleError(EctError):
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LOCAL_VARS and not k.startswith("GIT_CONFIG_")}
+    drop = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")  # with GIT_CONFIG_COUNT
+    env = {k: v for k, v in os.environ.items() if k not in _LOCAL_VARS and not k.startswith(drop)}
     return {**env, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", **(extra or {})}
 
 

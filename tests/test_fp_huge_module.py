@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from ect_testutil import SAMPLE, git, run_ect
 
 LIMIT = 100_000  # bytes: the test's max_file_size, so that a ~1 MB file stands for an 18 MB one
@@ -17,6 +18,7 @@ def generated(n_lines: int, tail: str) -> str:
     return "".join(LINE % i for i in range(n_lines)) + tail
 
 
+@pytest.mark.slow
 def test_huge_module_is_not_recorded_and_a_change_selects_its_importers(make_repo) -> None:
     files = {
         **SAMPLE,

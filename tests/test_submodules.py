@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ect_testutil import git, run_ect, write
+from ect_testutil import git, git_proc, run_ect, write
 
 GOOD_MUL = "def mul(a, b):\n    return a * b\n"
 BROKEN_MUL = "def mul(a, b):\n    return a + b\n"
@@ -91,6 +91,7 @@ def commit_in_submodule(repo: Path, text: str) -> str:
     return git(sub, "rev-parse", "HEAD").strip()
 
 
+@pytest.mark.slow
 def test_staged_checks_the_submodule_commit_the_index_records(repo: Path) -> None:
     recorded = git(repo, "rev-parse", "HEAD:vendor/lib").strip()
     commit_in_submodule(repo, BROKEN_MUL)  # the working tree's submodule: broken, not staged
@@ -102,6 +103,12 @@ def test_staged_checks_the_submodule_commit_the_index_records(repo: Path) -> Non
     assert proc.returncode == 0, out
     assert "temporary checkout" in out and "2 passed" in out, out
     assert "Traceback" not in out
+    # the pre-commit hook (git sets GIT_INDEX_FILE for it): the same, and the index stays intact
+    assert run_ect(repo, "hooks", "install").returncode == 0
+    proc = git_proc(repo, "commit", "-qm", "add half")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git(repo, "rev-parse", "HEAD:vendor/lib").strip() == recorded
+    assert git(repo, "status", "--porcelain") == " M vendor/lib\n"
     # a plain run tests the working tree, whose submodule is broken
     assert run_ect(repo, "check").returncode == 1
     assert git(repo / "vendor/lib", "rev-parse", "HEAD").strip() != recorded  # left as it was
