@@ -136,7 +136,7 @@ def _submodules(root: Path, tree: Path, env: dict[str, str]) -> None:
                 check_out(root, tree, [(path, commit)], deadline)
                 continue
             except SubmoduleError as exc:
-                sys.stderr.write(f"ect: note: {exc}; testing the working tree's checkout of it\n")
+                sys.stderr.write(f"ect: note: {exc}; testing what the working tree holds there\n")
         if (root / path).is_dir():
             target = tree / path
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -140,6 +140,25 @@ def test_range_checks_the_pushed_submodule_commit(repo: Path) -> None:
     assert "Traceback" not in out
 
 
+def test_staged_with_a_submodule_not_available_locally_says_so_and_fails_closed(tmp_path: Path) -> None:
+    library = make_library(tmp_path / "lib")
+    make_superproject(tmp_path / "super", library)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tmp_path / "super"), str(clone))  # submodule not initialised
+    shutil.rmtree(library)  # and its URL leads nowhere
+    shapes = clone / "app/shapes.py"
+    original = shapes.read_text()
+    shapes.write_text(original + "\n\ndef half(x):\n    return x / 2\n")
+    git(clone, "add", "app/shapes.py")
+    shapes.write_text(original)  # the index differs from the working tree: a temporary checkout
+    proc = run_ect(clone, "check", "--staged")
+    out = proc.stdout + proc.stderr
+    assert "ect: note: submodule vendor/lib: commit" in proc.stderr, out
+    assert "is not available locally (run `git submodule update --init --recursive` first)" in out
+    assert proc.returncode == 1, out  # the tests cannot import the library: not a pass
+    assert "No module named 'mathlib'" in out and "internal error" not in out
+
+
 @pytest.mark.slow
 def test_verify_checks_out_the_submodules(repo: Path) -> None:
     worktrees = git(repo, "worktree", "list")
