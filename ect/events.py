@@ -339,12 +339,17 @@ def record(state_dir: Path, kind: str, ts: float | None = None, **fields: Any) -
         except sqlite3.DatabaseError as exc:
             if attempt == 1 and _corrupt(exc) and _quarantine(state_dir, exc):
                 continue
-            if not _busy(exc):
-                _warn(f"cannot write ({exc}); events go to {SPOOL_NAME}")
-            return _spool(state_dir, row)
+            if _busy(exc):
+                return _spool(state_dir, row)
+            problem = str(exc)
         except OSError as exc:
-            _warn(f"cannot write ({exc})")
-            return _spool(state_dir, row)
+            problem = str(exc)
+        spooled = _spool(state_dir, row, quiet=True)  # a read-only state directory takes no spool either
+        _warn(
+            f"cannot write ({problem}); "
+            + (f"events go to {SPOOL_NAME}" if spooled else "event not recorded")
+        )
+        return spooled
     return False
 
 
@@ -429,7 +434,7 @@ def _drop_writer(state_dir: Path) -> None:
 SPOOL_LOCK_WAIT_S = 2.0  # how long a reader waits for writers still appending to a claimed spool
 
 
-def _spool(state_dir: Path, row: list[Any]) -> bool:
+def _spool(state_dir: Path, row: list[Any], quiet: bool = False) -> bool:
     """Append the row as one JSON line (a single O_APPEND write: concurrent writers don't interleave).
 
     The append holds a shared flock on the spool and first checks that the file it opened is still
@@ -455,7 +460,8 @@ def _spool(state_dir: Path, row: list[Any]) -> bool:
                 os.close(fd)  # also releases the lock
         raise OSError("spool kept being claimed")
     except OSError as exc:
-        _warn(f"cannot write ({exc}); event lost")
+        if not quiet:
+            _warn(f"cannot write ({exc}); event lost")
         return False
 
 

@@ -215,8 +215,8 @@ def _compile_select_test(
     t = time.perf_counter()
     with _phase(rep, "reading the import graph"):
         graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
-    use_fp = fingerprints_enabled(cfg) and state_writable(cfg.state_path)  # read-only state: static
-    fp = FingerprintSession.open(root, cfg) if use_fp else None
+    writable = state_writable(cfg.state_path)  # read-only state: static selection, nothing kept
+    fp = FingerprintSession.open(root, cfg) if writable and fingerprints_enabled(cfg) else None
     try:
         total = sum(1 for f in graph.files if _is_test(f, cfg))
         if everything:
@@ -226,6 +226,10 @@ def _compile_select_test(
         else:
             res.selection = select(cfg, graph, res.changes, last_failed)
         res.selection.total_test_files = total
+        if not writable:
+            res.selection.notes.append(
+                f"{cfg.state_path} is read-only: static selection; fingerprints, failures and events not kept"
+            )
         res.test_files = None if res.selection.run_all else sorted(res.selection.tests)
         res.test_args = res.selection.pytest_args()
         res.phases_ms["select"] = (time.perf_counter() - t) * 1000

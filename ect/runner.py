@@ -127,6 +127,7 @@ def recording_env(root: Path, cfg: Config, out_dir: Path) -> dict[str, str]:
         "ECT_FP_ROOT": str(root),
         "ECT_FP_SKIP": json.dumps(skip),
         "ECT_FP_CODE_CACHE": str(cfg.state_path / "fp-code"),
+        "ECT_FP_MAX_SIZE": str(cfg.max_file_size),
     }
 
 

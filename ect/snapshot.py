@@ -6,6 +6,8 @@ differ, the content is checked out into a temporary directory outside the workin
 with the commit) and the loop runs there. The copy gets a `.git` file pointing at the real
 git directory, so git commands see the right files; files whose content is the same as in
 the working tree keep its modification times, so the import-graph cache still applies.
+Submodules are linked to the working tree's checkout when it is at the recorded commit and
+unchanged, and checked out at that commit otherwise (`ect.submodules`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ect.changes import Scope, range_ends
 from ect.errors import EctError
-
-GITLINK = "160000"
+from ect.submodules import GITLINK, TIMEOUT_S, SubmoduleError, check_out, matches_working_tree
 
 
 def _git(root: Path, *args: str, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> bytes:
@@ -43,7 +46,8 @@ def _differs_from_index(root: Path) -> tuple[bool, list[str]]:
     untracked = _git(
         root, "ls-files", "-z", "--others", "--exclude-standard", "--directory", "--no-empty-directory"
     )
-    out = _git(root, "diff", "--name-only", "-z", "--no-ext-diff", "--ignore-submodules=all")
+    # a submodule checked out at another commit than the index records, or with changed files in it
+    out = _git(root, "diff", "--name-only", "-z", "--no-ext-diff", "--ignore-submodules=untracked")
     return bool(untracked), [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
@@ -86,7 +90,7 @@ def content_root(root: Path, scope: Scope) -> Iterator[Path | None]:
         _git(root, "checkout-index", "-a", f"--prefix={tree}/", env=index_env)
         gitdir = _git(root, "rev-parse", "--absolute-git-dir").decode().strip()
         (tree / ".git").write_text(f"gitdir: {gitdir}\n")
-        _link_submodules(root, tree, index_env)
+        _submodules(root, tree, index_env)
         _keep_mtimes(root, tree, set(differing), index_env)
         # git commands run in the copy must read this index (a hook's GIT_INDEX_FILE may be relative)
         os.environ["GIT_INDEX_FILE"] = index_env.get("GIT_INDEX_FILE") or _index_path(root)
@@ -108,28 +112,43 @@ def _index_path(root: Path) -> str:
     return _git(root, "rev-parse", "--path-format=absolute", "--git-path", "index").decode().strip()
 
 
-def _entries(root: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """(mode, path) of each index entry."""
+def _entries(root: Path, env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
+    """(mode, object, path) of each index entry."""
     out = _git(root, "ls-files", "--stage", "-z", env=env).decode("utf-8", "surrogateescape")
     for entry in out.split("\0"):
         if entry:
             meta, _, path = entry.partition("\t")
-            yield meta.split(" ", 1)[0], path
+            fields = meta.split(" ")
+            yield fields[0], fields[1] if len(fields) > 1 else "", path
 
 
-def _link_submodules(root: Path, tree: Path, env: dict[str, str]) -> None:
-    """Submodules are not checked out by checkout-index: point at the working tree's."""
-    for mode, path in _entries(root, env):
-        if mode == GITLINK and (root / path).is_dir():
+def _submodules(root: Path, tree: Path, env: dict[str, str]) -> None:
+    """Submodules are not checked out by checkout-index. One whose working-tree checkout is at the
+    recorded commit, unchanged, is linked to it (cheap, the usual case); any other is checked out
+    at that commit from local data (`ect.submodules`). When that commit is not available locally,
+    the working tree's checkout is linked, as a plain run would test it, with a note."""
+    deadline = time.monotonic() + TIMEOUT_S
+    for mode, commit, path in _entries(root, env):
+        if mode != GITLINK:
+            continue
+        if not matches_working_tree(root, path, commit, deadline):
+            try:
+                check_out(root, tree, [(path, commit)], deadline)
+                continue
+            except SubmoduleError as exc:
+                sys.stderr.write(f"ect: note: {exc}; testing what the working tree holds there\n")
+        if (root / path).is_dir():
             target = tree / path
             target.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
                 os.symlink(root / path, target)
 
 
 def _keep_mtimes(root: Path, tree: Path, differing: set[str], env: dict[str, str]) -> None:
     """Give unchanged Python files the working tree's mtimes (graph cache hits)."""
-    for mode, path in _entries(root, env):
+    for mode, _, path in _entries(root, env):
         if mode == GITLINK or not path.endswith(".py") or path in differing:
             continue
         with contextlib.suppress(OSError):

@@ -209,6 +209,17 @@ class MutantObserver(Protocol):
         """The mutant was reverted."""
 
 
+def _check_out_submodules(root: Path, scratch: Path, report: VerifyReport) -> None:
+    """The scratch worktree's submodules at their recorded commits, from local data only."""
+    from ect.submodules import TIMEOUT_S, check_out, gitlinks
+
+    deadline = time.monotonic() + TIMEOUT_S
+    links = gitlinks(scratch, deadline)
+    if links:
+        done = check_out(root, scratch, links, deadline)
+        report.notes.append(f"checked out submodules at their recorded commits: {', '.join(done)}")
+
+
 def verify_selection(
     root: Path, count: int, seed: int, progress: bool, observer: MutantObserver | None = None
 ) -> VerifyReport:
@@ -223,6 +234,7 @@ def verify_selection(
     handlers = _exit_on_signals()  # so that the cleanup below runs and pytest is stopped
     try:
         _git(root, "worktree", "add", "-q", "--detach", str(scratch), "HEAD")
+        _check_out_submodules(root, scratch, report)
         copied = copy_local_files(root, scratch, load_config(root).state_dir)
         if copied:
             more = f" and {len(copied) - 10} more" if len(copied) > 10 else ""

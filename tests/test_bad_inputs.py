@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -317,4 +318,122 @@ def test_damaged_caches_rebuild_and_the_run_passes(repo: Path) -> None:
             path.write_bytes(b"\x00garbage\xff" * 10)
     edit_extra(repo)
     assert_clean(ect(repo, "check"), 0, "passed")
+    next_run_works(repo, before)
+
+
+def test_verify_with_a_submodule_not_available_locally(tmp_path: Path) -> None:
+    from test_submodules import make_library, make_superproject
+
+    library = make_library(tmp_path / "lib")
+    make_superproject(tmp_path / "super", library)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tmp_path / "super"), str(clone))  # submodule not initialised
+    shutil.rmtree(library)  # and its URL leads nowhere
+    proc = ect(clone, "verify", "--mutants", "1")
+    assert_clean(proc, 2, "submodule vendor/lib: commit")
+    assert "git submodule update --init" in proc.stderr
+    assert git(clone, "worktree", "list").count("\n") == 1  # the scratch worktree is gone
+
+
+NOBODY = 65534
+_PROBE = (
+    "import os, subprocess, sys\n"
+    "subprocess.run([sys.executable, '-c', 'import ect, pytest'], check=True, timeout=60)\n"
+    "sys.exit(0 if not os.access(sys.argv[1], os.W_OK) else 3)\n"
+)
+
+
+def _unprivileged(repo: Path, locked: Path, home: Path) -> list[str]:
+    """A command prefix that runs as a user for whom `locked` is read-only (root ignores permissions).
+
+    As root: uid/gid 65534 via setpriv, keeping only CAP_DAC_READ_SEARCH (reading and directory
+    search, never writing) so that an interpreter under a private /root still runs; else runuser.
+    Skips, with the reason, when no way works here.
+    """
+    if os.geteuid() != 0:
+        return []
+    candidates = []
+    if shutil.which("setpriv"):
+        ids = ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+        caps = ["--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search"]
+        candidates += [["setpriv", *ids, *caps], ["setpriv", *ids]]
+    if shutil.which("runuser"):
+        candidates.append(["runuser", "-u", "nobody", "--"])
+    if not candidates:
+        pytest.skip("running as root, and neither setpriv nor runuser is installed to drop privileges")
+    for path in [repo, *repo.rglob("*"), home]:
+        os.lchown(path, NOBODY, NOBODY)
+    problems = []
+    for prefix in candidates:
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", _PROBE, str(locked)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(home)},
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return prefix
+        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        problems.append(f"{prefix[0]}: {last}")
+    pytest.skip(f"cannot run {sys.executable} with pytest as uid {NOBODY}: {'; '.join(problems)}")
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of everything under `directory`."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*")
+    }
+
+
+@pytest.mark.slow
+def test_read_only_state_dir_runs_without_state_and_keeps_history(template: Path) -> None:
+    # not under pytest's private tmp directory: another user must reach the repository
+    base = Path(tempfile.mkdtemp(prefix="ect-read-only-"))
+    try:
+        base.chmod(0o755)
+        repo, home = base / "repo", base / "home"
+        shutil.copytree(template, repo, symlinks=True)
+        home.mkdir()
+        _read_only_state_run(repo, home)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _read_only_state_run(repo: Path, home: Path) -> None:
+    state = repo / ".ect"
+    before = history(repo)
+    locked = sorted(p for p in [state, *state.rglob("*")] if not p.is_symlink())
+    modes = {p: p.stat().st_mode for p in locked}
+    path = repo / "acme/extra.py"
+    good = path.read_text()
+    try:
+        for p in locked:
+            p.chmod(modes[p] & ~0o222)
+        prefix = _unprivileged(repo, state, home)
+        kept = _snapshot(state)
+        path.write_text(good.replace('"!"', '"?"'))  # breaks test_shout
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "ect", "check", "--explain"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **GIT_ENV, "HOME": str(home)},
+            timeout=180,
+            check=False,
+        )
+        assert_clean(proc, 1, "FAILED tests/test_extra.py::test_shout")  # the tests ran: the right verdict
+        assert "is read-only: static selection" in proc.stdout, proc.stdout
+        assert "not recorded" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert _snapshot(state) == kept  # nothing written, nothing left behind
+    finally:
+        for p in locked:
+            p.chmod(modes[p])
+        if os.geteuid() == 0:
+            for p in [repo, *repo.rglob("*"), home]:
+                os.lchown(p, 0, 0)
+    assert history(repo) == before
+    path.write_text(good + "\n# edited\n")
     next_run_works(repo, before)

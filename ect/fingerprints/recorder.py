@@ -5,7 +5,8 @@ suites. Instead, repository modules are instrumented when they are imported: eac
 (see `ect.fingerprints.blocks`) and every function or lambda nested in it starts with
 `__ect_hits__[i] = 1`, a store into a per-module bytearray (a few ns). Between tests the
 arrays are read and zeroed. Files that pytest rewrites itself (test modules, conftests,
-plugins) are not instrumented: ect tracks them as whole files.
+plugins) are not instrumented: ect tracks them as whole files. Nor are modules over
+`max_file_size` (`$ECT_FP_MAX_SIZE`): the import graph decides for them (see `refine`).
 
 Contexts (see `attribute`): a test's node id while it runs (setup, call, teardown);
 `c:<collector>` while pytest collects a directory, module or class (its imports, module
@@ -266,8 +267,9 @@ class InstrumentingFinder:
 class Recorder:
     """One pytest process's recording."""
 
-    def __init__(self, root: str, out_dir: str, skip_dirs: list[str]) -> None:
+    def __init__(self, root: str, out_dir: str, skip_dirs: list[str], max_size: int = 0) -> None:
         self.root = os.path.realpath(root)
+        self.max_size = max_size  # bytes; a larger module (generated) is not instrumented, 0: no limit
         self.prefix = self.root + os.sep
         self.out_dir = out_dir
         self.skip = tuple(os.path.join(self.root, d.rstrip("/")) + os.sep for d in skip_dirs)
@@ -295,7 +297,17 @@ class Recorder:
         return rel.replace(os.sep, "/")
 
     def wants(self, origin: str) -> bool:
-        return origin.endswith(".py") and self._rel(origin) is not None
+        if not origin.endswith(".py") or self._rel(origin) is None:
+            return False
+        if self.max_size:
+            try:
+                if os.stat(origin).st_size > self.max_size:
+                    # parsing and instrumenting a huge generated module costs minutes and gigabytes;
+                    # selection treats it by the import graph: every test that may import it runs
+                    return False
+            except OSError:
+                return False
+        return True
 
     def register(self, path: str, digest: str, names: list[str]) -> _Module:
         rel = self._rel(path) or path
@@ -567,7 +579,8 @@ def start_from_env() -> Recorder | None:
         return None
     try:
         skip = json.loads(os.environ.get("ECT_FP_SKIP", "[]"))
-        return Recorder(root, out_dir, [str(s) for s in skip])
+        max_size = int(os.environ.get("ECT_FP_MAX_SIZE") or 0)
+        return Recorder(root, out_dir, [str(s) for s in skip], max_size)
     except Exception as exc:  # ect falls back to static selection
         sys.stderr.write(f"ect: fingerprints not recorded: {type(exc).__name__}: {exc}\n")
         return None

@@ -7,8 +7,9 @@ across branches and worktrees). Otherwise it is selected, with the change that s
 
 Static selection still decides for what fingerprints cannot reason about: a change that
 is not a modified, previously recorded Python module or a data file that recorded tests
-read; test files whose recording is missing, stale or partial; new tests. A corrupt
-database, or a changed file read at import time, runs everything.
+read (a module over `max_file_size` is never recorded); test files whose recording is
+missing, stale or partial; new tests. A corrupt database, or a changed file read at import
+time, runs everything.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Current:
         return self._dirs[path]
 
     def blocks(self, path: str) -> FileBlocks | None:
+        if _too_big(self.graph, path):
+            return None  # not parsed (a generated file of many MB costs seconds)
         if path not in self._blocks:
             self._blocks[path] = self._parse(path)
         return self._blocks[path]
@@ -117,11 +120,10 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
             continue
         version = cur.version(path, digest)
         old = version[0] if version else None
-        new = cur.blocks(path)
+        new = cur.blocks(path) if old is not None else None
         if old is None or new is None:
-            reasons.append(
-                f"{path} changed ({'no block data recorded' if old is None else 'does not parse'})"
-            )
+            why = "over max_file_size" if _too_big(cur.graph, path) else "does not parse"
+            reasons.append(f"{path} changed ({'no block data recorded' if old is None else why})")
             continue
         if in_closure or SKELETON in names:
             if old["skeleton"] != new.skeleton:
@@ -174,7 +176,7 @@ def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
         return Reach(True, True, frozenset())
     version = cur.version(path, digest)
     old = version[0] if version else None
-    new = cur.blocks(path)
+    new = cur.blocks(path) if old is not None else None
     if old is None or new is None:
         return Reach(True, True, frozenset())
     changed = frozenset(n for n, v in old["blocks"].items() if new.blocks.get(n) != v)
@@ -215,8 +217,12 @@ def refine(
     explained: list[Change] = []
     unexplained: list[Change] = []
     unloaded: list[str] = []
+    big: list[str] = []
     for change in changes:
-        if _never_loaded(change, tests, versions_with_blocks, loaded):
+        if _too_big(graph, change.path):  # never fingerprinted: the import graph decides
+            unexplained.append(change)
+            big.append(change.path)
+        elif _never_loaded(change, tests, versions_with_blocks, loaded):
             unloaded.append(change.path)  # only recorded readers of its text can depend on it
         elif _explained(change, tests, known, versions_with_blocks, data_read, complete):
             explained.append(change)
@@ -226,6 +232,11 @@ def refine(
     # failures that fingerprints know by node id are selected per test below
     unknown_failures = {f: ids for f, ids in last_failed.items() if not all(n in recorded for n in ids)}
     sel = select(cfg, graph, unexplained, unknown_failures)
+    for path in big:
+        sel.notes.append(
+            f"{path}: over max_file_size ({cfg.max_file_size} bytes), so not fingerprinted: "
+            "the import graph decides (every test that may import it runs)"
+        )
     import_reads = _meta_json(store, "import_reads")
     for path, digest in import_reads.items():
         if cur.data_digest(path) != digest and any(c.path == path for c in changes):
@@ -354,6 +365,12 @@ def _loaded(store: Store) -> set[str] | None:
     except ValueError:
         return None
     return {str(p) for p in value} if isinstance(value, list) else None
+
+
+def _too_big(graph: Graph, path: str) -> bool:
+    """A Python file over `max_file_size`: neither parsed by the graph nor instrumented when recording."""
+    info = graph.infos.get(path)
+    return info is not None and info.digest.startswith("size:")
 
 
 def _is_test(path: str, cfg: Config) -> bool:
