@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -23,7 +24,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatch
+from fnmatch import translate as fnmatch_translate
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -69,11 +70,10 @@ def module_names(
     (`package_dirs`: dotted package -> folder, as setuptools' `package-dir`), plus pytest's
     rootdir-style name (relative to the first ancestor directory without an `__init__.py`).
     """
-    p = PurePosixPath(path)
-    if p.suffix != ".py":
+    if not path.endswith(".py") or path.endswith("/.py") or path == ".py":
         return []
     names: list[str] = []
-    parts = list(p.with_suffix("").parts)
+    parts = [part for part in path[:-3].split("/") if part and part != "."]
     for package, folder in (package_dirs or {}).items():
         folder_parts = list(PurePosixPath(folder).parts)
         if package and parts[: len(folder_parts)] == folder_parts:
@@ -96,10 +96,11 @@ def _dotted(parts: list[str]) -> str:
     return ".".join(parts)
 
 
-def prefixes(name: str) -> list[str]:
-    """`a.b.c` -> [`a`, `a.b`, `a.b.c`]: importing a submodule runs every parent package."""
+@functools.lru_cache(maxsize=65536)
+def prefixes(name: str) -> tuple[str, ...]:
+    """`a.b.c` -> (`a`, `a.b`, `a.b.c`): importing a submodule runs every parent package."""
     bits = name.split(".")
-    return [".".join(bits[: i + 1]) for i in range(len(bits))]
+    return tuple(".".join(bits[: i + 1]) for i in range(len(bits)))
 
 
 def _call_name(node: ast.Call) -> str:
@@ -195,8 +196,9 @@ def list_python_files(root: Path, cfg: Config) -> list[str]:
         env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
     )
     files = [f for f in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if f.endswith(".py")]
-    excluded = [*cfg.exclude, f"{cfg.state_dir}/**"]
-    return sorted({f for f in files if not any(fnmatch(f, g) for g in excluded) and (root / f).is_file()})
+    excluded = re.compile("|".join(fnmatch_translate(g) for g in [*cfg.exclude, f"{cfg.state_dir}/**"]))
+    base = str(root)
+    return sorted({f for f in files if not excluded.match(f) and os.path.isfile(os.path.join(base, f))})
 
 
 class Graph:
@@ -313,9 +315,10 @@ def build(
     infos: dict[str, FileInfo] = {}
     entries: dict[str, list[Any]] = {}
     roots = cfg.source_roots
+    base = str(root)
     for rel in files:
         try:
-            st = os.stat(root / rel)
+            st = os.stat(os.path.join(base, rel))
         except OSError:
             continue
         entry = cached.get(rel)

@@ -28,7 +28,8 @@ from ect.graph import Graph
 
 def environment() -> str:
     """Python version, platform and installed distributions (by their metadata directory names)."""
-    parts = [sys.version, sys.platform, sys.executable]
+    # the interpreter by what it is, not by the name it was started as (`python` or `python3` of one venv)
+    parts = [sys.version, sys.platform, os.path.realpath(sys.executable), sys.prefix]
     dirs = {*site.getsitepackages(), site.getusersitepackages()}
     dirs.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
     for d in sorted(dirs):

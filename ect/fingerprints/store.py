@@ -205,48 +205,56 @@ class Store:
 
         A record holds when it passed, in this environment, without a subprocess, and no
         change to its file versions reaches it (`reaches(file id, blocks it ran there)`, asked
-        once per dependency on a stale file version). Only tests whose every record may no
-        longer hold are returned, newest record first.
+        once per distinct dependency on a stale file version). Only tests with no record that
+        still holds are returned (all their records, newest first). Indexed queries: the work
+        follows the dependencies on changed files, not the size of the suite.
         """
         conn = self.conn
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM stale")
         conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
-        suspect = {
-            r[0]
-            for r in conn.execute(
-                "SELECT id FROM records WHERE env != ? OR outcome NOT IN ('passed', 'skipped') OR opaque",
-                (env,),
-            )
-        }
-        dep_rows = conn.execute(
+        verdicts: dict[tuple[int, str], bool] = {}
+        reached: set[int] = set()
+        for rid, fid, names in conn.execute(
             "SELECT record, file, names FROM deps WHERE file IN (SELECT id FROM stale)"
-        ).fetchall()
-        for rid, fid, names in dep_rows:
-            if rid not in suspect and reaches(fid, names.split("\n") if names else []):
-                suspect.add(rid)
-        if not suspect:
-            return {}
+        ):
+            if rid in reached:
+                continue
+            key = (fid, names)
+            hit = verdicts.get(key)
+            if hit is None:
+                hit = verdicts[key] = reaches(fid, names.split("\n") if names else [])
+            if hit:
+                reached.add(rid)
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS reached (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM reached")
+        conn.executemany("INSERT INTO reached VALUES (?)", [(i,) for i in reached])
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS suspect (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM suspect")
-        conn.executemany("INSERT INTO suspect VALUES (?)", [(i,) for i in suspect])
+        conn.execute(
+            "INSERT INTO suspect SELECT DISTINCT o.test FROM records o WHERE NOT EXISTS ("
+            "SELECT 1 FROM records r WHERE r.test = o.test AND r.env = ? "
+            "AND r.outcome IN ('passed', 'skipped') AND NOT r.opaque "
+            "AND r.id NOT IN (SELECT id FROM reached))",
+            (env,),
+        )
         rows = conn.execute(
-            "SELECT r.id, t.nodeid, t.file, r.fp, r.outcome, r.duration, r.env, r.ts, r.opaque, r.via, "
-            "(SELECT count(*) FROM records o WHERE o.test = r.test) "
-            "FROM records r JOIN tests t ON t.id = r.test WHERE r.id IN (SELECT id FROM suspect) "
+            "SELECT r.id, t.nodeid, t.file, r.fp, r.outcome, r.duration, r.env, r.ts, r.opaque, r.via "
+            "FROM records r JOIN tests t ON t.id = r.test WHERE r.test IN (SELECT id FROM suspect) "
             "ORDER BY r.ts DESC"
         ).fetchall()
-        total: dict[str, int] = {}
         by_id: dict[int, Record] = {}
-        for rid, nodeid, file, fp, outcome, duration, renv, ts, opaque, via, count in rows:
+        for rid, nodeid, file, fp, outcome, duration, renv, ts, opaque, via in rows:
             deps: dict[str, Any] = {"py": {}, "data": {}, "dirs": {}, "opaque": bool(opaque)}
             if via:
                 deps["via"] = json.loads(via)
             by_id[rid] = Record(nodeid, file, fp, outcome, duration, renv, ts, deps)
-            total[nodeid] = count
+        if not by_id:
+            return {}
         for rid, kind, path, digest, names in conn.execute(
             "SELECT d.record, f.kind, f.path, f.digest, d.names FROM deps d JOIN files f ON f.id = d.file "
-            "WHERE d.file IN (SELECT id FROM stale) AND d.record IN (SELECT id FROM suspect)"
+            "WHERE d.file IN (SELECT id FROM stale) "
+            "AND d.record IN (SELECT r.id FROM records r WHERE r.test IN (SELECT id FROM suspect))"
         ):
             rec = by_id[rid]
             if kind in (RAN, CLOSURE):
@@ -256,8 +264,7 @@ class Store:
         out: dict[str, list[Record]] = {}
         for rec in by_id.values():
             out.setdefault(rec.nodeid, []).append(rec)
-        # a test with a record that still holds is not returned
-        return {n: recs for n, recs in out.items() if total[n] == len(recs)}
+        return out
 
     def test_files(self) -> dict[str, tuple[str, list[str]]]:
         return {
