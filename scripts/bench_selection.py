@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,11 @@ def rule_of(why: str) -> str:
 class TestmonObserver:
     """Runs pytest-testmon (recorded once on HEAD) and plain pytest on each of verify's mutants."""
 
-    def __init__(self, use_testmon: bool) -> None:
+    def __init__(self, use_testmon: bool, overhead: bool = False) -> None:
         self.use_testmon = use_testmon
+        self.overhead = overhead  # also time `ect check` as a process and the loop as `ect watch` runs it
+        self.warm: Any = None
+        self.noop_cli_s: float | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="ect-bench-tm-"))
         self.data = self.tmp / "testmondata"
         self.snapshot = self.tmp / "testmondata-snapshot"
@@ -115,6 +119,20 @@ class TestmonObserver:
 
     def prepare(self, scratch: Path, cfg: Config) -> None:
         self.db_bytes = sum(f.stat().st_size for f in cfg.state_path.glob("fingerprints.db*"))
+        if self.overhead:
+            from ect.fix.warm_pytest import WarmPytest
+
+            try:
+                self.warm = WarmPytest(scratch, cfg)  # type: ignore[call-arg]
+            except TypeError:  # an older WarmPytest(root)
+                self.warm = WarmPytest(scratch)
+            self.warm.start()
+            # the fixed cost of `ect check` as a process (what a hook pays on top of the loop):
+            # interpreter start-up, imports, git status, with nothing to check
+            runs = [
+                timed([sys.executable, "-m", "ect", "check"], scratch, dict(os.environ)) for _ in range(5)
+            ]
+            self.noop_cli_s = statistics.median(runs)
         if not self.use_testmon:
             return
         t = time.perf_counter()
@@ -134,6 +152,8 @@ class TestmonObserver:
         if sel.selection and node_args and len(sel.selection.tests) == 1:
             cmd, env = plain_command(cfg)
             out["plain_same_s"] = timed([*cmd, "--", *node_args], scratch, env, timeout)
+            if self.overhead:
+                out.update(self._overhead(scratch, cfg, timeout))
         if self.use_testmon:
             tm = self._testmon(scratch, cfg, timeout)
             verdict = (
@@ -158,11 +178,37 @@ class TestmonObserver:
             }
         return out
 
+    def _overhead(self, scratch: Path, cfg: Config, timeout: float) -> dict[str, float]:
+        """The same selection again, from the state before the mutant, run as `ect watch` runs it:
+        the loop with the warm runner."""
+        if self.warm is None:
+            return {}
+        snapshot = scratch.parent / "state-snapshot"  # verify's copy of the recorded state
+        state = self.tmp / "state-watch"
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(snapshot, state)
+        try:
+            t = time.perf_counter()
+            run_loop(
+                scratch,
+                replace(cfg, state_dir=str(state)),
+                Scope(mode="worktree"),
+                stream=False,
+                trigger="watch",
+                timeout=timeout,
+                pytest_runner=self.warm.run_pytest,
+            )
+            return {"watch_wall_s": time.perf_counter() - t}
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
     def restore(self) -> None:
         if self.snapshot.exists():
             shutil.copy2(self.snapshot, self.data)
 
     def close(self) -> None:
+        if self.warm is not None:
+            self.warm.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -268,7 +314,7 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"repo": str(repo), "seed": args.seed}
     if args.repeat > 0:
         result["recording"] = bench_recording(repo, args.repeat)
-    observer = TestmonObserver(not args.no_testmon)
+    observer = TestmonObserver(not args.no_testmon, args.overhead)
     try:
         report: VerifyReport = verify_selection(repo, args.mutants, args.seed, False, observer)
     finally:
@@ -339,6 +385,21 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
             f"{_median([m.extra['ect_wall_s'] for m in one_file]):.2f} s, plain pytest on the same tests "
             f"{_median([m.extra['plain_same_s'] for m in one_file]):.2f} s, ect overhead {overhead:.0f} ms"
         )
+        warm = [m for m in one_file if m.extra.get("watch_wall_s") is not None]
+        if warm:
+            watch_over = _median([(m.extra["watch_wall_s"] - m.extra["plain_same_s"]) * 1000 for m in warm])
+            summary["watch_overhead_ms"] = watch_over
+            watch_wall = _median([m.extra["watch_wall_s"] for m in warm])
+            print(
+                f"  as `ect watch` runs it (warm pytest): median {watch_wall:.2f} s, "
+                f"overhead {watch_over:.0f} ms"
+            )
+    if observer.noop_cli_s is not None:
+        summary["noop_cli_ms"] = observer.noop_cli_s * 1000
+        print(
+            f"`ect check` as a process with nothing to check (the hook's fixed cost on top of the loop): "
+            f"{observer.noop_cli_s * 1000:.0f} ms"
+        )
     rec = result.get("recording")
     if rec:
         print(
@@ -402,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pre-commit-runs", type=int, default=0)
     parser.add_argument("--no-testmon", action="store_true")
+    parser.add_argument(
+        "--overhead", action="store_true", help="also time one-file selections as `ect watch` runs them"
+    )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args(argv)
     summaries = []
