@@ -128,8 +128,52 @@ def try_noop(args: tuple[str, ...]) -> bool:
     return True
 
 
+def _checkout_root(start: str) -> str | None:
+    """The nearest directory at or above `start` with a `.git` (no git process: this is start-up)."""
+    here = start
+    while True:
+        if os.path.exists(os.path.join(here, ".git")):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def isolate_from_checkout() -> list[str]:
+    """Take the checked-out project's own folders off `sys.path`; returns what was removed.
+
+    ect never imports the code it checks (its tests run in their own process, with the path as
+    given), but `PYTHONPATH=src` or `python -m ect` would put the project first on ect's own path: a
+    project that is one of ect's dependencies (click, say) would then run, broken or not, as ect.
+    Installed environments inside the checkout (a `.venv`) and ect's own folder stay.
+    """
+    cwd = os.path.realpath(os.getcwd())
+    root = _checkout_root(cwd)
+    if root is None:
+        return []
+    own = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    kept: list[str] = []
+    removed: list[str] = []
+    for entry in sys.path:
+        full = os.path.realpath(entry or cwd)
+        inside = full == root or full.startswith(root + os.sep)
+        installed = (
+            full == own
+            or "site-packages" in full
+            or "dist-packages" in full
+            or any(full == p or full.startswith(p + os.sep) for p in prefixes)
+            or full.endswith(".zip")
+        )
+        (removed if inside and not installed else kept).append(entry)
+    sys.path[:] = kept
+    return removed
+
+
 def main() -> None:
     """`ect`: the fast no-op path when it applies, else the full CLI."""
+    isolate_from_checkout()
     argv = tuple(sys.argv[1:])
     if "--trigger" in argv[:-1]:  # `--trigger hook` -> `--trigger=hook`
         i = argv.index("--trigger")

@@ -437,3 +437,14 @@ def _read_only_state_run(repo: Path, home: Path) -> None:
     assert history(repo) == before
     path.write_text(good + "\n# edited\n")
     next_run_works(repo, before)
+
+
+def test_a_broken_copy_of_an_ect_dependency_on_the_path_breaks_the_project_not_ect(repo: Path) -> None:
+    # developing click (a library ect itself imports) with PYTHONPATH pointing into the checkout
+    write(repo, {"src/click/__init__.py": "def echo(:\n    pass\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "vendored click")
+    (repo / "src/click/__init__.py").write_text("def echo(\n    broken=1\n")
+    proc = ect(repo, "check", env={"PYTHONPATH": str(repo / "src")})
+    assert_clean(proc, 1, "SyntaxError")
+    assert "src/click/__init__.py" in proc.stdout
