@@ -189,9 +189,10 @@ def build(
         start = float(math.floor(first))
     w = (start, end)
     scan_end = min(end, float(last) + 1) if last is not None else start
-    small = _small_events(store, start - LOOKBACK_S, end + 7 * 86400)
+    look = (start - LOOKBACK_S, end + 7 * 86400)
+    small = _small_events(store, *look)
     in_window = [e for e in small if start <= e["ts"] < end]
-    commits = [e for e in in_window if e["kind"] == "git.commit"]
+    commits = _commits(store, start, end)
     dim = dim_sql(by)
     loop_cube: dict[Cell, list[float]] = {}
     counted: dict[tuple[str, Cell], int] = {}
@@ -242,7 +243,7 @@ def build(
         f"SELECT sum(chars) FROM {{t}} WHERE kind = 'completion.accepted' AND {WINDOW}", w
     )[0][0]
     counts["completion.accepted"] = (counts["completion.accepted"][0], int(accepted_chars or 0))
-    review = delivery.review(small, start, end)
+    review = delivery.review(small, start, end, parents=_parents(store, small, look))
     report: dict[str, Any] = {
         "window": {
             "since": _iso(start),
@@ -255,19 +256,26 @@ def build(
         "editor": _editor(counts, commits),
         "adoption": _adoption(in_window, commits, counts),
         "review": {k: v for k, v in review.items() if k != "approval_s_by_change"},
-        "delivery": delivery.dora(small, start, end, production, observed_from=first),
+        "delivery": delivery.dora(
+            small,
+            start,
+            end,
+            production,
+            observed_from=first,
+            commit_ts=_commit_times(store, small, production, look),
+        ),
         "ab": _ab(commits, review["approval_s_by_change"]),
-        "trends": _breakdown(store, w, "week", loop_cube, counted, in_window, production),
+        "trends": _breakdown(store, w, "week", loop_cube, counted, in_window, commits, production),
     }
     if by and by != "week":
         report["breakdown"] = {
             "by": by,
-            "rows": _breakdown(store, w, by, loop_cube, counted, in_window, production),
+            "rows": _breakdown(store, w, by, loop_cube, counted, in_window, commits, production),
         }
     elif by == "week":
         report["breakdown"] = {"by": "week", "rows": report["trends"]}
     loop_runs = report["loop"]["runs"] + report["loop"]["bot_runs"]
-    report["events"] = loop_runs + sum(n for n, _ in counts.values()) + len(in_window)
+    report["events"] = loop_runs + sum(n for n, _ in counts.values()) + len(in_window) + len(commits)
     report["notes"] = _notes(report, commits)
     if cache is not None:
         cache.save()
@@ -347,14 +355,83 @@ def _marks(items: tuple[str, ...]) -> str:
 
 
 SMALL_COLUMNS = ("ts", "kind", "source", "repo", "author", "commit_sha", "duration_ms", "outcome", "chars")
+# What the report reads of a commit: columns only (the commit figures are filled on insert), no JSON.
+COMMIT_FIELDS = (
+    "ts",
+    "author",
+    "repo",
+    "commit_sha",
+    "outcome",
+    "chars",
+    "accepted",
+    "loop_runs",
+    "first_run_ts",
+    "first_run_outcome",
+    "change_key",
+)
+SQL_CHUNK = 500  # values per IN (...) list
+
+
+def _commits(store: Store, start: float, end: float) -> list[dict[str, Any]]:
+    """The `git.commit` events of [start, end) as dicts of `COMMIT_FIELDS` (and kind)."""
+    cols = ", ".join(store.commit_cols.get(c, c) for c in COMMIT_FIELDS)
+    rows = store.rows(f"SELECT {cols} FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}", (start, end))
+    out = []
+    for row in rows:
+        commit = dict(zip(COMMIT_FIELDS, row, strict=True))
+        commit["kind"] = "git.commit"
+        out.append(commit)
+    return out
+
+
+def _parents(store: Store, small: list[dict[str, Any]], look: tuple[float, float]) -> dict[str, str]:
+    """Commit -> first parent, for following a review back through new commits (only when there
+    are reviews naming commits); the earliest commit event of a sha wins, as in `delivery.review`."""
+    if not any(e["kind"].startswith("review.") and e.get("commit_sha") for e in small):
+        return {}
+    parent = store.commit_cols["parent"]
+    rows = store.rows(
+        f"SELECT commit_sha, {parent} FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}"
+        f" AND commit_sha IS NOT NULL AND commit_sha <> '' AND {parent} IS NOT NULL ORDER BY ts DESC",
+        look,
+    )
+    return {str(sha): str(p) for sha, p in rows}  # later rows (earlier commits) overwrite
+
+
+def _commit_times(
+    store: Store, small: list[dict[str, Any]], production: str, look: tuple[float, float]
+) -> dict[str, float]:
+    """First `git.commit` time of the deployed commits whose deployment does not carry
+    `first_commit_ts` (lead time falls back to it)."""
+    shas = sorted(
+        {
+            str(e["commit_sha"])
+            for e in small
+            if e["kind"] == "promotion.done"
+            and e.get("stage") == production
+            and e.get("commit_sha")
+            and not isinstance(e.get("first_commit_ts"), (int, float))
+        }
+    )
+    out: dict[str, float] = {}
+    for i in range(0, len(shas), SQL_CHUNK):
+        chunk = shas[i : i + SQL_CHUNK]
+        for sha, ts in store.rows(
+            f"SELECT commit_sha, min(ts) FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}"
+            f" AND commit_sha IN ({', '.join('?' * len(chunk))}) GROUP BY 1",
+            (*look, *chunk),
+        ):
+            out[str(sha)] = float(ts)
+    return out
 
 
 def _small_events(store: Store, start: float, end: float) -> list[dict[str, Any]]:
-    """The low-volume events as dicts: the columns the report uses, then the `data` fields."""
+    """The low-volume events but commits, as dicts: the columns the report uses, then the `data` fields."""
+    kinds = tuple(k for k in SMALL_KINDS if k != "git.commit")
     rows = store.rows(
         f"SELECT {', '.join(SMALL_COLUMNS)}, {store.data_text} FROM {{t}}"
-        f" WHERE kind IN ({_marks(SMALL_KINDS)}) AND {WINDOW}",
-        (*SMALL_KINDS, start, end),
+        f" WHERE kind IN ({_marks(kinds)}) AND {WINDOW}",
+        (*kinds, start, end),
     )
     out = []
     loads = json.loads
@@ -476,6 +553,11 @@ def _adoption(
     }
 
 
+def _change_key(commit: dict[str, Any]) -> str | None:
+    """The change a commit belongs to: its `change_key` column when read from the store."""
+    return commit["change_key"] if "change_key" in commit else delivery.change_key(commit)
+
+
 def _ab(commits: list[dict[str, Any]], approval_s: dict[str, float]) -> dict[str, Any]:
     """Changes (commits) written with accepted completions (A) vs without (B), with 95% CIs."""
     changes = [c for c in commits if c.get("outcome") in ("checked", "bypassed")]
@@ -496,7 +578,7 @@ def _ab(commits: list[dict[str, Any]], approval_s: dict[str, float]) -> dict[str
         return [max(0.0, c["ts"] - float(c["first_run_ts"])) / 3600 for c in with_runs(group)]
 
     def approval_h(group: list[dict[str, Any]]) -> list[float]:
-        return [approval_s[k] / 3600 for c in group if (k := delivery.change_key(c)) in approval_s]
+        return [approval_s[k] / 3600 for c in group if (k := _change_key(c)) in approval_s]
 
     metrics = {
         "loop_runs_per_change": stats.welch(runs(a), runs(b)),
@@ -540,6 +622,7 @@ def _breakdown(
     loop_cube: dict[Cell, list[float]],
     counted: dict[tuple[str, Cell], int],
     in_window: list[dict[str, Any]],
+    commits: list[dict[str, Any]],
     production: str,
 ) -> list[dict[str, Any]]:
     rows: dict[Any, dict[str, Any]] = {}
@@ -609,10 +692,10 @@ def _breakdown(
         row(key)["acceptance_rate"] = _rate(accepted, shown)
     key_of = group_of(by)
     per: dict[Any, list[dict[str, Any]]] = {}
+    for c in commits:
+        per.setdefault(key_of(c), []).append(c)
     for e in in_window:
-        if e["kind"] == "git.commit":
-            per.setdefault(key_of(e), []).append(e)
-        elif e["kind"] == "promotion.done" and e.get("stage") == production:
+        if e["kind"] == "promotion.done" and e.get("stage") == production:
             row(key_of(e))["deployments"] += 1
     for key, group in per.items():
         bp = _bypass(group)

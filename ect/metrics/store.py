@@ -14,7 +14,7 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ect import events
 from ect.metrics import stats
@@ -30,6 +30,11 @@ class Store:
     where_label = ""
     data_text = "data"  # the `data` column as JSON text
     errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)  # what a failed query raises
+    # A commit's figures (`ect.events.COMMIT_NUMBERS`, first_run_outcome, parent, change_key): columns
+    # filled on insert locally; the team database computes them from `data` in the query.
+    commit_cols: ClassVar[dict[str, str]] = {
+        c: c for c in (*events.COMMIT_NUMBERS, "first_run_outcome", "parent", "change_key")
+    }
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -172,6 +177,23 @@ class SqliteStore(Store):
 class PostgresStore(Store):
     kind = "postgresql"
     data_text = "data::text"  # parsing JSON text client-side beats decoding jsonb rows
+    commit_cols: ClassVar[dict[str, str]] = {
+        **{
+            c: f"CASE WHEN jsonb_typeof(data->'{c}') = 'number' THEN (data->>'{c}')::float8 END"
+            for c in events.COMMIT_NUMBERS
+        },
+        "first_run_outcome": "CASE WHEN jsonb_typeof(data->'first_run_outcome') = 'string'"
+        " THEN data->>'first_run_outcome' END",
+        "parent": "CASE WHEN jsonb_typeof(data->'parents'->0) = 'string' THEN data->'parents'->>0 END",
+        "change_key": "CASE "
+        + " ".join(
+            f"WHEN (jsonb_typeof(data->'{f}') = 'string' AND data->>'{f}' <> '') OR"
+            f" (jsonb_typeof(data->'{f}') = 'number' AND data->>'{f}' ~ '^-?[0-9]+$' AND data->>'{f}' <> '0')"
+            f" THEN '{f}:' || coalesce(repo, '') || ':' || (data->>'{f}')"
+            for f in events.CHANGE_FIELDS
+        )
+        + " ELSE nullif(commit_sha, '') END",
+    }
 
     def __init__(self, url: str) -> None:
         from ect.metrics import pg
