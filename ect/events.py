@@ -100,6 +100,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN parent TEXT;
     ALTER TABLE events ADD COLUMN change_key TEXT;
     UPDATE events SET {commit_columns} WHERE kind = 'git.commit' AND json_valid(data);
+    CREATE INDEX IF NOT EXISTS events_change_key ON events(change_key) WHERE change_key IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS events_parent ON events(kind, ts, commit_sha, parent) WHERE parent IS NOT NULL;
     CREATE TRIGGER IF NOT EXISTS events_commit_columns AFTER INSERT ON events
         WHEN new.kind = 'git.commit' AND json_valid(new.data)
         BEGIN UPDATE events SET {new_commit_columns} WHERE id = new.id; END;

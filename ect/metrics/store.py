@@ -39,6 +39,10 @@ class Store:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    def index(self, name: str) -> str:
+        """A hint to read through this (partial) index of the local store; nothing for the team one."""
+        return f" INDEXED BY {name}" if self.kind == "sqlite" else ""
+
     def quantiles(
         self,
         columns: Sequence[str],
