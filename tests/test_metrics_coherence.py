@@ -213,7 +213,7 @@ def test_weekly_percentiles_are_exact_or_their_error_is_stated(
 
 
 def test_cached_days_and_weeks_equal_a_fresh_report_and_follow_late_events(tmp_path: Path) -> None:
-    """The report keeps whole days and weeks between runs (keyed by a fingerprint of their events):
+    """The report keeps whole days and weeks between runs (valid while no event arrives in them):
     a second report equals the first, and an event added late to a past day is counted."""
     from ect.metrics import report as report_mod
     from ect.metrics.cache import CACHE_NAME
@@ -236,7 +236,7 @@ def test_cached_days_and_weeks_equal_a_fresh_report_and_follow_late_events(tmp_p
 
     first = build()
     cached = json.loads((state / CACHE_NAME).read_text())["entries"]
-    assert "d20761:''" in cached and "week2965:p50" in cached  # 2026-11-04 and the week of 2026-11-02
+    assert "D20761|''" in cached and "W2965|p50" in cached  # 2026-11-04 and the week of 2026-11-02
     assert build() == first
     (state / CACHE_NAME).write_text("{not json")  # a damaged cache is ignored, then rewritten
     assert build() == first
