@@ -58,7 +58,7 @@ class ReportCache:
         self.store = store
         self.high_water = high_water
         self.entries: dict[str, Any] = {}
-        self.changed = False
+        self.changed = True  # the mark moved, or the file is new: written at `save`
         self.hits = self.misses = 0
         try:
             if path.stat().st_size <= MAX_BYTES:
@@ -74,9 +74,10 @@ class ReportCache:
                     self.entries = data["entries"]
                     if data["high_water"] < high_water:
                         self._drop(new_days(data["high_water"]))
+                    else:
+                        self.changed = False
         except (OSError, ValueError):
             pass
-        self.changed = True  # the mark moves (or the file is new): written at `save`
 
     def _drop(self, days: Iterable[int]) -> None:
         """Forget what depends on these days: the days themselves and the weeks holding them."""

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ect.metrics import delivery, stats
-from ect.metrics.cache import CACHE_NAME, ReportCache, day_key, week_key
+from ect.metrics import delivery, latency, stats
+from ect.metrics.cache import CACHE_NAME, ReportCache, day_key
 from ect.metrics.store import Store
 
 PHASE_COLUMNS = ("duration_ms", "changes_ms", "compile_ms", "select_ms", "tests_ms")
@@ -190,7 +190,8 @@ def build(
     w = (start, end)
     scan_end = min(end, float(last) + 1) if last is not None else start
     look = (start - LOOKBACK_S, end + 7 * 86400)
-    small = _small_events(store, *look)
+    cache = _cache(store)
+    small = _small_by_day(store, look, cache)
     in_window = [e for e in small if start <= e["ts"] < end]
     dim = dim_sql(by)
     loop_cube: dict[Cell, list[float]] = {}
@@ -204,7 +205,6 @@ def build(
     slices = _days(start, scan_end) if store.kind == "sqlite" else [(None, start, scan_end)]
     group2, group3 = ("1, 2, 3", "1, 2, 3") if day_sql else ("1, 2", "1, 2")
     bot_runs = accepted_chars = 0
-    cache = _cache(store)
     for day, lo, hi in slices:
         # one pass over every loop run; the review bot's runs are a group of their own
         part = None
@@ -256,6 +256,7 @@ def build(
     counts["completion.accepted"] = (counts["completion.accepted"][0], accepted_chars)
     review = delivery.review(small, start, end, parents=_parents(store, small, look))
     commit_total = _commit_sums(commit_cube, lambda cell, side: None).get(None) or _no_commits()
+    latency_days = _latency_days(store, slices) if store.kind == "sqlite" else None
     report: dict[str, Any] = {
         "window": {
             "since": _iso(start),
@@ -264,7 +265,7 @@ def build(
             "clamped_to_first_event": requested < start,
         },
         "store": {"kind": store.kind, "where": store.where_label},
-        "loop": _loop(store, w, loop_cube, commit_total, bot_runs),
+        "loop": _loop(store, w, loop_cube, commit_total, bot_runs, latency_days),
         "editor": _editor(counts, commit_total),
         "adoption": _adoption(in_window, authors, commit_total, counts),
         "review": {k: v for k, v in review.items() if k != "approval_s_by_change"},
@@ -280,12 +281,16 @@ def build(
             _commit_sums(commit_cube, lambda cell, side: side),
             _approvals(store, w, review["approval_s_by_change"]),
         ),
-        "trends": _breakdown(store, w, "week", loop_cube, counted, in_window, commit_cube, production),
+        "trends": _breakdown(
+            store, w, "week", loop_cube, counted, in_window, commit_cube, production, latency_days
+        ),
     }
     if by and by != "week":
         report["breakdown"] = {
             "by": by,
-            "rows": _breakdown(store, w, by, loop_cube, counted, in_window, commit_cube, production),
+            "rows": _breakdown(
+                store, w, by, loop_cube, counted, in_window, commit_cube, production, latency_days
+            ),
         }
     elif by == "week":
         report["breakdown"] = {"by": "week", "rows": report["trends"]}
@@ -322,7 +327,23 @@ def _cache(store: Store) -> ReportCache | None:
         identity = [meta.get("store_id"), meta.get("deleted")]
         cached = ReportCache(Path(state_dir) / CACHE_NAME, CACHE_SALT, identity, high, new_days)
         store.report_cache = cached  # type: ignore[attr-defined]
+        values = latency.DayValues(
+            Path(state_dir) / latency.VALUES_NAME, CACHE_SALT, identity, high, new_days
+        )
+        store.day_values = values  # type: ignore[attr-defined]
     return cached
+
+
+def _latency_days(store: Store, slices: list[tuple[float, float, float]]) -> dict[int, latency.Arrays] | None:
+    """The local store's sorted latency values (total, then phases) per day of the window, from and
+    into `report-values.db` for whole days; None for the team database (it sorts in the server)."""
+    if _cache(store) is None:
+        return None
+    values: latency.DayValues = store.day_values  # type: ignore[attr-defined]
+    try:
+        return latency.day_values(store.rows, ", ".join(LATENCY_SQL), TIMED, slices, len(LATENCY_SQL), values)
+    finally:
+        values.close()
 
 
 def _notes(report: dict[str, Any], commits: int) -> list[str]:
@@ -333,19 +354,13 @@ def _notes(report: dict[str, Any], commits: int) -> list[str]:
     if report["window"]["clamped_to_first_event"]:
         since = report["window"]["since"]
         notes.append(f"--since reaches before the first event: the window starts at it ({since})")
-    counted = report["loop"]["latency_runs"]
-    if counted > EXACT_LIMIT:
-        err = stats.rank_error95(EXACT_LIMIT, 0.5) * 100
-        notes.append(
-            f"loop latency percentiles are over a systematic sample of at least {EXACT_LIMIT:,} of the "
-            f"{counted:,} runs: p50 is the true {50 - err:.1f}th-{50 + err:.1f}th percentile (95%)"
-        )
-    sampled = [r for r in report["trends"] if r.get("loop_p50_sample", 1) > 1]
+    rows = report["trends"] + report.get("breakdown", {}).get("rows", [])
+    sampled = [r for r in rows if r.get("loop_p50_sample", 1) > 1]
     if sampled:
         worst = max(stats.rank_error95(r["loop_p50_n"] // r["loop_p50_sample"], 0.5) for r in sampled) * 100
         notes.append(
-            f"weekly loop p50 of {len(sampled)} week(s) with over {EXACT_LIMIT:,} runs is over a sample: "
-            f"within {worst:.1f} percentile points (95%); the other weeks are exact"
+            f"loop p50 of {len(sampled)} group(s) with over {EXACT_LIMIT:,} runs is over a sample: "
+            f"within {worst:.1f} percentile points (95%); the other groups are exact"
         )
     if report["loop"]["bot_runs"]:
         notes.append(
@@ -513,6 +528,22 @@ def _commit_times(
     return out
 
 
+def _small_by_day(store: Store, look: tuple[float, float], cache: ReportCache | None) -> list[dict[str, Any]]:
+    """`_small_events` of [look), whole days from and into the local cache."""
+    if cache is None:
+        return _small_events(store, *look)
+    out: list[dict[str, Any]] = []
+    for day, lo, hi in _days(*look):
+        whole = lo == day * 86400 and hi == lo + 86400
+        part = cache.get(day_key(day, "small")) if whole else None
+        if part is None:
+            part = _small_events(store, lo, hi)
+            if whole:
+                cache.put(day_key(day, "small"), part)
+        out.extend(part)
+    return out
+
+
 def _small_events(store: Store, start: float, end: float) -> list[dict[str, Any]]:
     """The low-volume events but commits, as dicts: the columns the report uses, then the `data` fields."""
     kinds = tuple(k for k in SMALL_KINDS if k != "git.commit")
@@ -552,6 +583,7 @@ def _loop(
     cube: dict[Cell, list[float]],
     commits: dict[str, float],
     bot_runs: int,
+    days: dict[int, latency.Arrays] | None = None,
 ) -> dict[str, Any]:
     """Loop figures from the cube, then the latency percentiles (total and phases over the same runs).
 
@@ -564,7 +596,13 @@ def _loop(
     )
     runs = int(m["runs"])
     timed = int(m["timed"])
-    q = store.quantiles(LATENCY_SQL, TIMED, w, (0.5, 0.9), n=timed).get(None, {})
+    if days is not None:  # exact: selection across the days' sorted values
+        q: dict[str, list[float | None]] = {
+            expr: [latency.quantile([d[i] for d in days.values()], p) for p in (0.5, 0.9)]
+            for i, expr in enumerate(LATENCY_SQL)
+        }
+    else:
+        q = store.quantiles(LATENCY_SQL, TIMED, w, (0.5, 0.9), n=timed).get(None, {})
     per_file_ms = _rate(m["tests_ms_selected"], m["files_selected_timed"])
     saved_ms = m["saved_ms"] + (per_file_ms or 0.0) * m["files_skipped_all"]
     return {
@@ -704,6 +742,7 @@ def _breakdown(
     in_window: list[dict[str, Any]],
     commit_cube: dict[tuple[Cell, Any], list[float]],
     production: str,
+    days: dict[int, latency.Arrays] | None = None,
 ) -> list[dict[str, Any]]:
     rows: dict[Any, dict[str, Any]] = {}
 
@@ -732,32 +771,15 @@ def _breakdown(
         r["first_pass_green"] = _rate(m["first_green"], m["first"])
     timed_at = LOOP_MEASURES.index("timed")
     counts = {k: int(v[timed_at]) for k, v in _sum_by(loop_cube, cell_key).items()}
-    ranges = None
-    if by in ("week", "day"):  # time ranges: exact by SQL, whatever their size
-        size, offset = (604800, _WEEK_OFFSET) if by == "week" else (86400, 0)
-        ranges = {
-            k: (max(w[0], float(k) * size + offset), min(w[1], float(k) * size + offset + size))
-            for k in counts
-        }
-    cache = _cache(store) if ranges is not None else None
-    cached: dict[Any, tuple[float | None, int]] = {}
-    keys: dict[Any, str] = {}
-    if cache is not None and ranges is not None:
-        size = 604800 if by == "week" else 86400
-        for k, (lo, hi) in list(ranges.items()):
-            if hi - lo == size:  # a whole week (day): keep its exact p50
-                keys[k] = (week_key if by == "week" else day_key)(float(k), "p50")
-                hit = cache.get(keys[k])
-                if hit is not None:
-                    cached[k] = (hit, 1)
-                    del ranges[k]
-    p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts, ranges)
-    if cache is not None:
-        for k, key in keys.items():
-            if k in p50s:
-                cache.put(key, p50s[k][0])
-        cache.save()
-    p50s.update(cached)
+    p50s: dict[Any, tuple[float | None, int]]
+    if days is not None and by in ("week", "day"):  # time ranges: exact from the days' sorted values
+        per: dict[Any, list[Any]] = {}
+        for d, arrays in days.items():
+            if len(arrays[0]):
+                per.setdefault(float(d) if by == "day" else float((d - 4) // 7), []).append(arrays[0])
+        p50s = {k: (latency.quantile(v, 0.5), 1) for k, v in per.items()}
+    else:
+        p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts)
     for key, (p50, stride) in p50s.items():
         r = row(key)
         r["loop_p50_ms"] = p50
