@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 VALUES_NAME = "report-values.db"
-Arrays = list[array]  # one sorted array('d') per column
+Arrays = list["array[float]"]  # one sorted array('d') per column
 
 
 def kth(arrays: Sequence[Sequence[float]], k: int) -> float:

@@ -229,7 +229,7 @@ def build(
                 f"SELECT DISTINCT author FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}", (lo, hi)
             )
             if whole:
-                assert cache is not None
+                assert cache is not None and day is not None
                 part = [loop_rows, counted_rows, commit_rows, author_rows]
                 cache.put(day_key(day, dim), [[list(r) for r in rows] for rows in part])
         else:
@@ -256,7 +256,7 @@ def build(
     counts["completion.accepted"] = (counts["completion.accepted"][0], accepted_chars)
     review = delivery.review(small, start, end, parents=_parents(store, small, look))
     commit_total = _commit_sums(commit_cube, lambda cell, side: None).get(None) or _no_commits()
-    latency_days = _latency_days(store, slices) if store.kind == "sqlite" else None
+    latency_days = _latency_days(store, _days(start, scan_end)) if store.kind == "sqlite" else None
     report: dict[str, Any] = {
         "window": {
             "since": _iso(start),

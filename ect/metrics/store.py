@@ -158,7 +158,8 @@ class PostgresStore(Store):
         "change_key": "CASE "
         + " ".join(
             f"WHEN (jsonb_typeof(data->'{f}') = 'string' AND data->>'{f}' <> '') OR"
-            f" (jsonb_typeof(data->'{f}') = 'number' AND data->>'{f}' ~ '^-{{0,1}}[0-9]+$' AND data->>'{f}' <> '0')"
+            f" (jsonb_typeof(data->'{f}') = 'number' AND data->>'{f}' ~ '^-{{0,1}}[0-9]+$'"
+            f" AND data->>'{f}' <> '0')"
             f" THEN '{f}:' || coalesce(repo, '') || ':' || (data->>'{f}')"
             for f in events.CHANGE_FIELDS
         )
