@@ -1,8 +1,11 @@
 """The productivity report: every figure computed from the event store for a time window.
 
-High-volume kinds (loop runs, completions) are aggregated in SQL; low-volume ones (commits,
-reviews, promotions, rollbacks, hook signals) are read as events and computed in Python
-(`delivery`). The result is a plain dict (the JSON format); other formats render it.
+Loop runs, completions and commits are aggregated in SQL into per-day cubes (commits through
+columns filled on insert, no JSON decoding); loop latency percentiles are exact, by selection
+across sorted values per day (`latency`); the low-volume kinds (reviews, promotions, rollbacks,
+hook signals) are read as events and computed in Python (`delivery`). For the local store, whole
+days of all of these are kept between runs (`cache`, `latency`). The result is a plain dict (the
+JSON format); other formats render it.
 """
 
 from __future__ import annotations
