@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ect import events
-from ect.metrics import delivery, report, stats
+from ect.metrics import delivery, latency, report, stats
 from ect.metrics.store import SqliteStore
 
 T0 = 1793577600.0  # 2026-11-02T00:00:00Z, a Monday
@@ -331,6 +331,10 @@ def test_fast_path_matches_reference(
     _same(cold, ref)
     warm = _fast(state)  # whole days and weeks now from the cache
     _same(warm, ref)
+    (state / latency.VALUES_NAME).write_bytes(b"not a database" * 100)  # damaged: rebuilt, never wrong
+    _same(_fast(state), ref)
+    with sqlite3.connect(state / latency.VALUES_NAME) as values:
+        assert values.execute("SELECT count(*) FROM days").fetchone()[0] > 20
     partial = [r["group"] for r in warm["trends"] if r["partial"]]
     assert partial == ["2026-11-02", "2026-11-30"]
 

@@ -84,11 +84,26 @@ class DayValues:
     ) -> None:
         self.conn: sqlite3.Connection | None = None
         self.high_water = high_water
-        self.dirty = False
-        try:
-            conn = sqlite3.connect(path, timeout=0, isolation_level=None)
-        except sqlite3.Error:
-            return
+        for attempt in (1, 2):
+            try:
+                self._open(path, salt, store, high_water, new_days)
+                return
+            except sqlite3.DatabaseError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc) or "readonly" in str(exc)
+                if busy or attempt == 2:
+                    return
+                with contextlib.suppress(OSError):  # damaged: start it again
+                    path.unlink()
+
+    def _open(
+        self,
+        path: Path,
+        salt: str,
+        store: list[Any],
+        high_water: int,
+        new_days: Callable[[int], Iterable[int]],
+    ) -> None:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")  # a second report at once computes without the file
             conn.execute(
@@ -110,9 +125,12 @@ class DayValues:
             value = json.dumps({"salt": salt, "store": store, "high_water": high_water})
             conn.execute("INSERT OR REPLACE INTO meta VALUES (1, ?)", (value,))
             self.conn = conn
-        except (sqlite3.Error, ValueError):
+        except (sqlite3.Error, ValueError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+            if isinstance(exc, ValueError):
+                raise sqlite3.DatabaseError(f"unreadable meta: {exc}") from None
+            raise
 
     def get(self, day: int, width: int) -> Arrays | None:
         if self.conn is None:
