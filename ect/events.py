@@ -87,6 +87,30 @@ MIGRATIONS: list[str] = [
         updated REAL
     );
     """,
+    # 2 -> 3: what the report reads of a commit (A/B figures, first parent, change key) as columns,
+    # filled from `data` (which keeps them too) by a trigger on every insert, whoever writes, so the
+    # report aggregates commits in SQL without decoding JSON; and `store_meta`: an id for this file
+    # and a count of deleted events (a trigger), which with the highest event id validate the report
+    # cache (`ect.metrics.cache`).
+    """
+    ALTER TABLE events ADD COLUMN accepted REAL;
+    ALTER TABLE events ADD COLUMN loop_runs REAL;
+    ALTER TABLE events ADD COLUMN first_run_ts REAL;
+    ALTER TABLE events ADD COLUMN first_run_outcome TEXT;
+    ALTER TABLE events ADD COLUMN parent TEXT;
+    ALTER TABLE events ADD COLUMN change_key TEXT;
+    UPDATE events SET {commit_columns} WHERE kind = 'git.commit' AND json_valid(data);
+    CREATE INDEX IF NOT EXISTS events_change_key ON events(change_key) WHERE change_key IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS events_parent ON events(kind, ts, commit_sha, parent) WHERE parent IS NOT NULL;
+    CREATE TRIGGER IF NOT EXISTS events_commit_columns AFTER INSERT ON events
+        WHEN new.kind = 'git.commit' AND json_valid(new.data)
+        BEGIN UPDATE events SET {new_commit_columns} WHERE id = new.id; END;
+    CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT OR IGNORE INTO store_meta VALUES ('store_id', abs(random()));
+    INSERT OR IGNORE INTO store_meta VALUES ('deleted', 0);
+    CREATE TRIGGER IF NOT EXISTS events_deleted AFTER DELETE ON events
+        BEGIN UPDATE store_meta SET value = value + 1 WHERE key = 'deleted'; END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = ("source", "repo", "author", "commit_sha", "duration_ms", "outcome")
@@ -126,14 +150,65 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for step in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(_migration(step)):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {step + 1}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The complete statements of `script` (a trigger's body holds semicolons of its own)."""
+    part = ""
+    for piece in script.split(";"):
+        part += piece + ";"
+        if sqlite3.complete_statement(part):
+            if part.strip(" \n;"):
+                yield part
+            part = ""
+
+
+def _migration(step: int) -> str:
+    """MIGRATIONS[step] with the commit-column expressions filled in."""
+    if step != 2:
+        return MIGRATIONS[step]
+    return MIGRATIONS[step].format(
+        commit_columns=commit_columns_sql("data", "repo", "commit_sha"),
+        new_commit_columns=commit_columns_sql("new.data", "new.repo", "new.commit_sha"),
+    )
+
+
+# A commit's columns from its JSON `data` (SQLite). Numbers must be JSON numbers and text JSON
+# strings, else the column is NULL; the change key follows `ect.metrics.delivery.change_key` for
+# string and integer names (the first non-empty of change, review, branch, with the repository),
+# else the commit.
+COMMIT_NUMBERS = ("accepted", "loop_runs", "first_run_ts")
+CHANGE_FIELDS = ("change", "review", "branch")
+
+
+def commit_columns_sql(data: str, repo: str, sha: str) -> str:
+    """`col = expr, ...` filling the commit columns from `data` (for UPDATE ... SET)."""
+
+    def num(path: str) -> str:
+        kind = f"json_type({data}, '{path}')"
+        return f"CASE WHEN {kind} IN ('integer', 'real') THEN json_extract({data}, '{path}') END"
+
+    def text(path: str) -> str:
+        return f"CASE WHEN json_type({data}, '{path}') = 'text' THEN json_extract({data}, '{path}') END"
+
+    whens = " ".join(
+        f"WHEN json_type({data}, '$.{f}') IN ('text', 'integer')"
+        f" AND json_extract({data}, '$.{f}') NOT IN ('', 0)"
+        f" THEN '{f}:' || coalesce({repo}, '') || ':' || json_extract({data}, '$.{f}')"
+        for f in CHANGE_FIELDS
+    )
+    cols = [f"{c} = {num('$.' + c)}" for c in COMMIT_NUMBERS]
+    cols.append(f"first_run_outcome = {text('$.first_run_outcome')}")
+    cols.append(f"parent = {text('$.parents[0]')}")
+    cols.append(f"change_key = CASE {whens} ELSE nullif({sha}, '') END")
+    return ", ".join(cols)
 
 
 def connect(

@@ -152,7 +152,9 @@ def test_old_schema_is_migrated_with_a_message(repo: Path) -> None:
     conn.close()
     res = ect(repo, "report", "--since", "1d", "--format", "json")
     assert res.returncode == 0, res.stderr
-    assert "migrated event store" in res.stderr and "from schema v1 to v2" in res.stderr
+    assert (
+        "migrated event store" in res.stderr and f"from schema v1 to v{events.SCHEMA_VERSION}" in res.stderr
+    )
     report = json.loads(res.stdout)
     assert report["loop"]["latency_ms"]["tests"]["p50"] == pytest.approx(50.0)
     assert report["loop"]["selection"]["test_files_total"] == 24

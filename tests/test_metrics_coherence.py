@@ -7,6 +7,7 @@ back by the real `ect report --format json`; every expected figure is computed b
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -206,14 +207,15 @@ def test_weekly_percentiles_are_exact_or_their_error_is_stated(
     finally:
         s.close()
     row = next(r for r in sampled["trends"] if r["group"] == "2026-11-02")
-    # a week is a time range: exact whatever its size (SQLite's top-N sort), never sampled
+    # a week is a time range: exact whatever its size (sorted values per day), never sampled
     assert row["loop_p50_ms"] == pytest.approx(70) and row["loop_p50_sample"] == 1
-    # the overall percentiles are sampled above the limit, and the report says how far off they may be
-    assert any("systematic sample" in n and "percentile (95%)" in n for n in sampled["notes"])
+    # so are the overall percentiles: the same figures, no sampling note
+    assert sampled["loop"]["latency_ms"] == exact["loop"]["latency_ms"]
+    assert not any("sample" in n for n in sampled["notes"])
 
 
 def test_cached_days_and_weeks_equal_a_fresh_report_and_follow_late_events(tmp_path: Path) -> None:
-    """The report keeps whole days and weeks between runs (keyed by a fingerprint of their events):
+    """The report keeps whole days and weeks between runs (valid while no event arrives in them):
     a second report equals the first, and an event added late to a past day is counted."""
     from ect.metrics import report as report_mod
     from ect.metrics.cache import CACHE_NAME
@@ -236,7 +238,11 @@ def test_cached_days_and_weeks_equal_a_fresh_report_and_follow_late_events(tmp_p
 
     first = build()
     cached = json.loads((state / CACHE_NAME).read_text())["entries"]
-    assert "d20761:''" in cached and "week2965:p50" in cached  # 2026-11-04 and the week of 2026-11-02
+    assert "D20761|''" in cached  # 2026-11-04
+    with sqlite3.connect(state / "report-values.db") as values:  # its sorted latencies
+        assert values.execute("SELECT n FROM days WHERE day = 20761").fetchone() == (
+            5,
+        )  # the timed developer runs
     assert build() == first
     (state / CACHE_NAME).write_text("{not json")  # a damaged cache is ignored, then rewritten
     assert build() == first

@@ -210,6 +210,30 @@ def test_team_report_equals_local_report(repo: Path, team_url: str) -> None:
     assert a["loop"]["runs"] == 40 and a["delivery"]["deployments"] == 6
 
 
+def test_team_report_equals_local_fast_path_on_a_generated_history(tmp_path: Path, team_url: str) -> None:
+    """The commit figures the local store fills on insert (A/B, first parent, change key) and its
+    per-day values equal what the team database computes from `data` and sorts in the server."""
+    from test_metrics_fastpath import END, START, _close, _history, _insert, _rows
+
+    from ect.metrics import report
+    from ect.metrics.forward import sync
+    from ect.metrics.store import PostgresStore, SqliteStore
+
+    state = tmp_path / ".ect"
+    _insert(state, _rows(state, _history()))
+    assert sync(state, team_url).pending == 0
+    local, team = SqliteStore(state), PostgresStore(team_url)
+    try:
+        a = report.build(local, START, END, by="author")
+        b = report.build(team, START, END, by="author")
+    finally:
+        local.close()
+        team.close()
+    assert a["ab"]["metrics"]["hours_to_approval"]["n_with"] > 0 and a["review"]["requests"] > 3
+    for key in ("loop", "editor", "adoption", "review", "delivery", "ab", "trends", "breakdown"):
+        _close(b[key], a[key], key)
+
+
 def test_prune_team_and_unforwarded_events_are_kept(repo: Path, team_url: str) -> None:
     state = repo / ".ect"
     old = time.time() - 200 * 86400

@@ -11,7 +11,7 @@ anything worse is low.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ect.metrics.stats import quantiles
@@ -81,6 +81,7 @@ def dora(
     end: float,
     production: str,
     observed_from: float | None = None,
+    commit_ts: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The four keys over deployments (promotion.done to `production`) in [start, end).
 
@@ -93,12 +94,16 @@ def dora(
       its `at`, failed at the first `rollout.alarm` of that revision (else at the deploy).
     - deployment frequency is over the span observed: from the later of `start` and the first event
       held (`observed_from`) to `end`, at least one day.
+
+    `commit_ts`: the first `git.commit` time of commits not among `evs` (the report reads only those
+    it needs, by sha, rather than every commit event).
     """
     evs = sorted(evs, key=lambda e: e["ts"])
-    commit_ts: dict[str, float] = {}
+    first_ts: dict[str, float] = dict(commit_ts or {})
     for e in evs:
-        if e["kind"] == "git.commit" and e.get("commit_sha"):
-            commit_ts.setdefault(e["commit_sha"], e["ts"])
+        sha = e.get("commit_sha")
+        if e["kind"] == "git.commit" and sha and (sha not in first_ts or e["ts"] < first_ts[sha]):
+            first_ts[sha] = e["ts"]
     deploys = [e for e in evs if e["kind"] == "promotion.done" and e.get("stage") == production]
     seen_sha: set[str] = set()
     lead_times: list[float] = []
@@ -116,7 +121,7 @@ def dora(
             continue  # a re-deploy (e.g. after a rollback) is not a new change
         first = d.get("first_commit_ts")
         if not isinstance(first, (int, float)):
-            first = commit_ts.get(sha or "")
+            first = first_ts.get(sha or "")
         if first is None:
             unknown_lead += 1
         else:
@@ -187,7 +192,9 @@ def _is_bot(e: dict[str, Any]) -> bool:
     )
 
 
-def review(evs: Iterable[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
+def review(
+    evs: Iterable[dict[str, Any]], start: float, end: float, parents: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Turnaround per change whose first `review.requested` is in [start, end) (p50/p75, seconds).
 
     Events are tied to the change, not to the commit they name: by `change`/`review`/`branch` when
@@ -196,9 +203,11 @@ def review(evs: Iterable[dict[str, Any]], start: float, end: float) -> dict[str,
     `first_commit_ts`. First bot response: the bot's first comment or finished check
     (`review.checked`, also when it found nothing); first human action: the first comment, approval
     or rejection not from the bot; approval: the first `review.approved`.
+
+    `parents`: commit -> first parent for commits not among `evs` (the report reads these as columns).
     """
     evs = sorted(evs, key=lambda e: e["ts"])
-    parent: dict[str, str] = {}
+    parent: dict[str, str] = dict(parents or {})
     for e in evs:
         parents = e.get("parents")
         if e["kind"] == "git.commit" and e.get("commit_sha") and isinstance(parents, list) and parents:

@@ -1,8 +1,11 @@
 """The productivity report: every figure computed from the event store for a time window.
 
-High-volume kinds (loop runs, completions) are aggregated in SQL; low-volume ones (commits,
-reviews, promotions, rollbacks, hook signals) are read as events and computed in Python
-(`delivery`). The result is a plain dict (the JSON format); other formats render it.
+Loop runs, completions and commits are aggregated in SQL into per-day cubes (commits through
+columns filled on insert, no JSON decoding); loop latency percentiles are exact, by selection
+across sorted values per day (`latency`); the low-volume kinds (reviews, promotions, rollbacks,
+hook signals) are read as events and computed in Python (`delivery`). For the local store, whole
+days of all of these are kept between runs (`cache`, `latency`). The result is a plain dict (the
+JSON format); other formats render it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ect.metrics import delivery, stats
-from ect.metrics.cache import CACHE_NAME, ReportCache
+from ect.metrics import delivery, latency, stats
+from ect.metrics.cache import CACHE_NAME, ReportCache, day_key
 from ect.metrics.store import Store
 
 PHASE_COLUMNS = ("duration_ms", "changes_ms", "compile_ms", "select_ms", "tests_ms")
@@ -189,42 +192,55 @@ def build(
         start = float(math.floor(first))
     w = (start, end)
     scan_end = min(end, float(last) + 1) if last is not None else start
-    small = _small_events(store, start - LOOKBACK_S, end + 7 * 86400)
+    look = (start - LOOKBACK_S, end + 7 * 86400)
+    cache = _cache(store)
+    small = _small_by_day(store, look, cache)
     in_window = [e for e in small if start <= e["ts"] < end]
-    commits = [e for e in in_window if e["kind"] == "git.commit"]
     dim = dim_sql(by)
     loop_cube: dict[Cell, list[float]] = {}
     counted: dict[tuple[str, Cell], int] = {}
+    commit_cube: dict[tuple[Cell, Any], list[float]] = {}
+    authors: set[Any] = set()
+    commit_sql = f"{dim}, {commit_side(store.commit_cols)}, {commit_measures_sql(store.commit_cols)}"
     # SQLite: one query per day rather than GROUP BY day, each walking its slice of the (kind, ts)
     # index with no sort (~40% less CPU over a million events). PostgreSQL hash-aggregates in one go.
     day_sql = "" if store.kind == "sqlite" else "floor(ts / 86400), "
     slices = _days(start, scan_end) if store.kind == "sqlite" else [(None, start, scan_end)]
     group2, group3 = ("1, 2, 3", "1, 2, 3") if day_sql else ("1, 2", "1, 2")
-    bot_runs = 0
-    cache = _cache(store)
+    bot_runs = accepted_chars = 0
     for day, lo, hi in slices:
         # one pass over every loop run; the review bot's runs are a group of their own
         part = None
         whole = cache is not None and day is not None and lo == day * 86400 and hi == lo + 86400
         if whole:
-            assert cache is not None
-            fp = _fingerprint(store, lo, hi)
-            part = cache.get(f"d{day:.0f}:{dim}", fp)
+            assert cache is not None and day is not None
+            part = cache.get(day_key(day, dim))
         if part is None:
             loop_sql = f"SELECT {day_sql}{dim}, {BOT_FLAG}, {LOOP_SQL} FROM {{t}} WHERE {ANY_LOOP}"
             loop_rows = store.rows(f"{loop_sql} GROUP BY {group2}", (lo, hi))
             counted_rows = store.rows(
-                f"SELECT kind, {day_sql}{dim}, count(*) FROM {{t}}"
+                f"SELECT kind, {day_sql}{dim}, {COUNTED_SQL} FROM {{t}}"
                 f" WHERE kind IN ({_marks(COUNTED_KINDS)}) AND {WINDOW} GROUP BY {group3}",
                 (*COUNTED_KINDS, lo, hi),
             )
+            commit_rows = store.rows(
+                f"SELECT {day_sql}{commit_sql} FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}"
+                f" GROUP BY {group2}",
+                (lo, hi),
+            )
+            author_rows = store.rows(
+                f"SELECT DISTINCT author FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}", (lo, hi)
+            )
             if whole:
-                assert cache is not None
-                cache.put(
-                    f"d{day:.0f}:{dim}", fp, [[list(r) for r in loop_rows], [list(r) for r in counted_rows]]
-                )
+                assert cache is not None and day is not None
+                part = [loop_rows, counted_rows, commit_rows, author_rows]
+                cache.put(day_key(day, dim), [[list(r) for r in rows] for rows in part])
         else:
-            loop_rows, counted_rows = part
+            loop_rows, counted_rows, commit_rows, author_rows = part
+        for r in commit_rows:
+            d, r = (day, r) if day is not None else (float(r[0]), r[1:])
+            commit_cube[((d, r[0]), r[1])] = [float(x or 0) for x in r[2:]]
+        authors.update(r[0] for r in author_rows)
         for r in loop_rows:
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             if r[1]:
@@ -235,14 +251,15 @@ def build(
             kind, r = r[0], r[1:]
             d, r = (day, r) if day is not None else (float(r[0]), r[1:])
             counted[(kind, (d, r[0]))] = int(r[1])
+            if kind == "completion.accepted":
+                accepted_chars += int(r[2] or 0)
     counts: dict[str, tuple[int, int]] = {k: (0, 0) for k in COUNTED_KINDS}
     for (kind, _cell), n in counted.items():
         counts[kind] = (counts[kind][0] + n, 0)
-    accepted_chars = store.rows(
-        f"SELECT sum(chars) FROM {{t}} WHERE kind = 'completion.accepted' AND {WINDOW}", w
-    )[0][0]
-    counts["completion.accepted"] = (counts["completion.accepted"][0], int(accepted_chars or 0))
-    review = delivery.review(small, start, end)
+    counts["completion.accepted"] = (counts["completion.accepted"][0], accepted_chars)
+    review = delivery.review(small, start, end, parents=_parents(store, small, look))
+    commit_total = _commit_sums(commit_cube, lambda cell, side: None).get(None) or _no_commits()
+    latency_days = _latency_days(store, _days(start, scan_end)) if store.kind == "sqlite" else None
     report: dict[str, Any] = {
         "window": {
             "since": _iso(start),
@@ -251,31 +268,49 @@ def build(
             "clamped_to_first_event": requested < start,
         },
         "store": {"kind": store.kind, "where": store.where_label},
-        "loop": _loop(store, w, loop_cube, commits, bot_runs),
-        "editor": _editor(counts, commits),
-        "adoption": _adoption(in_window, commits, counts),
+        "loop": _loop(store, w, loop_cube, commit_total, bot_runs, latency_days),
+        "editor": _editor(counts, commit_total),
+        "adoption": _adoption(in_window, authors, commit_total, counts),
         "review": {k: v for k, v in review.items() if k != "approval_s_by_change"},
-        "delivery": delivery.dora(small, start, end, production, observed_from=first),
-        "ab": _ab(commits, review["approval_s_by_change"]),
-        "trends": _breakdown(store, w, "week", loop_cube, counted, in_window, production),
+        "delivery": delivery.dora(
+            small,
+            start,
+            end,
+            production,
+            observed_from=first,
+            commit_ts=_commit_times(store, small, production, look),
+        ),
+        "ab": _ab(
+            _commit_sums(commit_cube, lambda cell, side: side),
+            _approvals(store, w, review["approval_s_by_change"]),
+        ),
+        "trends": _breakdown(
+            store, w, "week", loop_cube, counted, in_window, commit_cube, production, latency_days
+        ),
     }
     if by and by != "week":
         report["breakdown"] = {
             "by": by,
-            "rows": _breakdown(store, w, by, loop_cube, counted, in_window, production),
+            "rows": _breakdown(
+                store, w, by, loop_cube, counted, in_window, commit_cube, production, latency_days
+            ),
         }
     elif by == "week":
         report["breakdown"] = {"by": "week", "rows": report["trends"]}
     loop_runs = report["loop"]["runs"] + report["loop"]["bot_runs"]
-    report["events"] = loop_runs + sum(n for n, _ in counts.values()) + len(in_window)
-    report["notes"] = _notes(report, commits)
+    commit_events = int(commit_total["commits"])
+    report["events"] = loop_runs + sum(n for n, _ in counts.values()) + len(in_window) + commit_events
+    report["notes"] = _notes(report, commit_events)
     if cache is not None:
         cache.save()
     report["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return report
 
 
-CACHE_SALT = "v1:" + hashlib.sha256(f"{LOOP_SQL}|{COUNTED_KINDS}|{TIMED}".encode()).hexdigest()[:16]
+COUNTED_SQL = "count(*), sum(chars)"
+CACHE_SALT = (
+    "v2:" + hashlib.sha256(f"{LOOP_SQL}|{COUNTED_KINDS}|{COUNTED_SQL}|{TIMED}".encode()).hexdigest()[:16]
+)
 
 
 def _cache(store: Store) -> ReportCache | None:
@@ -285,18 +320,36 @@ def _cache(store: Store) -> ReportCache | None:
         return None
     cached = getattr(store, "report_cache", None)
     if cached is None:
-        cached = ReportCache(Path(state_dir) / CACHE_NAME, CACHE_SALT)
+        meta = dict(store.rows("SELECT key, value FROM store_meta"))
+        high = int(store.rows("SELECT max(id) FROM {t}")[0][0] or 0)
+
+        def new_days(mark: int) -> list[int]:
+            sql = "SELECT DISTINCT CAST(floor(ts / 86400) AS INTEGER) FROM {t} WHERE id > ?"
+            return [int(r[0]) for r in store.rows(sql, (mark,))]
+
+        identity = [meta.get("store_id"), meta.get("deleted")]
+        cached = ReportCache(Path(state_dir) / CACHE_NAME, CACHE_SALT, identity, high, new_days)
         store.report_cache = cached  # type: ignore[attr-defined]
+        values = latency.DayValues(
+            Path(state_dir) / latency.VALUES_NAME, CACHE_SALT, identity, high, new_days
+        )
+        store.day_values = values  # type: ignore[attr-defined]
     return cached
 
 
-def _fingerprint(store: Store, lo: float, hi: float) -> list[Any]:
-    """What identifies the events of [lo, hi): how many and the highest id (from the `ts` index)."""
-    n, top = store.rows("SELECT count(*), max(id) FROM {t} WHERE ts >= ? AND ts < ?", (lo, hi))[0]
-    return [int(n), int(top or 0)]
+def _latency_days(store: Store, slices: list[tuple[float, float, float]]) -> dict[int, latency.Arrays] | None:
+    """The local store's sorted latency values (total, then phases) per day of the window, from and
+    into `report-values.db` for whole days; None for the team database (it sorts in the server)."""
+    if _cache(store) is None:
+        return None
+    values: latency.DayValues = store.day_values  # type: ignore[attr-defined]
+    try:
+        return latency.day_values(store.rows, ", ".join(LATENCY_SQL), TIMED, slices, len(LATENCY_SQL), values)
+    finally:
+        values.close()
 
 
-def _notes(report: dict[str, Any], commits: list[dict[str, Any]]) -> list[str]:
+def _notes(report: dict[str, Any], commits: int) -> list[str]:
     """What a reader should know before trusting the figures."""
     from ect.metrics.store import EXACT_LIMIT
 
@@ -304,19 +357,13 @@ def _notes(report: dict[str, Any], commits: list[dict[str, Any]]) -> list[str]:
     if report["window"]["clamped_to_first_event"]:
         since = report["window"]["since"]
         notes.append(f"--since reaches before the first event: the window starts at it ({since})")
-    counted = report["loop"]["latency_runs"]
-    if counted > EXACT_LIMIT:
-        err = stats.rank_error95(EXACT_LIMIT, 0.5) * 100
-        notes.append(
-            f"loop latency percentiles are over a systematic sample of at least {EXACT_LIMIT:,} of the "
-            f"{counted:,} runs: p50 is the true {50 - err:.1f}th-{50 + err:.1f}th percentile (95%)"
-        )
-    sampled = [r for r in report["trends"] if r.get("loop_p50_sample", 1) > 1]
+    rows = report["trends"] + report.get("breakdown", {}).get("rows", [])
+    sampled = [r for r in rows if r.get("loop_p50_sample", 1) > 1]
     if sampled:
         worst = max(stats.rank_error95(r["loop_p50_n"] // r["loop_p50_sample"], 0.5) for r in sampled) * 100
         notes.append(
-            f"weekly loop p50 of {len(sampled)} week(s) with over {EXACT_LIMIT:,} runs is over a sample: "
-            f"within {worst:.1f} percentile points (95%); the other weeks are exact"
+            f"loop p50 of {len(sampled)} group(s) with over {EXACT_LIMIT:,} runs is over a sample: "
+            f"within {worst:.1f} percentile points (95%); the other groups are exact"
         )
     if report["loop"]["bot_runs"]:
         notes.append(
@@ -347,14 +394,166 @@ def _marks(items: tuple[str, ...]) -> str:
 
 
 SMALL_COLUMNS = ("ts", "kind", "source", "repo", "author", "commit_sha", "duration_ms", "outcome", "chars")
+# What the report reads of a commit: columns only (the commit figures are filled on insert), no JSON.
+COMMIT_FIELDS = (
+    "ts",
+    "author",
+    "repo",
+    "commit_sha",
+    "outcome",
+    "chars",
+    "accepted",
+    "loop_runs",
+    "first_run_ts",
+    "first_run_outcome",
+    "change_key",
+)
+SQL_CHUNK = 500  # values per IN (...) list
+
+
+# The commit cube: per day (and author or repo) and A/B side (1: a change written with accepted
+# completions, 0: one without, NULL: not a change: a merge, a rewrite), every commit figure as a sum.
+# Hook bypass counts checked and bypassed commits; the A/B comparison takes means and variances from
+# the sums and sums of squares (a change's loop runs; hours from its first loop run to the commit).
+COMMIT_MEASURES = (
+    "commits",
+    "checked",
+    "bypassed",
+    "chars",
+    "runs",
+    "runs2",
+    "with_runs",
+    "green",
+    "cycle_h",
+    "cycle_h2",
+)
+CHANGE = "outcome IN ('checked', 'bypassed')"
+
+
+def commit_side(cols: dict[str, str]) -> str:
+    return (
+        f"CASE WHEN {CHANGE} THEN CASE WHEN trunc(coalesce({cols['accepted']}, 0)) > 0 THEN 1 ELSE 0 END END"
+    )
+
+
+def commit_measures_sql(cols: dict[str, str]) -> str:
+    runs, first = f"coalesce({cols['loop_runs']}, 0)", cols["first_run_ts"]
+    with_runs = f"{runs} <> 0 AND {first} IS NOT NULL"
+    cycle = f"(CASE WHEN ts > {first} THEN (ts - {first}) / 3600.0 ELSE 0.0 END)"
+    return ", ".join(
+        [
+            "count(*)",
+            _case("outcome = 'checked'"),
+            _case("outcome = 'bypassed'"),
+            f"sum(CASE WHEN {CHANGE} THEN trunc(coalesce(chars, 0)) ELSE 0 END)",
+            f"sum({runs})",
+            f"sum({runs} * {runs})",
+            _case(with_runs),
+            _case(f"{with_runs} AND {cols['first_run_outcome']} = 'pass'"),
+            f"sum(CASE WHEN {with_runs} THEN {cycle} ELSE 0 END)",
+            f"sum(CASE WHEN {with_runs} THEN {cycle} * {cycle} ELSE 0 END)",
+        ]
+    )
+
+
+def _no_commits() -> dict[str, float]:
+    return dict.fromkeys(COMMIT_MEASURES, 0.0)
+
+
+def _commit_sums(
+    cube: dict[tuple[Cell, Any], list[float]], key: Callable[[Cell, Any], Any]
+) -> dict[Any, dict[str, float]]:
+    out: dict[Any, list[float]] = {}
+    for (cell, side), values in cube.items():
+        acc = out.setdefault(key(cell, side), [0.0] * len(values))
+        for i, v in enumerate(values):
+            acc[i] += v
+    return {k: dict(zip(COMMIT_MEASURES, v, strict=True)) for k, v in out.items()}
+
+
+def _approvals(store: Store, w: tuple[float, float], approval_s: dict[str, float]) -> dict[int, list[float]]:
+    """Hours to approval of the changes (commits) of the window whose change was approved, per A/B side;
+    looked up by change key (an index), so only approved changes are read."""
+    keys = sorted(approval_s)
+    key, side = store.commit_cols["change_key"], commit_side(store.commit_cols)
+    out: dict[int, list[float]] = {}
+    for i in range(0, len(keys), SQL_CHUNK):
+        chunk = keys[i : i + SQL_CHUNK]
+        for k, s in store.rows(
+            f"SELECT {key}, {side} FROM {{t}}{store.index('events_change_key')}"
+            f" WHERE kind = 'git.commit' AND {WINDOW} AND {CHANGE}"
+            f" AND {key} IN ({', '.join('?' * len(chunk))})",
+            (*w, *chunk),
+        ):
+            out.setdefault(int(s), []).append(approval_s[k] / 3600)
+    return out
+
+
+def _parents(store: Store, small: list[dict[str, Any]], look: tuple[float, float]) -> dict[str, str]:
+    """Commit -> first parent, for following a review back through new commits (only when there
+    are reviews naming commits); the earliest commit event of a sha wins, as in `delivery.review`."""
+    if not any(e["kind"].startswith("review.") and e.get("commit_sha") for e in small):
+        return {}
+    parent = store.commit_cols["parent"]
+    rows = store.rows(
+        f"SELECT commit_sha, {parent} FROM {{t}}{store.index('events_parent')}"
+        f" WHERE kind = 'git.commit' AND {WINDOW}"
+        f" AND commit_sha IS NOT NULL AND commit_sha <> '' AND {parent} IS NOT NULL ORDER BY ts DESC",
+        look,
+    )
+    return {str(sha): str(p) for sha, p in rows}  # later rows (earlier commits) overwrite
+
+
+def _commit_times(
+    store: Store, small: list[dict[str, Any]], production: str, look: tuple[float, float]
+) -> dict[str, float]:
+    """First `git.commit` time of the deployed commits whose deployment does not carry
+    `first_commit_ts` (lead time falls back to it)."""
+    shas = sorted(
+        {
+            str(e["commit_sha"])
+            for e in small
+            if e["kind"] == "promotion.done"
+            and e.get("stage") == production
+            and e.get("commit_sha")
+            and not isinstance(e.get("first_commit_ts"), (int, float))
+        }
+    )
+    out: dict[str, float] = {}
+    for i in range(0, len(shas), SQL_CHUNK):
+        chunk = shas[i : i + SQL_CHUNK]
+        for sha, ts in store.rows(
+            f"SELECT commit_sha, min(ts) FROM {{t}} WHERE kind = 'git.commit' AND {WINDOW}"
+            f" AND commit_sha IN ({', '.join('?' * len(chunk))}) GROUP BY 1",
+            (*look, *chunk),
+        ):
+            out[str(sha)] = float(ts)
+    return out
+
+
+def _small_by_day(store: Store, look: tuple[float, float], cache: ReportCache | None) -> list[dict[str, Any]]:
+    """`_small_events` of [look), whole days from and into the local cache."""
+    if cache is None:
+        return _small_events(store, *look)
+    out: list[dict[str, Any]] = []
+    for day, lo, hi in _days(*look):
+        whole = lo == day * 86400 and hi == lo + 86400
+        part = cache.get(day_key(day, "small")) if whole else None
+        if part is None:
+            part = _small_events(store, lo, hi)
+            if whole:
+                cache.put(day_key(day, "small"), part)
+        out.extend(part)
+    return out
 
 
 def _small_events(store: Store, start: float, end: float) -> list[dict[str, Any]]:
-    """The low-volume events as dicts: the columns the report uses, then the `data` fields."""
+    """The low-volume events but commits, as dicts: the columns the report uses, then the `data` fields."""
+    kinds = tuple(k for k in SMALL_KINDS if k != "git.commit")
     rows = store.rows(
         f"SELECT {', '.join(SMALL_COLUMNS)}, {store.data_text} FROM {{t}}"
-        f" WHERE kind IN ({_marks(SMALL_KINDS)}) AND {WINDOW}",
-        (*SMALL_KINDS, start, end),
+        f" WHERE kind IN ({_marks(kinds)}) AND {WINDOW}",
+        (*kinds, start, end),
     )
     out = []
     loads = json.loads
@@ -385,8 +584,9 @@ def _loop(
     store: Store,
     w: tuple[float, float],
     cube: dict[Cell, list[float]],
-    commits: list[dict[str, Any]],
+    commits: dict[str, float],
     bot_runs: int,
+    days: dict[int, latency.Arrays] | None = None,
 ) -> dict[str, Any]:
     """Loop figures from the cube, then the latency percentiles (total and phases over the same runs).
 
@@ -399,7 +599,13 @@ def _loop(
     )
     runs = int(m["runs"])
     timed = int(m["timed"])
-    q = store.quantiles(LATENCY_SQL, TIMED, w, (0.5, 0.9), n=timed).get(None, {})
+    if days is not None:  # exact: selection across the days' sorted values
+        q: dict[str, list[float | None]] = {
+            expr: [latency.quantile([d[i] for d in days.values()], p) for p in (0.5, 0.9)]
+            for i, expr in enumerate(LATENCY_SQL)
+        }
+    else:
+        q = store.quantiles(LATENCY_SQL, TIMED, w, (0.5, 0.9), n=timed).get(None, {})
     per_file_ms = _rate(m["tests_ms_selected"], m["files_selected_timed"])
     saved_ms = m["saved_ms"] + (per_file_ms or 0.0) * m["files_skipped_all"]
     return {
@@ -426,17 +632,17 @@ def _loop(
     }
 
 
-def _bypass(commits: list[dict[str, Any]]) -> dict[str, Any]:
-    checked = sum(1 for c in commits if c.get("outcome") == "checked")
-    bypassed = sum(1 for c in commits if c.get("outcome") == "bypassed")
+def _bypass(commits: dict[str, float]) -> dict[str, Any]:
+    """Hook bypasses among the commits made with ect's hooks in place (checked or bypassed)."""
+    checked, bypassed = int(commits["checked"]), int(commits["bypassed"])
     return {"commits": checked + bypassed, "bypassed": bypassed, "rate": _rate(bypassed, checked + bypassed)}
 
 
-def _editor(counts: dict[str, tuple[int, int]], commits: list[dict[str, Any]]) -> dict[str, Any]:
+def _editor(counts: dict[str, tuple[int, int]], commits: dict[str, float]) -> dict[str, Any]:
     shown = counts.get("completion.shown", (0, None))[0]
     accepted, accepted_chars = counts.get("completion.accepted", (0, None))
     dismissed = counts.get("completion.dismissed", (0, None))[0]
-    new_chars = sum(int(c.get("chars") or 0) for c in commits if c.get("outcome") in ("checked", "bypassed"))
+    new_chars = int(commits["chars"])
     offered = counts.get("fix.offered", (0, None))[0]
     applied = counts.get("fix.applied", (0, None))[0]
     share = _rate(accepted_chars or 0, new_chars)
@@ -457,10 +663,12 @@ def _editor(counts: dict[str, tuple[int, int]], commits: list[dict[str, Any]]) -
 
 
 def _adoption(
-    in_window: list[dict[str, Any]], commits: list[dict[str, Any]], counts: dict[str, tuple[int, int]]
+    in_window: list[dict[str, Any]],
+    devs: set[Any],
+    commits: dict[str, float],
+    counts: dict[str, tuple[int, int]],
 ) -> dict[str, Any]:
-    """Drop-out signals: people working around ect rather than with it."""
-    devs = {c.get("author") for c in commits}
+    """Drop-out signals: people working around ect rather than with it (`devs`: commit authors)."""
     uninstalls = [e for e in in_window if e["kind"] == "hook.uninstalled"]
     who = {e.get("author") for e in uninstalls}
     shown = counts.get("completion.shown", (0, None))[0]
@@ -476,35 +684,30 @@ def _adoption(
     }
 
 
-def _ab(commits: list[dict[str, Any]], approval_s: dict[str, float]) -> dict[str, Any]:
-    """Changes (commits) written with accepted completions (A) vs without (B), with 95% CIs."""
-    changes = [c for c in commits if c.get("outcome") in ("checked", "bypassed")]
-    a = [c for c in changes if int(c.get("accepted") or 0) > 0]
-    b = [c for c in changes if int(c.get("accepted") or 0) == 0]
+def _ab(sides: dict[Any, dict[str, float]], approval_h: dict[int, list[float]]) -> dict[str, Any]:
+    """Changes (commits) written with accepted completions (A, side 1) vs without (B, side 0), with
+    95% CIs, from the commit cube's sums per side (`approval_h`: hours to approval per side)."""
+    a, b = sides.get(1) or _no_commits(), sides.get(0) or _no_commits()
 
-    def runs(group: list[dict[str, Any]]) -> list[float]:
-        return [float(c.get("loop_runs") or 0) for c in group]
+    def runs(m: dict[str, float]) -> stats.Moments:
+        return stats.moments_of_sums(m["commits"], m["runs"], m["runs2"])
 
-    def with_runs(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [c for c in group if c.get("loop_runs") and c.get("first_run_ts") is not None]
-
-    def green(group: list[dict[str, Any]]) -> tuple[int, int]:
-        g = with_runs(group)
-        return sum(1 for c in g if c.get("first_run_outcome") == "pass"), len(g)
-
-    def cycle_h(group: list[dict[str, Any]]) -> list[float]:
-        return [max(0.0, c["ts"] - float(c["first_run_ts"])) / 3600 for c in with_runs(group)]
-
-    def approval_h(group: list[dict[str, Any]]) -> list[float]:
-        return [approval_s[k] / 3600 for c in group if (k := delivery.change_key(c)) in approval_s]
+    def cycle_h(m: dict[str, float]) -> stats.Moments:
+        return stats.moments_of_sums(m["with_runs"], m["cycle_h"], m["cycle_h2"])
 
     metrics = {
-        "loop_runs_per_change": stats.welch(runs(a), runs(b)),
-        "first_pass_green": stats.proportion_diff(*green(a), *green(b)),
-        "hours_first_run_to_commit": stats.welch(cycle_h(a), cycle_h(b)),
-        "hours_to_approval": stats.welch(approval_h(a), approval_h(b)),
+        "loop_runs_per_change": stats.welch_moments(runs(a), runs(b)),
+        "first_pass_green": stats.proportion_diff(
+            int(a["green"]), int(a["with_runs"]), int(b["green"]), int(b["with_runs"])
+        ),
+        "hours_first_run_to_commit": stats.welch_moments(cycle_h(a), cycle_h(b)),
+        "hours_to_approval": stats.welch(approval_h.get(1, []), approval_h.get(0, [])),
     }
-    out: dict[str, Any] = {"changes_with_completions": len(a), "changes_without": len(b), "metrics": {}}
+    out: dict[str, Any] = {
+        "changes_with_completions": int(a["commits"]),
+        "changes_without": int(b["commits"]),
+        "metrics": {},
+    }
     for name, d in metrics.items():
         rel = d.relative
         enough = d.n_a >= MIN_AB_SAMPLE and d.n_b >= MIN_AB_SAMPLE
@@ -540,7 +743,9 @@ def _breakdown(
     loop_cube: dict[Cell, list[float]],
     counted: dict[tuple[str, Cell], int],
     in_window: list[dict[str, Any]],
+    commit_cube: dict[tuple[Cell, Any], list[float]],
     production: str,
+    days: dict[int, latency.Arrays] | None = None,
 ) -> list[dict[str, Any]]:
     rows: dict[Any, dict[str, Any]] = {}
 
@@ -569,32 +774,15 @@ def _breakdown(
         r["first_pass_green"] = _rate(m["first_green"], m["first"])
     timed_at = LOOP_MEASURES.index("timed")
     counts = {k: int(v[timed_at]) for k, v in _sum_by(loop_cube, cell_key).items()}
-    ranges = None
-    if by in ("week", "day"):  # time ranges: exact by SQL, whatever their size
-        size, offset = (604800, _WEEK_OFFSET) if by == "week" else (86400, 0)
-        ranges = {
-            k: (max(w[0], float(k) * size + offset), min(w[1], float(k) * size + offset + size))
-            for k in counts
-        }
-    cache = _cache(store) if ranges is not None else None
-    cached: dict[Any, tuple[float | None, int]] = {}
-    fps: dict[Any, list[Any]] = {}
-    if cache is not None and ranges is not None:
-        size = 604800 if by == "week" else 86400
-        for k, (lo, hi) in list(ranges.items()):
-            if hi - lo == size:  # a whole week (day): keep its exact p50
-                fps[k] = [*_fingerprint(store, lo, hi), counts.get(k, 0)]
-                hit = cache.get(f"{by}{float(k):.0f}:p50", fps[k])
-                if hit is not None:
-                    cached[k] = (hit, 1)
-                    del ranges[k]
-    p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts, ranges)
-    if cache is not None:
-        for k, fp in fps.items():
-            if k in p50s:
-                cache.put(f"{by}{float(k):.0f}:p50", fp, p50s[k][0])
-        cache.save()
-    p50s.update(cached)
+    p50s: dict[Any, tuple[float | None, int]]
+    if days is not None and by in ("week", "day"):  # time ranges: exact from the days' sorted values
+        per: dict[Any, list[Any]] = {}
+        for d, arrays in days.items():
+            if len(arrays[0]):
+                per.setdefault(float(d) if by == "day" else float((d - 4) // 7), []).append(arrays[0])
+        p50s = {k: (latency.quantile(v, 0.5), 1) for k, v in per.items()}
+    else:
+        p50s = store.group_quantile("duration_ms", TIMED, w, 0.5, group_sql(by), counts)
     for key, (p50, stride) in p50s.items():
         r = row(key)
         r["loop_p50_ms"] = p50
@@ -608,16 +796,14 @@ def _breakdown(
     for key, (shown, accepted) in completions.items():
         row(key)["acceptance_rate"] = _rate(accepted, shown)
     key_of = group_of(by)
-    per: dict[Any, list[dict[str, Any]]] = {}
     for e in in_window:
-        if e["kind"] == "git.commit":
-            per.setdefault(key_of(e), []).append(e)
-        elif e["kind"] == "promotion.done" and e.get("stage") == production:
+        if e["kind"] == "promotion.done" and e.get("stage") == production:
             row(key_of(e))["deployments"] += 1
-    for key, group in per.items():
-        bp = _bypass(group)
-        r = row(key)
-        r["commits"], r["bypass_rate"] = bp["commits"], bp["rate"]
+    for key, m in _commit_sums(commit_cube, lambda cell, side: cell_key(cell)).items():
+        if m["commits"]:
+            bp = _bypass(m)
+            r = row(key)
+            r["commits"], r["bypass_rate"] = bp["commits"], bp["rate"]
     if by in ("week", "day"):
         size = 604800 if by == "week" else 86400
         offset = _WEEK_OFFSET if by == "week" else 0

@@ -107,23 +107,43 @@ def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
     return m, v
 
 
+Moments = tuple[int, float, float]  # (n, mean, sample variance); mean and variance 0.0 when n is 0
+
+
+def moments(xs: Sequence[float]) -> Moments:
+    return (len(xs), *_mean_var(xs)) if xs else (0, 0.0, 0.0)
+
+
+def moments_of_sums(n: float, total: float, squares: float) -> Moments:
+    """Moments from n, the sum and the sum of squares (mergeable per day; for integers exact, for
+    other values equal to the two-pass figures to about 1e-12 relative)."""
+    k = int(n)
+    if k == 0:
+        return (0, 0.0, 0.0)
+    mean = total / k
+    var = max(0.0, (squares - total * mean) / (k - 1)) if k > 1 else 0.0
+    return (k, mean, var)
+
+
 def welch(a: Sequence[float], b: Sequence[float]) -> Diff:
     """Difference of means with Welch's t interval (unequal variances)."""
-    if not a or not b:
-        return Diff(
-            len(a), len(b), _mean_var(a)[0] if a else None, _mean_var(b)[0] if b else None, None, None, None
-        )
-    ma, va = _mean_var(a)
-    mb, vb = _mean_var(b)
+    return welch_moments(moments(a), moments(b))
+
+
+def welch_moments(a: Moments, b: Moments) -> Diff:
+    """`welch` from each group's moments."""
+    (na, ma, va), (nb, mb, vb) = a, b
+    if not na or not nb:
+        return Diff(na, nb, ma if na else None, mb if nb else None, None, None, None)
     diff = ma - mb
-    if len(a) < 2 or len(b) < 2:
-        return Diff(len(a), len(b), ma, mb, diff, None, None)
-    se2 = va / len(a) + vb / len(b)
+    if na < 2 or nb < 2:
+        return Diff(na, nb, ma, mb, diff, None, None)
+    se2 = va / na + vb / nb
     if se2 == 0:
-        return Diff(len(a), len(b), ma, mb, diff, diff, diff)
-    df = se2**2 / ((va / len(a)) ** 2 / (len(a) - 1) + (vb / len(b)) ** 2 / (len(b) - 1))
+        return Diff(na, nb, ma, mb, diff, diff, diff)
+    df = se2**2 / ((va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1))
     half = t95(df) * math.sqrt(se2)
-    return Diff(len(a), len(b), ma, mb, diff, diff - half, diff + half)
+    return Diff(na, nb, ma, mb, diff, diff - half, diff + half)
 
 
 def proportion_diff(x_a: int, n_a: int, x_b: int, n_b: int) -> Diff:

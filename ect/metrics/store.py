@@ -1,10 +1,11 @@
 """Read access to an event store for the report: the local SQLite log or the team PostgreSQL.
 
 Queries are written once with `?` placeholders and portable SQL (CASE, floor, coalesce);
-the store adapts placeholders and computes percentiles its own way. Overall percentiles are exact
-up to `EXACT_LIMIT` rows; above that they use a sample of at least that many rows (SQLite: every
-k-th row id; PostgreSQL: a repeatable block sample), whose rank error the report states. Per-group
-percentiles (weeks, authors) are exact per group up to `EXACT_LIMIT` rows (PostgreSQL: always).
+the store adapts placeholders and computes percentiles its own way. The report's loop latency
+percentiles (overall, per week or day) are exact: PostgreSQL sorts in the server, the local store
+selects across sorted values kept per day (`ect.metrics.latency`). `SqliteStore.quantiles` and
+per-author or per-repo p50s are exact up to `EXACT_LIMIT` rows and sampled above (every k-th row
+id), with the rank error stated by the report.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ect import events
 from ect.metrics import stats
@@ -30,9 +31,18 @@ class Store:
     where_label = ""
     data_text = "data"  # the `data` column as JSON text
     errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)  # what a failed query raises
+    # A commit's figures (`ect.events.COMMIT_NUMBERS`, first_run_outcome, parent, change_key): columns
+    # filled on insert locally; the team database computes them from `data` in the query.
+    commit_cols: ClassVar[dict[str, str]] = {
+        c: c for c in (*events.COMMIT_NUMBERS, "first_run_outcome", "parent", "change_key")
+    }
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    def index(self, name: str) -> str:
+        """A hint to read through this (partial) index of the local store; nothing for the team one."""
+        return f" INDEXED BY {name}" if self.kind == "sqlite" else ""
 
     def quantiles(
         self,
@@ -55,13 +65,11 @@ class Store:
         q: float,
         group: str,
         counts: dict[Any, int],
-        ranges: dict[Any, tuple[float, float]] | None = None,
     ) -> dict[Any, tuple[float | None, int]]:
         """{group value: (q-quantile of `column`, sampling stride: 1 = exact)}; `counts`: rows per group.
 
-        `ranges`: groups that are time ranges (weeks, days), each given as the (start, end) that
-        replaces the last two `params` (the window): their quantiles are exact, whatever their size.
-        Other groups are exact up to `EXACT_LIMIT` rows, sampled only above that (own stride).
+        Exact up to `EXACT_LIMIT` rows per group, sampled only above that (own stride). Time ranges
+        (weeks, days) of the local store are exact whatever their size: `ect.metrics.latency`.
         """
         raise NotImplementedError
 
@@ -116,10 +124,7 @@ class SqliteStore(Store):
         q: float,
         group: str,
         counts: dict[Any, int],
-        ranges: dict[Any, tuple[float, float]] | None = None,
     ) -> dict[Any, tuple[float | None, int]]:
-        if ranges is not None:
-            return self._range_quantile(column, where, params, q, counts, ranges)
         strides = {k: math.ceil(n / EXACT_LIMIT) for k, n in counts.items() if n > EXACT_LIMIT}
         sample, args = "", list(params)
         if strides:
@@ -133,36 +138,6 @@ class SqliteStore(Store):
                 per.setdefault(key, []).append(value)
         return {k: (stats.quantiles(v, [q])[0], strides.get(k, 1)) for k, v in per.items()}
 
-    def _range_quantile(
-        self,
-        column: str,
-        where: str,
-        params: Sequence[Any],
-        q: float,
-        counts: dict[Any, int],
-        ranges: dict[Any, tuple[float, float]],
-    ) -> dict[Any, tuple[float | None, int]]:
-        """Exact per time range: the two values around the quantile's rank, found by SQLite's top-N
-        sort (`ORDER BY ... LIMIT 2 OFFSET k`) without bringing the range's rows into Python."""
-        out: dict[Any, tuple[float | None, int]] = {}
-        base = list(params[:-2])
-        for key, (lo, hi) in ranges.items():
-            n = counts.get(key, 0)
-            if n <= 0:
-                continue
-            pos = (n - 1) * q
-            k = math.floor(pos)
-            got = self.rows(
-                f"SELECT {column} FROM {{t}} WHERE {where} ORDER BY {column} LIMIT 2 OFFSET ?",
-                [*base, lo, hi, k],
-            )
-            if not got:
-                continue
-            a = float(got[0][0])
-            b = float(got[1][0]) if len(got) > 1 else a
-            out[key] = (a + (b - a) * (pos - k), 1)
-        return out
-
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("COMMIT")
@@ -172,6 +147,24 @@ class SqliteStore(Store):
 class PostgresStore(Store):
     kind = "postgresql"
     data_text = "data::text"  # parsing JSON text client-side beats decoding jsonb rows
+    commit_cols: ClassVar[dict[str, str]] = {
+        **{
+            c: f"CASE WHEN jsonb_typeof(data->'{c}') = 'number' THEN (data->>'{c}')::float8 END"
+            for c in events.COMMIT_NUMBERS
+        },
+        "first_run_outcome": "CASE WHEN jsonb_typeof(data->'first_run_outcome') = 'string'"
+        " THEN data->>'first_run_outcome' END",
+        "parent": "CASE WHEN jsonb_typeof(data->'parents'->0) = 'string' THEN data->'parents'->>0 END",
+        "change_key": "CASE "
+        + " ".join(
+            f"WHEN (jsonb_typeof(data->'{f}') = 'string' AND data->>'{f}' <> '') OR"
+            f" (jsonb_typeof(data->'{f}') = 'number' AND data->>'{f}' ~ '^-{{0,1}}[0-9]+$'"
+            f" AND data->>'{f}' <> '0')"
+            f" THEN '{f}:' || coalesce(repo, '') || ':' || (data->>'{f}')"
+            for f in events.CHANGE_FIELDS
+        )
+        + " ELSE nullif(commit_sha, '') END",
+    }
 
     def __init__(self, url: str) -> None:
         from ect.metrics import pg
@@ -196,18 +189,12 @@ class PostgresStore(Store):
         group: str | None = None,
         n: int | None = None,
     ) -> dict[Any, dict[str, list[float | None]]]:
-        """Exact (`percentile_cont`) up to `EXACT_LIMIT` rows; above, over a repeatable block sample
-        expected to hold 1.5x that many."""
+        """Exact (`percentile_cont` in the server), whatever the number of rows, as the local report."""
         g = group or "NULL"
         arr = "ARRAY[" + ", ".join(str(float(q)) for q in qs) + "]::float8[]"
         aggs = ", ".join(f"percentile_cont({arr}) WITHIN GROUP (ORDER BY {c})" for c in columns)
-        if n is None:
-            n = self.rows(f"SELECT count(*) FROM {{t}} WHERE {where}", params)[0][0]
-        sample = ""
-        if n > EXACT_LIMIT:
-            sample = f" TABLESAMPLE SYSTEM ({min(100.0, 150.0 * EXACT_LIMIT / n):.4f}) REPEATABLE (7)"
         out: dict[Any, dict[str, list[float | None]]] = {}
-        for row in self.rows(f"SELECT {g}, {aggs} FROM {{t}}{sample} WHERE {where} GROUP BY 1", params):
+        for row in self.rows(f"SELECT {g}, {aggs} FROM {{t}} WHERE {where} GROUP BY 1", params):
             out[row[0]] = {
                 c: list(v) if v is not None else [None for _ in qs]
                 for c, v in zip(columns, row[1:], strict=True)
@@ -222,7 +209,6 @@ class PostgresStore(Store):
         q: float,
         group: str,
         counts: dict[Any, int],
-        ranges: dict[Any, tuple[float, float]] | None = None,
     ) -> dict[Any, tuple[float | None, int]]:
         """Exact for every group (`percentile_cont` runs in the server)."""
         sql = (
