@@ -173,7 +173,8 @@ def report(
         raise EctError(f"reading {store.where_label} failed: {str(exc).strip().splitlines()[0]}") from None
     finally:
         store.close()
-    text = _render(result, fmt, width=None if output else shutil.get_terminal_size((110, 24)).columns)
+    width = None if output else shutil.get_terminal_size((110, 24)).columns
+    text = _render(result, fmt, width=width, state=cfg.state_path)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -189,7 +190,7 @@ def timespec_label(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
-def _render(result: dict[str, Any], fmt: str, width: int | None = None) -> str:
+def _render(result: dict[str, Any], fmt: str, width: int | None = None, state: Path | None = None) -> str:
     from ect.metrics import formats
 
     if fmt == "json":
@@ -203,7 +204,7 @@ def _render(result: dict[str, Any], fmt: str, width: int | None = None) -> str:
             raise EctError("--format html needs matplotlib (pip install 'ect-loop[report]')")
         from ect.metrics.html_report import to_html
 
-        return to_html(result)
+        return to_html(result, state)  # charts kept in the state directory
     return formats.to_table(result, width=width)
 
 
