@@ -6,7 +6,7 @@
 2. single-write latency p50/p99/max with W writers at once (nothing else running);
 3. `ect report --local` over N events (default 1,000,000) as table, json and html: wall and CPU
    seconds of the real CLI (interpreter start included), median of 3 warm runs after a cold one
-   (no report-cache.json and report-values.db);
+   (no report-cache.json, report-values.db and report-charts.json);
 4. weekly loop p50 and overall p50/p90: the report's figures against an exact computation over every run.
 
     python scripts/bench_metrics.py [--events 1000000] [--runs 10] [--writers 8] [--per-writer 1000]
@@ -216,10 +216,11 @@ def cli_report(repo: Path, env: dict[str, str], fmt: str, *args: str, runs: int 
     """Wall and CPU seconds (the child's user + system) of the real CLI: the first run with no report
     cache (cold), then the median of `runs` more (warm: whole past days and weeks cached)."""
     from ect.metrics.cache import CACHE_NAME
+    from ect.metrics.chart_cache import CHARTS_NAME
     from ect.metrics.latency import VALUES_NAME
 
-    (repo / ".ect" / CACHE_NAME).unlink(missing_ok=True)
-    (repo / ".ect" / VALUES_NAME).unlink(missing_ok=True)
+    for name in (CACHE_NAME, VALUES_NAME, CHARTS_NAME):
+        (repo / ".ect" / name).unlink(missing_ok=True)
     walls, cpus = [], []
     for _ in range(runs + 1):
         before = os.times()

@@ -234,3 +234,91 @@ def test_year_charts_in_chromium_have_no_overlapping_labels(year_report: Path, t
         trends["empty"] == ["completion acceptance %", "hook bypass %"] and trends["said"] == trends["empty"]
     )
     assert "Loop latency by phase" in charts
+
+
+CHART_DIV = re.compile(r"<div class='chart' data-chart='([^']+)'[^>]*>(.*?)</div>", re.S)
+
+
+def _report_cli(repo: Path, out: Path, since: str) -> subprocess.CompletedProcess[str]:
+    """`ect report --format html` with `-X importtime`: stderr lists every module it imported."""
+    env = {k: v for k, v in os.environ.items() if k != "ECT_METRICS_URL"}
+    cmd = [sys.executable, "-X", "importtime", "-m", "ect", "report", "--since", since, "--format", "html"]
+    res = subprocess.run(
+        [*cmd, "--output", str(out)], cwd=repo, capture_output=True, text=True, env=env, timeout=180
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def _imported(stderr: str, module: str) -> bool:
+    lines = (line for line in stderr.splitlines() if line.startswith("import time:"))
+    return any(line.split("|")[-1].strip() == module for line in lines)
+
+
+def test_unchanged_report_takes_its_charts_from_the_cache(html_report: Path) -> None:
+    """The second HTML report over the same events never imports matplotlib and shows the same charts."""
+    again = html_report.with_name("again.html")
+    res = _report_cli(html_report.parent / "repo", again, "30d")
+    assert _imported(res.stderr, "ect.metrics.html_report")  # the check can see what was imported
+    assert not _imported(res.stderr, "matplotlib")
+    first, second = CHART_DIV.findall(html_report.read_text()), CHART_DIV.findall(again.read_text())
+    assert len(first) == 4 and second == first
+
+
+def test_new_event_redraws_only_the_chart_it_changes(year_report: Path, tmp_path: Path) -> None:
+    """One more deployment: matplotlib draws the deployments chart again (now one bar higher), the
+    other charts come from the cache unchanged."""
+    import json
+
+    from ect.metrics.chart_cache import CHARTS_NAME
+
+    repo = tmp_path / "repo"
+    shutil.copytree(year_report.parent / "repo", repo)
+    before = dict(CHART_DIV.findall(year_report.read_text()))
+    kept = json.loads((repo / ".ect" / CHARTS_NAME).read_text())["entries"]
+    assert len(kept) == len(before) == 3
+    events.record(repo / ".ect", "promotion.done", ts=time.time() - 60, stage="production", commit_sha="new")
+    out = tmp_path / "report.html"
+    res = _report_cli(repo, out, "400d")
+    assert _imported(res.stderr, "matplotlib")
+    after = dict(CHART_DIV.findall(out.read_text()))
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == ["Deployments to production per week"]
+    entries = json.loads((repo / ".ect" / CHARTS_NAME).read_text())["entries"]
+    assert len(entries) == 4 and set(kept) < set(entries)  # one chart drawn and kept, three reused
+
+
+def test_damaged_chart_cache_is_drawn_without_and_repaired(tmp_path: Path) -> None:
+    """Garbage, a tampered chart or an unusable path: the charts are drawn as without a cache, the
+    file is written again, and never an error."""
+    import json
+
+    from ect.metrics import html_report, report
+    from ect.metrics.chart_cache import CHARTS_NAME
+    from ect.metrics.store import SqliteStore
+
+    state = tmp_path / ".ect"
+    now = time.time()
+    _history(state, now - 600)
+    store = SqliteStore(state)
+    try:
+        r = report.build(store, now - 30 * 86400, now)
+    finally:
+        store.close()
+    plain = html_report.charts(r)
+    path = state / CHARTS_NAME
+    path.write_text('{"salt": [[[')
+    cache = html_report.chart_cache(state)
+    assert html_report.charts(r, cache) == plain and (cache.hits, cache.misses) == (0, 4)
+    data = json.loads(path.read_text())
+    key = next(iter(data["entries"]))
+    data["entries"][key]["chart"]["svg"] = "<svg>tampered</svg>"
+    path.write_text(json.dumps(data))
+    cache = html_report.chart_cache(state)
+    assert html_report.charts(r, cache) == plain and (cache.hits, cache.misses) == (3, 1)
+    cache = html_report.chart_cache(state)
+    assert html_report.charts(r, cache) == plain and (cache.hits, cache.misses) == (4, 0)
+    path.unlink()
+    path.mkdir()  # unreadable and unwritable as a file
+    cache = html_report.chart_cache(state)
+    assert html_report.charts(r, cache) == plain and cache.misses == 4

@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 CHARTS_NAME = "report-charts.json"
 MAX_BYTES = 8 << 20  # a bigger file is not read (and is rewritten)
@@ -46,7 +46,7 @@ def _checksum(value: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def _valid(value: Any) -> bool:
+def _valid(value: Any) -> TypeGuard[dict[str, Any]]:
     """The shape of a kept chart: {title, svg, series, empty, notes}."""
     return (
         isinstance(value, dict)
@@ -94,9 +94,9 @@ class ChartCache:
     def get(self, key: str) -> dict[str, Any] | None:
         entry = self.entries.get(key)
         value = entry.get("chart") if isinstance(entry, dict) else None
-        if _valid(value) and entry.get("sum") == _checksum(value):  # type: ignore[union-attr]
+        if isinstance(entry, dict) and _valid(value) and entry.get("sum") == _checksum(value):
             self.hits += 1
-            return value  # type: ignore[no-any-return]
+            return value
         if entry is not None:
             del self.entries[key]  # damaged: drawn again
             self.changed = True
