@@ -289,9 +289,10 @@ def test_new_event_redraws_only_the_chart_it_changes(year_report: Path, tmp_path
 
 
 def test_damaged_chart_cache_is_drawn_without_and_repaired(tmp_path: Path) -> None:
-    """Garbage, a tampered chart or an unusable path: the charts are drawn as without a cache, the
-    file is written again, and never an error."""
+    """Garbage or a tampered chart: drawn again and the file written again; an unusable path: no
+    cache, never an error."""
     import json
+    from dataclasses import asdict
 
     from ect.metrics import html_report, report
     from ect.metrics.chart_cache import CHARTS_NAME
@@ -305,20 +306,24 @@ def test_damaged_chart_cache_is_drawn_without_and_repaired(tmp_path: Path) -> No
         r = report.build(store, now - 30 * 86400, now)
     finally:
         store.close()
-    plain = html_report.charts(r)
     path = state / CHARTS_NAME
     path.write_text('{"salt": [[[')
     cache = html_report.chart_cache(state)
-    assert html_report.charts(r, cache) == plain and (cache.hits, cache.misses) == (0, 4)
-    data = json.loads(path.read_text())
+    drawn = html_report.charts(r, cache)
+    assert len(drawn) == 4 and (cache.hits, cache.misses) == (0, 4)
+    data = json.loads(path.read_text())  # written again, whole
     key = next(iter(data["entries"]))
     data["entries"][key]["chart"]["svg"] = "<svg>tampered</svg>"
     path.write_text(json.dumps(data))
     cache = html_report.chart_cache(state)
-    assert html_report.charts(r, cache) == plain and (cache.hits, cache.misses) == (3, 1)
+    assert html_report.charts(r, cache) == drawn and (cache.hits, cache.misses) == (3, 1)
     cache = html_report.chart_cache(state)
-    assert html_report.charts(r, cache) == plain and (cache.hits, cache.misses) == (4, 0)
+    assert html_report.charts(r, cache) == drawn and (cache.hits, cache.misses) == (4, 0)
     path.unlink()
-    path.mkdir()  # unreadable and unwritable as a file
+    path.mkdir()  # neither readable nor writable as a file
     cache = html_report.chart_cache(state)
-    assert html_report.charts(r, cache) == plain and cache.misses == 4
+    key = cache.key("trends", ["figures"])
+    assert cache.get(key) is None
+    cache.put(key, asdict(drawn[0]))
+    cache.save()  # no error
+    assert path.is_dir() and html_report.chart_cache(state).get(key) is None
