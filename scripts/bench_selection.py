@@ -427,6 +427,100 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def synthetic_repo(where: Path, tests: int) -> Path:
+    """A repository of `tests` tests (20 per file) over 20 modules that register functions of a core
+    module at import time: every test imports the core, each runs a few of its functions."""
+    root = where / "synthetic"
+    (root / "syn").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "syn"\nversion = "0"\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n'
+        'pythonpath = ["."]\n[tool.ect]\nruff = false\n'
+    )
+    (root / "syn/__init__.py").write_text("")
+    core = [
+        "REG = {}\n\n\ndef register(name):\n    def deco(f):\n        REG[name] = f\n        return f\n\n"
+    ]
+    core.append("    return deco\n")
+    for i in range(200):
+        core.append(f"\n\ndef f{i}(x):\n    if x > {i}:\n        return x - {i}\n    return x + {i}\n")
+    (root / "syn/core.py").write_text("".join(core))
+    for m in range(20):
+        names = ", ".join(f"f{i}" for i in range(m * 10, m * 10 + 10))
+        body = [f"from syn.core import register, {names}\n"]
+        for i in range(m * 10, m * 10 + 10):
+            body.append(f"\n\n@register('g{i}')\ndef g{i}(x):\n    return f{i}(x) * 2\n")
+        (root / f"syn/mod{m}.py").write_text("".join(body))
+    for t in range(max(1, tests // 20)):
+        m = t % 20
+        names = ", ".join(f"g{i}" for i in range(m * 10, m * 10 + 10))
+        lines = [f"from syn.mod{m} import {names}\n"]
+        for k in range(20):
+            i = m * 10 + k % 10
+            want = f"2 * ({k} - {i} if {k} > {i} else {k} + {i})"
+            lines.append(f"\n\ndef test_{t}_{k}():\n    assert g{i}({k}) == {want}\n")
+        (root / f"tests/test_{t}.py").write_text("".join(lines))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b"}
+    env |= {"GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "synthetic"]):
+        subprocess.run(["git", *cmd], cwd=root, env=env, check=True)
+    return root
+
+
+def bench_select_phase(repo: Path, count: int, seed: int, runs: int) -> None:
+    """The select phase alone (graph, fingerprint database, selection) on verify's mutants of HEAD, after
+    one recording run: no test runs, so it is quick on any suite."""
+    from ect.changes import collect
+    from ect.fingerprints.mutate import make_mutants
+    from ect.fingerprints.session import FingerprintSession
+    from ect.graph import build
+    from ect.runner import load_last_failed
+    from ect.verify import source_files
+
+    tmp = Path(tempfile.mkdtemp(prefix="ect-bench-select-"))
+    scratch = tmp / "tree"
+    try:
+        subprocess.run(
+            ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
+        )
+        cfg = load_config(scratch)
+        cfg.state_dir = str(tmp / "state")
+        cfg.ruff = cfg.mypy = False
+        base = run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
+        tests = len(base.test_run.outcomes) if base.test_run else 0
+        db = sum(f.stat().st_size for f in cfg.state_path.glob("fingerprints.db*"))
+        times: list[float] = []
+        chosen: list[int] = []
+        for mutant in make_mutants(scratch, source_files(scratch, cfg), count, seed):
+            mutant.apply(scratch)
+            try:
+                for _ in range(runs):
+                    t = time.perf_counter()
+                    changes = collect(scratch, Scope(mode="worktree"))
+                    graph, _ = build(scratch, cfg)
+                    session = FingerprintSession.open(scratch, cfg)
+                    assert session is not None
+                    sel = session.select(graph, changes, load_last_failed(cfg))
+                    session.close()
+                    times.append((time.perf_counter() - t) * 1000)
+                chosen.append(sum(len(v) for v in sel.nodes.values()) + len(set(sel.tests) - set(sel.nodes)))
+            finally:
+                mutant.revert(scratch)
+        p90 = sorted(times)[int(0.9 * (len(times) - 1))] if times else float("nan")
+        load = os.getloadavg()[0]
+        print(
+            f"select phase on {repo.name} ({tests} tests, database {db / 1e6:.2f} MB): {len(chosen)} mutants"
+            f" x {runs} runs, median {_median(times):.0f} ms, p90 {p90:.0f} ms,"
+            f" max {max(times, default=0):.0f} ms (git status, import graph, database, selection;"
+            f" load average {load:.1f})"
+        )
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(scratch)], cwd=repo, capture_output=True, check=False
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def print_summary(summaries: list[dict[str, Any]]) -> None:
     """One line per project, the worst (highest median time fraction for ect) first."""
     print()
@@ -453,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--repo", required=True, type=Path, action="append", help="a git repository (repeatable)"
+        "--repo", type=Path, action="append", default=[], help="a git repository (repeatable)"
     )
     parser.add_argument("--mutants", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
@@ -467,7 +561,26 @@ def main(argv: list[str] | None = None) -> int:
         "--overhead", action="store_true", help="also time one-file selections as `ect watch` runs them"
     )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument(
+        "--select-only", action="store_true", help="time only the select phase (no test runs after recording)"
+    )
+    parser.add_argument("--select-runs", type=int, default=3, help="select-phase timings per mutant")
+    parser.add_argument(
+        "--synthetic", type=int, default=0, help="also time the select phase on a generated suite of N tests"
+    )
     args = parser.parse_args(argv)
+    if args.synthetic:
+        where = Path(tempfile.mkdtemp(prefix="ect-bench-synthetic-"))
+        try:
+            bench_select_phase(
+                synthetic_repo(where, args.synthetic), args.mutants, args.seed, args.select_runs
+            )
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+    if args.select_only:
+        for repo in args.repo:
+            bench_select_phase(repo.resolve(), args.mutants, args.seed, args.select_runs)
+        return 0
     summaries = []
     for repo in args.repo:
         summaries.append(bench_project(repo.resolve(), args))
