@@ -90,6 +90,7 @@ class Completer:
         tau = self.settings.min_token_prob
         self._min_logprob = math.log(tau) if tau > 0 else float("-inf")
         self.rank_names = True  # rank a receiver's members as whole names (else: constrained greedy)
+        self.rank_limit = 256  # names ranked in one pass (the editor server asks for fewer: latency)
         self.special = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         self.stop_ids = {i for i in self.special.values() if i is not None}
         if tok.eos_token_id is not None:
@@ -366,7 +367,7 @@ class Completer:
         prompt = self.prompt_ids(text, cursor, ctx, prefix_end=cursor - len(typed))
         result.prompt_tokens = len(prompt)
         first_lp = self.fast.forward(prompt, 0)
-        ranked = self.rank_members(prompt, first_lp, names)
+        ranked = self.rank_members(prompt, first_lp, names, self.rank_limit)
         if self.prior is not None:
             prior = NamePrior(self.index, module, text, cursor)
             ranked = sorted(
