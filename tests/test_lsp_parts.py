@@ -285,3 +285,26 @@ def test_model_suggestion_follows_typing_and_windows_big_documents(tmp_path: Pat
     part, at = window(big, len(big) - 3)
     assert len(part) < WINDOW_BEFORE + 10_000 and part.startswith("import os\n")
     assert part[at:] == big[len(big) - 3 :]
+
+
+def test_model_reload_check_reads_where_head_is_without_running_git(make_repo, monkeypatch) -> None:
+    from ect_testutil import git
+
+    from ect.lsp.model_bridge import ModelBridge, head_fingerprint
+
+    repo = make_repo(PKG)
+    git(repo, "worktree", "add", "-q", "-b", "side", str(repo.parent / "side"))
+    side = repo.parent / "side"
+    bridge = ModelBridge(load_config(repo))
+    stamps = [bridge.stamp(), head_fingerprint(side)]
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert stamps[0] is not None and head in stamps[0][0] and head in stamps[1]
+    git(repo, "commit", "-q", "--allow-empty", "-m", "loose ref")
+    git(side, "commit", "-q", "--allow-empty", "-m", "in the worktree")
+    git(repo, "pack-refs", "--all")  # refs only in packed-refs now
+    git(repo, "commit", "-q", "--allow-empty", "-m", "after packing")
+    git(repo, "pack-refs", "--all")
+    monkeypatch.setenv("PATH", "")  # no git from here on: the check reads .git itself
+    after = [bridge.stamp(), head_fingerprint(side)]
+    assert after[0] != stamps[0] and after[1] != stamps[1]
+    assert bridge.stamp() == after[0]  # nothing moved: the same answer (no reload)
