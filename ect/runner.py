@@ -145,20 +145,22 @@ def _prctl() -> Any:
 _PRCTL: Any = None
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _child_setup(death_signal: int = signal.SIGKILL) -> None:  # pragma: no cover - between fork and exec
     """Own process group (ect ends the whole group), and die with ect even on SIGKILL (Linux)."""
     os.setpgid(0, 0)
     if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        _PRCTL(1, int(death_signal))  # PR_SET_PDEATHSIG
 
 
-def start_in_group(cmd: list[str], **popen: Any) -> subprocess.Popen[Any]:
-    """Start `cmd` in its own process group that dies with ect, even on SIGKILL (Linux); end it with
-    `end_group`. `popen`: subprocess.Popen's other arguments."""
+def start_in_group(cmd: list[str], death_signal: int = signal.SIGKILL, **popen: Any) -> subprocess.Popen[Any]:
+    """Start `cmd` in its own process group that gets `death_signal` when ect dies, even by SIGKILL
+    (Linux); end it with `end_group`. `popen`: subprocess.Popen's other arguments."""
+    import functools
+
     global _PRCTL
     if _PRCTL is None:
         _PRCTL = _prctl()
-    return subprocess.Popen(cmd, preexec_fn=_child_setup, **popen)
+    return subprocess.Popen(cmd, preexec_fn=functools.partial(_child_setup, death_signal), **popen)
 
 
 def pytest_env(

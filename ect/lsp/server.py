@@ -91,7 +91,7 @@ class Session:
         self.seq: dict[str, int] = {}
         self.ready = threading.Event()
         self.closed = False
-        self.warm = WarmPytest(self.root)
+        self.warm = WarmPytest(self.root, self.cfg)
         self.engine.use_warm_pytest(self.warm)  # loop runs and verification go through the warm process
         self.timeout_s = save_timeout(self.cfg, self.engine.settings.test_timeout_s)
         self.indexer = Indexer(self.engine)
