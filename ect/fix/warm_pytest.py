@@ -45,6 +45,7 @@ class WarmPytest:
         self.closed = False
         self.expired = False  # the last run was killed by its timeout
         self.expired_why = ""  # what ran too long
+        self.expired_test = ""  # the test that ran longer than test_timeout
         self.trace_file: str | None = None  # record the lines of this file that failing tests run
         self.started_as: tuple[str, bool] | None = None  # (interpreter, autoload) of the warm process
         self._scratch: Path | None = None
@@ -143,6 +144,7 @@ class WarmPytest:
             if limit and progress is not None:
                 what, age = _running_test(progress, wall)
                 if age > limit:
+                    self.expired_test = what if "::" in what else ""
                     self._expire(f"{what} ran longer than {limit:g} s (test_timeout)")
                     return
 
@@ -160,7 +162,7 @@ class WarmPytest:
         """Exit code of `pytest args` in `cwd` (killed after `timeout` s in all, or when a test runs
         longer than `test_timeout` s: `expired` is set); None when the warm process is not usable."""
         with self._lock:
-            self.expired, self.expired_why = False, ""
+            self.expired, self.expired_why, self.expired_test = False, "", ""
             if not self._start():
                 return None
             assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
@@ -262,6 +264,7 @@ class WarmPytest:
             hung = ""
             with contextlib.suppress(OSError):
                 hung = current.read_text(encoding="utf-8").strip()[:1000]
+            hung = hung or self.expired_test
             current.unlink(missing_ok=True)
             results.unlink(missing_ok=True)
             why = f": {self.expired_why}" if self.expired_why else f" after {timeout} s"
@@ -270,7 +273,8 @@ class WarmPytest:
             run.collect_errors = list(files or ["."])
             if hung:
                 run.outcomes[hung] = "failed"
-                run.output += f" in {hung}"
+                if hung not in run.output:
+                    run.output += f" in {hung}"
             return run
         current.unlink(missing_ok=True)
         data = read_json(results)
