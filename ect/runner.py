@@ -184,7 +184,7 @@ def pytest_env(
     return env
 
 
-def end_group(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM, grace: float = 3.0) -> None:
+def end_group(proc: subprocess.Popen[Any], first: int = signal.SIGTERM, grace: float = 3.0) -> None:
     """End `proc` and everything it started (its process group): `first`, then SIGKILL after `grace` s."""
     for sig in (first, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -925,6 +925,74 @@ def _save_to_diagnostics(repo: Path, n: int) -> dict[str, Any]:
     return {"saves": len(lat), "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95)}
 
 
+def _save_split(repo: Path, n: int) -> dict[str, Any]:
+    """The same saves in this process through the server's parts (warm pytest, background indexer,
+    diagnostics worker): how much of save -> diagnostics is pytest's run and how much is ect's own."""
+    from ect.config import load_config
+    from ect.fix.engine import FixEngine
+    from ect.fix.warm_pytest import WarmPytest
+    from ect.lsp.diagnose import Diagnoser, Run
+    from ect.lsp.indexer import Indexer
+
+    cfg = load_config(repo)
+    engine = FixEngine(repo, cfg)
+    warm = WarmPytest(repo, cfg)
+    engine.use_warm_pytest(warm)
+    warm.start()
+    indexer = Indexer(engine)
+    indexer.start()
+    indexer.first.wait(120)
+    runner = engine.pytest_runner
+    spent: list[float] = []
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return runner(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    engine.pytest_runner = timed
+    done = threading.Event()
+    published: list[Run] = []
+    diagnoser = Diagnoser(
+        engine,
+        lambda run: (published.append(run), done.set()),
+        warm=warm,
+        timeout_s=60,
+        refresh_index=indexer.request,
+    )
+    path = repo / "acme/big.py"
+    original = path.read_text()
+    broken = original.replace("    y = x + 3\n", "    y = x - 3\n", 1)
+    total: list[float] = []
+    tests: list[float] = []
+    try:
+        for i in range(2 * n + 1):
+            path.write_text(broken if i % 2 == 0 else original)
+            done.clear()
+            spent.clear()
+            t = time.perf_counter()
+            diagnoser.schedule("acme/big.py")
+            if not done.wait(180):
+                raise SystemExit("save split: no diagnostics in 180 s")
+            if i:
+                total.append((time.perf_counter() - t) * 1000)
+                tests.append(sum(spent) * 1000)
+    finally:
+        path.write_text(original)
+        diagnoser.stop()
+        indexer.stop()
+        warm.stop()
+    own = [a - b for a, b in zip(total, tests, strict=True)]
+    return {
+        "saves": len(total),
+        "total_p50_ms": pct(total, 50),
+        "pytest_p50_ms": pct(tests, 50),
+        "ect_p50_ms": pct(own, 50),
+    }
+
+
 def _index_per_10k_lines(where: Path) -> dict[str, float]:
     from ect.models.index import SymbolIndex
 
@@ -1044,6 +1112,8 @@ def bench_server(requests: int, saves: int, train_minutes: float) -> dict[str, A
         print(f"no model: {out['no_model']}", file=sys.stderr, flush=True)
         out["save_4k"] = _save_to_diagnostics(repo, saves)
         print(f"save: {out['save_4k']}", file=sys.stderr, flush=True)
+        out["save_split"] = _save_split(repo, saves)
+        print(f"save split: {out['save_split']}", file=sys.stderr, flush=True)
         out["kill_9"] = _left_after_kill(repo)
         print(f"kill -9: {out['kill_9']}", file=sys.stderr, flush=True)
         if train_minutes > 0 and _train(repo, train_minutes):
@@ -1161,6 +1231,12 @@ def print_server(r: dict[str, Any]) -> None:
         print("  completion, trained model loaded: not measured (no model trained)")
     d = r["save_4k"]
     print(f"  save -> diagnostics, 4k-line file      p50 {d['p50_ms']:6.0f} ms  p95 {d['p95_ms']:6.0f} ms")
+    if "save_split" in r:
+        sp = r["save_split"]
+        print(
+            f"    of which (same saves in-process, p50): pytest's run {sp['pytest_p50_ms']:.0f} ms, "
+            f"ect's own work {sp['ect_p50_ms']:.0f} ms (total {sp['total_p50_ms']:.0f} ms)"
+        )
     ix = r["index"]
     print(
         f"  index build: {ix['full_s_per_10k']:.2f} s per 10k lines (a {ix['lines']}-line file); "
