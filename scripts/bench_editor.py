@@ -801,6 +801,7 @@ def _open(client: StdioClient, path: Path, text: str | None = None) -> None:
 
 
 KEYSTROKE_MS = 150.0  # the typing speed _completion_latency simulates (about 80 words a minute)
+PAUSE_S = 3.0  # how long the simulated user pauses after a member access that showed no model item
 
 
 def _completion_latency(
@@ -817,6 +818,8 @@ def _completion_latency(
     model_items = 0
     first_model: list[float] = []  # per typing session: ms from its first keystroke to a model item
     sessions = 0
+    after_pause: list[float] = []  # sessions that showed no model item while typing: ms to it after a pause
+    pause_lat: list[float] = []
     version = [1]
 
     def edit(lines: list[str]) -> str:
@@ -874,6 +877,16 @@ def _completion_latency(
                         seen = True
                         first_model.append((time.perf_counter() - began) * 1000)
                 time.sleep(max(0.0, keystroke_ms - ms) / 1000)
+            if (
+                want_model and not seen
+            ):  # the user pauses: the list is asked for again (as the next key would)
+                while time.perf_counter() - began < len(probe) * keystroke_ms / 1000 + PAUSE_S:
+                    items, ms = ask(line, len(probe))
+                    pause_lat.append(ms)
+                    if is_model(items):
+                        after_pause.append((time.perf_counter() - began) * 1000)
+                        break
+                    time.sleep(max(0.0, keystroke_ms - ms) / 1000)
         mem = rss_mb(client.proc.pid)
     finally:
         client.close()
@@ -887,6 +900,10 @@ def _completion_latency(
         "model_item_after_p50_ms": pct(first_model, 50),
         "model_item_after_p95_ms": pct(first_model, 95),
         "keystroke_ms": keystroke_ms,
+        "sessions_with_a_model_item_after_a_pause": len(first_model) + len(after_pause),
+        "model_item_with_pause_p50_ms": pct(first_model + after_pause, 50),
+        "model_item_with_pause_p95_ms": pct(first_model + after_pause, 95),
+        "pause_requests_p95_ms": pct(pause_lat, 95),
         "server_rss_mb": mem,
     }
 
@@ -1226,6 +1243,14 @@ def print_server(r: dict[str, Any]) -> None:
                     f"{c['sessions_with_a_model_item']}/{c['sessions']} typing sessions showed one, "
                     f"{c['model_item_after_p50_ms']:.0f} ms (p50) / {c['model_item_after_p95_ms']:.0f} ms "
                     f"(p95) after their first key"
+                )
+                print(
+                    f"    pausing up to {PAUSE_S:g} s after the last key (the list asked for again every "
+                    f"{c['keystroke_ms']:.0f} ms, as the next key would): "
+                    f"{c['sessions_with_a_model_item_after_a_pause']}/{c['sessions']} sessions showed a "
+                    f"model item, {c['model_item_with_pause_p50_ms']:.0f} ms (p50) / "
+                    f"{c['model_item_with_pause_p95_ms']:.0f} ms (p95) after their first key; "
+                    f"those lists p95 {c['pause_requests_p95_ms']:.1f} ms"
                 )
     if "model" not in r:
         print("  completion, trained model loaded: not measured (no model trained)")

@@ -64,8 +64,16 @@ def complete(
     with engine.lock:  # one generation at a time; queued requests that went stale give up here
         if stale():
             return None
-        result = engine.completer.complete(text, cursor, module=module, k=1, multiline=multiline)
+        engine.completer.should_stop = stale  # a newer request elsewhere stops this one between tokens
+        try:
+            result = engine.completer.complete(text, cursor, module=module, k=1, multiline=multiline)
+        finally:
+            engine.completer.should_stop = _never
     if stale() or not result.candidates:
         return None
     out = result.candidates[0].text
     return out if isinstance(out, str) and out.strip() else None
+
+
+def _never() -> bool:
+    return False
