@@ -148,13 +148,15 @@ _PRCTL: Any = None
 def _child_setup(death_signal: int = signal.SIGKILL) -> None:  # pragma: no cover - between fork and exec
     """Own process group (ect ends the whole group), and die with ect even on SIGKILL (Linux)."""
     os.setpgid(0, 0)
-    if _PRCTL is not None:
+    if _PRCTL is not None and death_signal:
         _PRCTL(1, int(death_signal))  # PR_SET_PDEATHSIG
 
 
 def start_in_group(cmd: list[str], death_signal: int = signal.SIGKILL, **popen: Any) -> subprocess.Popen[Any]:
     """Start `cmd` in its own process group that gets `death_signal` when ect dies, even by SIGKILL
-    (Linux); end it with `end_group`. `popen`: subprocess.Popen's other arguments."""
+    (Linux; 0: none). The kernel sends it when the *thread* that started it ends: start long-lived
+    processes with 0 and let them watch their parent. End it with `end_group`. `popen`: subprocess.Popen's
+    other arguments."""
     import functools
 
     global _PRCTL

@@ -80,7 +80,7 @@ class WarmPytest:
             python, auto, env = self.setup(self.cfg)
             self.proc = start_in_group(
                 [python, "-m", "ect.fix.pytest_zygote"],
-                signal.SIGTERM,  # when ect dies: it kills the running test's group, then exits
+                0,  # no death signal: it outlives the thread that starts it; it watches its parent itself
                 cwd=self.root,
                 env={**os.environ, **env},
                 stdin=subprocess.PIPE,
