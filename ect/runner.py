@@ -146,14 +146,48 @@ def _prctl() -> Any:
 _PRCTL: Any = None
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _child_setup(death_signal: int = signal.SIGKILL) -> None:  # pragma: no cover - between fork and exec
     """Own process group (ect ends the whole group), and die with ect even on SIGKILL (Linux)."""
     os.setpgid(0, 0)
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if _PRCTL is not None and death_signal:
+        _PRCTL(1, int(death_signal))  # PR_SET_PDEATHSIG
 
 
-def end_group(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM, grace: float = 3.0) -> None:
+def start_in_group(cmd: list[str], death_signal: int = signal.SIGKILL, **popen: Any) -> subprocess.Popen[Any]:
+    """Start `cmd` in its own process group that gets `death_signal` when ect dies, even by SIGKILL
+    (Linux; 0: none). The kernel sends it when the *thread* that started it ends: start long-lived
+    processes with 0 and let them watch their parent. End it with `end_group`. `popen`: subprocess.Popen's
+    other arguments."""
+    import functools
+
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = _prctl()
+    return subprocess.Popen(cmd, preexec_fn=functools.partial(_child_setup, death_signal), **popen)
+
+
+def pytest_env(
+    root: Path, cfg: Config, python: str, project_env: bool, scratch: Path, pythonpath: str | None
+) -> dict[str, str]:
+    """What pytest's environment needs besides ect's variables: plugin autoload off unless allowed
+    (`pytest_autoload`), and `PYTHONPATH` with the source roots of a temporary checkout and, for an
+    interpreter that is not ect's, a shim folder in `scratch` holding only the `ect` package."""
+    env: dict[str, str] = {}
+    if not autoload(cfg, project_env):
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    paths = [str(root / r) for r in cfg.source_roots] if cfg.origin is not None else []
+    if not _is_ect_python(python):  # ect's plugins must import there: just the `ect` package, nothing else
+        shim = scratch / "shim"
+        shim.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(Path(__file__).resolve().parent, shim / "ect")
+        paths.append(str(shim))
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [pythonpath])])
+    return env
+
+
+def end_group(proc: subprocess.Popen[Any], first: int = signal.SIGTERM, grace: float = 3.0) -> None:
     """End `proc` and everything it started (its process group): `first`, then SIGKILL after `grace` s."""
     for sig in (first, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -258,34 +292,16 @@ def run_pytest(
     # no nested recording; and the tests' own git commands must not see the index the hook checks
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("ECT_FP_") and k != "GIT_INDEX_FILE"}
     env = {**inherited, "ECT_RESULTS": str(results_path), "ECT_PROGRESS": str(progress), **(extra_env or {})}
-    if not autoload(cfg, project_env):
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    paths = [str(root / r) for r in cfg.source_roots] if cfg.origin is not None else []
-    if not _is_ect_python(python):  # ect's plugins must import there: just the `ect` package, nothing else
-        shim = scratch / "shim"
-        shim.mkdir()
-        os.symlink(Path(__file__).resolve().parent, shim / "ect")
-        paths.append(str(shim))
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    env.update(pytest_env(root, cfg, python, project_env, scratch, env.get("PYTHONPATH")))
     if stream and sys.stdout.isatty() and "PY_COLORS" not in env and "NO_COLOR" not in env:
         env["PY_COLORS"] = "1"
     limit = cfg.test_timeout or None
     started = time.perf_counter()
     wall_start = time.time()
     timed_out: str | None = None
-    global _PRCTL
-    if _PRCTL is None:
-        _PRCTL = _prctl()
     try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_child_setup,
+        proc = start_in_group(
+            cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)

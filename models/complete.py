@@ -7,6 +7,7 @@ import inspect
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,8 @@ class Completer:
         tau = self.settings.min_token_prob
         self._min_logprob = math.log(tau) if tau > 0 else float("-inf")
         self.rank_names = True  # rank a receiver's members as whole names (else: constrained greedy)
+        self.rank_limit = 256  # names ranked in one pass (the editor server asks for fewer: latency)
+        self.should_stop: Callable[[], bool] = lambda: False  # checked per token: a caller's cancellation
         self.special = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         self.stop_ids = {i for i in self.special.values() if i is not None}
         if tok.eos_token_id is not None:
@@ -244,7 +247,7 @@ class Completer:
                 head, _, _ = text.partition("\n")
                 if not multiline or _bracket_depth(line_prefix + head) <= 0 or text.count("\n") > 8:
                     return head, total / len(ids)
-            if len(ids) >= self.settings.max_new_tokens:
+            if len(ids) >= self.settings.max_new_tokens or self.should_stop():
                 break
             logprobs, cache = self._step([ids[-1]], cache)
             if need:
@@ -366,7 +369,9 @@ class Completer:
         prompt = self.prompt_ids(text, cursor, ctx, prefix_end=cursor - len(typed))
         result.prompt_tokens = len(prompt)
         first_lp = self.fast.forward(prompt, 0)
-        ranked = self.rank_members(prompt, first_lp, names)
+        if self.should_stop():
+            return
+        ranked = self.rank_members(prompt, first_lp, names, self.rank_limit)
         if self.prior is not None:
             prior = NamePrior(self.index, module, text, cursor)
             ranked = sorted(
@@ -375,7 +380,7 @@ class Completer:
             )
         terminal = self._terminal_mask()
         for score, name, ids in ranked[: k + 2]:
-            if len(result.candidates) >= k:
+            if len(result.candidates) >= k or self.should_stop():
                 break
             lp = self.fast.forward(ids, len(prompt))
             first = int(lp.masked_fill(~terminal, float("-inf")).argmax())
@@ -420,7 +425,7 @@ class Completer:
                 logprobs, cache = self._step(ids, None)
                 tried: set[int] = set(self.stop_ids)
                 for rank in range(n_try):
-                    if len(result.candidates) >= k:
+                    if len(result.candidates) >= k or self.should_stop():
                         break
                     if rank > 0:  # the cache was extended by the previous branch: prefill again
                         logprobs, cache = self._step(ids, None)

@@ -800,50 +800,93 @@ def _open(client: StdioClient, path: Path, text: str | None = None) -> None:
     )
 
 
-def _completion_latency(repo: Path, n: int, want_model: bool) -> dict[str, Any]:
-    """Completion latencies in acme/user.py (index items after `big.` and `core.`), server memory."""
+KEYSTROKE_MS = 150.0  # the typing speed _completion_latency simulates (about 80 words a minute)
+PAUSE_S = 3.0  # how long the simulated user pauses after a member access that showed no model item
+
+
+def _completion_latency(
+    repo: Path, n: int, want_model: bool, keystroke_ms: float = KEYSTROKE_MS
+) -> dict[str, Any]:
+    """Type member accesses in acme/user.py one character every `keystroke_ms`, asking for completions at
+    each keystroke as Neovim's built-in completion and nvim-cmp do: latency of every list (index items),
+    how many lists carried a model item and how soon after the typing at that point began; memory."""
     user = repo / "acme/user.py"
     base = user.read_text()
-    probes = ["big.f_1", "core.", "big.f_2", "core.ad", "big.f_"]
+    probes = ["big.f_12", "core.add", "big.f_27", "core.scale", "big.f_3"]
     client = StdioClient(repo)
     lat: list[float] = []
     model_items = 0
+    first_model: list[float] = []  # per typing session: ms from its first keystroke to a model item
+    sessions = 0
+    after_pause: list[float] = []  # sessions that showed no model item while typing: ms to it after a pause
+    pause_lat: list[float] = []
+    version = [1]
+
+    def edit(lines: list[str]) -> str:
+        text = base + "\n" + "\n".join(lines) + "\n"
+        version[0] += 1
+        client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": user.as_uri(), "version": version[0]},
+                "contentChanges": [{"text": text}],
+            },
+        )
+        return text
+
+    def ask(line: int, col: int) -> tuple[list[dict[str, Any]], float]:
+        res, ms = client.request(
+            "textDocument/completion",
+            {"textDocument": {"uri": user.as_uri()}, "position": {"line": line, "character": col}},
+        )
+        return (res or {}).get("items") or [], ms
+
+    def is_model(items: list[dict[str, Any]]) -> bool:
+        return any(str(it.get("detail", "")).startswith("ect model") for it in items)
+
     try:
         client.start(repo)
-        text = base + "\n" + "\n".join(probes) + "\n"
-        _open(client, user, text)
+        _open(client, user, base + "\ncore.\n")
         first_line = base.count("\n") + 1
         t0 = time.perf_counter()
-        waited = 0
         while True:  # the background index (and the model, when one is trained: until it answers)
-            k = waited % len(probes)
-            waited += 1
-            res, _ = client.request(
-                "textDocument/completion",
-                {
-                    "textDocument": {"uri": user.as_uri()},
-                    "position": {"line": first_line + k, "character": len(probes[k])},
-                },
-            )
-            items = (res or {}).get("items") or []
-            from_model = any(str(it.get("detail", "")).startswith("ect model") for it in items)
-            if items and (not want_model or from_model or time.perf_counter() - t0 > 150):
+            items, _ = ask(first_line, len("core."))
+            if items and (not want_model or is_model(items) or time.perf_counter() - t0 > 150):
                 break
             if time.perf_counter() - t0 > 300:
                 raise SystemExit("the server never returned completions")
             time.sleep(0.2)
-        for i in range(n):
-            k = i % len(probes)
-            res, ms = client.request(
-                "textDocument/completion",
-                {
-                    "textDocument": {"uri": user.as_uri()},
-                    "position": {"line": first_line + k, "character": len(probes[k])},
-                },
-            )
-            lat.append(ms)
-            items = (res or {}).get("items") or []
-            model_items += any(str(it.get("detail", "")).startswith("ect model") for it in items)
+        typed: list[str] = []
+        while len(lat) < n:  # one typing session per new line: no suggestion computed there before
+            probe = probes[sessions % len(probes)]
+            sessions += 1
+            line = first_line + len(typed)
+            typed.append("")
+            began = time.perf_counter()
+            seen = False
+            for end in range(probe.index(".") + 1, len(probe) + 1):
+                if len(lat) >= n:
+                    break
+                typed[-1] = probe[:end]
+                edit(typed)
+                items, ms = ask(line, end)
+                lat.append(ms)
+                if is_model(items):
+                    model_items += 1
+                    if not seen:
+                        seen = True
+                        first_model.append((time.perf_counter() - began) * 1000)
+                time.sleep(max(0.0, keystroke_ms - ms) / 1000)
+            if (
+                want_model and not seen
+            ):  # the user pauses: the list is asked for again (as the next key would)
+                while time.perf_counter() - began < len(probe) * keystroke_ms / 1000 + PAUSE_S:
+                    items, ms = ask(line, len(probe))
+                    pause_lat.append(ms)
+                    if is_model(items):
+                        after_pause.append((time.perf_counter() - began) * 1000)
+                        break
+                    time.sleep(max(0.0, keystroke_ms - ms) / 1000)
         mem = rss_mb(client.proc.pid)
     finally:
         client.close()
@@ -852,6 +895,15 @@ def _completion_latency(repo: Path, n: int, want_model: bool) -> dict[str, Any]:
         "p50_ms": pct(lat, 50),
         "p95_ms": pct(lat, 95),
         "lists_with_a_model_item": model_items,
+        "sessions": sessions,
+        "sessions_with_a_model_item": len(first_model),
+        "model_item_after_p50_ms": pct(first_model, 50),
+        "model_item_after_p95_ms": pct(first_model, 95),
+        "keystroke_ms": keystroke_ms,
+        "sessions_with_a_model_item_after_a_pause": len(first_model) + len(after_pause),
+        "model_item_with_pause_p50_ms": pct(first_model + after_pause, 50),
+        "model_item_with_pause_p95_ms": pct(first_model + after_pause, 95),
+        "pause_requests_p95_ms": pct(pause_lat, 95),
         "server_rss_mb": mem,
     }
 
@@ -888,6 +940,74 @@ def _save_to_diagnostics(repo: Path, n: int) -> dict[str, Any]:
         path.write_text(original)
         client.close()
     return {"saves": len(lat), "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95)}
+
+
+def _save_split(repo: Path, n: int) -> dict[str, Any]:
+    """The same saves in this process through the server's parts (warm pytest, background indexer,
+    diagnostics worker): how much of save -> diagnostics is pytest's run and how much is ect's own."""
+    from ect.config import load_config
+    from ect.fix.engine import FixEngine
+    from ect.fix.warm_pytest import WarmPytest
+    from ect.lsp.diagnose import Diagnoser, Run
+    from ect.lsp.indexer import Indexer
+
+    cfg = load_config(repo)
+    engine = FixEngine(repo, cfg)
+    warm = WarmPytest(repo, cfg)
+    engine.use_warm_pytest(warm)
+    warm.start()
+    indexer = Indexer(engine)
+    indexer.start()
+    indexer.first.wait(120)
+    runner = engine.pytest_runner
+    spent: list[float] = []
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return runner(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    engine.pytest_runner = timed
+    done = threading.Event()
+    published: list[Run] = []
+    diagnoser = Diagnoser(
+        engine,
+        lambda run: (published.append(run), done.set()),
+        warm=warm,
+        timeout_s=60,
+        refresh_index=indexer.request,
+    )
+    path = repo / "acme/big.py"
+    original = path.read_text()
+    broken = original.replace("    y = x + 3\n", "    y = x - 3\n", 1)
+    total: list[float] = []
+    tests: list[float] = []
+    try:
+        for i in range(2 * n + 1):
+            path.write_text(broken if i % 2 == 0 else original)
+            done.clear()
+            spent.clear()
+            t = time.perf_counter()
+            diagnoser.schedule("acme/big.py")
+            if not done.wait(180):
+                raise SystemExit("save split: no diagnostics in 180 s")
+            if i:
+                total.append((time.perf_counter() - t) * 1000)
+                tests.append(sum(spent) * 1000)
+    finally:
+        path.write_text(original)
+        diagnoser.stop()
+        indexer.stop()
+        warm.stop()
+    own = [a - b for a, b in zip(total, tests, strict=True)]
+    return {
+        "saves": len(total),
+        "total_p50_ms": pct(total, 50),
+        "pytest_p50_ms": pct(tests, 50),
+        "ect_p50_ms": pct(own, 50),
+    }
 
 
 def _index_per_10k_lines(where: Path) -> dict[str, float]:
@@ -1009,6 +1129,8 @@ def bench_server(requests: int, saves: int, train_minutes: float) -> dict[str, A
         print(f"no model: {out['no_model']}", file=sys.stderr, flush=True)
         out["save_4k"] = _save_to_diagnostics(repo, saves)
         print(f"save: {out['save_4k']}", file=sys.stderr, flush=True)
+        out["save_split"] = _save_split(repo, saves)
+        print(f"save split: {out['save_split']}", file=sys.stderr, flush=True)
         out["kill_9"] = _left_after_kill(repo)
         print(f"kill -9: {out['kill_9']}", file=sys.stderr, flush=True)
         if train_minutes > 0 and _train(repo, train_minutes):
@@ -1114,10 +1236,32 @@ def print_server(r: dict[str, Any]) -> None:
                 f"  completion, {label:20s} p50 {c['p50_ms']:6.1f} ms  p95 {c['p95_ms']:6.1f} ms  "
                 f"(target p95 <= 20)  lists with a model item: {c['lists_with_a_model_item']}/{c['requests']}"
             )
+            if key == "model":
+                print(
+                    f"    one key every {c['keystroke_ms']:.0f} ms, a list request per key: a model item "
+                    f"in {c['lists_with_a_model_item'] / max(c['requests'], 1):.0%} of the lists; "
+                    f"{c['sessions_with_a_model_item']}/{c['sessions']} typing sessions showed one, "
+                    f"{c['model_item_after_p50_ms']:.0f} ms (p50) / {c['model_item_after_p95_ms']:.0f} ms "
+                    f"(p95) after their first key"
+                )
+                print(
+                    f"    pausing up to {PAUSE_S:g} s after the last key (the list asked for again every "
+                    f"{c['keystroke_ms']:.0f} ms, as the next key would): "
+                    f"{c['sessions_with_a_model_item_after_a_pause']}/{c['sessions']} sessions showed a "
+                    f"model item, {c['model_item_with_pause_p50_ms']:.0f} ms (p50) / "
+                    f"{c['model_item_with_pause_p95_ms']:.0f} ms (p95) after their first key; "
+                    f"those lists p95 {c['pause_requests_p95_ms']:.1f} ms"
+                )
     if "model" not in r:
         print("  completion, trained model loaded: not measured (no model trained)")
     d = r["save_4k"]
     print(f"  save -> diagnostics, 4k-line file      p50 {d['p50_ms']:6.0f} ms  p95 {d['p95_ms']:6.0f} ms")
+    if "save_split" in r:
+        sp = r["save_split"]
+        print(
+            f"    of which (same saves in-process, p50): pytest's run {sp['pytest_p50_ms']:.0f} ms, "
+            f"ect's own work {sp['ect_p50_ms']:.0f} ms (total {sp['total_p50_ms']:.0f} ms)"
+        )
     ix = r["index"]
     print(
         f"  index build: {ix['full_s_per_10k']:.2f} s per 10k lines (a {ix['lines']}-line file); "

@@ -164,3 +164,32 @@ EDITOR_SAMPLE = {
             assert total([1, 2, 3]) == 6
     """,
 }
+
+
+def make_tiny_base(out: Path, texts: list[str]) -> Path:
+    """A tiny Llama-style base (~100k parameters) with its own byte-level BPE trained on `texts`, saved
+    in `out` like the shipped base: `ect model train --base <out>` fine-tunes it in seconds."""
+    import torch
+    from ect.models.fim import EOS, PAD
+    from ect.models.tokenizer import save_for_transformers, train_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer([*texts, "def f(x):\n    return x + 1\n" * 20], vocab_size=400)
+    save_for_transformers(tok, out)
+    cfg = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=128,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        eos_token_id=tok.token_to_id(EOS),
+        bos_token_id=tok.token_to_id(EOS),
+        pad_token_id=tok.token_to_id(PAD),
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(str(out))
+    return out

@@ -200,3 +200,79 @@ async def test_bad_config_is_reported_to_the_editor_not_a_crash(make_repo) -> No
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+def _model_items(result: t.CompletionList | list[t.CompletionItem] | None) -> list[t.CompletionItem]:
+    items = result.items if isinstance(result, t.CompletionList) else (result or [])
+    return [i for i in items if (i.detail or "").startswith("ect model")]
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_team_model_published_while_the_server_runs_reaches_the_list_on_a_re_request(
+    make_repo, tmp_path: Path
+) -> None:
+    """No model at first (index items, a complete list); a model is trained elsewhere and published to
+    the team directory; the server picks it up and, as the client asks again while typing (the list
+    says it is incomplete meanwhile), a model item arrives next to the index items."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import textwrap
+
+    from ect_testutil import git, make_tiny_base, run_ect
+
+    team = tmp_path / "team"
+    files = dict(FILES)
+    files["pyproject.toml"] = (
+        FILES["pyproject.toml"] + f'        [tool.ect.model]\n        team_dir = "{team}"\n'
+    )
+    repo = make_repo(files)
+    util = repo / "acme/util.py"
+    uri = util.as_uri()
+    text = util.read_text() + "\ncore.\n"
+    line, col = text.count("\n") - 1, len("core.")
+    client = await _start(repo)
+    try:
+        client.text_document_did_open(
+            t.DidOpenTextDocumentParams(
+                t.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+            )
+        )
+        items = await _complete(client, uri, line, col)
+        assert [i.label for i in items] == ["add", "scale"], items  # no model yet: the index alone
+
+        clone = tmp_path / "clone"  # a teammate's checkout of the same commit trains and publishes
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+        base = make_tiny_base(tmp_path / "base", [textwrap.dedent(v) for v in FILES.values()])
+        trained = run_ect(clone, "model", "train", "--base", str(base), "--max-steps", "1", timeout=300)
+        assert trained.returncode == 0, trained.stderr
+        published = run_ect(clone, "model", "publish")
+        assert published.returncode == 0 and str(team) in published.stdout, published.stderr
+
+        seen: list[tuple[bool, int, int]] = []  # (incomplete, index items, model items) per response
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # the client asks again as the user types
+            result = await client.text_document_completion_async(
+                t.CompletionParams(
+                    text_document=t.TextDocumentIdentifier(uri=uri),
+                    position=t.Position(line=line, character=col),
+                )
+            )
+            assert isinstance(result, t.CompletionList)
+            model = _model_items(result)
+            seen.append((result.is_incomplete, len(result.items) - len(model), len(model)))
+            if model:
+                break
+            await asyncio.sleep(0.3)
+        assert seen and seen[-1][2] == 1, seen
+        # before the model item: lists with the index items at once, marked incomplete (ask again)
+        assert any(incomplete and n_index == 2 and not n_model for incomplete, n_index, n_model in seen), seen
+        assert all(n_index == 2 for _, n_index, _ in seen), seen
+        [item] = model
+        assert item.detail is not None and item.detail.startswith("ect model (team "), item.detail
+        assert item.text_edit is not None and isinstance(item.text_edit, t.TextEdit)
+        assert item.text_edit.new_text.startswith(("add", "scale")), item  # a real member of acme.core
+        assert item.text_edit.range.start == t.Position(line=line, character=col)
+    finally:
+        await client.shutdown_session()
+        await client.stop()

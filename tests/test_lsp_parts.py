@@ -3,10 +3,13 @@ the warm pytest process."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from ect.models.index import SymbolIndex
 from ect_testutil import write
 
@@ -285,3 +288,111 @@ def test_model_suggestion_follows_typing_and_windows_big_documents(tmp_path: Pat
     part, at = window(big, len(big) - 3)
     assert len(part) < WINDOW_BEFORE + 10_000 and part.startswith("import os\n")
     assert part[at:] == big[len(big) - 3 :]
+
+
+def test_model_reload_check_reads_where_head_is_without_running_git(make_repo, monkeypatch) -> None:
+    from ect_testutil import git
+
+    from ect.lsp.model_bridge import ModelBridge, head_fingerprint
+
+    repo = make_repo(PKG)
+    git(repo, "worktree", "add", "-q", "-b", "side", str(repo.parent / "side"))
+    side = repo.parent / "side"
+    bridge = ModelBridge(load_config(repo))
+    stamps = [bridge.stamp(), head_fingerprint(side)]
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert stamps[0] is not None and head in stamps[0][0] and head in stamps[1]
+    git(repo, "commit", "-q", "--allow-empty", "-m", "loose ref")
+    git(side, "commit", "-q", "--allow-empty", "-m", "in the worktree")
+    git(repo, "pack-refs", "--all")  # refs only in packed-refs now
+    git(repo, "commit", "-q", "--allow-empty", "-m", "after packing")
+    git(repo, "pack-refs", "--all")
+    monkeypatch.setenv("PATH", "")  # no git from here on: the check reads .git itself
+    after = [bridge.stamp(), head_fingerprint(side)]
+    assert after[0] != stamps[0] and after[1] != stamps[1]
+    assert bridge.stamp() == after[0]  # nothing moved: the same answer (no reload)
+
+
+PROBE = """
+import os
+
+def test_probe(pytestconfig):
+    pm = pytestconfig.pluginmanager
+    with open(os.environ["PROBE_OUT"], "w") as fh:
+        fh.write(" ".join(sorted(n for n in ("asyncio", "anyio.pytest_plugin", "ect.pytest_plugin")
+                                 if pm.has_plugin(n))))
+
+def test_hang():
+    while True:
+        pass
+"""
+
+
+def _probe(tmp_path: Path, config: str) -> tuple[WarmPytest, object, Path]:
+    write(tmp_path, {"test_probe.py": PROBE, "ect.toml": config})
+    out = tmp_path / "probe.txt"
+    os.environ["PROBE_OUT"] = str(out)
+    return WarmPytest(tmp_path, load_config(tmp_path)), load_config(tmp_path), out
+
+
+def test_warm_pytest_loads_plugins_times_out_tests_and_owns_its_group_like_the_runner(tmp_path: Path) -> None:
+    """ect's own interpreter: autoload off, the listed plugins on; `test_timeout` stops a hung test and
+    names it; the warm process leads its own process group and nothing of it is left after stop()."""
+    from ect.runner import TIMED_OUT
+
+    warm, cfg, out = _probe(tmp_path, 'pytest_plugins = ["anyio.pytest_plugin"]\ntest_timeout = 2\n')
+    try:
+        assert warm.start() and warm.proc is not None
+        group = os.getpgid(warm.proc.pid)
+        assert group == warm.proc.pid  # its own group: ended as a whole
+        run = warm.run_pytest(tmp_path, cfg, ["test_probe.py::test_probe"], stream=False)
+        assert run.exit_code == 0, run.output
+        assert out.read_text().split() == [
+            "anyio.pytest_plugin",
+            "ect.pytest_plugin",
+        ]  # no autoloaded asyncio
+        started = time.monotonic()
+        hung = warm.run_pytest(tmp_path, cfg, ["test_probe.py"], stream=False)  # no run timeout given
+        assert time.monotonic() - started < 30
+        assert hung.exit_code == TIMED_OUT, hung
+        assert "test_probe.py::test_hang ran longer than 2 s (test_timeout)" in hung.output
+        assert hung.outcomes.get("test_probe.py::test_hang") == "failed"
+    finally:
+        warm.stop()
+        os.environ.pop("PROBE_OUT", None)
+    deadline = time.monotonic() + 10
+    while _group_members(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group_members(group) == []
+
+
+def _group_members(pgid: int) -> list[int]:
+    out = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(entry))
+    return out
+
+
+@pytest.mark.slow
+def test_warm_pytest_runs_the_configured_project_python_with_its_plugins(tmp_path: Path) -> None:
+    used = tmp_path / "used"
+    wrapper = tmp_path / "project-python"
+    wrapper.write_text(f'#!/bin/sh\ntouch {used}\nexec {sys.executable} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    repo = tmp_path / "repo"
+    warm, cfg, out = _probe(repo, f'python = "{wrapper}"\n')
+    try:
+        run = warm.run_pytest(repo, cfg, ["test_probe.py::test_probe"], stream=False)
+        assert run.exit_code == 0, run.output
+        assert used.exists() and warm.started_as is not None and warm.started_as[0] == str(wrapper)
+        plugins = out.read_text().split()
+        assert "asyncio" in plugins and "ect.pytest_plugin" in plugins  # its own plugins autoload
+    finally:
+        warm.stop()
+        os.environ.pop("PROBE_OUT", None)

@@ -225,7 +225,7 @@ class FixEngine:
         """Verify candidates through a warm forking pytest process (started now if not given)."""
         from ect.fix.warm_pytest import WarmPytest
 
-        self.verifier.warm = warm or WarmPytest(self.root)
+        self.verifier.warm = warm or WarmPytest(self.root, self.cfg)
         self.pytest_runner = self.verifier.warm.run_pytest
         return self.verifier.warm
 

@@ -57,7 +57,8 @@ def _warm() -> list[str]:
 
     import pytest  # noqa: F401
 
-    for ep in entry_points(group="pytest11"):
+    autoloaded = [] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else entry_points(group="pytest11")
+    for ep in autoloaded:
         try:
             importlib.import_module(ep.value.split(":")[0])
         except Exception:
@@ -90,6 +91,7 @@ def _child(job: dict[str, object]) -> int:
     env = job.get("env") or {}
     assert isinstance(env, dict)
     os.environ.update({str(k): str(v) for k, v in env.items()})
+    sys.modules.pop("ect.pytest_watchdog", None)  # it reads $ECT_PROGRESS when imported: this run's
     launch = os.path.realpath(sys.path[0] or os.getcwd()) if sys.path else ""
     if sys.path and launch != os.path.realpath(cwd):
         sys.path[0] = cwd

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ect.config import Config
     from ect.models.index import SymbolIndex
+    from ect.models.team import ModelChoice
 
 
 @dataclass
@@ -19,30 +20,41 @@ class Engine:
     lock: threading.Lock
 
 
-def trained(cfg: Config) -> bool:
-    """Whether a trained model exists (checked without importing torch)."""
+def choose(cfg: Config) -> ModelChoice | None:
+    """The model `ect model which` names here: the local fine-tuned one or the newest matching team
+    model (asks git); None when the `model` extra is not installed."""
     try:
-        from ect.models.modeling import META_FILE
-        from ect.models.settings import model_dir
+        from ect.models.settings import model_dir, model_settings
+        from ect.models.team import choose_model
     except ImportError:
-        return False
-    return (model_dir(cfg) / META_FILE).is_file()
+        return None
+    return choose_model(cfg.root, model_dir(cfg), model_settings(cfg))
 
 
-def load(cfg: Config, index: SymbolIndex | None) -> Engine:
-    """The warm completion engine; raises LookupError when no model is trained or the extra is missing."""
-    if not trained(cfg):
-        raise LookupError("no trained model (run `ect model train`)")
+def trained(cfg: Config) -> bool:
+    """Whether a trained model (local or the team's) is there to use (checked without importing torch)."""
+    choice = choose(cfg)
+    return choice is not None and choice.path is not None
+
+
+def load(cfg: Config, index: SymbolIndex | None, choice: ModelChoice | None = None) -> Engine:
+    """The warm completion engine for `choice` (default: `choose(cfg)`); raises LookupError when no model
+    is trained or the extra is missing. The base model alone is not used: the index serves better."""
+    choice = choice or choose(cfg)
+    if choice is None or choice.path is None:
+        raise LookupError("no trained model (run `ect model train`, or publish a team model)")
     try:
         from ect.models.complete import Completer
         from ect.models.modeling import load_trained
-        from ect.models.settings import model_dir, model_settings
+        from ect.models.settings import model_settings
     except ImportError as exc:
         raise LookupError(f"the `model` extra is not installed ({exc.name})") from None
-    path = model_dir(cfg)
-    model, tok, meta = load_trained(path)
+    model, tok, meta = load_trained(choice.path)
     completer = Completer(model, tok, index, model_settings(cfg))
-    return Engine(completer, str(meta.get("name") or meta.get("base_name") or path.name), threading.Lock())
+    name = str(meta.get("name") or meta.get("base_name") or choice.path.name)
+    if choice.name == "team":
+        name = f"team {choice.commit[:10]}: {name}"
+    return Engine(completer, name, threading.Lock())
 
 
 def complete(
@@ -52,8 +64,16 @@ def complete(
     with engine.lock:  # one generation at a time; queued requests that went stale give up here
         if stale():
             return None
-        result = engine.completer.complete(text, cursor, module=module, k=1, multiline=multiline)
+        engine.completer.should_stop = stale  # a newer request elsewhere stops this one between tokens
+        try:
+            result = engine.completer.complete(text, cursor, module=module, k=1, multiline=multiline)
+        finally:
+            engine.completer.should_stop = _never
     if stale() or not result.candidates:
         return None
     out = result.candidates[0].text
     return out if isinstance(out, str) and out.strip() else None
+
+
+def _never() -> bool:
+    return False

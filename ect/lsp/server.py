@@ -91,7 +91,7 @@ class Session:
         self.seq: dict[str, int] = {}
         self.ready = threading.Event()
         self.closed = False
-        self.warm = WarmPytest(self.root)
+        self.warm = WarmPytest(self.root, self.cfg)
         self.engine.use_warm_pytest(self.warm)  # loop runs and verification go through the warm process
         self.timeout_s = save_timeout(self.cfg, self.engine.settings.test_timeout_s)
         self.indexer = Indexer(self.engine)
@@ -379,7 +379,7 @@ def build_server() -> LanguageServer:
             if got is not None:
                 model_text = got.text
             else:  # computed in the background: the client asks again as the user types
-                pending = s.model.request(
+                pending = s.model.pending or s.model.request(
                     uri, _module(s, rel), doc, offset_of(doc, pos.line, col), pos.line, head
                 )
         items: list[t.CompletionItem] = []
@@ -449,7 +449,9 @@ def build_server() -> LanguageServer:
         text: str | None = None
         if s.settings.model:
             s.model.refresh()
-        if s.settings.model and s.model.engine is not None:  # ghost text may wait for the model
+            got = s.model.suggestion(uri, pos.line, _cursor(s, doc, pos)[0][:col])
+            text = got.text if got is not None else None
+        if text is None and s.settings.model and s.model.engine is not None:  # ghost text may wait
             s.seq[uri] = my = s.seq.get(uri, 0) + 1
             text = s.model.complete(
                 _module(s, rel), doc, offset_of(doc, pos.line, col), lambda: s.seq.get(uri) != my
