@@ -19,20 +19,27 @@ import click
 )
 @click.option("--no-tests", is_flag=True, help="Compile only.")
 @click.option("-n", "--parallel", is_flag=True, help="Run tests with pytest-xdist when installed.")
-def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
-    """Watch the repository; each batch of saves runs one loop on the saved files."""
+@click.option("--cold", is_flag=True, help="Start pytest afresh on every run (default: fork a warm pytest).")
+def watch(debounce: int, no_tests: bool, parallel: bool, cold: bool) -> int:
+    """Watch the repository; each batch of saves runs one loop on the saved files.
+
+    Tests run in a fork of a warm process that has pytest and its plugins imported (never the
+    project's code), so a small selection starts at once; `--cold` starts pytest afresh instead.
+    """
     from watchfiles import Change
     from watchfiles import watch as watch_changes
 
     from ect.changes import Scope
     from ect.config import load_config
     from ect.errors import Terminated
+    from ect.fix.warm_pytest import WarmPytest
     from ect.loop import run_loop
     from ect.repo import find_root
 
     root = find_root()
     cfg = load_config(root)
     state = cfg.state_path.resolve()
+    warm = None if cold or no_tests or parallel else WarmPytest(root, cfg)
     click.echo(f"ect: watching {root} (Ctrl-C to stop)")
 
     def wanted(change: object, path: str) -> bool:
@@ -63,6 +70,7 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
                 trigger="watch",
                 stream=False,
                 parallel=parallel,
+                pytest_runner=warm.run_pytest if warm is not None else None,
             )
             click.echo(_status_line(started, paths, res))
             for err in res.compile_errors:
@@ -75,6 +83,9 @@ def watch(debounce: int, no_tests: bool, parallel: bool) -> int:
         raise  # SIGTERM/SIGHUP: exit 128+signal (the running tests were ended by the runner)
     except KeyboardInterrupt:
         pass
+    finally:
+        if warm is not None:
+            warm.stop()
     click.echo("ect: stopped watching")
     return 0
 
