@@ -327,7 +327,12 @@ def _run_mutants(
         for mutant in items:
             mutant.apply(scratch)
             try:
-                full = run_pytest(scratch, cfg, None, stream=False, timeout=timeout)
+                try:
+                    full = run_pytest(scratch, cfg, None, stream=False, timeout=timeout)
+                except EnvError as exc:  # the mutant broke a conftest: pytest stops as on a bad flag
+                    if exc.run is None:
+                        raise
+                    full = exc.run
                 sel_collect.clear()
                 sel = run_loop(
                     scratch,
@@ -393,12 +398,17 @@ def _result(
     )
 
 
+# reasons that select a test whatever changed: they say nothing about the change
+_STANDING = ("starts a subprocess", "failed last time", "the environment changed")
+
+
 def _first_reason(sel: LoopResult) -> str:
-    """Why the selection chose what it ran: the first reason it gave (empty: it selected nothing)."""
+    """Why the selection chose what it ran: its first reason about the change (empty: none selected)."""
     if sel.selection is None:
         return ""
-    reasons = sel.selection.run_all_reasons[:1] or [r for rs in sel.selection.tests.values() for r in rs][:1]
-    return reasons[0] if reasons else ""
+    reasons = sel.selection.run_all_reasons[:1] or [r for rs in sel.selection.tests.values() for r in rs]
+    about_change = [r for r in reasons if not any(k in r for k in _STANDING)]
+    return (about_change or reasons or [""])[0]
 
 
 @click.command("verify")

@@ -43,6 +43,7 @@ from ect.verify import verify_selection
 from ect.verify_report import CAUGHT, ERROR, MISSED, VerifyReport, score
 
 INTERNAL_ERROR = 3  # pytest: a plugin crashed; not a verdict on the mutant
+STANDING_RULES = ("starts a subprocess", "failed last time", "the environment changed")
 IMPORT_RULES = ("runs while a module is imported", "module level of", "while collecting", " fixture '")
 
 
@@ -68,6 +69,8 @@ def rule_of(why: str) -> str:
     """The kind of rule that selected a mutant's tests."""
     if not why:
         return "none selected"
+    if any(r in why for r in STANDING_RULES):
+        return "only tests run every time"
     if any(r in why for r in IMPORT_RULES):
         return "import time / shared"
     if "executed " in why or " ran " in why or "read " in why:

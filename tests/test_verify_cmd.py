@@ -217,6 +217,24 @@ def test_an_errored_selection_run_is_no_catch(make_repo) -> None:
     assert text.returncode == 3 and "errored runs:               1" in text.stdout, text.stdout
 
 
+def test_a_mutant_that_breaks_a_conftest_is_caught_not_a_crash(make_repo) -> None:
+    # every mutant of the only source file breaks the conftest's import: pytest stops before any test,
+    # with the exit status it gives a bad command line
+    files = {
+        "pyproject.toml": FP_SAMPLE["pyproject.toml"],
+        "shop/__init__.py": "",
+        "shop/rates.py": "RATE = 2\n",
+        "tests/conftest.py": "from shop.rates import RATE\n\nassert RATE == 2\n",
+        "tests/test_rate.py": "from shop.rates import RATE\n\n\ndef test_rate():\n    assert RATE > 0\n",
+    }
+    repo = make_repo(files)
+    proc = run_ect(repo, "verify", "--mutants", "1", "--json", env=FAST, timeout=300)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["results"][0]["outcome"] == "caught", data
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def run_of(exit_code: int, outcomes: dict[str, str], output: str = "", collect: list[str] | None = None):
     run = runner.TestRun(exit_code, 1000.0, dict(outcomes), list(collect or []), output)
     run.durations = {n: 0.1 for n in outcomes}
