@@ -7,6 +7,7 @@ error), then a normal run works and the event history is still there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -66,8 +67,11 @@ def history(repo: Path) -> int:
     db = repo / ".ect" / "events.db"
     if not db.exists():
         return 0
-    with sqlite3.connect(db) as conn:
+    conn = sqlite3.connect(db)
+    try:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()  # now: the last connection to close removes SQLite's -wal and -shm files
 
 
 def assert_clean(proc: subprocess.CompletedProcess[str], code: int, needle: str = "") -> None:
@@ -382,10 +386,13 @@ def _unprivileged(repo: Path, locked: Path, home: Path) -> list[str]:
 
 
 def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of everything under `directory`."""
-    return {
-        str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.rglob("*")
-    }
+    """(mtime, size) of everything under `directory` (a file that vanishes while listed is left out)."""
+    out = {}
+    for p in directory.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            st = p.stat()
+            out[str(p.relative_to(directory))] = (st.st_mtime_ns, st.st_size)
+    return out
 
 
 @pytest.mark.slow
@@ -405,13 +412,18 @@ def test_read_only_state_dir_runs_without_state_and_keeps_history(template: Path
 def _read_only_state_run(repo: Path, home: Path) -> None:
     state = repo / ".ect"
     before = history(repo)
-    locked = sorted(p for p in [state, *state.rglob("*")] if not p.is_symlink())
-    modes = {p: p.stat().st_mode for p in locked}
+    modes = {}
+    for p in [state, *state.rglob("*")]:
+        with contextlib.suppress(FileNotFoundError):
+            if not p.is_symlink():
+                modes[p] = p.stat().st_mode
+    locked = sorted(modes)
     path = repo / "acme/extra.py"
     good = path.read_text()
     try:
         for p in locked:
-            p.chmod(modes[p] & ~0o222)
+            with contextlib.suppress(FileNotFoundError):
+                p.chmod(modes[p] & ~0o222)
         prefix = _unprivileged(repo, state, home)
         kept = _snapshot(state)
         path.write_text(good.replace('"!"', '"?"'))  # breaks test_shout
@@ -430,7 +442,8 @@ def _read_only_state_run(repo: Path, home: Path) -> None:
         assert _snapshot(state) == kept  # nothing written, nothing left behind
     finally:
         for p in locked:
-            p.chmod(modes[p])
+            with contextlib.suppress(FileNotFoundError):
+                p.chmod(modes[p])
         if os.geteuid() == 0:
             for p in [repo, *repo.rglob("*"), home]:
                 os.lchown(p, 0, 0)
