@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from ect.models.settings import ModelSettings  # noqa: E402
+from ect_testutil import make_tiny_base  # noqa: E402
 
 from ect.config import load_config  # noqa: E402
 from ect.events import query  # noqa: E402
@@ -48,29 +49,7 @@ def ect(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama-style base with its own byte-level BPE, like the shipped one but ~100k parameters."""
-    from ect.models.fim import EOS, PAD
-    from ect.models.tokenizer import save_for_transformers, train_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny_base")
-    tok = train_tokenizer([STORE, APP, "def f(x):\n    return x + 1\n" * 20], vocab_size=400)
-    save_for_transformers(tok, out)
-    cfg = LlamaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=128,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        eos_token_id=tok.token_to_id(EOS),
-        bos_token_id=tok.token_to_id(EOS),
-        pad_token_id=tok.token_to_id(PAD),
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(str(out))
-    return out
+    return make_tiny_base(tmp_path_factory.mktemp("tiny_base"), [STORE, APP])
 
 
 @pytest.fixture()
