@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,16 +64,15 @@ def _history(state: Path, now: float) -> None:
         )
 
 
-@pytest.fixture(scope="module")
-def html_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp_path = tmp_path_factory.mktemp("html")
-    repo = tmp_path / "repo"
+def _render(base: Path, fill: Callable[[Path, float], None], since: str) -> Path:
+    """`ect report --format html` over a new repository whose event log `fill` wrote."""
+    repo = base / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    _history(repo / ".ect", time.time() - 600)
-    out = tmp_path / "report.html"
+    fill(repo / ".ect", time.time())
+    out = base / "report.html"
     env = {k: v for k, v in os.environ.items() if k != "ECT_METRICS_URL"}
     res = subprocess.run(
-        [sys.executable, "-m", "ect", "report", "--since", "30d", "--format", "html", "--output", str(out)],
+        [sys.executable, "-m", "ect", "report", "--since", since, "--format", "html", "--output", str(out)],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -81,6 +81,11 @@ def html_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert res.returncode == 0, res.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def html_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _render(tmp_path_factory.mktemp("html"), lambda state, now: _history(state, now - 600), "30d")
 
 
 def test_html_is_self_contained(html_report: Path) -> None:
@@ -169,22 +174,7 @@ document.body.setAttribute('data-check', JSON.stringify(out));
 
 @pytest.fixture(scope="module")
 def year_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("year")
-    repo = base / "repo"
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    _year(repo / ".ect", time.time())
-    out = base / "report.html"
-    env = {k: v for k, v in os.environ.items() if k != "ECT_METRICS_URL"}
-    res = subprocess.run(
-        [sys.executable, "-m", "ect", "report", "--since", "400d", "--format", "html", "--output", str(out)],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
-    assert res.returncode == 0, res.stderr
-    return out
+    return _render(tmp_path_factory.mktemp("year"), _year, "400d")
 
 
 def test_year_report_marks_partial_weeks_and_names_empty_series(year_report: Path) -> None:
