@@ -170,7 +170,13 @@ def _py(code: str, env: dict[str, str], *args: object, out: bool = False) -> sub
 
 
 def writers(
-    state: Path, procs: int, per: int, env: dict[str, str], tag: str, contended: bool = False
+    state: Path,
+    procs: int,
+    per: int,
+    env: dict[str, str],
+    tag: str,
+    contended: bool = False,
+    gap_s: float = 0.0,
 ) -> tuple[list[float], list[float]]:
     """`procs` writer processes at once (with a burst locker and two folders when `contended`);
     (all write latencies in ms, the writing thread's CPU ms per write)."""
@@ -182,7 +188,7 @@ def writers(
         helpers = [_py(LOCKER, env, state / events.DB_NAME, stop)] + [
             _py(FOLDER, env, state, stop) for _ in range(2)
         ]
-    ps = [_py(WRITER, env, state, per, f"{tag}{w}", 0.0, out=True) for w in range(procs)]
+    ps = [_py(WRITER, env, state, per, f"{tag}{w}", gap_s, out=True) for w in range(procs)]
     lat: list[float] = []
     try:
         for p in ps:
@@ -306,6 +312,12 @@ def main() -> int:
     ap.add_argument("--skip-writes", action="store_true", help="only the report figures")
     ap.add_argument("--skip-report", action="store_true", help="only the write figures")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="pause between one writer's writes in the latency run (0: back to back, saturating the CPUs)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ect-metrics-bench-"))
@@ -332,9 +344,10 @@ def main() -> int:
             }
             # 2. plain latency with W writers at once
             wstate = work / "plain" / ".ect"
-            lat, cpu = writers(wstate, args.writers, args.per_writer, env, "p")
+            lat, cpu = writers(wstate, args.writers, args.per_writer, env, "p", gap_s=args.gap_ms / 1000)
             results["plain"] = {
                 "written": total,
+                "gap_ms": args.gap_ms,
                 "lost": total - local_count(wstate, "p"),
                 "p50_ms": pct(lat, 0.5),
                 "p99_ms": pct(lat, 0.99),
@@ -391,7 +404,8 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
     if p:
         rows.append(
             (
-                f"single write p50 / p99 / max, {args.writers} writers x {args.per_writer} at once",
+                f"single write p50 / p99 / max, {args.writers} writers x {args.per_writer} at once"
+                + (f", {args.gap_ms:g} ms apart" if args.gap_ms else ", back to back"),
                 f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f} / {p['max_ms']:.1f} ms",
                 "p99 <= 5 ms, max <= 20 ms",
             )
