@@ -42,11 +42,14 @@ def test_change_inside_one_function_reruns_only_the_tests_that_executed_it(make_
 
 def test_module_level_and_import_time_changes_reach_every_importer(make_repo, ran_log) -> None:
     repo = _recorded(make_repo, ran_log)
+    # a constant: only the tests that ran code reading it (net reads RATE; gross calls net)
     edit(repo, "shop/prices.py", "RATE = 2", "RATE = 3")
     proc = check(repo, "--explain")
     assert proc.returncode == 1  # net and gross now fail
-    assert ran_log() == ["test_gross", "test_net", "test_table"]
-    assert "module level of shop/prices.py changed" in proc.stdout
+    assert ran_log() == ["test_gross", "test_net"]
+    assert "executed shop/prices.py::net, which reads RATE (module level of shop/prices.py changed)" in (
+        proc.stdout
+    )
     edit(repo, "shop/prices.py", "RATE = 3", "RATE = 2")
     assert check(repo).returncode == 0
     ran_log()
@@ -56,6 +59,15 @@ def test_module_level_and_import_time_changes_reach_every_importer(make_repo, ra
     assert proc.returncode == 1
     assert "test_table" in ran_log()
     assert "shop/prices.py::label changed (it runs while a module is imported" in proc.stdout
+    edit(repo, "shop/prices.py", 'return f"{k}€"', 'return f"{k}$"')
+    assert check(repo).returncode == 0
+    ran_log()
+    # a statement that calls project code at import time: every importer
+    edit(repo, "shop/prices.py", "for k in range(3)}", "for k in range(4)}")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0
+    assert ran_log() == ["test_gross", "test_net", "test_table"]
+    assert "module level of shop/prices.py changed" in proc.stdout
 
 
 def test_changed_data_file_reruns_the_tests_that_read_it(make_repo, ran_log) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import digest_bytes, file_digest, listing_digest
+from ect.fingerprints.skeleton import Reader, SkeletonDelta, find_readers, skeleton_delta
 from ect.fingerprints.store import CLOSURE, DATA, DIR, RAN, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
@@ -43,6 +45,11 @@ class Current:
     _data: dict[str, str | None] = field(default_factory=dict)
     _dirs: dict[str, str | None] = field(default_factory=dict)
     _versions: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _deltas: dict[tuple[str, str], SkeletonDelta | None] = field(default_factory=dict)
+    # files that may read a module-level name whose value changed (see `ect.fingerprints.skeleton`)
+    readers: dict[str, Reader] = field(default_factory=dict)
+    instrumented: set[str] = field(default_factory=set)
+    changed_names: dict[str, frozenset[str]] = field(default_factory=dict)  # path -> its changed names
 
     def py_digest(self, path: str) -> str | None:
         info = self.graph.infos.get(path)
@@ -92,6 +99,72 @@ class Current:
             self.store.cache_blocks(digest, found.to_json())
         return found
 
+    def delta(self, path: str, digest: str) -> SkeletonDelta | None:
+        """What the module-level change of `path` since version `digest` reaches (None: every
+        importer). Doctest modules and conftests keep the whole-module rule."""
+        key = (path, digest)
+        if key not in self._deltas:
+            found = None
+            old = self.store.source(path, digest)
+            if old is not None and os.path.basename(path) != "conftest.py":
+                try:
+                    new = (self.root / path).read_bytes()
+                except OSError:
+                    new = None
+                if new is not None and digest_bytes(new) == self.py_digest(path):
+                    found = skeleton_delta(old, new, path)
+            self._deltas[key] = found
+            if found is not None and found.names:
+                self.changed_names[path] = self.changed_names.get(path, frozenset()) | found.names
+        return self._deltas[key]
+
+    def reader_reasons(
+        self, path: str, names: list[str], in_closure: bool, relevant: set[str] | None = None
+    ) -> list[str]:
+        """Why a dependency on `path` (blocks `names` run there) may see a changed module-level
+        name (only names in `relevant`, when given: those of the file versions the test saw)."""
+        reader = self.readers.get(path)
+        if reader is None:
+            return []
+
+        def hit(found: set[str]) -> str:
+            found = found if relevant is None else found & relevant
+            if not found:
+                return ""
+            shown = ", ".join(sorted(found)[:3])
+            where = sorted(p for p, changed in self.changed_names.items() if changed & found)
+            return f"{shown} (module-level value in {', '.join(where[:2])} changed)"
+
+        if path not in self.instrumented:  # a test module or conftest: judged as a whole file
+            what = hit(reader.names())
+            return [f"{path} reads {what}"] if what else []
+        if in_closure or SKELETON in names:
+            what = hit(reader.skeleton)
+            if what:
+                return [f"module level of {path} reads {what}"]
+        for name in sorted(set(names) & set(reader.blocks)):
+            what = hit(reader.blocks[name])
+            if what:
+                return [f"executed {path}::{name}, which reads {what}"]
+        if in_closure:
+            version = self.version(path, self.py_digest(path) or "")
+            for name in sorted(set(reader.blocks) & set(version[1] if version else [])):
+                what = hit(reader.blocks[name])
+                if what:
+                    return [f"{path}::{name} runs at import time and reads {what}"]
+        return []
+
+    def relevant_names(self, rec: Record) -> set[str]:
+        """Changed module-level names of the file versions `rec` depended on."""
+        found: set[str] = set()
+        for path in self.changed_names:
+            dep = rec.deps.get("py", {}).get(path)
+            if dep is not None and dep[0] != self.py_digest(path):
+                delta = self.delta(path, dep[0])
+                if delta is not None:
+                    found |= delta.names
+        return found
+
     def version(self, path: str, digest: str) -> Any:
         key = (path, digest)
         if key not in self._versions:
@@ -109,9 +182,12 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
     if rec.deps.get("opaque"):
         reasons.append("it starts a subprocess, whose code ect cannot see: runs on every change")
     via: dict[str, dict[str, str]] = rec.deps.get("via", {})
+    relevant = cur.relevant_names(rec) if cur.readers else set()
     for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
         if reasons and first_only:
             return reasons
+        if relevant:
+            reasons += cur.reader_reasons(path, names, in_closure, relevant)
         now = cur.py_digest(path)
         if now == digest:
             continue
@@ -125,25 +201,32 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
             why = "over max_file_size" if _too_big(cur.graph, path) else "does not parse"
             reasons.append(f"{path} changed ({'no block data recorded' if old is None else why})")
             continue
+        delta = cur.delta(path, digest) if old["skeleton"] != new.skeleton else None
+        reads = delta.blocks if delta is not None else frozenset()
         if in_closure or SKELETON in names:
-            if old["skeleton"] != new.skeleton:
+            if old["skeleton"] != new.skeleton and delta is None:
                 reasons.append(f"module level of {path} changed (imported by the test or code it ran)")
                 continue
             for name in version[1]:
-                if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
+                if name != SKELETON and (old["blocks"].get(name) != new.blocks.get(name) or name in reads):
                     reasons.append(
                         f"{path}::{name} changed (it runs while a module is imported or before collection, "
                         "so every test importing the file may see it)"
                     )
             for name in old.get("memo", []):
-                if name not in names and old["blocks"].get(name) != new.blocks.get(name):
+                if name not in names and (old["blocks"].get(name) != new.blocks.get(name) or name in reads):
                     reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
         for name in names:
-            if name != SKELETON and old["blocks"].get(name) != new.blocks.get(name):
+            if name == SKELETON:
+                continue
+            rule = via.get(path, {}).get(name)
+            how = f"{path}::{name} ran {rule}" if rule else f"executed {path}::{name}"
+            if old["blocks"].get(name) != new.blocks.get(name):
                 gone = name not in new.blocks
-                rule = via.get(path, {}).get(name)
-                how = f"{path}::{name} ran {rule}" if rule else f"executed {path}::{name}"
                 reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
+            elif name in reads and delta is not None:
+                read = ", ".join(sorted(delta.names)[:3]) or "its default values"
+                reasons.append(f"{how}, which reads {read} (module level of {path} changed)")
     for path, digest in rec.deps.get("data", {}).items():
         if cur.data_digest(path) != digest:
             reasons.append(f"read {path}, which changed")
@@ -180,10 +263,15 @@ def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
     if old is None or new is None:
         return Reach(True, True, frozenset())
     changed = frozenset(n for n, v in old["blocks"].items() if new.blocks.get(n) != v)
+    closure = False
+    if old["skeleton"] != new.skeleton:
+        delta = cur.delta(path, digest)
+        if delta is None:
+            closure = True
+        else:
+            changed |= delta.blocks
     closure = (
-        old["skeleton"] != new.skeleton
-        or any(n in changed for n in version[1])
-        or any(n in changed for n in old.get("memo", []))
+        closure or any(n in changed for n in version[1]) or any(n in changed for n in old.get("memo", []))
     )
     return Reach(closure, False, changed, kind == CLOSURE)
 
@@ -251,22 +339,33 @@ def refine(
     reach = select(cfg, graph, explained, None) if explained else Selection()
     # the recorded tests whose fingerprint no longer matches: only records that depend on a file
     # version that is not the current one (or that failed, ran elsewhere, start subprocesses)
+    all_versions = store.file_versions()
     versions = {
         fid: (kind, path, digest)
-        for fid, kind, path, digest in store.file_versions()
+        for fid, kind, path, digest in all_versions
         if cur.digest(kind, path) != digest
     }
     reach_memo: dict[int, Reach] = {}
+    readers = _find_readers(cur, versions, versions_with_blocks)
+    reader_fids = {
+        fid: (path, kind == CLOSURE)
+        for fid, kind, path, _ in all_versions
+        if path in readers and kind in (RAN, CLOSURE)
+    }
 
     def reaches(fid: int, names: list[str]) -> bool:
-        found = reach_memo.get(fid)
-        if found is None:
-            found = reach_memo[fid] = _reach(cur, *versions[fid])
-        return found.reaches(names)
+        if fid in versions:
+            found = reach_memo.get(fid)
+            if found is None:
+                found = reach_memo[fid] = _reach(cur, *versions[fid])
+            if found.reaches(names):
+                return True
+        reader = reader_fids.get(fid)
+        return reader is not None and bool(cur.reader_reasons(reader[0], names, reader[1]))
 
     changed_paths = {c.path for c in changes}
     changed: dict[str, list[str]] = {}
-    for nodeid, recs in store.stale_records(list(versions), env, reaches).items():
+    for nodeid, recs in store.stale_records(list({*versions, *reader_fids}), env, reaches).items():
         if recs[0].file not in graph.infos:
             continue  # its test file is gone
         if any(r.outcome in PASSING and not what_changed(r, cur, first_only=True) for r in recs):
@@ -275,6 +374,11 @@ def refine(
         changed[nodeid] = min((what_changed(r, cur) for r in recs), key=len) or [
             "no passing fingerprint matches"
         ]
+    # doctests of a module whose module level changed read its namespace from their docstrings
+    for (path, _), delta in cur._deltas.items():
+        if delta is not None and path in test_files:
+            for nodeid in test_files[path][1]:
+                changed.setdefault(nodeid, [f"a doctest of {path}, whose module level changed"])
     by_file: dict[str, list[str]] = {}
     for nodeid in changed:
         by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
@@ -309,6 +413,37 @@ def refine(
     return sel
 
 
+def _find_readers(
+    cur: Current, versions: dict[int, tuple[int, str, str]], instrumented: set[str]
+) -> dict[str, Reader]:
+    """Files that may read a module-level name whose value changed (see `skeleton.find_readers`);
+    it also works out the changes' deltas, so `cur.changed_names` is complete."""
+    for kind, path, digest in set(versions.values()):
+        if kind in (RAN, CLOSURE) and cur.py_digest(path) is not None:
+            version = cur.version(path, digest)
+            new = cur.blocks(path) if version and version[0] else None
+            if new is not None and version[0]["skeleton"] != new.skeleton:
+                cur.delta(path, digest)
+    names = {n for found in cur.changed_names.values() for n in found}
+    if not names:
+        return {}
+    origins = set(cur.changed_names)
+
+    def sources() -> Iterator[tuple[str, bytes | None]]:
+        for path in cur.graph.files:
+            if path in origins or not path.endswith(".py"):
+                continue
+            try:
+                data = None if _too_big(cur.graph, path) else (cur.root / path).read_bytes()
+            except OSError:
+                data = None
+            yield path, data
+
+    cur.readers = find_readers(sources(), names)
+    cur.instrumented = instrumented
+    return cur.readers
+
+
 def _explained(
     change: Change, tests: list[str], known: set[str], versions: set[str], data_read: set[str], complete: bool
 ) -> bool:
@@ -326,6 +461,7 @@ def _explained(
 _REPARAMETRISING = (
     "while collecting",
     "module level of",
+    "module-level ",
     "runs while a module is imported",
     "memoised",
     "no block data recorded",

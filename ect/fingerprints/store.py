@@ -293,6 +293,18 @@ class Store:
                 blocks = None
         return blocks, json.loads(row[1])
 
+    def source(self, path: str, digest: str) -> bytes | None:
+        """The recorded source of a file version (None: not kept)."""
+        row = self.conn.execute(
+            "SELECT source FROM versions WHERE path = ? AND digest = ?", (path, digest)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        try:
+            return zlib.decompress(row[0])
+        except zlib.error:
+            return None
+
     def cached_blocks(self, digest: str) -> dict[str, Any] | None:
         """Block checksums of the content with `digest`, when a selection computed them before."""
         try:

@@ -1,0 +1,229 @@
+"""Module-level changes narrowed to the code that reads the names they bind (`ect.fingerprints.skeleton`)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ect.fingerprints.skeleton import find_readers, read_in, skeleton_delta
+from fp_testutil import LOG_HELPER, check, edit
+
+
+def _delta(old: str, new: str):
+    return skeleton_delta(textwrap.dedent(old).encode(), textwrap.dedent(new).encode())
+
+
+BASE = """
+    import re
+    LIMIT = 3
+    DOUBLE = LIMIT * 2
+    PATTERN = re.compile("a+")
+
+    def uses_limit():
+        return LIMIT
+
+    def uses_double():
+        return DOUBLE
+
+    def other(x=1):
+        return x
+
+    class Box:
+        size = 1
+
+        def grow(self):
+            return self.size + 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names", "blocks"),
+    [
+        ("LIMIT = 3", "LIMIT = 4", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),
+        ("def other(x=1):", "def other(x=2):", set(), {"other"}),
+        ('re.compile("a+")', 're.compile("b+")', {"PATTERN"}, set()),
+        ("LIMIT = 3", "pass", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),  # a dropped binding
+    ],
+)
+def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names, blocks) -> None:
+    found = _delta(BASE, BASE.replace(old, new))
+    assert found is not None
+    assert set(found.names) == names
+    assert set(found.blocks) == blocks
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("LIMIT = 3", "LIMIT = int(input())"),  # a call that is not a pure builtin
+        ("LIMIT = 3", "LIMIT = other(3)"),  # project code at import time
+        ("size = 1", "size = 2"),  # class bodies: metaclasses and decorators read them
+        ("LIMIT = 3", "LIMIT = 3\nprint(LIMIT)"),  # statements added
+        ("def other(x=1):", "def other(x: int = 1):"),  # annotations are introspected
+        ("    size = 1", "    size = LIMIT"),  # a class body reading a changed name
+        ("import re", "import re\n__version__ = '1'"),
+        ("LIMIT = 3", "LIMIT = 4\nglobals()['X'] = 1"),  # the module reads its own namespace
+    ],
+)
+def test_other_module_level_changes_keep_the_whole_module_rule(old, new) -> None:
+    assert _delta(BASE, BASE.replace(old, new)) is None
+
+
+def test_a_changed_name_read_by_a_decorator_or_class_body_keeps_the_whole_module_rule() -> None:
+    src = BASE + "\n@register(LIMIT)\ndef hooked():\n    return 1\n"
+    assert _delta(src, src.replace("LIMIT = 3", "LIMIT = 4")) is None
+    assert _delta("X = 1\nclass C(object):\n    y = X\n", "X = 2\nclass C(object):\n    y = X\n") is None
+    # a star import may shadow any builtin: no call counts as pure
+    star = "from os import *\nX = len('ab')\n"
+    assert _delta(star, star.replace("'ab'", "'abc'")) is None
+
+
+def test_readers_are_found_by_name_alias_string_and_dynamic_access() -> None:
+    files = {
+        "pkg/reexport.py": b"from pkg.config import LIMIT\n",  # a re-export reads nothing
+        "pkg/alias.py": b"from pkg.config import LIMIT as CAP\n\ndef f():\n    return CAP\n",
+        "pkg/attr.py": b"from pkg import config\n\ndef g():\n    return config.LIMIT\n",
+        "pkg/dyn.py": b"def h(mod, name):\n    return getattr(mod, name)\n",
+        "pkg/text.py": b"def k(mod):\n    return getattr(mod, 'LIMIT')\n",
+        "pkg/top.py": b"from pkg.config import LIMIT\nHALF = LIMIT // 2\n",
+        "pkg/memo.py": b"import functools\n@functools.lru_cache\ndef m():\n    return LIMIT\n",
+        "pkg/none.py": b"def n():\n    return 1\n",
+        "pkg/broken.py": b"def (:\n  LIMIT\n",
+    }
+    found = find_readers(files.items(), {"LIMIT"})
+    assert set(found) == {
+        "pkg/alias.py",
+        "pkg/attr.py",
+        "pkg/dyn.py",
+        "pkg/text.py",
+        "pkg/top.py",
+        "pkg/memo.py",
+        "pkg/broken.py",
+    }
+    assert found["pkg/alias.py"].blocks == {"f": {"LIMIT"}}  # CAP is LIMIT
+    assert not found["pkg/alias.py"].skeleton
+    assert found["pkg/attr.py"].blocks == {"g": {"LIMIT"}}
+    assert found["pkg/dyn.py"].blocks == {"h": {"LIMIT"}}
+    assert found["pkg/top.py"].skeleton == {"LIMIT"} and not found["pkg/top.py"].blocks
+    assert found["pkg/memo.py"].skeleton == {"LIMIT"}  # a memoised result outlives the test that computed it
+    assert found["pkg/broken.py"].skeleton == {"LIMIT"}  # cannot tell: the whole file
+    assert read_in(b"x = 1\n", {"LIMIT"}) == (None, {})
+
+
+PKG = {
+    "pyproject.toml": """
+        [project]
+        name = "calc"
+        version = "0.1.0"
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+        pythonpath = ["."]
+    """,
+    "calc/__init__.py": "from calc.config import LIMIT, name\n",
+    "calc/config.py": """
+        LIMIT = 3
+        _SCALE = {"a": 1, "b": 2}
+        BOTH = (LIMIT, len(_SCALE))
+
+
+        def name():
+            return "calc"
+
+
+        def capped(x):
+            return min(x, LIMIT)
+
+
+        def scale(k, factor=1):
+            return _SCALE[k] * factor
+    """,
+    "calc/report.py": """
+        from calc.config import LIMIT as CAP
+
+
+        def header():
+            return f"limit {CAP}"
+    """,
+    "tests/test_calc.py": LOG_HELPER
+    + """
+import calc
+from calc import config, report
+
+
+def test_capped():
+    _ran("test_capped")
+    assert config.capped(10) == 3
+
+
+def test_header():
+    _ran("test_header")
+    assert report.header() == "limit 3"
+
+
+def test_name():
+    _ran("test_name")
+    assert calc.name() == "calc"
+
+
+def test_scale():
+    _ran("test_scale")
+    assert config.scale("b") == 2
+""",
+    "tests/test_dynamic.py": LOG_HELPER
+    + """
+from calc import config
+
+
+def test_every_constant():
+    _ran("test_every_constant")
+    assert {k: getattr(config, k) for k in ("LIMIT", "BOTH")} == {"LIMIT": 3, "BOTH": (3, 2)}
+""",
+}
+
+
+def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(make_repo, ran_log) -> None:
+    repo = make_repo(PKG)
+    assert check(repo, "--all").returncode == 0
+    ran_log()
+    edit(repo, "calc/config.py", "LIMIT = 3", "LIMIT = 4")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout  # all three readers fail
+    # test_name and test_scale imported the module but never read LIMIT (or BOTH)
+    assert ran_log() == ["test_capped", "test_every_constant", "test_header"]
+    assert "executed calc/config.py::capped, which reads BOTH, LIMIT" in proc.stdout
+    assert "executed calc/report.py::header, which reads LIMIT" in proc.stdout  # through the alias CAP
+    assert "tests/test_dynamic.py reads" in proc.stdout
+    edit(repo, "calc/config.py", "LIMIT = 4", "LIMIT = 3")
+    assert check(repo).returncode == 0
+    ran_log()
+
+    # a private table read by one function; a default value read by its callers
+    edit(repo, "calc/config.py", '"b": 2}', '"b": 5}')
+    assert check(repo).returncode == 1
+    assert ran_log() == ["test_every_constant", "test_scale"]  # BOTH depends on _SCALE
+    edit(repo, "calc/config.py", '"b": 5}', '"b": 2}')
+    assert check(repo).returncode == 0
+    ran_log()
+    edit(repo, "calc/config.py", "factor=1", "factor=2")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1
+    assert ran_log() == ["test_scale"]
+
+
+def test_a_doctest_module_reruns_its_doctests_on_a_module_level_change(make_repo, ran_log) -> None:
+    files = dict(PKG)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'testpaths = ["tests"]', 'testpaths = ["tests", "calc"]\n        addopts = "--doctest-modules"'
+    )
+    files["calc/config.py"] = files["calc/config.py"].replace(
+        "        LIMIT = 3\n", '        """\n        >>> LIMIT\n        3\n        """\n        LIMIT = 3\n'
+    )
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    ran_log()
+    edit(repo, "calc/config.py", "LIMIT = 3", "LIMIT = 4")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1
+    assert "calc/config.py::calc.config" in proc.stdout + proc.stderr  # the doctest ran, and failed
+    assert "a doctest of calc/config.py" in proc.stdout
