@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from ect.fingerprints.skeleton import find_readers, read_in, skeleton_delta
 from fp_testutil import LOG_HELPER, check, edit
+
+from ect.fingerprints.skeleton import find_readers, module_use, read_in, skeleton_delta
 
 
 def _delta(old: str, new: str):
@@ -41,7 +41,7 @@ BASE = """
     ("old", "new", "names", "blocks"),
     [
         ("LIMIT = 3", "LIMIT = 4", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),
-        ("def other(x=1):", "def other(x=2):", set(), {"other"}),
+        ("def other(x=1):", "def other(x=2):", {"other"}, {"other"}),
         ('re.compile("a+")', 're.compile("b+")', {"PATTERN"}, set()),
         ("LIMIT = 3", "pass", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),  # a dropped binding
     ],
@@ -61,6 +61,7 @@ def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names,
         ("size = 1", "size = 2"),  # class bodies: metaclasses and decorators read them
         ("LIMIT = 3", "LIMIT = 3\nprint(LIMIT)"),  # statements added
         ("def other(x=1):", "def other(x: int = 1):"),  # annotations are introspected
+        ("def other(x=1):", "@app.command()\ndef other(x=2):"),  # decorators may read defaults
         ("    size = 1", "    size = LIMIT"),  # a class body reading a changed name
         ("import re", "import re\n__version__ = '1'"),
         ("LIMIT = 3", "LIMIT = 4\nglobals()['X'] = 1"),  # the module reads its own namespace
@@ -84,14 +85,14 @@ def test_readers_are_found_by_name_alias_string_and_dynamic_access() -> None:
         "pkg/reexport.py": b"from pkg.config import LIMIT\n",  # a re-export reads nothing
         "pkg/alias.py": b"from pkg.config import LIMIT as CAP\n\ndef f():\n    return CAP\n",
         "pkg/attr.py": b"from pkg import config\n\ndef g():\n    return config.LIMIT\n",
-        "pkg/dyn.py": b"def h(mod, name):\n    return getattr(mod, name)\n",
+        "pkg/dyn.py": b"def h(mod, name):\n    return getattr(mod, name), 'LIMIT'\n",
         "pkg/text.py": b"def k(mod):\n    return getattr(mod, 'LIMIT')\n",
         "pkg/top.py": b"from pkg.config import LIMIT\nHALF = LIMIT // 2\n",
         "pkg/memo.py": b"import functools\n@functools.lru_cache\ndef m():\n    return LIMIT\n",
         "pkg/none.py": b"def n():\n    return 1\n",
         "pkg/broken.py": b"def (:\n  LIMIT\n",
     }
-    found = find_readers(files.items(), {"LIMIT"})
+    found = find_readers(files.items(), {"LIMIT", "OTHER"})
     assert set(found) == {
         "pkg/alias.py",
         "pkg/attr.py",
@@ -104,11 +105,28 @@ def test_readers_are_found_by_name_alias_string_and_dynamic_access() -> None:
     assert found["pkg/alias.py"].blocks == {"f": {"LIMIT"}}  # CAP is LIMIT
     assert not found["pkg/alias.py"].skeleton
     assert found["pkg/attr.py"].blocks == {"g": {"LIMIT"}}
-    assert found["pkg/dyn.py"].blocks == {"h": {"LIMIT"}}
+    assert found["pkg/dyn.py"].blocks == {"h": {"LIMIT", "OTHER"}}  # a computed name: any of them
     assert found["pkg/top.py"].skeleton == {"LIMIT"} and not found["pkg/top.py"].blocks
     assert found["pkg/memo.py"].skeleton == {"LIMIT"}  # a memoised result outlives the test that computed it
-    assert found["pkg/broken.py"].skeleton == {"LIMIT"}  # cannot tell: the whole file
+    assert found["pkg/broken.py"].skeleton == {"LIMIT", "OTHER"}  # cannot tell: the whole file
     assert read_in(b"x = 1\n", {"LIMIT"}) == (None, {})
+
+
+@pytest.mark.parametrize(
+    ("source", "escapes", "star"),
+    [
+        (b"from pkg import config\nx = config.LIMIT\n", False, False),
+        (b"import pkg.config as c\ndef f():\n    return c.LIMIT\n", False, False),
+        (b"from pkg import config\napp.from_object(config)\n", True, False),  # passed on
+        (b"from . import config\nsettings = vars(config)\n", False, False),  # a dynamic read instead
+        (b"from . import config\nsettings = [config]\n", True, False),
+        (b"from pkg.config import *\n", False, True),
+        (b"from pkg.config import LIMIT\n", False, False),  # a name, not the module
+        (b"def (:\n", True, False),
+    ],
+)
+def test_the_module_object_escapes_when_used_other_than_by_attribute(source, escapes, star) -> None:
+    assert module_use(source, ["pkg.config"]) == (escapes, star)
 
 
 PKG = {
@@ -208,7 +226,21 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     edit(repo, "calc/config.py", "factor=1", "factor=2")
     proc = check(repo, "--explain")
     assert proc.returncode == 1
-    assert ran_log() == ["test_scale"]
+    # callers of scale ran it; test_every_constant reads the module by computed names
+    assert ran_log() == ["test_every_constant", "test_scale"]
+    edit(repo, "calc/config.py", "factor=2", "factor=1")
+    assert check(repo).returncode == 0
+    ran_log()
+
+    # a module named in a string may be read by name (settings modules): every importer
+    (repo / "calc/loader.py").write_text('import importlib\nSETTINGS = "calc.config"\n')
+    assert check(repo).returncode == 0
+    ran_log()
+    edit(repo, "calc/config.py", "LIMIT = 3", "LIMIT = 4")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1
+    assert ran_log() == ["test_capped", "test_every_constant", "test_header", "test_name", "test_scale"]
+    assert "calc/loader.py mentions 'calc.config'" in proc.stdout
 
 
 def test_a_doctest_module_reruns_its_doctests_on_a_module_level_change(make_repo, ran_log) -> None:

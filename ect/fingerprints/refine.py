@@ -25,7 +25,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import digest_bytes, file_digest, listing_digest
-from ect.fingerprints.skeleton import Reader, SkeletonDelta, find_readers, skeleton_delta
+from ect.fingerprints.skeleton import Reader, SkeletonDelta, find_readers, module_use, skeleton_delta
 from ect.fingerprints.store import CLOSURE, DATA, DIR, RAN, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
@@ -50,6 +50,8 @@ class Current:
     readers: dict[str, Reader] = field(default_factory=dict)
     instrumented: set[str] = field(default_factory=set)
     changed_names: dict[str, frozenset[str]] = field(default_factory=dict)  # path -> its changed names
+    called: frozenset[str] = frozenset()  # changed names that a plain call does not read (functions)
+    escaped: dict[str, str] = field(default_factory=dict)  # path -> why its names may be read dynamically
 
     def py_digest(self, path: str) -> str | None:
         info = self.graph.infos.get(path)
@@ -103,6 +105,8 @@ class Current:
         """What the module-level change of `path` since version `digest` reaches (None: every
         importer). Doctest modules and conftests keep the whole-module rule."""
         key = (path, digest)
+        if path in self.escaped:
+            return None
         if key not in self._deltas:
             found = None
             old = self.store.source(path, digest)
@@ -116,6 +120,7 @@ class Current:
             self._deltas[key] = found
             if found is not None and found.names:
                 self.changed_names[path] = self.changed_names.get(path, frozenset()) | found.names
+                self.called |= found.functions
         return self._deltas[key]
 
     def reader_reasons(
@@ -205,7 +210,10 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         reads = delta.blocks if delta is not None else frozenset()
         if in_closure or SKELETON in names:
             if old["skeleton"] != new.skeleton and delta is None:
-                reasons.append(f"module level of {path} changed (imported by the test or code it ran)")
+                escaped = f"; {cur.escaped[path]}" if path in cur.escaped else ""
+                reasons.append(
+                    f"module level of {path} changed (imported by the test or code it ran{escaped})"
+                )
                 continue
             for name in version[1]:
                 if name != SKELETON and (old["blocks"].get(name) != new.blocks.get(name) or name in reads):
@@ -424,6 +432,13 @@ def _find_readers(
             new = cur.blocks(path) if version and version[0] else None
             if new is not None and version[0]["skeleton"] != new.skeleton:
                 cur.delta(path, digest)
+    for path in list(cur.changed_names):
+        why = _escapes(cur, path, set())
+        if why:  # the whole-module rule: some code may read every name of the module
+            cur.escaped[path] = why
+            del cur.changed_names[path]
+            for key in [k for k in cur._deltas if k[0] == path]:
+                cur._deltas[key] = None
     names = {n for found in cur.changed_names.values() for n in found}
     if not names:
         return {}
@@ -439,9 +454,46 @@ def _find_readers(
                 data = None
             yield path, data
 
-    cur.readers = find_readers(sources(), names)
+    cur.readers = find_readers(sources(), names, cur.called)
     cur.instrumented = instrumented
     return cur.readers
+
+
+CONFIG_FILES = ("pyproject.toml", "setup.cfg", "tox.ini", "pytest.ini", ".env")
+
+
+def _escapes(cur: Current, path: str, seen: set[str]) -> str:
+    """Why code may read the module at `path` by computed names ("": it may not): its module
+    object is passed around or read dynamically, its name is a string somewhere (settings
+    modules, `from_object("pkg.config")`), or it is star-imported into a module that escapes."""
+    if path in seen or len(seen) > 20:
+        return "" if path in seen else "star imports too deep to follow"
+    seen.add(path)
+    names = cur.graph.names_of(path)
+    for config in CONFIG_FILES:
+        try:
+            text = (cur.root / config).read_text(encoding="utf-8", errors="replace")[:1_000_000]
+        except OSError:
+            continue
+        if any(name in text for name in names):
+            return f"{config} names the module"
+    for other, how in sorted(cur.graph.dependants(path).items()):
+        if how.startswith("mentions"):
+            return f"{other} {how}"
+        try:
+            data = None if _too_big(cur.graph, other) else (cur.root / other).read_bytes()
+        except OSError:
+            data = None
+        if data is None:
+            return f"{other} cannot be read"
+        escapes, star = module_use(data, names)
+        if escapes:
+            return f"{other} uses the module object itself"
+        if star:
+            why = _escapes(cur, other, seen)
+            if why:
+                return why
+    return ""
 
 
 def _explained(

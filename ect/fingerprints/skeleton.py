@@ -10,15 +10,19 @@ re-exports brought the value; a re-exporting `from m import NAME` is not itself 
 
 The narrowing is only used when it is safe; otherwise the whole-module rule stands (None):
 - every changed top-level statement is a pure binding (assignment whose value has no calls
-  except to a few pure builtins) or a `def` whose defaults alone changed, statement count and
-  order unchanged;
+  except to a few pure builtins) or an undecorated `def` whose defaults alone changed (its name
+  then counts as changed too: introspection names the function), statement count and order
+  unchanged;
 - every unchanged statement that reads a changed name is itself a pure binding (its names
   become changed too) or a `def` reading it in its defaults only;
 - no dunder name changes (`__all__` steers star imports);
 - the module does not read its own namespace dynamically (`globals()`, `vars()`, `__dict__`,
   `eval`/`exec`, a module `__getattr__`, `sys.modules`) and has no doctests.
+- the module object does not escape (`refine` checks its importers with `module_use`): it is only
+  used as `module.NAME`, not passed on (`app.config.from_object(settings)`), not named in a string
+  or a config file (`DJANGO_SETTINGS_MODULE`), not star-imported into a module that escapes.
 Code elsewhere that reads namespaces dynamically (`getattr` with a computed name, `vars`, `dir`,
-`__dict__`, `inspect.getmembers`, `import_module`, ...) counts as reading every changed name.
+`__dict__`, `inspect.getmembers`, ...) counts as reading every changed name.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class SkeletonDelta:
 
     names: frozenset[str]
     blocks: frozenset[str]
+    # functions whose defaults changed: calling one runs it (recorded); any other use may introspect
+    functions: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -87,19 +93,21 @@ def _is_all(stmt: ast.stmt) -> bool:
     return any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
 
 
-def _words(node: ast.AST, skip_imports: bool = True) -> Iterator[str]:
-    """Identifiers `node` may read: names, attribute names, words of string constants."""
+def _words(node: ast.AST, called: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Identifiers `node` may read: names, attribute names, words of string constants (a name in
+    `called` only where it is not simply called: `f(...)` runs f, which records it)."""
+    calls = {id(c.func) for c in ast.walk(node) if isinstance(c, ast.Call)} if called else set()
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name):
-            yield sub.id
+            if not (sub.id in called and id(sub) in calls):
+                yield sub.id
         elif isinstance(sub, ast.Attribute):
-            yield sub.attr
+            if not (sub.attr in called and id(sub) in calls):
+                yield sub.attr
         elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and len(sub.value) < 10_000:
             yield from _WORD.findall(sub.value)
         elif isinstance(sub, ast.Global | ast.Nonlocal):
             yield from sub.names
-        elif not skip_imports and isinstance(sub, ast.alias):
-            yield sub.asname or sub.name
 
 
 def _dynamic(node: ast.AST) -> bool:
@@ -242,10 +250,10 @@ def _header_without_defaults(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return "\n".join(parts)
 
 
-def _reads(stmt: ast.stmt) -> set[str]:
+def _reads(stmt: ast.stmt, called: frozenset[str] = frozenset()) -> set[str]:
     if isinstance(stmt, ast.Import | ast.ImportFrom) or _is_all(stmt):
         return set()
-    return set(_words(stmt))
+    return set(_words(stmt, called))
 
 
 def skeleton_delta(old_source: bytes, new_source: bytes, filename: str = "<file>") -> SkeletonDelta | None:
@@ -264,6 +272,7 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
         raise _Unsafe
     names: set[str] = set()
     blocks: set[str] = set()
+    functions: set[str] = set()
     for o, n, od, nd in zip(old.stmts, new.stmts, old.digests, new.digests, strict=True):
         if od == nd:
             continue
@@ -283,18 +292,22 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
             and o.name == n.name
             and new.unique_def(n.name)
             and old.unique_def(o.name)
+            and not n.decorator_list  # a decorator may read the defaults (typer, FastAPI, ...)
             and _header_without_defaults(o) == _header_without_defaults(n)
             and all(new.pure(d) for d in _defaults(n))
         ):
             blocks.add(n.name)
+            functions.add(n.name)  # code that introspects it (`inspect.signature(f)`) names it
         else:
             raise _Unsafe
     # unchanged statements that read a changed name pass the change on
+    called = frozenset(functions)
+    names |= functions
     grew = True
     while grew:
         grew = False
         for stmt in new.stmts:
-            read = _reads(stmt) & names
+            read = _reads(stmt, called) & names
             if not read:
                 continue
             bound = new.binding(stmt)
@@ -305,7 +318,7 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
             elif (
                 isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
                 and new.unique_def(stmt.name)
-                and not (set(_words(ast.Tuple(elts=[*stmt.decorator_list], ctx=ast.Load()))) & names)
+                and not (set(_words(ast.Tuple(elts=[*stmt.decorator_list], ctx=ast.Load()), called)) & names)
                 and not (_annotation_words(stmt) & names)
             ):
                 blocks.add(stmt.name)
@@ -314,9 +327,9 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     if any(n.startswith("__") for n in names):
         raise _Unsafe
     for key, node in new.blocks.items():
-        if names & set(_words(node)):
+        if names & set(_words(node, called)):
             blocks.add(key)
-    return SkeletonDelta(frozenset(names), frozenset(blocks))
+    return SkeletonDelta(frozenset(names), frozenset(blocks), called)
 
 
 def _annotation_words(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
@@ -342,7 +355,7 @@ def aliases(tree: ast.Module, names: set[str]) -> dict[str, set[str]]:
 
 
 def read_in(
-    source: bytes, names: set[str], filename: str = "<file>"
+    source: bytes, names: set[str], filename: str = "<file>", called: frozenset[str] = frozenset()
 ) -> tuple[Reader | None, dict[str, set[str]]]:
     """Where the module `source` may read `names` (None: nowhere; unparseable: at module level),
     and the other names it imports them as (`from m import NAME as OTHER`)."""
@@ -357,22 +370,25 @@ def read_in(
     found = Reader()
     for key, node in block_nodes(tree):
         body = ast.Module(body=node.body, type_ignores=[])
-        hit = names & set(_words(body)) or (set(names) if _dynamic(body) else set())
+        hit = set(names) if _dynamic(body) else names & set(_words(body, called))
         if hit:
             found.blocks[key] = hit
             if any(_decorator_name(d) in _MEMO_DECORATORS for d in node.decorator_list):
                 found.skeleton |= hit  # its cached results outlive the test that ran it
         node.body = [ast.Pass()]
     for stmt in tree.body:
-        found.skeleton |= names & _reads(stmt)
+        found.skeleton |= names & _reads(stmt, called)
         if not isinstance(stmt, ast.Import | ast.ImportFrom) and _dynamic(stmt):
             found.skeleton |= names
     return (found if found.skeleton or found.blocks else None), renamed
 
 
-def find_readers(sources: Iterable[tuple[str, bytes | None]], names: set[str]) -> dict[str, Reader]:
+def find_readers(
+    sources: Iterable[tuple[str, bytes | None]], names: set[str], called: frozenset[str] = frozenset()
+) -> dict[str, Reader]:
     """The files among `sources` (path, content; None: unreadable or too big to parse) that may
-    read `names`, directly or under the names they are imported as (reported as `names`)."""
+    read `names`, directly or under the names they are imported as (reported as `names`); a name
+    in `called` is not read by a plain call to it."""
     origin: dict[str, set[str]] = {n: {n} for n in names}
     files = list(sources)
     for _ in range(5):  # aliases of aliases: a few rounds at most
@@ -382,7 +398,8 @@ def find_readers(sources: Iterable[tuple[str, bytes | None]], names: set[str]) -
             if data is None:
                 found[path] = Reader(skeleton=set(names))
                 continue
-            reader, renamed = read_in(data, set(origin), path)
+            called_as = frozenset(a for a, o in origin.items() if o & called)
+            reader, renamed = read_in(data, set(origin), path, called_as)
             for alias, sources_of in renamed.items():
                 before = origin.get(alias, set())
                 after = before | {o for n in sources_of for o in origin[n]}
@@ -396,3 +413,47 @@ def find_readers(sources: Iterable[tuple[str, bytes | None]], names: set[str]) -
         if not grew:
             return found
     return {path: Reader(skeleton=set(names)) for path, _ in files}
+
+
+def module_use(source: bytes, module_names: list[str]) -> tuple[bool, bool]:
+    """How the importer `source` uses the module known as `module_names`: (its module object
+    escapes, i.e. is used other than as `module.NAME`; it star-imports the module). Unparseable
+    counts as escaping."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return True, False
+    full = set(module_names)
+    bases = {n.rsplit(".", 1)[-1] for n in full}
+    bound: set[str] = set()
+    star = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in full:
+                    bound.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            for a in node.names:
+                if a.name == "*":
+                    star = star or module in full or bool(node.level and module.rsplit(".", 1)[-1] in bases)
+                elif a.name in bases and (node.level or f"{module}.{a.name}" in full):
+                    bound.add(a.asname or a.name)
+    if not bound:
+        return False, star
+    # `module.NAME`, and the first argument of `getattr`/`vars`/... (a dynamic read: see `read_in`)
+    seen_uses = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and call.args:
+            name = getattr(call.func, "id", None) or getattr(call.func, "attr", "")
+            if name in DYNAMIC_CALLS or name in ("getattr", "hasattr"):
+                seen_uses.add(id(call.args[0]))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Name)
+            and node.id in bound
+            and isinstance(node.ctx, ast.Load)
+            and id(node) not in seen_uses
+        ):
+            return True, star
+    return False, star
