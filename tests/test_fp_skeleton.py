@@ -110,6 +110,13 @@ def test_readers_are_found_by_name_alias_string_and_dynamic_access() -> None:
     assert found["pkg/memo.py"].skeleton == {"LIMIT"}  # a memoised result outlives the test that computed it
     assert found["pkg/broken.py"].skeleton == {"LIMIT", "OTHER"}  # cannot tell: the whole file
     assert read_in(b"x = 1\n", {"LIMIT"}) == (None, {})
+    # in a test module: only the test functions that name it read it, unless a helper does
+    only = read_in(b"def test_a():\n    return LIMIT\n\ndef test_b():\n    pass\n", {"LIMIT"})[0]
+    assert only is not None and only.only_tests and set(only.blocks) == {"test_a"}
+    helper = b"def helper():\n    return LIMIT\n\ndef test_b():\n    return helper()\n"
+    assert not read_in(helper, {"LIMIT"})[0].only_tests
+    called = b"def test_a():\n    return LIMIT\n\ndef test_b():\n    test_a()\n"
+    assert not read_in(called, {"LIMIT"})[0].only_tests
 
 
 @pytest.mark.parametrize(
@@ -187,6 +194,11 @@ def test_name():
 def test_scale():
     _ran("test_scale")
     assert config.scale("b") == 2
+
+
+def test_limit():
+    _ran("test_limit")
+    assert config.LIMIT == 3  # read by this test function alone: the other tests here do not run
 """,
     "tests/test_dynamic.py": LOG_HELPER
     + """
@@ -208,10 +220,11 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     proc = check(repo, "--explain")
     assert proc.returncode == 1, proc.stdout  # all three readers fail
     # test_name and test_scale imported the module but never read LIMIT (or BOTH)
-    assert ran_log() == ["test_capped", "test_every_constant", "test_header"]
+    assert ran_log() == ["test_capped", "test_every_constant", "test_header", "test_limit"]
     assert "executed calc/config.py::capped, which reads BOTH, LIMIT" in proc.stdout
+    assert "tests/test_calc.py::test_limit reads LIMIT" in proc.stdout
     assert "executed calc/report.py::header, which reads LIMIT" in proc.stdout  # through the alias CAP
-    assert "tests/test_dynamic.py reads" in proc.stdout
+    assert "tests/test_dynamic.py::test_every_constant reads" in proc.stdout
     edit(repo, "calc/config.py", "LIMIT = 4", "LIMIT = 3")
     assert check(repo).returncode == 0
     ran_log()
@@ -239,7 +252,14 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     edit(repo, "calc/config.py", "LIMIT = 3", "LIMIT = 4")
     proc = check(repo, "--explain")
     assert proc.returncode == 1
-    assert ran_log() == ["test_capped", "test_every_constant", "test_header", "test_name", "test_scale"]
+    assert ran_log() == [
+        "test_capped",
+        "test_every_constant",
+        "test_header",
+        "test_limit",
+        "test_name",
+        "test_scale",
+    ]
     assert "calc/loader.py mentions 'calc.config'" in proc.stdout
 
 

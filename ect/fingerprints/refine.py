@@ -25,7 +25,14 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import digest_bytes, file_digest, listing_digest
-from ect.fingerprints.skeleton import Reader, SkeletonDelta, find_readers, module_use, skeleton_delta
+from ect.fingerprints.skeleton import (
+    Reader,
+    SkeletonDelta,
+    find_readers,
+    module_use,
+    skeleton_delta,
+    test_function,
+)
 from ect.fingerprints.store import CLOSURE, DATA, DIR, RAN, Record, Store
 from ect.graph import Graph
 from ect.selection import Selection, select
@@ -124,10 +131,16 @@ class Current:
         return self._deltas[key]
 
     def reader_reasons(
-        self, path: str, names: list[str], in_closure: bool, relevant: set[str] | None = None
+        self,
+        path: str,
+        names: list[str],
+        in_closure: bool,
+        relevant: set[str] | None = None,
+        rec: Record | None = None,
     ) -> list[str]:
         """Why a dependency on `path` (blocks `names` run there) may see a changed module-level
-        name (only names in `relevant`, when given: those of the file versions the test saw)."""
+        name (only names in `relevant`, when given: those of the file versions the test saw;
+        in its own test module only its own test function, when `rec` is given and that is safe)."""
         reader = self.readers.get(path)
         if reader is None:
             return []
@@ -141,6 +154,10 @@ class Current:
             return f"{shown} (module-level value in {', '.join(where[:2])} changed)"
 
         if path not in self.instrumented:  # a test module or conftest: judged as a whole file
+            if rec is not None and rec.file == path and reader.only_tests:
+                own = reader.blocks.get(test_function(rec.nodeid), set())
+                what = hit(own)
+                return [f"{path}::{test_function(rec.nodeid)} reads {what}"] if what else []
             what = hit(reader.names())
             return [f"{path} reads {what}"] if what else []
         if in_closure or SKELETON in names:
@@ -192,7 +209,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         if reasons and first_only:
             return reasons
         if relevant:
-            reasons += cur.reader_reasons(path, names, in_closure, relevant)
+            reasons += cur.reader_reasons(path, names, in_closure, relevant, rec)
         now = cur.py_digest(path)
         if now == digest:
             continue

@@ -79,6 +79,9 @@ class Reader:
 
     skeleton: set[str] = field(default_factory=set)
     blocks: dict[str, set[str]] = field(default_factory=dict)
+    # every block that reads is a test function (`test_x`, `TestC.test_x`) that nothing else in the
+    # file names: in a test module, only those tests read (helpers and fixtures would be unknown)
+    only_tests: bool = False
 
     def names(self) -> set[str]:
         return self.skeleton.union(*self.blocks.values())
@@ -367,6 +370,8 @@ def read_in(
     except (SyntaxError, ValueError, RecursionError):
         return Reader(skeleton=set(names)), {}
     renamed = aliases(tree, names)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}  # before bodies are dropped
+    used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     found = Reader()
     for key, node in block_nodes(tree):
         body = ast.Module(body=node.body, type_ignores=[])
@@ -380,7 +385,25 @@ def read_in(
         found.skeleton |= names & _reads(stmt, called)
         if not isinstance(stmt, ast.Import | ast.ImportFrom) and _dynamic(stmt):
             found.skeleton |= names
+    found.only_tests = not found.skeleton and all(
+        _test_block(key) and key.rsplit(".", 1)[-1] not in used for key in found.blocks
+    )
     return (found if found.skeleton or found.blocks else None), renamed
+
+
+def _test_block(key: str) -> bool:
+    """`test_x` or `TestC.test_x` (a block pytest collects as a test by default)."""
+    parts = key.split(".")
+    return (
+        parts[-1].startswith("test")
+        and "#" not in key
+        and (len(parts) == 1 or (len(parts) == 2 and parts[0].startswith("Test")))
+    )
+
+
+def test_function(nodeid: str) -> str:
+    """The block a test's node id runs: `file.py::TestC::test_x[1]` -> `TestC.test_x`."""
+    return nodeid.split("::", 1)[-1].split("[", 1)[0].replace("::", ".")
 
 
 def find_readers(
