@@ -95,6 +95,13 @@ def hold_trainer_lock(state: Path) -> int | None:
     return fd
 
 
+def release_trainer_lock(fd: int) -> None:
+    """Give up a lock taken by `hold_trainer_lock` before this process ends."""
+    if fd in _held:
+        _held.remove(fd)
+        os.close(fd)
+
+
 def _trim_log(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_size > MAX_LOG_BYTES:

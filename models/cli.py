@@ -357,6 +357,10 @@ def which_cmd(as_json: bool) -> int:
     c = choose_model(root, model_dir(cfg), settings)
     info = {"model": c.name, "path": str(c.path) if c.path else None, "commit": c.commit, "behind": c.behind}
     info["reason"] = c.reason
+    from ect.models.after_commit import LOG_NAME, running_trainer
+
+    trainer = running_trainer(cfg.state_path)
+    info["training_pid"] = trainer
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:
@@ -366,6 +370,8 @@ def which_cmd(as_json: bool) -> int:
             else c.reason
         )
         click.echo(f"{c.name}: {where}")
+        if trainer is not None:
+            click.echo(f"training now: pid {trainer} (log {cfg.state_path / LOG_NAME})")
     return 0
 
 

@@ -134,6 +134,8 @@ def test_opt_in_starts_one_detached_low_priority_trainer_and_opting_out_starts_n
         proc = run_ect(repo, "model", "train", "--max-minutes", "0.1")  # by hand: refused, one line
         assert proc.returncode == 2 and f"pid {pid}" in proc.stderr and "Traceback" not in proc.stderr
         assert (state / LOG_NAME).read_text().count("--- ") == 1
+        which = run_ect(repo, "model", "which", "--json")
+        assert json.loads(which.stdout)["training_pid"] == pid, which.stderr
     finally:
         with_cpu(pid)
         end(pid)
@@ -170,6 +172,29 @@ def test_trainer_started_by_a_commit_trains_the_tiny_model_and_exits_when_up_to_
     assert "chunk 1:" in log and "background:" in log and "Traceback" not in log, log
     meta = json.loads((repo / ".ect" / "model" / "ect_model.json").read_text())
     assert meta["commit"] == git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_the_hook_path_imports_neither_torch_nor_transformers(repo: Path) -> None:
+    """The launcher's whole opted-in path (config, settings, lock, 'already running') without torch."""
+    from ect.models.after_commit import hold_trainer_lock, release_trainer_lock
+
+    (repo / "ect.toml").write_text("[model]\ntrain_after_commit = true\n")
+    fd = hold_trainer_lock(repo / ".ect")  # this test process plays the running trainer
+    assert fd is not None
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom ect.models.after_commit import maybe_start\n"
+        "print(maybe_start(Path.cwd()))\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'click', 'git') if m in sys.modules))\n"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        release_trainer_lock(fd)
+    assert running_trainer(repo / ".ect") is None
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"already running (pid {os.getpid()})", "[]"]
 
 
 def test_idle_monitor_sees_another_process_using_the_cpu() -> None:
