@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -97,11 +98,18 @@ def train_cmd(
         from ect.models.background import lower_priority
 
         lower_priority()  # before torch starts its threads: they inherit the priority
+    root, cfg, settings = _context()
+    from ect.models.after_commit import LOG_NAME, hold_trainer_lock, running_trainer
+
+    if hold_trainer_lock(cfg.state_path) is None:  # one trainer per repository: they share the checkpoint
+        raise EctError(
+            f"another 'ect model train' runs here (pid {running_trainer(cfg.state_path)}, log "
+            f"{cfg.state_path / LOG_NAME}): wait for it or stop it"
+        )
     from ect.models.train import train_model
 
     from ect import events
 
-    root, cfg, settings = _context()
     if recipe is not None:
         settings.recipe = recipe
     if hours <= 0 or chunk_minutes <= 0:
@@ -112,6 +120,12 @@ def train_cmd(
         from ect.models.background import IdleMonitor, run_background
 
         first = [restart]
+        priority = "normal priority" if keep_priority else "lowest priority (nice 19, SCHED_IDLE)"
+        echo(
+            f"background training (pid {os.getpid()}): {priority}, chunks of at most"
+            f"  {chunk_minutes:g} min after the machine has been idle {settle_seconds:g}s, for up to "
+            f"{hours:g} h{' or until the model is up to date' if until_done else ''}"
+        )
 
         def chunk(minutes: float, should_stop: Any) -> dict[str, Any]:
             rep = train_model(
@@ -343,6 +357,10 @@ def which_cmd(as_json: bool) -> int:
     c = choose_model(root, model_dir(cfg), settings)
     info = {"model": c.name, "path": str(c.path) if c.path else None, "commit": c.commit, "behind": c.behind}
     info["reason"] = c.reason
+    from ect.models.after_commit import LOG_NAME, running_trainer
+
+    trainer = running_trainer(cfg.state_path)
+    info["training_pid"] = trainer
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:
@@ -352,6 +370,8 @@ def which_cmd(as_json: bool) -> int:
             else c.reason
         )
         click.echo(f"{c.name}: {where}")
+        if trainer is not None:
+            click.echo(f"training now: pid {trainer} (log {cfg.state_path / LOG_NAME})")
     return 0
 
 

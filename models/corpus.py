@@ -40,8 +40,23 @@ class Corpus:
 
 def is_held_out(path: str, percent: int) -> bool:
     """Deterministic split by file: a hash of the path, not of the content (edits keep the split)."""
-    digest = hashlib.blake2b(path.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 100 < percent
+    return int.from_bytes(_path_hash(path), "big") % 100 < percent
+
+
+def _path_hash(path: str) -> bytes:
+    return hashlib.blake2b(path.encode(), digest_size=8).digest()
+
+
+def fold_split(paths: Sequence[str], k: int) -> dict[str, int]:
+    """Rotating held-out folds by file: each path's fold in 0..k-1. The paths, ordered by a hash of the
+    path (not of the content), are dealt out in turn, so the folds are disjoint, cover every file, differ
+    in size by at most one and are the same on every run."""
+    if k < 2:
+        raise EctError(f"folds: need at least 2 (got {k})")
+    unique = sorted(set(paths), key=lambda p: (_path_hash(p), p))
+    if len(unique) < k:
+        raise EctError(f"folds: {len(unique)} files cannot make {k} folds")
+    return {p: i % k for i, p in enumerate(unique)}
 
 
 def tracked_python_files(root: Path) -> list[str]:
@@ -67,9 +82,16 @@ def _source_bytes(path: Path, max_bytes: int) -> bytes | None:
     return data if data.strip() and len(data) <= max_bytes else None
 
 
-def build_corpus(root: Path, held_out_percent: int = 10, exclude: Sequence[str] = ()) -> Corpus:
-    """Read, deduplicate, scrub and split the tracked Python files of `root`."""
+def build_corpus(
+    root: Path,
+    held_out_percent: int = 10,
+    exclude: Sequence[str] = (),
+    fold: tuple[int, int] | None = None,
+) -> Corpus:
+    """Read, deduplicate, scrub and split the tracked Python files of `root`: `held_out_percent` by a
+    hash of the path, or with `fold` = (i, k) fold i of `fold_split` held out (k-fold evaluation)."""
     corpus = Corpus()
+    items: list[SourceFile] = []
     seen: set[str] = set()
     for rel in tracked_python_files(root):
         if any(fnmatch.fnmatch(rel, pat) for pat in exclude):
@@ -85,8 +107,17 @@ def build_corpus(root: Path, held_out_percent: int = 10, exclude: Sequence[str] 
         seen.add(digest)
         text, masked = scrub(data.decode("utf-8", "replace"))
         corpus.masked += masked
-        item = SourceFile(rel, module_name_for(path, root), text)
-        (corpus.held_out if is_held_out(rel, held_out_percent) else corpus.train).append(item)
+        items.append(SourceFile(rel, module_name_for(path, root), text))
+    if fold is not None:
+        i, k = fold
+        if not 0 <= i < k:
+            raise EctError(f"folds: fold {i} does not exist in {k} folds")
+        folds = fold_split([f.path for f in items], k)
+        for item in items:
+            (corpus.held_out if folds[item.path] == i else corpus.train).append(item)
+        return corpus
+    for item in items:
+        (corpus.held_out if is_held_out(item.path, held_out_percent) else corpus.train).append(item)
     if held_out_percent > 0 and not corpus.held_out and len(corpus.train) > 1:
         corpus.held_out.append(corpus.train.pop())  # tiny repositories still get a held-out file
     if not corpus.train and len(corpus.held_out) > 1:

@@ -322,7 +322,7 @@ def evaluate_repo(
 
     torch.set_num_threads(threads)
     index = SymbolIndex.build(root, state_dir, settings.internal)
-    corpus = build_corpus(root, settings.held_out_percent, settings.exclude)
+    corpus = build_corpus(root, settings.held_out_percent, settings.exclude, settings.held_out_fold)
     if not corpus.held_out:
         raise EctError("no held-out files to evaluate on")
     tasks = make_tasks(corpus, index, n_tasks, seed, n_calls=n_calls, max_per_file=max_per_file)
@@ -374,6 +374,7 @@ def evaluate_repo(
     return {
         "paired": paired,
         "call_task_files": len(set(call_files)),
+        "call_task_paths": call_files,  # per call task, in the order of each row's call_ident_per_task
         "repo": str(root),
         "held_out_files": len(corpus.held_out),
         "train_files": len(corpus.train),
@@ -402,6 +403,69 @@ def evaluate_repo(
         else {},
         "rows": results,
     }
+
+
+def _weighted(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-kind metrics of several folds pooled: each mean weighted by its fold's task count `n`."""
+    total = sum(int(d.get("n", 0)) for d in dicts)
+    out: dict[str, Any] = {"n": total}
+    for key in {k for d in dicts for k in d if k != "n"}:
+        parts = [(float(d[key]), int(d.get("n", 0))) for d in dicts if key in d]
+        weight = sum(n for _, n in parts)
+        out[key] = round(sum(v * n for v, n in parts) / weight, 4) if weight else 0.0
+    return out
+
+
+def pool_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """`evaluate_repo` results of k held-out folds as one: rows pooled task by task (per-kind means
+    weighted by task counts, keystroke savings averaged over folds, hallucinations and latency the worst
+    fold's), and the paired comparisons recomputed over the call tasks of all folds, so their interval
+    resamples the held-out files of every fold."""
+    if not results:
+        raise ValueError("pool_folds needs at least one fold result")
+    names = [r["name"] for r in results[0]["rows"] if all(_has_row(res, r["name"]) for res in results)]
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        parts = [next(r for r in res["rows"] if r["name"] == name) for res in results]
+        row: dict[str, Any] = {"name": name}
+        for kind in ("next_line", "api_call"):
+            row[kind] = _weighted([p.get(kind, {}) for p in parts])
+        row["call_ident_per_task"] = [x for p in parts for x in p["call_ident_per_task"]]
+        for key in ("halluc_before", "halluc_after", "latency_p50_ms", "latency_p95_ms"):
+            row[key] = max(float(p[key]) for p in parts)
+        row["suggestions_shown"] = sum(int(p.get("suggestions_shown", 0)) for p in parts)
+        for key in {k for p in parts for k in p if k.startswith("keystroke_savings")}:
+            vals = [float(p[key]) for p in parts if key in p]
+            row[key] = round(statistics.fmean(vals), 4)
+        row["seconds"] = round(sum(float(p.get("seconds", 0)) for p in parts), 1)
+        rows.append(row)
+    paths = [p for res in results for p in res["call_task_paths"]]
+    by_name = {r["name"]: r for r in rows}
+    paired = []
+    for ft_name, base_name in (("fine-tuned", "base model"), ("fine-tuned + retrieval", "base + retrieval")):
+        if ft_name in by_name and base_name in by_name and paths:
+            cmp = paired_comparison(
+                by_name[ft_name]["call_ident_per_task"], by_name[base_name]["call_ident_per_task"], paths
+            )
+            paired.append({**cmp, "a_acc": cmp["a"], "b_acc": cmp["b"], "a": ft_name, "b": base_name})
+    return {
+        "paired": paired,
+        "folds": len(results),
+        "call_task_files": len(set(paths)),
+        "call_task_paths": paths,
+        "repo": results[0]["repo"],
+        "held_out_files": sum(int(r["held_out_files"]) for r in results),
+        "train_files": round(statistics.fmean(int(r["train_files"]) for r in results)),
+        "lines": results[0]["lines"],
+        "tasks": {k: sum(int(r["tasks"][k]) for r in results) for k in ("next_line", "api_call")},
+        "model": {},
+        "per_fold": [{k: v for k, v in r.items() if k != "call_task_paths"} for r in results],
+        "rows": rows,
+    }
+
+
+def _has_row(result: dict[str, Any], name: str) -> bool:
+    return any(r["name"] == name for r in result["rows"])
 
 
 def format_paired(result: dict[str, Any]) -> str:

@@ -30,6 +30,8 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "recipe": ("str", "mixed"),
     "team_dir": ("str", ""),
     "team_max_behind": ("int", 200),
+    "train_after_commit": ("bool", False),
+    "train_after_commit_args": ("list[str]", []),
 }
 
 
@@ -53,6 +55,10 @@ class ModelSettings:
     recipe: str = "mixed"  # 'mixed': causal chunks + FIM; 'calls': short spans on internal-API calls
     team_dir: str = ""  # where team models are published (a shared directory; relative to the repo)
     team_max_behind: int = 200  # a team model more commits behind HEAD than this is too old to use
+    train_after_commit: bool = False  # the post-commit hook starts `ect model train --background`
+    train_after_commit_args: list[str] = field(default_factory=list)  # more options for that trainer
+    # not a config key: k-fold evaluation (scripts/bench_model.py --folds) holds out fold i of k
+    held_out_fold: tuple[int, int] | None = None
 
 
 def model_settings(cfg: Config) -> ModelSettings:

@@ -231,7 +231,7 @@ def train_model(
     ckpt_dir = state_dir / "model-checkpoint"
 
     index = SymbolIndex.build(root, state_dir, settings.internal)
-    corpus = build_corpus(root, settings.held_out_percent, settings.exclude)
+    corpus = build_corpus(root, settings.held_out_percent, settings.exclude, settings.held_out_fold)
     if not corpus.train:
         raise EctError("no git-tracked Python files to train on")
     echo(

@@ -6,6 +6,18 @@
     python scripts/bench_model.py --repo /tmp/astroid --train skip --call-tasks 300 --max-per-file 15 \
         --tasks 0 --replay-lines 0 --rows "static index baseline,base model,fine-tuned"
 
+    python scripts/bench_model.py --repo /tmp/astroid --folds 5 --train cpu --train-minutes 15 \
+        --call-tasks 100 --max-per-file 10 --tasks 0 --replay-lines 0 \
+        --rows "static index baseline,base model,fine-tuned"
+
+`--folds K` (rotating held-out folds): the files are dealt into K folds (by a hash of the path: disjoint,
+covering, deterministic, sizes within one file); for each fold a model is fine-tuned on the other K-1 folds
+(saved under <state>/bench-folds/K-<i>/, reused with --train skip) and evaluated on the fold's files; the
+tasks of all folds are pooled and the paired comparison runs over all of them (bootstrap over the files of
+every fold). `--call-tasks` and `--tasks` are per fold. Every file is held out exactly once, so a repository
+with few files per 10% still gives >= 300 call tasks from >= 20 files. A run costs K fine-tunes plus K
+evaluations: K x (--train-minutes + the evaluation of one fold).
+
 The paired line compares the fine-tuned rows with the base rows on the same call tasks: the difference
 in call identifier accuracy with a 95% interval (bootstrap over held-out files) and McNemar's p.
 
@@ -122,13 +134,14 @@ def main() -> int:
     ap.add_argument("--replay-lines", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (latency target: 2 cores)")
+    ap.add_argument("--folds", type=int, default=0, help="k rotating held-out folds (0: held_out_percent)")
+    ap.add_argument("--only-folds", default="", help="with --folds: run these folds only, e.g. 0,2")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = ap.parse_args()
 
-    from ect.models.evaluate import evaluate_repo, format_paired, format_table
+    from ect.models.evaluate import evaluate_repo
     from ect.models.index import SymbolIndex
-    from ect.models.modeling import resolve_base
     from ect.models.settings import model_settings
 
     from ect.config import load_config
@@ -151,6 +164,13 @@ def main() -> int:
     warm_ms = (time.perf_counter() - t0) * 1000
 
     train: dict[str, Any] | None = None
+    if args.folds:
+        try:
+            result, train = run_folds(args, root, state, settings)
+        except EctError as exc:
+            print(f"bench_model: {exc}", file=sys.stderr)
+            return 2
+        return report_and_print(args, root, index, cold_ms, warm_ms, settings, train, result)
     if args.train != "skip":
         cmd = [
             sys.executable,
@@ -194,6 +214,98 @@ def main() -> int:
     except EctError as exc:
         print(f"bench_model: {exc}", file=sys.stderr)
         return 2
+    return report_and_print(args, root, index, cold_ms, warm_ms, settings, train, result)
+
+
+def run_folds(
+    args: argparse.Namespace, root: Path, state: Path, settings: Any
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Fine-tune (unless --train skip) and evaluate each held-out fold; the pooled result and a summary
+    of the fine-tunes (wall_seconds: the longest fold's, the budget each fine-tune is held to)."""
+    import dataclasses
+
+    import torch
+    from ect.models.evaluate import evaluate_repo, pool_folds
+    from ect.models.train import train_model
+
+    from ect.errors import EctError
+
+    k = args.folds
+    if k < 2:
+        raise EctError(f"--folds: need at least 2 (got {k})")
+    if args.model_dir is not None:
+        raise EctError("--folds trains and evaluates one model per fold: leave out --model-dir")
+    wanted = [int(x) for x in args.only_folds.split(",") if x.strip()] or list(range(k))
+    if any(not 0 <= i < k for i in wanted):
+        raise EctError(f"--only-folds: folds are 0..{k - 1}")
+    train_threads = torch.get_num_threads()
+    results, trains = [], []
+    for i in wanted:
+        fold_settings = dataclasses.replace(settings, held_out_fold=(i, k))
+        fold_state = state / "bench-folds" / f"{k}-{i}"
+        print(f"fold {i + 1}/{k}:", file=sys.stderr)
+        if args.train != "skip":
+            torch.set_num_threads(train_threads)  # the evaluation of the previous fold set 2
+            if args.recipe:
+                fold_settings.recipe = args.recipe
+            t0 = time.perf_counter()
+            rep = train_model(
+                root,
+                fold_state,
+                fold_settings,
+                lora=args.lora,
+                max_minutes=args.train_minutes,
+                device=args.train,
+                seed=args.seed,
+                restart=True,
+                progress=False,
+                echo=lambda s: print(f"  {s}", file=sys.stderr),
+            )
+            wall = round(time.perf_counter() - t0, 1)
+            trains.append({**dataclasses.asdict(rep), "fold": i, "wall_seconds": wall})
+        results.append(
+            evaluate_repo(
+                root,
+                state,
+                fold_settings,
+                n_tasks=args.tasks,
+                replay_lines=args.replay_lines,
+                seed=args.seed,
+                threads=args.threads,
+                echo=lambda s: print(s, file=sys.stderr),
+                model_dir=fold_state / "model",
+                n_calls=args.call_tasks,
+                max_per_file=args.max_per_file,
+                rows_wanted=tuple(r.strip() for r in args.rows.split(",") if r.strip()),
+            )
+        )
+    pooled = pool_folds(results)
+    if not trains:
+        return pooled, None
+    train = {
+        "device": args.train,
+        "folds": trains,
+        "wall_seconds": max(t["wall_seconds"] for t in trains),
+        "total_wall_seconds": round(sum(t["wall_seconds"] for t in trains), 1),
+        "command": f"train_model per fold, --max-minutes {args.train_minutes}, restart",
+    }
+    return pooled, train
+
+
+def report_and_print(
+    args: argparse.Namespace,
+    root: Path,
+    index: Any,
+    cold_ms: float,
+    warm_ms: float,
+    settings: Any,
+    train: dict[str, Any] | None,
+    result: dict[str, Any],
+) -> int:
+    """The report (JSON or a table with the targets) of one evaluation or of the pooled folds."""
+    from ect.models.evaluate import format_paired, format_table
+    from ect.models.modeling import resolve_base
+
     base_dir = resolve_base(settings.base, root)
     recipe = json.loads((base_dir / "recipe.json").read_text()) if (base_dir / "recipe.json").exists() else {}
     size_mb = sum(f.stat().st_size for f in base_dir.glob("*.safetensors")) / 1e6
@@ -228,7 +340,15 @@ def main() -> int:
         f"{(db['pretrain_tokens'] or 0) / 1e6:.0f}M tokens ({db['pretrain_device']})"
     )
     model = result.get("model") or {}
-    if train is not None:
+    if train is not None and "folds" in train:
+        for t in train["folds"]:
+            print(
+                f"fine-tune fold {t['fold']}: {t['wall_seconds']:.0f}s wall, {t['steps']} steps, "
+                f"{t['tokens'] / 1e3:.0f}k tokens, {t['files_train']} train / {t['files_held_out']} held-out "
+                f"files, held-out loss {t['held_out_loss_before']} -> {t['held_out_loss_after']}"
+            )
+        print(f"fine-tunes: {train['total_wall_seconds']:.0f}s wall in all")
+    elif train is not None:
         print(
             f"fine-tune: `{train['command']}` in {train['wall_seconds']:.0f}s wall: {train['steps']} steps, "
             f"{train['tokens'] / 1e3:.0f}k tokens, held-out loss {train['held_out_loss_before']} -> "
@@ -248,6 +368,11 @@ def main() -> int:
         f"bf16/int8 weights, {args.threads} threads"
     )
     print()
+    if result.get("folds"):
+        print(
+            f"{result['folds']} held-out folds pooled: {result['held_out_files']} held-out files in all, "
+            f"call tasks from {result['call_task_files']} files (train files: the mean per fold)"
+        )
     print(format_table(result))
     print(format_paired(result))
     print()
