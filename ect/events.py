@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import struct
 import sys
 import threading
 import time
@@ -464,8 +465,9 @@ def _insert(state_dir: Path, kind: str, row: list[Any]) -> None:
                     if kind == "loop.run" and row[10] is None:
                         row[10] = _attempt(conn, row)
                     conn.execute(_INSERT, row)
-                except sqlite3.DatabaseError:
-                    _drop_writer(state_dir)
+                except sqlite3.DatabaseError as exc:
+                    if not _busy(exc):  # a busy database keeps its connection (reopening costs ~0.5 ms)
+                        _drop_writer(state_dir)
                     raise
             return
         except sqlite3.OperationalError as exc:
@@ -601,23 +603,43 @@ def ingest_spool(conn: sqlite3.Connection, state_dir: Path) -> int:
     return count
 
 
-WAL_LIMIT = 4 << 20  # past this many WAL bytes a writer starts a background checkpoint
-WAL_CHECK_EVERY = 64  # writes between looks at the WAL's size
+WAL_LIMIT = 4 << 20  # WAL bytes not yet copied back past which a writer starts a background checkpoint
+WAL_RESTART = 32 << 20  # WAL bytes in use after that checkpoint past which it restarts the WAL
+WAL_CHECK_EVERY = 64  # writes between looks at the WAL
+_WAL_INDEX_VERSION = 3007000
 _writes = [0]
 _checkpointing = threading.Event()
 
 
+def wal_frames(state_dir: Path) -> tuple[int, int, int] | None:
+    """(frames in the WAL, frames of them copied back, bytes per frame), read without locks from the
+    wal-index header in `-shm` (https://sqlite.org/walformat.html): an estimate, used only to decide
+    when to checkpoint. None when there is no readable wal-index of the known version."""
+    try:
+        with open(state_dir / (DB_NAME + "-shm"), "rb") as f:
+            head = f.read(100)
+    except OSError:
+        return None
+    if len(head) < 100 or struct.unpack_from("=I", head, 0)[0] != _WAL_INDEX_VERSION:
+        return None
+    page = struct.unpack_from("=H", head, 14)[0]
+    frames, copied = struct.unpack_from("=I", head, 16)[0], struct.unpack_from("=I", head, 96)[0]
+    return frames, min(copied, frames), (65536 if page == 1 else page) + 24
+
+
 def _maybe_checkpoint(state_dir: Path) -> None:
     """Writers never checkpoint inside a write (`wal_autocheckpoint=0`): every `WAL_CHECK_EVERY`
-    writes, a WAL past `WAL_LIMIT` is checkpointed and truncated by a daemon thread on its own
-    connection (an unfinished one is taken up by the next reader or the next look)."""
+    writes, past `WAL_LIMIT` bytes not yet copied back, a daemon thread checkpoints on its own
+    connection (PASSIVE: writers go on meanwhile; an unfinished one is taken up by the next reader or
+    the next look). The WAL is not truncated (the file regrowing would cost the writers block
+    allocation): the first write after a complete checkpoint reuses it from the start. Only when
+    writes never pause long enough for that and the WAL in use passes `WAL_RESTART` does the thread
+    restart it (RESTART: writers spool for that moment)."""
     _writes[0] += 1
     if _writes[0] % WAL_CHECK_EVERY or _checkpointing.is_set():
         return
-    try:
-        if (state_dir / (DB_NAME + "-wal")).stat().st_size < WAL_LIMIT:
-            return
-    except OSError:
+    wal = wal_frames(state_dir)
+    if wal is None or (wal[0] - wal[1]) * wal[2] < WAL_LIMIT:
         return
     _checkpointing.set()
 
@@ -625,10 +647,9 @@ def _maybe_checkpoint(state_dir: Path) -> None:
         try:
             conn = sqlite3.connect(state_dir / DB_NAME, timeout=0, isolation_level=None)
             try:
-                checkpoint(conn)  # the bulk of the copying and the fsyncs, without blocking writers
-                # then, if no write is under way, the few frames written meanwhile and a reset of the
-                # WAL (writers that find it busy for that moment retry, then spool)
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames * wal[2] >= WAL_RESTART:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
             finally:
                 conn.close()
         except sqlite3.Error:

@@ -120,7 +120,16 @@ import json, sys, time
 from pathlib import Path
 from ect import events
 state, n, tag, gap = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-lat, cpu = [], []
+lat, cpu, spooled = [], [], [0]
+spool = events._spool
+
+
+def counted(*args, **kwargs):  # the real spool, counted: a write that found the database busy
+    spooled[0] += 1
+    return spool(*args, **kwargs)
+
+
+events._spool = counted
 for i in range(n):
     t, c = time.perf_counter(), time.thread_time()
     ok = events.record(state, "bench.write", source=tag, n=i, duration_ms=1.0, outcome="pass")
@@ -130,7 +139,7 @@ for i in range(n):
         print("not stored", file=sys.stderr)
     if gap:
         time.sleep(gap)
-print(json.dumps({"lat": lat, "cpu": cpu}))
+print(json.dumps({"lat": lat, "cpu": cpu, "spooled": spooled[0]}))
 """
 
 
@@ -177,10 +186,11 @@ def writers(
     tag: str,
     contended: bool = False,
     gap_s: float = 0.0,
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], int]:
     """`procs` writer processes at once (with a burst locker and two folders when `contended`);
-    (all write latencies in ms, the writing thread's CPU ms per write)."""
+    (all write latencies in ms, the writing thread's CPU ms per write, writes spooled)."""
     cpu_ms: list[float] = []
+    spooled = 0
     events.connect(state).close()
     stop = state / "bench.stop"
     helpers = []
@@ -191,17 +201,20 @@ def writers(
     ps = [_py(WRITER, env, state, per, f"{tag}{w}", gap_s, out=True) for w in range(procs)]
     lat: list[float] = []
     try:
-        for p in ps:
+        for i, p in enumerate(ps):
             out, _ = p.communicate(timeout=900)
+            if p.returncode != 0 or not out.strip():
+                raise SystemExit(f"writer {i} of {procs} failed (exit status {p.returncode})")
             data = json.loads(out)
             lat += data["lat"]
             cpu_ms += data["cpu"]
+            spooled += data["spooled"]
     finally:
         stop.touch()
         for h in helpers:
             h.wait(timeout=60)
         stop.unlink()
-    return lat, cpu_ms  # a False from `record` shows in the lost count
+    return lat, cpu_ms, spooled  # a False from `record` shows in the lost count
 
 
 def pct(values: list[float], q: float) -> float:
@@ -331,7 +344,7 @@ def main() -> int:
             total = args.writers * args.per_writer
             for run in range(args.runs):
                 wstate = work / f"lost{run}" / ".ect"
-                lat, _ = writers(wstate, args.writers, args.per_writer, env, "c", contended=True)
+                lat, _, _ = writers(wstate, args.writers, args.per_writer, env, "c", contended=True)
                 all_lat += lat
                 lost.append(total - local_count(wstate, "c"))
                 shutil.rmtree(wstate.parent, ignore_errors=True)
@@ -344,7 +357,8 @@ def main() -> int:
             }
             # 2. plain latency with W writers at once
             wstate = work / "plain" / ".ect"
-            lat, cpu = writers(wstate, args.writers, args.per_writer, env, "p", gap_s=args.gap_ms / 1000)
+            gap_s = args.gap_ms / 1000
+            lat, cpu, spooled = writers(wstate, args.writers, args.per_writer, env, "p", gap_s=gap_s)
             results["plain"] = {
                 "written": total,
                 "gap_ms": args.gap_ms,
@@ -352,7 +366,10 @@ def main() -> int:
                 "p50_ms": pct(lat, 0.5),
                 "p99_ms": pct(lat, 0.99),
                 "max_ms": max(lat),
+                "cpu_p50_ms": pct(cpu, 0.5),
+                "cpu_mean_ms": sum(cpu) / len(cpu),
                 "cpu_p99_ms": pct(cpu, 0.99),
+                "spooled": spooled,
                 "cpu_max_ms": max(cpu),
             }
         if not args.skip_report:
@@ -412,8 +429,16 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
         )
         rows.append(
             (
-                "  CPU of the writing thread per write, p99 / max (load-independent)",
-                f"{p['cpu_p99_ms']:.2f} / {p['cpu_max_ms']:.1f} ms",
+                "  CPU of the writing thread per write, p50 / mean / p99 / max (load-independent)",
+                f"{p['cpu_p50_ms']:.2f} / {p['cpu_mean_ms']:.2f} / {p['cpu_p99_ms']:.2f}"
+                f" / {p['cpu_max_ms']:.1f} ms",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  writes that found the database busy for their whole budget (spooled)",
+                f"{p['spooled']} of {p['written']}",
                 "",
             )
         )
