@@ -120,6 +120,7 @@ import json, sys, time
 from pathlib import Path
 from ect import events
 state, n, tag, gap = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+spin = float(sys.argv[5]) / 1000  # > 0: a stand-in "write" that only burns this much CPU (scheduler floor)
 lat, cpu, spooled = [], [], [0]
 spool = events._spool
 
@@ -132,7 +133,13 @@ def counted(*args, **kwargs):  # the real spool, counted: a write that found the
 events._spool = counted
 for i in range(n):
     t, c = time.perf_counter(), time.thread_time()
-    ok = events.record(state, "bench.write", source=tag, n=i, duration_ms=1.0, outcome="pass")
+    if spin:
+        end = c + spin
+        while time.thread_time() < end:
+            pass
+        ok = True
+    else:
+        ok = events.record(state, "bench.write", source=tag, n=i, duration_ms=1.0, outcome="pass")
     lat.append((time.perf_counter() - t) * 1000)
     cpu.append((time.thread_time() - c) * 1000)  # this thread's CPU: the write's own work
     if not ok:
@@ -186,9 +193,11 @@ def writers(
     tag: str,
     contended: bool = False,
     gap_s: float = 0.0,
+    spin_ms: float = 0.0,
 ) -> tuple[list[float], list[float], int]:
     """`procs` writer processes at once (with a burst locker and two folders when `contended`);
-    (all write latencies in ms, the writing thread's CPU ms per write, writes spooled)."""
+    (all write latencies in ms, the writing thread's CPU ms per write, writes spooled).
+    `spin_ms`: each "write" only burns that much CPU (no I/O, no lock): what the scheduler alone costs."""
     cpu_ms: list[float] = []
     spooled = 0
     events.connect(state).close()
@@ -198,7 +207,7 @@ def writers(
         helpers = [_py(LOCKER, env, state / events.DB_NAME, stop)] + [
             _py(FOLDER, env, state, stop) for _ in range(2)
         ]
-    ps = [_py(WRITER, env, state, per, f"{tag}{w}", gap_s, out=True) for w in range(procs)]
+    ps = [_py(WRITER, env, state, per, f"{tag}{w}", gap_s, spin_ms, out=True) for w in range(procs)]
     lat: list[float] = []
     try:
         for i, p in enumerate(ps):
@@ -215,6 +224,10 @@ def writers(
             h.wait(timeout=60)
         stop.unlink()
     return lat, cpu_ms, spooled  # a False from `record` shows in the lost count
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {"p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": max(lat)}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -318,7 +331,7 @@ def weekly_exactness(repo: Path, env: dict[str, str]) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=10, help="runs of the lost-events test")
+    ap.add_argument("--runs", type=int, default=10, help="runs of the lost-events test (0: none)")
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--per-writer", type=int, default=1000)
     ap.add_argument("--reuse", type=Path, default=None, help="keep/reuse the generated repository here")
@@ -348,13 +361,14 @@ def main() -> int:
                 all_lat += lat
                 lost.append(total - local_count(wstate, "c"))
                 shutil.rmtree(wstate.parent, ignore_errors=True)
-            results["contended"] = {
-                "runs": args.runs,
-                "written_per_run": total,
-                "lost": lost,
-                "p99_ms": pct(all_lat, 0.99),
-                "max_ms": max(all_lat),
-            }
+            if args.runs:
+                results["contended"] = {
+                    "runs": args.runs,
+                    "written_per_run": total,
+                    "lost": lost,
+                    "p99_ms": pct(all_lat, 0.99),
+                    "max_ms": max(all_lat),
+                }
             # 2. plain latency with W writers at once
             wstate = work / "plain" / ".ect"
             gap_s = args.gap_ms / 1000
@@ -370,8 +384,15 @@ def main() -> int:
                 "cpu_mean_ms": sum(cpu) / len(cpu),
                 "cpu_p99_ms": pct(cpu, 0.99),
                 "spooled": spooled,
+                "cpus": len(os.sched_getaffinity(0)),
                 "cpu_max_ms": max(cpu),
             }
+            # 2b. the scheduler's floor: the same processes and pauses, each "write" only the mean CPU
+            # of a real one; with more runnable processes than CPUs its tail is the run-queue wait
+            spin = results["plain"]["cpu_mean_ms"]
+            floor = work / "floor" / ".ect"
+            lat, _, _ = writers(floor, args.writers, args.per_writer, env, "f", gap_s=gap_s, spin_ms=spin)
+            results["floor"] = {"spin_ms": spin, **summary(lat)}
         if not args.skip_report:
             # 3. the report over N events
             repo = (args.reuse or work) / "repo"
@@ -402,7 +423,7 @@ def main() -> int:
 def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end,"
-        f" on {os.cpu_count()} CPUs"
+        f" on {len(os.sched_getaffinity(0))} CPUs"
         " (wall times scale with the load; CPU seconds much less)"
     )
     rows: list[tuple[str, str, str]] = []
@@ -443,6 +464,16 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
             )
         )
         rows.append(("  lost", str(p["lost"]), "0"))
+    f = r.get("floor")
+    if f:
+        rows.append(
+            (
+                f"  scheduler floor: the same with each write only {f['spin_ms']:.2f} ms of CPU"
+                f" (no I/O, no lock), p50 / p99 / max",
+                f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} / {f['max_ms']:.1f} ms",
+                "",
+            )
+        )
     for fmt, target in (("table", "<= 1 s"), ("json", "<= 1 s"), ("html", "<= 2 s")):
         m = r.get(f"report_{fmt}")
         if m:
