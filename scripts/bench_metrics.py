@@ -3,14 +3,17 @@
 
 1. events lost: R runs (default 10) of W writer processes (default 8) x E events (default 1,000)
    while the database is held locked in bursts and two readers fold the spool in;
-2. single-write latency p50/p99/max with W writers at once (nothing else running);
+2. single-write latency p50/p99/max with W writers at once (nothing else running), the writing thread's
+   CPU per write, how many writes found the database busy for their whole budget (spooled), and the
+   scheduler's floor: the same W processes with each "write" only burning the mean CPU of a real one
+   (with more runnable processes than CPUs, or a loaded machine, the wall tail is the run-queue wait);
 3. `ect report --local` over N events (default 1,000,000) as table, json and html: wall and CPU
    seconds of the real CLI (interpreter start included), median of 3 warm runs after a cold one
    (no report-cache.json, report-values.db and report-charts.json);
 4. weekly loop p50 and overall p50/p90: the report's figures against an exact computation over every run.
 
     python scripts/bench_metrics.py [--events 1000000] [--runs 10] [--writers 8] [--per-writer 1000]
-        [--reuse DIR] [--skip-writes] [--skip-report] [--json]
+        [--gap-ms G] [--reuse DIR] [--skip-writes] [--skip-report] [--json]
 
 `--reuse DIR` keeps the generated repository in DIR (generating 1M events takes minutes on a busy
 machine) and reuses it on the next run. Figures depend on the machine's load: say it.
