@@ -165,6 +165,29 @@ def test_background_checkpoint_bounds_the_wal(tmp_path: Path, monkeypatch: pytes
     assert len(events.query(state, kind="y")) == 62
 
 
+def test_checkpoint_trigger_without_a_wal_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the wal-index cannot be read (another VFS, a newer format), the trigger goes by the WAL
+    file's size, so a long-lived writer still bounds its WAL."""
+    state = tmp_path / ".ect"
+    assert events.record(state, "x", n=0)
+    frames = events.wal_frames(state)
+    assert frames is not None and frames[0] > 0 and frames[2] == 4096 + 24
+    monkeypatch.setattr(events, "wal_frames", lambda state_dir: None)
+    monkeypatch.setattr(events, "WAL_LIMIT", 64 << 10)
+    monkeypatch.setattr(events, "WAL_CHECK_EVERY", 8)
+    started = False
+    for i in range(40):
+        events.record(state, "x", n=i + 1)
+        started |= events._checkpointing.is_set()
+    deadline = time.monotonic() + 10
+    while events._checkpointing.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started
+    with events.opened(state) as conn:
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log == done
+
+
 def test_busy_write_keeps_the_cached_connection(tmp_path: Path) -> None:
     """A write that finds the database busy retries on the same connection (reopening costs more than
     the write) and then spools; only other errors drop the cached connection."""
