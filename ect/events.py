@@ -612,13 +612,24 @@ _writes = [0]
 _checkpointing = threading.Event()
 
 
+_wal_index_fds: dict[str, tuple[int, int]] = {}  # state dir -> (descriptor of its -shm, inode)
+
+
 def wal_frames(state_dir: Path) -> tuple[int, int, int] | None:
     """(frames in the WAL, frames of them copied back, bytes per frame), read without locks from the
     wal-index header in `-shm` (https://sqlite.org/walformat.html): an estimate, used only to decide
-    when to checkpoint. None when there is no readable wal-index of the known version."""
+    when to checkpoint. None when there is no readable wal-index of the known version.
+
+    The `-shm` file, once opened, is never closed: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's included, and a process that looks unlocked has its
+    wal-index truncated under it by the next process that opens the database (SIGBUS)."""
+    path = state_dir / (DB_NAME + "-shm")
     try:
-        with open(state_dir / (DB_NAME + "-shm"), "rb") as f:
-            head = f.read(100)
+        cached = _wal_index_fds.get(str(state_dir))
+        if cached is None or cached[1] != os.stat(path).st_ino:
+            fd = os.open(path, os.O_RDONLY)  # a replaced file's old descriptor stays open too
+            cached = _wal_index_fds[str(state_dir)] = (fd, os.fstat(fd).st_ino)
+        head = os.pread(cached[0], 100, 0)
     except OSError:
         return None
     if len(head) < 100 or struct.unpack_from("=I", head, 0)[0] != _WAL_INDEX_VERSION:

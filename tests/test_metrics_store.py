@@ -188,6 +188,37 @@ def test_checkpoint_trigger_without_a_wal_index(tmp_path: Path, monkeypatch: pyt
     assert busy == 0 and log == done
 
 
+DMS_PROBE = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)  # SQLite's "a connection is open" byte
+    print("unlocked")
+except OSError:
+    print("held")
+"""
+
+
+def test_reading_the_wal_index_keeps_sqlites_locks(tmp_path: Path) -> None:
+    """Looking at the wal-index must not drop this process's POSIX locks on it (closing a descriptor
+    does): another process would take the database for unused and truncate the wal-index (SIGBUS)."""
+    state = tmp_path / ".ect"
+    assert events.record(state, "x", n=0)
+    shm = str(state / (events.DB_NAME + "-shm"))
+
+    def probe() -> str:
+        cmd = [sys.executable, "-c", DMS_PROBE, shm]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+
+    assert probe() == "held"  # the cached writer connection holds it
+    for _ in range(3):
+        assert events.wal_frames(state) is not None
+    assert probe() == "held"
+    with open(shm, "rb") as f:  # what the first version did: open, read, close
+        f.read(100)
+    assert probe() == "unlocked"  # the hazard this guards against is real
+
+
 def test_busy_write_keeps_the_cached_connection(tmp_path: Path) -> None:
     """A write that finds the database busy retries on the same connection (reopening costs more than
     the write) and then spools; only other errors drop the cached connection."""
