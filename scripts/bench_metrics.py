@@ -3,14 +3,17 @@
 
 1. events lost: R runs (default 10) of W writer processes (default 8) x E events (default 1,000)
    while the database is held locked in bursts and two readers fold the spool in;
-2. single-write latency p50/p99/max with W writers at once (nothing else running);
+2. single-write latency p50/p99/max with W writers at once (nothing else running), the writing thread's
+   CPU per write, how many writes found the database busy for their whole budget (spooled), and the
+   scheduler's floor: the same W processes with each "write" only burning the mean CPU of a real one
+   (with more runnable processes than CPUs, or a loaded machine, the wall tail is the run-queue wait);
 3. `ect report --local` over N events (default 1,000,000) as table, json and html: wall and CPU
    seconds of the real CLI (interpreter start included), median of 3 warm runs after a cold one
    (no report-cache.json, report-values.db and report-charts.json);
 4. weekly loop p50 and overall p50/p90: the report's figures against an exact computation over every run.
 
     python scripts/bench_metrics.py [--events 1000000] [--runs 10] [--writers 8] [--per-writer 1000]
-        [--reuse DIR] [--skip-writes] [--skip-report] [--json]
+        [--gap-ms G] [--reuse DIR] [--skip-writes] [--skip-report] [--json]
 
 `--reuse DIR` keeps the generated repository in DIR (generating 1M events takes minutes on a busy
 machine) and reuses it on the next run. Figures depend on the machine's load: say it.
@@ -120,17 +123,33 @@ import json, sys, time
 from pathlib import Path
 from ect import events
 state, n, tag, gap = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-lat, cpu = [], []
+spin = float(sys.argv[5]) / 1000  # > 0: a stand-in "write" that only burns this much CPU (scheduler floor)
+lat, cpu, spooled = [], [], [0]
+spool = events._spool
+
+
+def counted(*args, **kwargs):  # the real spool, counted: a write that found the database busy
+    spooled[0] += 1
+    return spool(*args, **kwargs)
+
+
+events._spool = counted
 for i in range(n):
     t, c = time.perf_counter(), time.thread_time()
-    ok = events.record(state, "bench.write", source=tag, n=i, duration_ms=1.0, outcome="pass")
+    if spin:
+        end = c + spin
+        while time.thread_time() < end:
+            pass
+        ok = True
+    else:
+        ok = events.record(state, "bench.write", source=tag, n=i, duration_ms=1.0, outcome="pass")
     lat.append((time.perf_counter() - t) * 1000)
     cpu.append((time.thread_time() - c) * 1000)  # this thread's CPU: the write's own work
     if not ok:
         print("not stored", file=sys.stderr)
     if gap:
         time.sleep(gap)
-print(json.dumps({"lat": lat, "cpu": cpu}))
+print(json.dumps({"lat": lat, "cpu": cpu, "spooled": spooled[0]}))
 """
 
 
@@ -177,10 +196,13 @@ def writers(
     tag: str,
     contended: bool = False,
     gap_s: float = 0.0,
-) -> tuple[list[float], list[float]]:
+    spin_ms: float = 0.0,
+) -> tuple[list[float], list[float], int]:
     """`procs` writer processes at once (with a burst locker and two folders when `contended`);
-    (all write latencies in ms, the writing thread's CPU ms per write)."""
+    (all write latencies in ms, the writing thread's CPU ms per write, writes spooled).
+    `spin_ms`: each "write" only burns that much CPU (no I/O, no lock): what the scheduler alone costs."""
     cpu_ms: list[float] = []
+    spooled = 0
     events.connect(state).close()
     stop = state / "bench.stop"
     helpers = []
@@ -188,20 +210,27 @@ def writers(
         helpers = [_py(LOCKER, env, state / events.DB_NAME, stop)] + [
             _py(FOLDER, env, state, stop) for _ in range(2)
         ]
-    ps = [_py(WRITER, env, state, per, f"{tag}{w}", gap_s, out=True) for w in range(procs)]
+    ps = [_py(WRITER, env, state, per, f"{tag}{w}", gap_s, spin_ms, out=True) for w in range(procs)]
     lat: list[float] = []
     try:
-        for p in ps:
+        for i, p in enumerate(ps):
             out, _ = p.communicate(timeout=900)
+            if p.returncode != 0 or not out.strip():
+                raise SystemExit(f"writer {i} of {procs} failed (exit status {p.returncode})")
             data = json.loads(out)
             lat += data["lat"]
             cpu_ms += data["cpu"]
+            spooled += data["spooled"]
     finally:
         stop.touch()
         for h in helpers:
             h.wait(timeout=60)
         stop.unlink()
-    return lat, cpu_ms  # a False from `record` shows in the lost count
+    return lat, cpu_ms, spooled  # a False from `record` shows in the lost count
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {"p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": max(lat)}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -305,7 +334,7 @@ def weekly_exactness(repo: Path, env: dict[str, str]) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=10, help="runs of the lost-events test")
+    ap.add_argument("--runs", type=int, default=10, help="runs of the lost-events test (0: none)")
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--per-writer", type=int, default=1000)
     ap.add_argument("--reuse", type=Path, default=None, help="keep/reuse the generated repository here")
@@ -331,20 +360,22 @@ def main() -> int:
             total = args.writers * args.per_writer
             for run in range(args.runs):
                 wstate = work / f"lost{run}" / ".ect"
-                lat, _ = writers(wstate, args.writers, args.per_writer, env, "c", contended=True)
+                lat, _, _ = writers(wstate, args.writers, args.per_writer, env, "c", contended=True)
                 all_lat += lat
                 lost.append(total - local_count(wstate, "c"))
                 shutil.rmtree(wstate.parent, ignore_errors=True)
-            results["contended"] = {
-                "runs": args.runs,
-                "written_per_run": total,
-                "lost": lost,
-                "p99_ms": pct(all_lat, 0.99),
-                "max_ms": max(all_lat),
-            }
+            if args.runs:
+                results["contended"] = {
+                    "runs": args.runs,
+                    "written_per_run": total,
+                    "lost": lost,
+                    "p99_ms": pct(all_lat, 0.99),
+                    "max_ms": max(all_lat),
+                }
             # 2. plain latency with W writers at once
             wstate = work / "plain" / ".ect"
-            lat, cpu = writers(wstate, args.writers, args.per_writer, env, "p", gap_s=args.gap_ms / 1000)
+            gap_s = args.gap_ms / 1000
+            lat, cpu, spooled = writers(wstate, args.writers, args.per_writer, env, "p", gap_s=gap_s)
             results["plain"] = {
                 "written": total,
                 "gap_ms": args.gap_ms,
@@ -352,9 +383,19 @@ def main() -> int:
                 "p50_ms": pct(lat, 0.5),
                 "p99_ms": pct(lat, 0.99),
                 "max_ms": max(lat),
+                "cpu_p50_ms": pct(cpu, 0.5),
+                "cpu_mean_ms": sum(cpu) / len(cpu),
                 "cpu_p99_ms": pct(cpu, 0.99),
+                "spooled": spooled,
+                "cpus": len(os.sched_getaffinity(0)),
                 "cpu_max_ms": max(cpu),
             }
+            # 2b. the scheduler's floor: the same processes and pauses, each "write" only the mean CPU
+            # of a real one; with more runnable processes than CPUs its tail is the run-queue wait
+            spin = results["plain"]["cpu_mean_ms"]
+            floor = work / "floor" / ".ect"
+            lat, _, _ = writers(floor, args.writers, args.per_writer, env, "f", gap_s=gap_s, spin_ms=spin)
+            results["floor"] = {"spin_ms": spin, **summary(lat)}
         if not args.skip_report:
             # 3. the report over N events
             repo = (args.reuse or work) / "repo"
@@ -385,7 +426,7 @@ def main() -> int:
 def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end,"
-        f" on {os.cpu_count()} CPUs"
+        f" on {len(os.sched_getaffinity(0))} CPUs"
         " (wall times scale with the load; CPU seconds much less)"
     )
     rows: list[tuple[str, str, str]] = []
@@ -412,12 +453,30 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
         )
         rows.append(
             (
-                "  CPU of the writing thread per write, p99 / max (load-independent)",
-                f"{p['cpu_p99_ms']:.2f} / {p['cpu_max_ms']:.1f} ms",
+                "  CPU of the writing thread per write, p50 / mean / p99 / max (load-independent)",
+                f"{p['cpu_p50_ms']:.2f} / {p['cpu_mean_ms']:.2f} / {p['cpu_p99_ms']:.2f}"
+                f" / {p['cpu_max_ms']:.1f} ms",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  writes that found the database busy for their whole budget (spooled)",
+                f"{p['spooled']} of {p['written']}",
                 "",
             )
         )
         rows.append(("  lost", str(p["lost"]), "0"))
+    f = r.get("floor")
+    if f:
+        rows.append(
+            (
+                f"  scheduler floor: the same with each write only {f['spin_ms']:.2f} ms of CPU"
+                f" (no I/O, no lock), p50 / p99 / max",
+                f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} / {f['max_ms']:.1f} ms",
+                "",
+            )
+        )
     for fmt, target in (("table", "<= 1 s"), ("json", "<= 1 s"), ("html", "<= 2 s")):
         m = r.get(f"report_{fmt}")
         if m:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,8 +112,9 @@ def test_writes_never_checkpoint_and_readers_do(tmp_path: Path, monkeypatch: pyt
 
 
 def test_background_checkpoint_bounds_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past `WAL_LIMIT`, a write starts a checkpoint in a daemon thread (never inside the write); once
-    no write is under way it copies the WAL back and truncates it."""
+    """Past `WAL_LIMIT` bytes not yet copied back, a write starts a PASSIVE checkpoint in a daemon
+    thread (never inside the write); the WAL file is then reused from its start, not truncated and
+    regrown, so it stays bounded; a WAL in use past `WAL_RESTART` is restarted by the thread."""
     state = tmp_path / ".ect"
     wal = state / (events.DB_NAME + "-wal")
     monkeypatch.setattr(events, "WAL_LIMIT", 64 << 10)
@@ -122,18 +125,118 @@ def test_background_checkpoint_bounds_the_wal(tmp_path: Path, monkeypatch: pytes
         while events._checkpointing.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    sizes, restarted = [], False
     for i in range(400):
         events.record(state, "x", n=i)
-    settle()
-    # the last look at the WAL, with no write under way: the thread truncates it to nothing
-    events._writes[0] = events.WAL_CHECK_EVERY - 1
-    for i in range(20):  # enough to pass the limit again, then one look
+        settle()  # writes with pauses: each checkpoint completes before the next write
+        frames = events.wal_frames(state)
+        assert frames is not None
+        restarted |= frames[0] < 10  # the write after a complete checkpoint began the WAL anew
+        sizes.append(wal.stat().st_size)
+    assert restarted
+    assert max(sizes) < 4 * (64 << 10)  # 400 writes put about 8 MB of frames in it: reused, not regrown
+    # writes that never pause: the WAL in use passes WAL_RESTART, and the thread restarts it
+    monkeypatch.setattr(events, "WAL_LIMIT", 1 << 40)
+    for i in range(60):
         events.record(state, "y", n=i)
-        if events._checkpointing.is_set():
-            break
+    monkeypatch.setattr(events, "WAL_LIMIT", 64 << 10)
+    monkeypatch.setattr(events, "WAL_RESTART", 128 << 10)
+    statements: list[str] = []
+    real_connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:  # the thread's real connection, watched
+        conn = real_connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    events._writes[0] = events.WAL_CHECK_EVERY - 1
+    events.record(state, "y", n=60)
+    assert events._checkpointing.is_set()
     settle()
-    assert wal.stat().st_size == 0
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+    assert statements == ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"]
+    frames = events.wal_frames(state)
+    assert frames is not None and frames[0] == frames[1] > 0  # all copied back, no reader left on it
+    events.record(state, "y", n=61)
+    frames = events.wal_frames(state)
+    assert frames is not None and frames[0] < 10  # so the next write began the WAL anew
     assert len(events.query(state, kind="x")) == 400
+    assert len(events.query(state, kind="y")) == 62
+
+
+def test_checkpoint_trigger_without_a_wal_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the wal-index cannot be read (another VFS, a newer format), the trigger goes by the WAL
+    file's size, so a long-lived writer still bounds its WAL."""
+    state = tmp_path / ".ect"
+    assert events.record(state, "x", n=0)
+    frames = events.wal_frames(state)
+    assert frames is not None and frames[0] > 0 and frames[2] == 4096 + 24
+    monkeypatch.setattr(events, "wal_frames", lambda state_dir: None)
+    monkeypatch.setattr(events, "WAL_LIMIT", 64 << 10)
+    monkeypatch.setattr(events, "WAL_CHECK_EVERY", 8)
+    started = False
+    for i in range(40):
+        events.record(state, "x", n=i + 1)
+        started |= events._checkpointing.is_set()
+    deadline = time.monotonic() + 10
+    while events._checkpointing.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started
+    with events.opened(state) as conn:
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log == done
+
+
+DMS_PROBE = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)  # SQLite's "a connection is open" byte
+    print("unlocked")
+except OSError:
+    print("held")
+"""
+
+
+def test_reading_the_wal_index_keeps_sqlites_locks(tmp_path: Path) -> None:
+    """Looking at the wal-index must not drop this process's POSIX locks on it (closing a descriptor
+    does): another process would take the database for unused and truncate the wal-index (SIGBUS)."""
+    state = tmp_path / ".ect"
+    assert events.record(state, "x", n=0)
+    shm = str(state / (events.DB_NAME + "-shm"))
+
+    def probe() -> str:
+        cmd = [sys.executable, "-c", DMS_PROBE, shm]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+
+    assert probe() == "held"  # the cached writer connection holds it
+    for _ in range(3):
+        assert events.wal_frames(state) is not None
+    assert probe() == "held"
+    with open(shm, "rb") as f:  # what the first version did: open, read, close
+        f.read(100)
+    assert probe() == "unlocked"  # the hazard this guards against is real
+
+
+def test_busy_write_keeps_the_cached_connection(tmp_path: Path) -> None:
+    """A write that finds the database busy retries on the same connection (reopening costs more than
+    the write) and then spools; only other errors drop the cached connection."""
+    state = tmp_path / ".ect"
+    assert events.record(state, "x", n=0)
+    conn = events._writer(state)
+    locker = sqlite3.connect(state / events.DB_NAME, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        assert events.record(state, "x", n=1)  # spooled
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert (state / events.SPOOL_NAME).exists()
+    assert events._writer(state) is conn
+    assert events.record(state, "x", n=2)
+    assert events._writer(state) is conn
+    assert sorted(e["n"] for e in events.query(state, kind="x")) == [0, 1, 2]
 
 
 RECORD_ONE = r"""
