@@ -105,8 +105,9 @@ def window(text: str, cursor: int) -> tuple[str, int]:
 class ModelBridge:
     """The warm model (or None) and the suggestions it computed off the request path."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, index_source: Callable[[], SymbolIndex | None] | None = None) -> None:
         self.cfg = cfg
+        self._index_source = index_source  # the newest symbol index (names are validated against it)
         self.engine: Engine | None = None
         self.name = "index"
         self.error: str | None = None
@@ -144,6 +145,18 @@ class ModelBridge:
         self._index = index
         self.refresh(force=True)
 
+    def index(self) -> SymbolIndex | None:
+        """The newest symbol index (else the one given to `warm`)."""
+        current = self._index_source() if self._index_source is not None else None
+        return current if current is not None else self._index
+
+    def shared(self) -> Engine | None:
+        """The loaded model for another user in this process (the fix engine): the very copy that serves
+        completions, so there is one in memory, and a retrained one replaces it for both. None while
+        none is loaded (a load is started when the files changed)."""
+        self.refresh()
+        return self.engine if not self._closed else None
+
     def refresh(self, force: bool = False) -> None:
         """Load a new or retrained model (in the background) if the files changed; cheap to call often."""
         now = time.monotonic()
@@ -171,7 +184,9 @@ class ModelBridge:
             model = (str(choice.path), files_stamp(choice.path))
             if self.engine is not None and model == self._model:
                 return  # HEAD moved, the same model still fits
-            engine = model_api.load(self.cfg, self._index, choice)
+            # the old copy goes first: one model in memory
+            self.engine, self.name, self._model = None, "index", None
+            engine = model_api.load(self.cfg, self.index(), choice)
             engine.completer.rank_limit = RANK_LIMIT
             _one_thread()
             # one short generation first: the first real request does not pay for torch's warm-up
@@ -261,7 +276,7 @@ class ModelBridge:
         from ect.lsp import model_api
 
         part, at = window(text, cursor)
-        return model_api.complete(engine, module, part, at, stale)
+        return model_api.complete(engine, module, part, at, stale, index=self.index())
 
     def close(self) -> None:
         with self._cond:

@@ -83,7 +83,9 @@ class Session:
         self.settings = load_lsp_settings(self.cfg)
         self.engine = FixEngine(self.root, self.cfg)
         self.telemetry = Telemetry(self.cfg.state_path, self.root.name)
-        self.model = ModelBridge(self.cfg)
+        self.model = ModelBridge(self.cfg, lambda: self.engine.current_index)
+        if self.settings.model:  # fixes use the completions' model: one copy in memory
+            self.engine.model_source = self.model.shared
         self.encoding = normalize(server.workspace.position_encoding)
         self.published: set[str] = set()
         self.offered: dict[str, list[tuple[FixResult, Fix]]] = {}
