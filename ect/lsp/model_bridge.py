@@ -118,6 +118,7 @@ class ModelBridge:
         self._model: tuple[str, float | None] | None = None  # the loaded model's folder and files' mtime
         self._failed_at = 0.0
         self._checked = 0.0
+        self._checking = False  # a check runs in the background
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._wanted: tuple[str, str, int, str, int, str] | None = None
@@ -158,12 +159,24 @@ class ModelBridge:
         return self.engine if not self._closed else None
 
     def refresh(self, force: bool = False) -> None:
-        """Load a new or retrained model (in the background) if the files changed; cheap to call often."""
+        """Load a new or retrained model (in the background) if the files changed; cheap to call often:
+        the check itself (reading .git and the model folders) runs in a thread, not on the request path,
+        except when `force`d."""
         now = time.monotonic()
-        if not self.enabled or (not force and now - self._checked < CHECK_EVERY_S):
+        if not self.enabled or (not force and (now - self._checked < CHECK_EVERY_S or self._checking)):
             return
         self._checked = now
-        stamp = self.stamp()
+        if force:
+            self._check(now)
+            return
+        self._checking = True
+        threading.Thread(target=self._check, args=(now,), name="ect-model-check", daemon=True).start()
+
+    def _check(self, now: float) -> None:
+        try:
+            stamp = self.stamp()
+        finally:
+            self._checking = False
         with self._lock:
             retry = self.error is not None and now - self._failed_at >= RETRY_AFTER_S
             if self._loading or stamp is None or (stamp == self._loaded_stamp and not retry):
@@ -186,6 +199,7 @@ class ModelBridge:
                 return  # HEAD moved, the same model still fits
             # the old copy goes first: one model in memory
             self.engine, self.name, self._model = None, "index", None
+            self._last.clear()
             engine = model_api.load(self.cfg, self.index(), choice)
             engine.completer.rank_limit = RANK_LIMIT
             _one_thread()
