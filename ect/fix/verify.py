@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import threading
@@ -15,6 +16,8 @@ from ect.config import Config
 from ect.fix.failures import Failure
 from ect.fix.scratch import Scratch
 from ect.fix.warm_pytest import WarmPytest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,7 +45,8 @@ def sort_imports(root: Path, path: str) -> bool:
 
 
 def timed_out(why: str) -> str:
-    """The verdict for a run ect stopped: `why` names the test that ran past `test_timeout`."""
+    """The verdict for a run ect stopped: `why` names the test that ran past `test_timeout` (logged)."""
+    log.warning("ect: verifying a fix: tests timed out: %s; it was stopped", why)
     return f"tests timed out: {why}; it was stopped"
 
 

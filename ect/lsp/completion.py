@@ -39,12 +39,21 @@ def split_lines(text: str) -> tuple[str, ...]:
     return tuple(text.splitlines())
 
 
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from) .*$", re.M)
+
+
 @functools.lru_cache(maxsize=4)
 def document_imports(text: str) -> dict[str, tuple[str, str | None, int]]:
     """local name -> (module, name or None, level) from the import lines that parse on their own
-    (cached per text; callers must not change the result)."""
+    (cached per text, and per set of import lines: typing elsewhere parses nothing again; callers must
+    not change the result)."""
+    return _imports_of(tuple(m.group(0) for m in _IMPORT_LINE.finditer(text)))
+
+
+@functools.lru_cache(maxsize=16)
+def _imports_of(lines: tuple[str, ...]) -> dict[str, tuple[str, str | None, int]]:
     out: dict[str, tuple[str, str | None, int]] = {}
-    for line in split_lines(text):
+    for line in lines:
         stripped = line.strip()
         if not stripped.startswith(("import ", "from ")):
             continue

@@ -403,10 +403,10 @@ def build_server() -> LanguageServer:
         return completer.module if completer is not None else module_name_for(s.root / rel, s.root)
 
     @server.feature(t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=["."]))
-    @server.thread()
     def completion(ls: LanguageServer, params: t.CompletionParams) -> Any:
         """The index items at once (the list as JSON-ready dicts: see `Raw`), and the model's item when
-        it was computed in the background for this point of the typing."""
+        it was computed in the background for this point of the typing. Answered on the server's own
+        thread (nothing here waits: a thread pool's hand-over cost more than the work on a busy machine)."""
         from ect.lsp.positions import offset_of
 
         s = session()
