@@ -698,7 +698,9 @@ def lsp(stdio: bool, log_file: Path | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: _quit(state, code=128 + signum))
     try:
-        server.start_io()
+        from ect.lsp.stdio import serve
+
+        serve(server)  # server.start_io(), reading each message on one thread
     finally:  # end of input (the editor closed the pipe or died) or exit: stop the tests, end now
         _quit(state)
     return 0
