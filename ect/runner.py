@@ -271,11 +271,13 @@ def run_pytest(
     parallel: bool = False,
     extra_env: dict[str, str] | None = None,
     timeout: float | None = None,
+    on_start: Callable[[subprocess.Popen[Any]], None] | None = None,
 ) -> TestRun:
     """Run pytest on `files` (test files or node ids; None: the whole suite) from the repository root.
 
     `timeout` bounds the whole run, `cfg.test_timeout` each test. pytest runs in its own process
     group, which ends with this call whatever happens (timeout, Ctrl-C, SIGTERM, an exception).
+    `on_start`: called with the pytest process once it runs (a caller that may kill its group).
     """
     import shutil
     import tempfile
@@ -309,6 +311,8 @@ def run_pytest(
     tee = _Tee(proc.stdout, stream, 256 * 1024 if stream else 8 * 1024 * 1024)
     tee.start()
     try:
+        if on_start is not None:
+            on_start(proc)
         while True:
             try:
                 proc.wait(timeout=0.2)

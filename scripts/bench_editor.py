@@ -1120,6 +1120,61 @@ def _train(repo: Path, minutes: float) -> bool:
     return proc.returncode == 0
 
 
+def _memory_with_fixes(repo: Path) -> dict[str, Any]:
+    """Server memory with the trained model loaded for completions, then after the fix engine asked the
+    model for candidates (a misspelled call saved: diagnostics, then the verified fixes a code action
+    shows). A second copy of the model in the server would show as the difference."""
+    user, util = repo / "acme/user.py", repo / "acme/util.py"
+    original = util.read_text()
+    broken = original.replace("t = add(t, x)", "t = ad(t, x)", 1)
+    assert broken != original
+    client = StdioClient(repo)
+    try:
+        client.start(repo)
+        text = user.read_text() + "\ncore.\n"
+        _open(client, user, text)
+        line = text.count("\n") - 1
+        deadline = time.perf_counter() + 300
+        while True:  # the model answers (it is loaded and warm)
+            res, _ = client.request(
+                "textDocument/completion",
+                {"textDocument": {"uri": user.as_uri()}, "position": {"line": line, "character": 5}},
+            )
+            items = (res or {}).get("items") or []
+            if any(str(it.get("detail", "")).startswith("ect model") for it in items):
+                break
+            if time.perf_counter() > deadline:
+                raise SystemExit("memory: the model never answered")
+            time.sleep(0.3)
+        time.sleep(1.0)
+        loaded = rss_mb(client.proc.pid)
+        util.write_text(broken)
+        _open(client, util, broken)
+        client.notify("textDocument/didSave", {"textDocument": {"uri": util.as_uri()}})
+
+        def failing(p: dict[str, Any]) -> bool:
+            keys = [(d.get("data") or {}).get("key") for d in p["diagnostics"]]
+            return p.get("uri") == util.as_uri() and any(keys)
+
+        _, params = client.wait("textDocument/publishDiagnostics", failing, 180)
+        diags = [d for d in params["diagnostics"] if (d.get("data") or {}).get("key")]
+        actions, _ = client.request(  # answered once the fixes are verified (the model was asked)
+            "textDocument/codeAction",
+            {
+                "textDocument": {"uri": util.as_uri()},
+                "range": diags[0]["range"],
+                "context": {"diagnostics": diags},
+            },
+            timeout=180,
+        )
+        time.sleep(1.0)
+        after = rss_mb(client.proc.pid)
+    finally:
+        util.write_text(original)
+        client.close()
+    return {"rss_model_loaded_mb": loaded, "rss_after_fixes_mb": after, "fix_actions": len(actions or [])}
+
+
 def bench_server(requests: int, saves: int, train_minutes: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_big_sample(Path(tmp))
@@ -1135,12 +1190,15 @@ def bench_server(requests: int, saves: int, train_minutes: float) -> dict[str, A
         print(f"kill -9: {out['kill_9']}", file=sys.stderr, flush=True)
         if train_minutes > 0 and _train(repo, train_minutes):
             out["model"] = _completion_latency(repo, requests, want_model=True)
+            print(f"model: {out['model']}", file=sys.stderr, flush=True)
+            out["memory"] = _memory_with_fixes(repo)
+            print(f"memory: {out['memory']}", file=sys.stderr, flush=True)
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["completion", "diagnostics", "fixes", "server", "all"])
+    ap.add_argument("what", choices=["completion", "diagnostics", "fixes", "server", "memory", "all"])
     ap.add_argument(
         "--repo", type=Path, help="target repository (a git work tree); default: a generated sample"
     )
@@ -1168,6 +1226,11 @@ def main() -> int:
                 results["diagnostics_repo"] = bench_diagnostics(repo, args.test_file, args.saves)
         if args.what == "server":
             results["server"] = bench_server(args.requests, args.saves, args.train_minutes)
+        if args.what == "memory":  # only the server's memory with a trained model, before/after fixes
+            repo = make_big_sample(Path(tmp) / "mem")
+            if not _train(repo, args.train_minutes):
+                raise SystemExit("memory: training failed")
+            results["memory"] = _memory_with_fixes(repo)
         if args.what in ("fixes", "all"):
             if args.repo is None:
                 raise SystemExit("fixes: give --repo (a clone of a real project, e.g. /tmp/jinja)")
@@ -1199,6 +1262,13 @@ def main() -> int:
             print(f"  p95 {d['p95_ms']:7.1f} ms")
     if "server" in results:
         print_server(results["server"])
+    if "memory" in results:
+        m = results["memory"]
+        print(
+            f"\nserver memory, model loaded: {m['rss_model_loaded_mb']:.0f} MB; after the fix engine "
+            f"asked it for candidates ({m['fix_actions']} verified fix(es) offered): "
+            f"{m['rss_after_fixes_mb']:.0f} MB"
+        )
     if "fixes" in results:
         f = results["fixes"]
         print(f"\nverified fixes on injected faults  ({f['faults']} faults)")
@@ -1272,6 +1342,13 @@ def print_server(r: dict[str, Any]) -> None:
     pairs = (("no_model", "without"), ("model", "with"))
     mem = [f"{r[k]['server_rss_mb']:.0f} MB {label}" for k, label in pairs if k in r]
     print(f"  server memory: {', '.join(mem)} the model")
+    if "memory" in r:
+        m = r["memory"]
+        print(
+            f"  server memory, model loaded: {m['rss_model_loaded_mb']:.0f} MB; after the fix engine asked "
+            f"it for candidates ({m['fix_actions']} verified fix(es) offered): "
+            f"{m['rss_after_fixes_mb']:.0f} MB"
+        )
     k = r["kill_9"]
     print(f"  processes left after kill -9 of the editor: {k['left_after_5s']} (of {k['before']} running)")
 

@@ -293,3 +293,64 @@ def test_moved_scan_reads_import_statements_only(tmp_path: Path) -> None:
     assert (found.line, found.name) == (2, "acme.legacy.add")
     (tmp_path / "other.py").write_text(source.replace("acme.legacy", "elsewhere"))
     assert scan_moved(tmp_path, ["other.py"], settings) == []
+
+
+def _running_in(folder: Path) -> list[int]:
+    """Live processes whose working directory is `folder` or below it (Linux /proc)."""
+    import os
+
+    target = os.path.realpath(folder)
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
+                zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if not zombie and (cwd == target or cwd.startswith(target + os.sep)):
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize(
+    "warm", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["warm-pytest", "cold-pytest"]
+)
+def test_a_test_that_hangs_after_a_candidate_fix_is_stopped_at_test_timeout(make_repo, warm: bool) -> None:
+    """`ad` is misspelled; with the obvious fix `add`, the test reaches `add`, which never returns. The
+    verification stops that test after `test_timeout` (not the fix's whole-run limit of 60 s), rejects
+    the candidate naming the test, and leaves no test process behind."""
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("counts processes through /proc")
+    from ect.changes import Scope
+    from ect.config import load_config
+    from ect.fix.engine import FixEngine
+
+    files = dict(BASE)
+    files["pyproject.toml"] = BASE["pyproject.toml"] + "        [tool.ect]\n        test_timeout = 3\n"
+    files["acme/core.py"] = "def add(a, b):\n    while True:\n        pass\n"
+    repo = make_repo(files)
+    (repo / "acme/util.py").write_text("from acme.core import add\n" + BODY.format(call="ad(t, x)"))
+    cfg = load_config(repo)
+    assert cfg.test_timeout == 3
+    engine = FixEngine(repo, cfg)
+    if warm:
+        engine.use_warm_pytest().start()
+    try:
+        _, failures = engine.find_failures(Scope(mode="all"))
+        [failure] = [f for f in failures if f.kind == "name" and f.name == "ad"]
+        started = time.monotonic()
+        res = engine.fix(failure)
+        took = time.monotonic() - started
+        assert not res.fixes, res.to_json()  # the candidate makes the test hang: never offered
+        reasons = [why for title, why in res.rejected if "`add`" in title]
+        assert reasons, res.to_json()
+        assert "tests/test_util.py::test_total ran longer than 3 s (test_timeout)" in reasons[0], reasons
+        assert took < 30, took  # the fix's own limit is 60 s per run
+        time.sleep(0.3)
+        assert _running_in(engine.scratch.path) == []  # the hung test was killed
+    finally:
+        engine.close()

@@ -19,9 +19,11 @@ from lsprotocol import types as t  # noqa: E402
 FILES = EDITOR_SAMPLE
 
 
-async def _start(repo: Path) -> pytest_lsp.LanguageClient:
+async def _start(repo: Path, *args: str) -> pytest_lsp.LanguageClient:
     client = pytest_lsp.make_test_lsp_client()
-    await client.start_io(sys.executable, "-m", "ect", "lsp", cwd=str(repo), env={**os.environ, **GIT_ENV})
+    await client.start_io(
+        sys.executable, "-m", "ect", "lsp", *args, cwd=str(repo), env={**os.environ, **GIT_ENV}
+    )
     await client.initialize_session(
         t.InitializeParams(
             capabilities=pytest_lsp.client_capabilities("neovim"),
@@ -274,5 +276,106 @@ async def test_a_team_model_published_while_the_server_runs_reaches_the_list_on_
         assert item.text_edit.new_text.startswith(("add", "scale")), item  # a real member of acme.core
         assert item.text_edit.range.start == t.Position(line=line, character=col)
     finally:
+        await client.shutdown_session()
+        await client.stop()
+
+
+def _log_figures(log: Path) -> tuple[list[str], list[str]]:
+    """(numbers of the models the server loaded, numbers of the models fix candidates came from)."""
+    import re
+
+    text = log.read_text(errors="replace") if log.exists() else ""
+    loads = re.findall(r"loading code model #(\d+)", text)
+    used = re.findall(r"fix candidate for \S+ from code model #(\d+)", text)
+    return loads, used
+
+
+async def _model_item(
+    client: pytest_lsp.LanguageClient, uri: str, line: int, col: int, log: Path, n: int
+) -> None:
+    """Ask for completions (as typing does) until model #n is loaded and its item is in the list."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        result = await client.text_document_completion_async(
+            t.CompletionParams(
+                text_document=t.TextDocumentIdentifier(uri=uri), position=t.Position(line=line, character=col)
+            )
+        )
+        if _model_items(result) and log.read_text(errors="replace").count(" loaded from ") >= n:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"model #{n} never answered: {log.read_text(errors='replace')[-3000:]}")
+
+
+async def _fix_offered(
+    client: pytest_lsp.LanguageClient, path: Path, uri: str, text: str, version: int
+) -> None:
+    """Save `text` (a misspelled call) and wait for its verified fixes (the fix engine asked the model)."""
+    _save(client, path, uri, text, version)
+    diags = [d for d in await _diagnostics(client, uri, want_some=True) if isinstance(d.data, dict)]
+    assert diags, client.diagnostics
+    actions = await client.text_document_code_action_async(
+        t.CodeActionParams(
+            text_document=t.TextDocumentIdentifier(uri=uri),
+            range=diags[0].range,
+            context=t.CodeActionContext(diagnostics=diags),
+        )
+    )
+    assert actions, "no verified fix for the misspelled call"
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_fixes_ask_the_model_that_serves_completions_one_copy_replaced_when_retrained(
+    make_repo, tmp_path: Path
+) -> None:
+    """The fix engine asks the very model the server loaded for completions (the server's log numbers
+    every model it loads and names the one each fix candidate came from): one load for both; a
+    retrained model is loaded once more and then serves both."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import textwrap
+
+    from ect_testutil import git, make_tiny_base, run_ect
+
+    repo = make_repo(FILES)
+    base = make_tiny_base(tmp_path / "base", [textwrap.dedent(v) for v in FILES.values()])
+    trained = run_ect(repo, "model", "train", "--base", str(base), "--max-steps", "1", timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    log = tmp_path / "lsp.log"
+    user = repo / "acme/user.py"
+    user.write_text("from acme import core\n")
+    text = "from acme import core\ncore.\n"
+    util = repo / "acme/util.py"
+    original = util.read_text()
+    broken = original.replace("t = add(t, x)", "t = ad(t, x)")
+    client = await _start(repo, "--log-file", str(log))
+    try:
+        client.text_document_did_open(
+            t.DidOpenTextDocumentParams(t.TextDocumentItem(user.as_uri(), "python", 1, text))
+        )
+        client.text_document_did_open(
+            t.DidOpenTextDocumentParams(t.TextDocumentItem(util.as_uri(), "python", 1, original))
+        )
+        await _model_item(client, user.as_uri(), 1, len("core."), log, 1)
+        await _fix_offered(client, util, util.as_uri(), broken, 2)
+        loads, used = _log_figures(log)
+        assert loads == ["1"], log.read_text()  # completions and fixes: one model loaded
+        assert used and set(used) == {"1"}, log.read_text()
+
+        _save(client, util, util.as_uri(), original, 3)
+        await _diagnostics(client, util.as_uri(), want_some=False)
+        core = repo / "acme/core.py"  # new code: the model is retrained on it
+        core.write_text(core.read_text() + "\n\ndef mul(a, b):\n    return a * b\n")
+        git(repo, "commit", "-qam", "mul")
+        again = run_ect(repo, "model", "train", "--base", str(base), "--max-steps", "1", timeout=300)
+        assert again.returncode == 0, again.stderr
+        await _model_item(client, user.as_uri(), 1, len("core."), log, 2)
+        await _fix_offered(client, util, util.as_uri(), broken, 4)
+        loads, used = _log_figures(log)
+        assert loads == ["1", "2"], log.read_text()  # the retrained model, loaded once, for both
+        assert used[-1] == "2" and set(used) == {"1", "2"}, log.read_text()
+    finally:
+        util.write_text(original)
         await client.shutdown_session()
         await client.stop()

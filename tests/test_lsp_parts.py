@@ -76,6 +76,34 @@ def test_completions_of_modules_classes_and_self(make_repo) -> None:
     assert [i.label for i in util.complete(broken, 1, len(" core.ad"))] == ["add"]
 
 
+def test_members_are_ranked_once_per_receiver_and_the_list_is_cut_at_the_limit(make_repo) -> None:
+    """Typing `big.f_1` key by key ranks the module's members once (not per keystroke); the first
+    `limit` items are the same as the full list's, with the full count for `isIncomplete`."""
+    files = dict(PKG)
+    files["acme/big.py"] = "".join(f"def f_{i}(x):\n    return x\n\n\n" for i in range(120)) + "_hidden = 1\n"
+    files["acme/user.py"] = "from acme import big\n"
+    repo = make_repo(files)
+    index = SymbolIndex.build(repo)
+    calls: list[str] = []
+    members = index.members
+
+    def counted(qual: str) -> list:  # type: ignore[type-arg]
+        calls.append(qual)
+        return members(qual)
+
+    index.members = counted  # type: ignore[method-assign]
+    user = Completer(index, "acme.user", False)
+    for typed in ("big.", "big.f", "big.f_", "big.f_1", "big.f_11"):
+        text = f"from acme import big\n{typed}\n"
+        top, total = user.complete_top(text, 1, len(typed), 50)
+        full = user.complete(text, 1, len(typed))
+        assert [i.label for i in top] == [i.label for i in full[:50]] and total == len(full)
+        assert all(i.label.startswith(typed.split(".")[1]) and not i.label.startswith("_") for i in full)
+    assert calls == ["acme.big"]  # ranked once for the whole typing
+    assert user.complete_top("from acme import big\nbig.f_11\n", 1, 8, 50)[1] == 11  # f_11, f_110..f_119
+    assert [i.label for i in user.complete("from acme import big\nbig._\n", 1, 5)] == ["_hidden"]
+
+
 def test_newer_save_cancels_the_older_run(make_repo) -> None:
     repo = make_repo(
         {

@@ -88,6 +88,9 @@ def _print(results: Sequence[object], applied: list[dict[str, object]], outcome:
         assert isinstance(res, FixResult)
         f = res.failure
         click.echo(f"{f.path}:{f.line}: {f.message}")
+        for title, why in res.rejected:  # a candidate whose tests hung: say which test
+            if why.startswith("tests timed out"):
+                click.echo(f"  not verified: {title}: {why}")
         if not res.fixes:
             click.echo(f"  no verified fix ({res.tried} candidate(s) tried)")
             continue

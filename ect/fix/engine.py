@@ -21,6 +21,7 @@ from ect.fix.verify import Verifier
 
 if TYPE_CHECKING:
     from ect.changes import Scope
+    from ect.fix.model_hook import ModelSource
     from ect.fix.warm_pytest import WarmPytest
     from ect.loop import LoopResult
     from ect.models.index import SymbolIndex
@@ -220,6 +221,9 @@ class FixEngine:
         self._lock = threading.Lock()
         self.pytest_runner: PytestRunner | None = None  # the loop's test runner (None: a cold subprocess)
         self.last_records: list[dict[str, Any]] = []  # the capture plugin's records of the last loop run
+        # the code model already loaded in this process (the language server's), shared with it; None:
+        # the model hook loads one itself when a model is trained
+        self.model_source: ModelSource | None = None
 
     def use_warm_pytest(self, warm: WarmPytest | None = None) -> WarmPytest:
         """Verify candidates through a warm forking pytest process (started now if not given)."""
@@ -309,7 +313,7 @@ class FixEngine:
         ctx = cand.file_context(self.root, failure.path, source)
         found = cand.generate(failure, ctx, self.index(), self.settings)
         if self.settings.model and failure.kind != "moved":
-            found += model_candidates(self.cfg, self.root, failure, ctx, self.index())
+            found += model_candidates(self.cfg, self.root, failure, ctx, self.index(), self.model_source)
         found.sort(key=lambda c: -c.score)
         return found[: self.settings.max_candidates]
 
@@ -396,9 +400,14 @@ class FixEngine:
 
 
 def model_candidates(
-    cfg: Config, root: Path, failure: Failure, ctx: cand.FileContext, index: SymbolIndex | None
+    cfg: Config,
+    root: Path,
+    failure: Failure,
+    ctx: cand.FileContext,
+    index: SymbolIndex | None,
+    source: ModelSource | None = None,
 ) -> list[cand.Candidate]:
     """Regenerate the failing line with the code model (when one is trained); [] otherwise."""
     from ect.fix.model_hook import regenerate_line
 
-    return regenerate_line(cfg, root, failure, ctx, index)
+    return regenerate_line(cfg, root, failure, ctx, index, source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import threading
@@ -15,6 +16,8 @@ from ect.config import Config
 from ect.fix.failures import Failure
 from ect.fix.scratch import Scratch
 from ect.fix.warm_pytest import WarmPytest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +44,12 @@ def sort_imports(root: Path, path: str) -> bool:
     return proc.returncode in (0, 1)
 
 
+def timed_out(why: str) -> str:
+    """The verdict for a run ect stopped: `why` names the test that ran past `test_timeout` (logged)."""
+    log.warning("ect: verifying a fix: tests timed out: %s; it was stopped", why)
+    return f"tests timed out: {why}; it was stopped"
+
+
 def _compile_signature(root: Path, cfg: Config, path: str) -> Counter[tuple[str, str]]:
     from ect.compile_step import run_compile
 
@@ -64,6 +73,7 @@ class Verifier:
         self.cfg = replace(
             cfg,
             root=scratch.path,
+            origin=cfg.origin or root,  # the project's interpreter (its .venv is not copied)
             mypy=cfg.mypy,
             pytest_args=[*cfg.pytest_args, "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
         )
@@ -93,51 +103,70 @@ class Verifier:
         return self._baseline[path]
 
     def run_tests(self, tests: list[str]) -> tuple[bool, str]:
+        """Run `tests` in the scratch copy as the loop runs them: the project's interpreter and plugins,
+        `test_timeout` per test (a hung test is stopped and named), `timeout_s` for the whole run."""
+        env = self._env()
+        results = Path(env["ECT_RESULTS"])
+        results.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            verdict = self._run_warm(tests, env) if self.warm is not None else None
+            return verdict if verdict is not None else self._run_cold(tests)
+        finally:
+            for suffix in ("", ".fix.json"):
+                Path(f"{results}{suffix}").unlink(missing_ok=True)
+
+    def _run_warm(self, tests: list[str], env: dict[str, str]) -> tuple[bool, str] | None:
+        """Through the warm forking pytest; None when it cannot be used (run cold instead)."""
+        import shutil
+        import tempfile
+
         from ect.runner import pytest_command
 
+        assert self.warm is not None
         cmd = pytest_command(self.cfg, tests, parallel=False)
-        env = self._env()
-        Path(env["ECT_RESULTS"]).parent.mkdir(parents=True, exist_ok=True)
-        if self.warm is not None:
-            path = env.pop("PYTHONPATH").split(os.pathsep)
-            code = self.warm.run(
-                cmd[3:], self.scratch.path, {"ECT_RESULTS": env["ECT_RESULTS"]}, path, None, self.timeout_s
-            )
-            if self.warm.closed:
-                return False, "cancelled"
-            if code is not None:
-                Path(env["ECT_RESULTS"]).unlink(missing_ok=True)
-                Path(env["ECT_RESULTS"] + ".fix.json").unlink(missing_ok=True)
-                if self.cancelled.is_set():
-                    return False, "cancelled"
-                if self.warm.expired:
-                    return False, f"tests timed out after {self.timeout_s:g}s"
-                return (True, "tests pass") if code == 0 else (False, f"tests still fail (exit {code})")
-            env["PYTHONPATH"] = os.pathsep.join(path)
+        progress = Path(tempfile.mkdtemp(prefix="ect-progress-"))  # the watchdog plugin: the running test
+        job_env = {"ECT_RESULTS": env["ECT_RESULTS"], "ECT_PROGRESS": str(progress)}
+        path = env["PYTHONPATH"].split(os.pathsep)
         try:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=self.scratch.path,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            out, _ = self.proc.communicate(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return False, f"tests timed out after {self.timeout_s:g}s"
+            args, cwd, limit = cmd[3:], self.scratch.path, self.cfg.test_timeout
+            code = self.warm.run(args, cwd, job_env, path, None, self.timeout_s, limit, progress)
         finally:
-            code = self.proc.returncode if self.proc else -1
+            shutil.rmtree(progress, ignore_errors=True)
+        if self.warm.closed or (code is not None and self.cancelled.is_set()):
+            return False, "cancelled"
+        if code is None:
+            return None
+        if self.warm.expired:
+            return False, timed_out(self.warm.expired_why or f"the run took longer than {self.timeout_s:g} s")
+        return (True, "tests pass") if code == 0 else (False, f"tests still fail (exit {code})")
+
+    def _run_cold(self, tests: list[str]) -> tuple[bool, str]:
+        """Through ect.runner.run_pytest (a fresh pytest process group, ended whatever happens)."""
+        from ect.errors import EctError
+        from ect.runner import TIMED_OUT, run_pytest
+
+        def started(proc: subprocess.Popen[bytes]) -> None:
+            self.proc = proc
+            if self.cancelled.is_set():
+                self.kill()
+
+        try:
+            run = run_pytest(
+                self.scratch.path, self.cfg, tests, stream=False, timeout=self.timeout_s, on_start=started
+            )
+        except EctError as exc:
+            return False, f"tests could not run: {exc}"
+        finally:
             self.proc = None
-        for suffix in ("", ".fix.json"):
-            Path(env["ECT_RESULTS"] + suffix).unlink(missing_ok=True)
         if self.cancelled.is_set():
             return False, "cancelled"
-        if code == 0:
+        if run.exit_code == TIMED_OUT and run.timeout_message:
+            why = run.timeout_message.removeprefix("ect: timed out: ").removesuffix("; it was stopped")
+            return False, timed_out(why)
+        if run.exit_code == 0:
             return True, "tests pass"
-        tail = out.decode("utf-8", "replace").strip().splitlines()[-1:] if out else []
-        return False, f"tests still fail ({tail[0] if tail else f'exit {code}'})"
+        tail = run.output.strip().splitlines()[-1:]
+        return False, f"tests still fail ({tail[0] if tail else f'exit {run.exit_code}'})"
 
     def kill(self) -> None:
         """Stop a running verification (from another thread)."""

@@ -39,12 +39,21 @@ def split_lines(text: str) -> tuple[str, ...]:
     return tuple(text.splitlines())
 
 
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from) .*$", re.M)
+
+
 @functools.lru_cache(maxsize=4)
 def document_imports(text: str) -> dict[str, tuple[str, str | None, int]]:
     """local name -> (module, name or None, level) from the import lines that parse on their own
-    (cached per text; callers must not change the result)."""
+    (cached per text, and per set of import lines: typing elsewhere parses nothing again; callers must
+    not change the result)."""
+    return _imports_of(tuple(m.group(0) for m in _IMPORT_LINE.finditer(text)))
+
+
+@functools.lru_cache(maxsize=16)
+def _imports_of(lines: tuple[str, ...]) -> dict[str, tuple[str, str | None, int]]:
     out: dict[str, tuple[str, str | None, int]] = {}
-    for line in split_lines(text):
+    for line in lines:
         stripped = line.strip()
         if not stripped.startswith(("import ", "from ")):
             continue
@@ -94,12 +103,16 @@ def _enclosing_class(lines: tuple[str, ...] | list[str], line: int) -> str | Non
 
 
 class Completer:
-    """Completions for one document from the symbol index."""
+    """Completions for one document from the symbol index (keep one per document and index: the ranked
+    members of each receiver are computed once, not per keystroke)."""
+
+    MAX_CACHED = 256  # receivers whose ranked members are kept
 
     def __init__(self, index: SymbolIndex, file_module: str, is_package: bool) -> None:
         self.index = index
         self.module = file_module
         self.is_package = is_package
+        self._ranked: dict[str, list[tuple[str, Symbol]]] = {}  # receiver -> (lowered name, symbol)
 
     def _resolve_head(self, head: str, text: str, lines: tuple[str, ...], line: int) -> str | None:
         if head in ("self", "cls"):
@@ -124,35 +137,50 @@ class Completer:
             return f"{self.module}.{head}"
         return None
 
+    def members(self, qual: str) -> list[tuple[str, Symbol]]:
+        """The members of `qual`, one per name, most used first (computed once per receiver)."""
+        got = self._ranked.get(qual)
+        if got is None:
+            got = rank(self.index.members(qual))
+            if len(self._ranked) >= self.MAX_CACHED:
+                self._ranked.clear()
+            self._ranked[qual] = got
+        return got
+
     def complete(self, text: str, line: int, character: int) -> list[Item]:
+        return self.complete_top(text, line, character)[0]
+
+    def complete_top(
+        self, text: str, line: int, character: int, limit: int | None = None
+    ) -> tuple[list[Item], int]:
+        """The first `limit` items (all when None) at (line, character) and how many there are."""
         lines = split_lines(text)
         current = lines[line][:character] if line < len(lines) else ""
         m = _DOTTED.search(current)
         if m is None:
-            return []
+            return [], 0
         chain = [p.strip() for p in m.group(1).split(".") if p.strip()]
         partial = m.group(2) or ""
         if not chain:
-            return self._names(partial, text)
+            return self._names(partial, text, limit)
         qual = self._resolve_head(chain[0], text, lines, line)
         for part in chain[1:]:
             if qual is None:
-                return []
-            members = {s.name: s for s in self.index.members(qual)}
-            nxt = members.get(part)
+                return [], 0
+            nxt = next((s for name, s in self.members(qual) if s.name == part), None)
             qual = nxt.qualname if nxt and nxt.kind in ("module", "class") else None
         if qual is None:
-            return []
-        return self._items(self.index.members(qual), partial)
+            return [], 0
+        return select(self.members(qual), partial, limit)
 
-    def _names(self, partial: str, text: str) -> list[Item]:
+    def _names(self, partial: str, text: str, limit: int | None) -> tuple[list[Item], int]:
         if not partial:
-            return []
+            return [], 0
         own = self.index.members(self.module)
         imported = [
             s for name, s in ((n, self._imported(n, v)) for n, v in document_imports(text).items()) if s
         ]
-        return self._items([*own, *imported], partial)
+        return select(rank([*own, *imported]), partial, limit)
 
     def _imported(self, local: str, spec: tuple[str, str | None, int]) -> Symbol | None:
         from dataclasses import replace
@@ -162,17 +190,29 @@ class Completer:
         sym = self.index.resolve_import(mod, name) if name else self.index.get(mod)
         return replace(sym, name=local) if sym is not None else None
 
-    @staticmethod
-    def _items(symbols: list[Symbol], partial: str) -> list[Item]:
-        low = partial.lower()
-        seen: set[str] = set()
-        out = []
-        for s in symbols:
-            if s.name in seen or not s.name.lower().startswith(low):
-                continue
-            if s.name.startswith("_") and not partial.startswith("_"):
-                continue
-            seen.add(s.name)
-            out.append(Item(s.name, s.kind, s.signature, s.doc, s.uses, partial))
-        out.sort(key=lambda i: (not i.label.startswith(partial), -i.uses, i.label))
-        return out
+
+def rank(symbols: list[Symbol]) -> list[tuple[str, Symbol]]:
+    """One symbol per name (the first), most used first, then by name; with the name lowered."""
+    seen: dict[str, Symbol] = {}
+    for s in symbols:
+        seen.setdefault(s.name, s)
+    ordered = sorted(seen.values(), key=lambda s: (-s.uses, s.name))
+    return [(s.name.lower(), s) for s in ordered]
+
+
+def select(
+    ranked: list[tuple[str, Symbol]], partial: str, limit: int | None = None
+) -> tuple[list[Item], int]:
+    """The ranked symbols that start with `partial` (case-insensitive; private ones only after `_`),
+    those that match its case first; the first `limit` as items, and how many matched."""
+    low = partial.lower()
+    public = not partial.startswith("_")
+    exact: list[Symbol] = []
+    other: list[Symbol] = []
+    for name, s in ranked:
+        if name.startswith(low) and not (public and name.startswith("_")):
+            (exact if s.name.startswith(partial) else other).append(s)
+    chosen = (exact + other)[:limit] if limit is not None else exact + other
+    return [Item(s.name, s.kind, s.signature, s.doc, s.uses, partial) for s in chosen], len(exact) + len(
+        other
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,11 +15,16 @@ if TYPE_CHECKING:
     from ect.models.team import ModelChoice
 
 
+log = logging.getLogger(__name__)
+_loads = itertools.count(1)  # numbers the models this process loaded (the log names each one)
+
+
 @dataclass
 class Engine:
     completer: Any
     name: str
     lock: threading.Lock
+    serial: int = 0  # this process's n-th loaded model
 
 
 def choose(cfg: Config) -> ModelChoice | None:
@@ -49,21 +56,33 @@ def load(cfg: Config, index: SymbolIndex | None, choice: ModelChoice | None = No
         from ect.models.settings import model_settings
     except ImportError as exc:
         raise LookupError(f"the `model` extra is not installed ({exc.name})") from None
+    serial = next(_loads)
+    log.info("ect: loading code model #%d from %s", serial, choice.path)
     model, tok, meta = load_trained(choice.path)
     completer = Completer(model, tok, index, model_settings(cfg))
     name = str(meta.get("name") or meta.get("base_name") or choice.path.name)
     if choice.name == "team":
         name = f"team {choice.commit[:10]}: {name}"
-    return Engine(completer, name, threading.Lock())
+    return Engine(completer, name, threading.Lock(), serial)
 
 
 def complete(
-    engine: Engine, module: str, text: str, cursor: int, stale: Callable[[], bool], multiline: bool = False
+    engine: Engine,
+    module: str,
+    text: str,
+    cursor: int,
+    stale: Callable[[], bool],
+    multiline: bool = False,
+    index: SymbolIndex | None = None,
 ) -> str | None:
-    """The best validated completion at `cursor`, or None (also when a newer request made this one stale)."""
+    """The best validated completion at `cursor`, or None (also when a newer request made this one stale).
+
+    `index`: the newest symbol index (validates names; it replaces the one the model was loaded with)."""
     with engine.lock:  # one generation at a time; queued requests that went stale give up here
         if stale():
             return None
+        if index is not None:
+            engine.completer.index = index
         engine.completer.should_stop = stale  # a newer request elsewhere stops this one between tokens
         try:
             result = engine.completer.complete(text, cursor, module=module, k=1, multiline=multiline)

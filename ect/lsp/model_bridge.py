@@ -105,8 +105,9 @@ def window(text: str, cursor: int) -> tuple[str, int]:
 class ModelBridge:
     """The warm model (or None) and the suggestions it computed off the request path."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, index_source: Callable[[], SymbolIndex | None] | None = None) -> None:
         self.cfg = cfg
+        self._index_source = index_source  # the newest symbol index (names are validated against it)
         self.engine: Engine | None = None
         self.name = "index"
         self.error: str | None = None
@@ -117,6 +118,7 @@ class ModelBridge:
         self._model: tuple[str, float | None] | None = None  # the loaded model's folder and files' mtime
         self._failed_at = 0.0
         self._checked = 0.0
+        self._checking = False  # a check runs in the background
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._wanted: tuple[str, str, int, str, int, str] | None = None
@@ -144,13 +146,37 @@ class ModelBridge:
         self._index = index
         self.refresh(force=True)
 
+    def index(self) -> SymbolIndex | None:
+        """The newest symbol index (else the one given to `warm`)."""
+        current = self._index_source() if self._index_source is not None else None
+        return current if current is not None else self._index
+
+    def shared(self) -> Engine | None:
+        """The loaded model for another user in this process (the fix engine): the very copy that serves
+        completions, so there is one in memory, and a retrained one replaces it for both. None while
+        none is loaded (a load is started when the files changed)."""
+        self.refresh()
+        return self.engine if not self._closed else None
+
     def refresh(self, force: bool = False) -> None:
-        """Load a new or retrained model (in the background) if the files changed; cheap to call often."""
+        """Load a new or retrained model (in the background) if the files changed; cheap to call often:
+        the check itself (reading .git and the model folders) runs in a thread, not on the request path,
+        except when `force`d."""
         now = time.monotonic()
-        if not self.enabled or (not force and now - self._checked < CHECK_EVERY_S):
+        if not self.enabled or (not force and (now - self._checked < CHECK_EVERY_S or self._checking)):
             return
         self._checked = now
-        stamp = self.stamp()
+        if force:
+            self._check(now)
+            return
+        self._checking = True
+        threading.Thread(target=self._check, args=(now,), name="ect-model-check", daemon=True).start()
+
+    def _check(self, now: float) -> None:
+        try:
+            stamp = self.stamp()
+        finally:
+            self._checking = False
         with self._lock:
             retry = self.error is not None and now - self._failed_at >= RETRY_AFTER_S
             if self._loading or stamp is None or (stamp == self._loaded_stamp and not retry):
@@ -171,7 +197,10 @@ class ModelBridge:
             model = (str(choice.path), files_stamp(choice.path))
             if self.engine is not None and model == self._model:
                 return  # HEAD moved, the same model still fits
-            engine = model_api.load(self.cfg, self._index, choice)
+            # the old copy goes first: one model in memory
+            self.engine, self.name, self._model = None, "index", None
+            self._last.clear()
+            engine = model_api.load(self.cfg, self.index(), choice)
             engine.completer.rank_limit = RANK_LIMIT
             _one_thread()
             # one short generation first: the first real request does not pay for torch's warm-up
@@ -261,7 +290,7 @@ class ModelBridge:
         from ect.lsp import model_api
 
         part, at = window(text, cursor)
-        return model_api.complete(engine, module, part, at, stale)
+        return model_api.complete(engine, module, part, at, stale, index=self.index())
 
     def close(self) -> None:
         with self._cond:

@@ -58,6 +58,34 @@ def save_timeout(cfg: Any, fallback: float) -> float:
     return fallback
 
 
+class Raw:
+    """A result that is JSON already: pygls sends it as it is (building and converting lsprotocol objects
+    cost more than the whole index lookup for a 50-item list)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+
+def _accept(shown_id: int, chars: int, label: str) -> dict[str, Any]:
+    """The command an accepted completion item runs (telemetry)."""
+    return {
+        "title": "accept",
+        "command": ACCEPT,
+        "arguments": [{"id": shown_id, "chars": chars, "label": label}],
+    }
+
+
+def _converter() -> Any:
+    """pygls's converter, passing `Raw` results through untouched."""
+    from pygls.protocol import default_converter
+
+    converter = default_converter()  # type: ignore[no-untyped-call]
+    converter.register_unstructure_hook(Raw, lambda raw: raw.value)
+    return converter
+
+
 class Session:
     """Per-workspace state: config, symbol index, fix engine, diagnostics worker, model, telemetry."""
 
@@ -83,7 +111,9 @@ class Session:
         self.settings = load_lsp_settings(self.cfg)
         self.engine = FixEngine(self.root, self.cfg)
         self.telemetry = Telemetry(self.cfg.state_path, self.root.name)
-        self.model = ModelBridge(self.cfg)
+        self.model = ModelBridge(self.cfg, lambda: self.engine.current_index)
+        if self.settings.model:  # fixes use the completions' model: one copy in memory
+            self.engine.model_source = self.model.shared
         self.encoding = normalize(server.workspace.position_encoding)
         self.published: set[str] = set()
         self.offered: dict[str, list[tuple[FixResult, Fix]]] = {}
@@ -106,6 +136,8 @@ class Session:
         )
         self._tokens = itertools.count(1)
         self._progress: dict[int, str] = {}
+        self._rels: dict[str, str | None] = {}  # uri -> repo-relative path (resolved once)
+        self._completers: dict[str, Any] = {}  # rel -> Completer over the current index
         threading.Thread(target=self._warm, name="ect-warm", daemon=True).start()
 
     def _warm(self) -> None:
@@ -178,15 +210,20 @@ class Session:
         return t.Position(line=line, character=to_units(line_at(text, line), col, self.encoding))
 
     def rel(self, uri: str) -> str | None:
+        """The repository-relative path of `uri` (None: outside the repository); resolved once per uri."""
+        if uri in self._rels:
+            return self._rels[uri]
         from pygls.uris import to_fs_path
 
         fs = to_fs_path(uri)
-        if fs is None:
-            return None
-        try:
-            return Path(fs).resolve().relative_to(self.root).as_posix()
-        except ValueError:
-            return None
+        rel: str | None = None
+        if fs is not None:
+            with contextlib.suppress(ValueError, OSError):
+                rel = Path(fs).resolve().relative_to(self.root).as_posix()
+        if len(self._rels) >= 4096:
+            self._rels.clear()
+        self._rels[uri] = rel
+        return rel
 
     def uri(self, rel: str) -> str:
         return (self.root / rel).as_uri()
@@ -245,13 +282,21 @@ class Session:
             self.engine.record("fix.offered", res, fix, source="lsp")
 
     def completer(self, rel: str) -> Any:
+        """The index completer of `rel` (kept while the index stays the same: its ranked members too)."""
         from ect.lsp.completion import Completer
         from ect.models.index import module_name_for
 
         index = self.engine.current_index
         if index is None:
             return None
-        return Completer(index, module_name_for(self.root / rel, self.root), rel.endswith("__init__.py"))
+        kept = self._completers.get(rel)
+        if kept is not None and kept.index is index:
+            return kept
+        if len(self._completers) >= 64:
+            self._completers.clear()
+        made = Completer(index, module_name_for(self.root / rel, self.root), rel.endswith("__init__.py"))
+        self._completers[rel] = made
+        return made
 
 
 def build_server() -> LanguageServer:
@@ -260,7 +305,7 @@ def build_server() -> LanguageServer:
 
     from ect import __version__
 
-    server = LanguageServer("ect", __version__)
+    server = LanguageServer("ect", __version__, converter_factory=_converter)
     state: dict[str, Session] = {}
     folders: dict[str, Path] = {}
 
@@ -354,22 +399,26 @@ def build_server() -> LanguageServer:
     def _module(s: Session, rel: str) -> str:
         from ect.models.index import module_name_for
 
-        return module_name_for(s.root / rel, s.root)
+        completer = s.completer(rel)
+        return completer.module if completer is not None else module_name_for(s.root / rel, s.root)
 
     @server.feature(t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=["."]))
-    @server.thread()
-    def completion(ls: LanguageServer, params: t.CompletionParams) -> t.CompletionList:
+    def completion(ls: LanguageServer, params: t.CompletionParams) -> Any:
+        """The index items at once (the list as JSON-ready dicts: see `Raw`), and the model's item when
+        it was computed in the background for this point of the typing. Answered on the server's own
+        thread (nothing here waits: a thread pool's hand-over cost more than the work on a busy machine)."""
         from ect.lsp.positions import offset_of
 
         s = session()
         uri = params.text_document.uri
         rel = s.rel(uri) if s else None
         if s is None or rel is None or s.closed:
-            return t.CompletionList(is_incomplete=False, items=[])
+            return Raw({"isIncomplete": False, "items": []})
         pos = params.position
         doc = ls_doc(uri)
         text, col = _cursor(s, doc, pos)
-        found = _index_items(s, rel, doc, pos.line, col)
+        completer = s.completer(rel)
+        found, total = ([], 0) if completer is None else completer.complete_top(doc, pos.line, col, MAX_ITEMS)
         head = text[:col]
         model_text: str | None = None
         pending = False
@@ -382,14 +431,14 @@ def build_server() -> LanguageServer:
                 pending = s.model.pending or s.model.request(
                     uri, _module(s, rel), doc, offset_of(doc, pos.line, col), pos.line, head
                 )
-        items: list[t.CompletionItem] = []
+        items: list[dict[str, Any]] = []
         shown_id = 0
         if found or model_text:
             shown_id = s.telemetry.shown(
                 uri,
                 "model" if model_text else "index",
                 s.model.name,
-                len(found) + bool(model_text),
+                total + bool(model_text),
                 sum(len(i.remainder) for i in found[:1]),
             )
         if model_text:
@@ -399,38 +448,32 @@ def build_server() -> LanguageServer:
             label = whole.splitlines()[0][:60] or whole[:60]
             start = s.position(doc, pos.line, col - len(typed))
             items.append(
-                t.CompletionItem(
-                    label=label,
-                    kind=t.CompletionItemKind.Snippet,
-                    detail=f"ect model ({s.model.name})",
-                    filter_text=whole,
-                    text_edit=t.TextEdit(range=t.Range(start, pos), new_text=whole),
-                    sort_text="0000",
-                    command=t.Command(
-                        title="accept",
-                        command=ACCEPT,
-                        arguments=[{"id": shown_id, "chars": len(model_text), "label": label}],
-                    ),
-                )
+                {
+                    "label": label,
+                    "kind": int(t.CompletionItemKind.Snippet),
+                    "detail": f"ect model ({s.model.name})",
+                    "filterText": whole,
+                    "textEdit": {
+                        "range": {
+                            "start": {"line": start.line, "character": start.character},
+                            "end": {"line": pos.line, "character": pos.character},
+                        },
+                        "newText": whole,
+                    },
+                    "sortText": "0000",
+                    "command": _accept(shown_id, len(model_text), label),
+                }
             )
-        for rank, it in enumerate(found[:MAX_ITEMS]):
-            items.append(
-                t.CompletionItem(
-                    label=it.label,
-                    kind=t.CompletionItemKind(KINDS.get(it.kind, 6)),
-                    detail=it.detail,
-                    documentation=it.doc or None,
-                    sort_text=f"{rank + 1:04d}",
-                    filter_text=it.label,
-                    command=t.Command(
-                        title="accept",
-                        command=ACCEPT,
-                        arguments=[{"id": shown_id, "chars": len(it.remainder), "label": it.label}],
-                    ),
-                )
-            )
+        for rank, it in enumerate(found):
+            item: dict[str, Any] = {"label": it.label, "kind": KINDS.get(it.kind, 6), "detail": it.detail}
+            if it.doc:
+                item["documentation"] = it.doc
+            item["sortText"] = f"{rank + 1:04d}"
+            item["filterText"] = it.label
+            item["command"] = _accept(shown_id, len(it.remainder), it.label)
+            items.append(item)
         # more than MAX_ITEMS: the client asks again as the user types (a shorter, faster list)
-        return t.CompletionList(is_incomplete=pending or len(found) > MAX_ITEMS, items=items)
+        return Raw({"isIncomplete": pending or total > MAX_ITEMS, "items": items})
 
     @server.feature(t.TEXT_DOCUMENT_INLINE_COMPLETION, t.InlineCompletionOptions())
     @server.thread()
@@ -643,16 +686,21 @@ def lsp(stdio: bool, log_file: Path | None) -> int:
         raise EctError("the language server needs the `lsp` extra: pip install 'ect-loop[lsp]'", 2) from None
     if log_file is not None:
         logging.basicConfig(filename=log_file, level=logging.INFO)
+        logging.getLogger("pygls").setLevel(logging.WARNING)  # not every message's JSON
     else:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     for handler in logging.getLogger().handlers:  # on the handlers: records of every logger pass them
         handler.addFilter(_QuietAtQuit())
+    # threads hand the interpreter over within 1 ms (default 5): a request waits less behind the model
+    sys.setswitchinterval(0.001)
     server = build_server()
     state: dict[str, Session] = server.ect_state  # type: ignore[attr-defined]
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: _quit(state, code=128 + signum))
     try:
-        server.start_io()
+        from ect.lsp.stdio import serve
+
+        serve(server)  # server.start_io(), reading each message on one thread
     finally:  # end of input (the editor closed the pipe or died) or exit: stop the tests, end now
         _quit(state)
     return 0
