@@ -263,6 +263,7 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     assert "calc/loader.py mentions 'calc.config'" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_doctest_module_reruns_its_doctests_on_a_module_level_change(make_repo, ran_log) -> None:
     files = dict(PKG)
     files["pyproject.toml"] = files["pyproject.toml"].replace(
