@@ -424,3 +424,32 @@ def test_warm_pytest_runs_the_configured_project_python_with_its_plugins(tmp_pat
     finally:
         warm.stop()
         os.environ.pop("PROBE_OUT", None)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Content-Length: 99999999999\r\n\r\n", b"X-Junk: " + b"a" * (70 << 10) + b"\r\n"],
+    ids=["huge-message", "huge-header-line"],
+)
+def test_an_oversized_message_ends_the_session_without_reading_it(make_repo, header: bytes) -> None:
+    import subprocess
+
+    repo = make_repo()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ect", "lsp"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(header + b"{")  # and then the editor keeps the pipe open, sending nothing
+        proc.stdin.flush()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert b"over" in err and b"stopping" in err, err
+    assert b"Traceback" not in err

@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 log = logging.getLogger(__name__)
 
 _CONTENT_LENGTH = re.compile(rb"^Content-Length: (\d+)\r\n$")  # as pygls.io_.run_async reads it
+MAX_HEADER_LINE = 64 << 10  # bytes; a longer header line ends the session
+MAX_MESSAGE = 256 << 20  # bytes; a bigger message ends the session (bounded input)
 
 
 class ReadAhead:
@@ -40,12 +42,18 @@ class ReadAhead:
         length = 0
         while True:
             try:
-                line = self.stdin.readline()
+                line = self.stdin.readline(MAX_HEADER_LINE)
                 body = None
+                if len(line) >= MAX_HEADER_LINE:
+                    log.error("ect: an editor header line is over %d bytes: stopping", MAX_HEADER_LINE)
+                    line = b""
                 if line:
                     match = _CONTENT_LENGTH.fullmatch(line)
                     if not length and match:
                         length = int(match.group(1))
+                        if length > MAX_MESSAGE:
+                            log.error("ect: an editor message is over %d bytes: stopping", MAX_MESSAGE)
+                            line, length = b"", 0
                     elif length and not line.strip():
                         body = self.stdin.read(length)
                         length = 0
