@@ -28,6 +28,7 @@ Code elsewhere that reads namespaces dynamically (`getattr` with a computed name
 from __future__ import annotations
 
 import ast
+import bisect
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -56,9 +57,6 @@ _SELF_DYNAMIC = re.compile(
     re.M,
 )
 DYNAMIC_CALLS = frozenset({"vars", "dir", "globals", "locals", "eval", "exec", "getmembers"})
-_DYNAMIC_TEXT = re.compile(
-    rb"\b(?:getattr|hasattr|vars|dir|globals|locals|eval|exec|getmembers)\s*\(|__dict__"
-)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -111,29 +109,6 @@ def _words(node: ast.AST, called: frozenset[str] = frozenset()) -> Iterator[str]
             yield from _WORD.findall(sub.value)
         elif isinstance(sub, ast.Global | ast.Nonlocal):
             yield from sub.names
-
-
-def _dynamic(node: ast.AST) -> bool:
-    """Whether `node` reads some namespace by a computed name (`getattr(m, name)`, `vars()`, ...)."""
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Attribute) and sub.attr == "__dict__":
-            return True
-        if isinstance(sub, ast.Call):
-            func = sub.func
-            name = (
-                func.id
-                if isinstance(func, ast.Name)
-                else func.attr
-                if isinstance(func, ast.Attribute)
-                else ""
-            )
-            if name in DYNAMIC_CALLS:
-                return True
-            if name in ("getattr", "hasattr") and (
-                len(sub.args) < 2 or not isinstance(sub.args[1], ast.Constant)
-            ):
-                return True
-    return False
 
 
 def _skeletonise(tree: ast.Module) -> tuple[list[ast.stmt], dict[str, ast.AST]]:
@@ -346,14 +321,19 @@ def _annotation_words(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     return {w for node in nodes for w in _words(node)}
 
 
-def aliases(tree: ast.Module, names: set[str]) -> dict[str, set[str]]:
-    """Other names that `from m import NAME as OTHER` binds to some of `names`: OTHER -> {NAME}."""
-    found: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            for a in node.names:
-                if a.name in names and a.asname and a.asname != a.name:
-                    found.setdefault(a.asname, set()).add(a.name)
+_DYNAMIC_CALL = re.compile(rb"\b(?:vars|dir|globals|locals|eval|exec|getmembers)\s*\(|__dict__")
+_GETATTR = re.compile(rb"\b(?:getattr|hasattr)\s*\(")
+
+
+def _dynamic_offsets(source: bytes) -> list[int]:
+    """Where `source` may read a namespace by a computed name: `vars(`, `dir(`, `__dict__`, ...,
+    and `getattr`/`hasattr` whose second argument is not a string literal."""
+    found = [m.start() for m in _DYNAMIC_CALL.finditer(source)]
+    for m in _GETATTR.finditer(source):
+        comma = source.find(b",", m.end(), m.end() + 2000)
+        rest = source[comma + 1 : comma + 40].lstrip() if comma >= 0 else b""
+        if rest[:1] not in (b"'", b'"'):
+            found.append(m.start())
     return found
 
 
@@ -361,33 +341,58 @@ def read_in(
     source: bytes, names: set[str], filename: str = "<file>", called: frozenset[str] = frozenset()
 ) -> tuple[Reader | None, dict[str, set[str]]]:
     """Where the module `source` may read `names` (None: nowhere; unparseable: at module level),
-    and the other names it imports them as (`from m import NAME as OTHER`)."""
-    pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names)) + rb")\b")
-    if not pattern.search(source) and not _DYNAMIC_TEXT.search(source):
+    and the other names it imports them as (`from m import NAME as OTHER`).
+
+    Text-based, so comments and strings count as reads too (more tests, never fewer); the parse
+    only gives the block spans and the top-level imports (a re-export is not a read)."""
+    alternatives = b"|".join(re.escape(n.encode()) for n in sorted(names))
+    hits = list(re.finditer(rb"\b(?:" + alternatives + rb")\b", source))
+    dynamic = _dynamic_offsets(source)
+    if not hits and not dynamic:
         return None, {}
     try:
         tree = ast.parse(source, filename)
     except (SyntaxError, ValueError, RecursionError):
         return Reader(skeleton=set(names)), {}
-    renamed = aliases(tree, names)
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}  # before bodies are dropped
-    used |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    found = Reader()
+    renamed: dict[str, set[str]] = {}
+    for m in re.finditer(rb"\b(" + alternatives + rb")\s+as\s+([A-Za-z_][A-Za-z0-9_]*)", source):
+        if m[2] != m[1]:
+            renamed.setdefault(m[2].decode(), set()).add(m[1].decode())
+    line_starts = [0] + [m.end() for m in re.finditer(rb"\n", source)]
+    spans: list[tuple[int, int, str, bool]] = []  # body lines of each block
     for key, node in block_nodes(tree):
-        body = ast.Module(body=node.body, type_ignores=[])
-        hit = set(names) if _dynamic(body) else names & set(_words(body, called))
-        if hit:
-            found.blocks[key] = hit
-            if any(_decorator_name(d) in _MEMO_DECORATORS for d in node.decorator_list):
-                found.skeleton |= hit  # its cached results outlive the test that ran it
-        node.body = [ast.Pass()]
-    for stmt in tree.body:
-        found.skeleton |= names & _reads(stmt, called)
-        if not isinstance(stmt, ast.Import | ast.ImportFrom) and _dynamic(stmt):
-            found.skeleton |= names
-    found.only_tests = not found.skeleton and all(
-        _test_block(key) and key.rsplit(".", 1)[-1] not in used for key in found.blocks
-    )
+        memo = any(_decorator_name(d) in _MEMO_DECORATORS for d in node.decorator_list)
+        spans.append((node.body[0].lineno, node.end_lineno or node.lineno, key, memo))
+    spans.sort()
+    span_starts = [s[0] for s in spans]
+    ignored = [  # top-level imports (re-exports) and `__all__`: not reads
+        (stmt.lineno, stmt.end_lineno or stmt.lineno)
+        for stmt in tree.body
+        if isinstance(stmt, ast.Import | ast.ImportFrom) or _is_all(stmt)
+    ]
+    found = Reader()
+
+    def charge(offset: int, read: set[str]) -> None:
+        line = bisect.bisect_right(line_starts, offset)
+        i = bisect.bisect_right(span_starts, line) - 1
+        if i >= 0 and line <= spans[i][1]:
+            _, _, key, memo = spans[i]
+            found.blocks.setdefault(key, set()).update(read)
+            if memo:
+                found.skeleton |= read  # its cached results outlive the test that ran it
+        elif not any(a <= line <= b for a, b in ignored):
+            found.skeleton |= read
+
+    for m in hits:
+        name = m[0].decode()
+        if name in called and re.match(rb"\s*\(", source[m.end() : m.end() + 200]):
+            continue  # a plain call runs the function, which records it
+        charge(m.start(), {name})
+    for offset in dynamic:
+        charge(offset, set(names))
+    if not found.skeleton and found.blocks and all(_test_block(key) for key in found.blocks):
+        used = {getattr(n, "id", None) or getattr(n, "attr", None) for n in ast.walk(tree)}
+        found.only_tests = all(key.rsplit(".", 1)[-1] not in used for key in found.blocks)
     return (found if found.skeleton or found.blocks else None), renamed
 
 
@@ -438,10 +443,47 @@ def find_readers(
     return {path: Reader(skeleton=set(names)) for path, _ in files}
 
 
+_IMPORT_STMT = re.compile(
+    rb"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]*\([^)]*\)|^[ \t]*(?:from[ \t]+\S+[ \t]+)?import\b[^\n]*",
+    re.M,
+)
+_STAR = re.compile(rb"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\*", re.M)
+
+
 def module_use(source: bytes, module_names: list[str]) -> tuple[bool, bool]:
+    """`_module_use` after a text-only look: when every mention of the module's possible names
+    is `name.attr`, an import, or another object's `.name`, nothing escapes (no parse needed)."""
+    full = set(module_names)
+    bases = {n.rsplit(".", 1)[-1] for n in full}
+    star = any(
+        m[2].decode() in full or bool(m[1] and m[2].decode().rsplit(".", 1)[-1] in bases)
+        for m in _STAR.finditer(source)
+    )
+    alternatives = b"|".join(re.escape(b.encode()) for b in sorted(bases | {n.split(".")[0] for n in full}))
+    candidates = {m[1] for m in re.finditer(rb"\b(?:" + alternatives + rb")\s+as\s+(\w+)", source)}
+    pattern = re.compile(
+        rb"\b(?:" + b"|".join([alternatives, *(re.escape(c) for c in sorted(candidates))]) + rb")\b"
+    )
+    imports = [(m.start(), m.end()) for m in _IMPORT_STMT.finditer(source)]
+    for m in pattern.finditer(source):
+        before, after = source[max(0, m.start() - 1) : m.start()], source[m.end() : m.end() + 80]
+        line = source[source.rfind(b"\n", 0, m.start()) + 1 : m.start()]
+        if (
+            before == b"."  # another object's attribute
+            or re.match(rb"\s*(?:\.|=[^=])", after)  # `name.attr`, or a new binding of the name
+            or b"#" in line  # a comment (or a `#` in a string: then the parse decides)
+            or any(a <= m.start() < b for a, b in imports)
+        ):
+            continue
+        return _module_use(source, module_names)  # a use the text cannot judge: parse
+    return False, star
+
+
+def _module_use(source: bytes, module_names: list[str]) -> tuple[bool, bool]:
     """How the importer `source` uses the module known as `module_names`: (its module object
-    escapes, i.e. is used other than as `module.NAME`; it star-imports the module). Unparseable
-    counts as escaping."""
+    escapes, i.e. is used other than as `module.NAME` or as the first argument of `getattr`,
+    `vars`, ... (a computed read, see `read_in`); it star-imports the module). Unparseable counts
+    as escaping."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
@@ -450,8 +492,20 @@ def module_use(source: bytes, module_names: list[str]) -> tuple[bool, bool]:
     bases = {n.rsplit(".", 1)[-1] for n in full}
     bound: set[str] = set()
     star = False
+    allowed: set[int] = set()  # ids of Name nodes used as `x.NAME` or as a computed read's subject
+    loads: list[ast.Name] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Attribute):
+            allowed.add(id(node.value))
+        elif isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loads.append(node)
+        elif isinstance(node, ast.Call):
+            if node.args:
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", "")
+                if name in DYNAMIC_CALLS or name in ("getattr", "hasattr"):
+                    allowed.add(id(node.args[0]))
+        elif isinstance(node, ast.Import):
             for a in node.names:
                 if a.name in full:
                     bound.add(a.asname or a.name.split(".")[0])
@@ -462,21 +516,5 @@ def module_use(source: bytes, module_names: list[str]) -> tuple[bool, bool]:
                     star = star or module in full or bool(node.level and module.rsplit(".", 1)[-1] in bases)
                 elif a.name in bases and (node.level or f"{module}.{a.name}" in full):
                     bound.add(a.asname or a.name)
-    if not bound:
-        return False, star
-    # `module.NAME`, and the first argument of `getattr`/`vars`/... (a dynamic read: see `read_in`)
-    seen_uses = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and call.args:
-            name = getattr(call.func, "id", None) or getattr(call.func, "attr", "")
-            if name in DYNAMIC_CALLS or name in ("getattr", "hasattr"):
-                seen_uses.add(id(call.args[0]))
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Name)
-            and node.id in bound
-            and isinstance(node.ctx, ast.Load)
-            and id(node) not in seen_uses
-        ):
-            return True, star
-    return False, star
+    escapes = any(n.id in bound and id(n) not in allowed for n in loads)
+    return escapes, star
