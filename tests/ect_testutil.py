@@ -193,3 +193,19 @@ def make_tiny_base(out: Path, texts: list[str]) -> Path:
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(str(out))
     return out
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Live (not zombie) processes whose working directory is `folder` or below it (Linux /proc)."""
+    target = os.path.realpath(folder)
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd == target or cwd.startswith(target + os.sep)):
+            pids.append(int(entry))
+    return pids

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from ect_testutil import run_ect, write
+from ect_testutil import processes_in, run_ect, write
 
 BASE = {
     "pyproject.toml": """
@@ -295,24 +295,6 @@ def test_moved_scan_reads_import_statements_only(tmp_path: Path) -> None:
     assert scan_moved(tmp_path, ["other.py"], settings) == []
 
 
-def _running_in(folder: Path) -> list[int]:
-    """Live processes whose working directory is `folder` or below it (Linux /proc)."""
-    import os
-
-    target = os.path.realpath(folder)
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
-                zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            continue
-        if not zombie and (cwd == target or cwd.startswith(target + os.sep)):
-            found.append(int(entry))
-    return found
-
-
 @pytest.mark.parametrize(
     "warm", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["warm-pytest", "cold-pytest"]
 )
@@ -351,6 +333,6 @@ def test_a_test_that_hangs_after_a_candidate_fix_is_stopped_at_test_timeout(make
         assert "tests/test_util.py::test_total ran longer than 3 s (test_timeout)" in reasons[0], reasons
         assert took < 30, took  # the fix's own limit is 60 s per run
         time.sleep(0.3)
-        assert _running_in(engine.scratch.path) == []  # the hung test was killed
+        assert processes_in(engine.scratch.path) == []  # the hung test was killed
     finally:
         engine.close()

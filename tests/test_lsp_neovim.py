@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ect_testutil import EDITOR_SAMPLE, GIT_ENV
+from ect_testutil import EDITOR_SAMPLE, GIT_ENV, processes_in
 
 pytestmark = pytest.mark.slow
 
@@ -42,27 +42,9 @@ def _nvim() -> str:
     return found
 
 
-def _in_repo(repo: Path) -> list[int]:
-    """Processes whose working directory is the repository (the server, warm pytest, tests)."""
-    target = os.path.realpath(repo)
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (cwd == target or cwd.startswith(target + os.sep)):
-            pids.append(int(entry))
-    return pids
-
-
 def _zygote_children(repo: Path) -> int:
     count = 0
-    for pid in _in_repo(repo):
+    for pid in processes_in(repo):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 count += b"pytest_zygote" in fh.read()
@@ -73,7 +55,7 @@ def _zygote_children(repo: Path) -> int:
 
 def _left_after(repo: Path, limit_s: float = 15.0) -> list[int]:
     deadline = time.monotonic() + limit_s
-    while (left := _in_repo(repo)) and time.monotonic() < deadline:
+    while (left := processes_in(repo)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -169,7 +151,7 @@ def test_neovim_session_and_kill_9_leaves_nothing(make_repo) -> None:
 
         s.wait_for("hanging")
         _wait_hanging(repo)
-        assert _in_repo(repo), "no server process found"
+        assert processes_in(repo), "no server process found"
     finally:
         s.kill()  # kill -9 of the editor while a test spins
     left = _left_after(repo)
