@@ -140,7 +140,6 @@ def main() -> int:
     ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = ap.parse_args()
 
-    from ect.models.evaluate import evaluate_repo
     from ect.models.index import SymbolIndex
     from ect.models.settings import model_settings
 
@@ -197,24 +196,31 @@ def main() -> int:
         train["wall_seconds"] = round(wall, 1)
         train["command"] = "ect model train " + " ".join(cmd[5:])
     try:
-        result = evaluate_repo(
-            root,
-            state,
-            settings,
-            n_tasks=args.tasks,
-            replay_lines=args.replay_lines,
-            seed=args.seed,
-            threads=args.threads,
-            echo=lambda s: print(s, file=sys.stderr),
-            model_dir=args.model_dir,
-            n_calls=args.call_tasks,
-            max_per_file=args.max_per_file,
-            rows_wanted=tuple(r.strip() for r in args.rows.split(",") if r.strip()),
-        )
+        result = _evaluate(args, root, state, settings, args.model_dir)
     except EctError as exc:
         print(f"bench_model: {exc}", file=sys.stderr)
         return 2
     return report_and_print(args, root, index, cold_ms, warm_ms, settings, train, result)
+
+
+def _evaluate(args: Any, root: Path, state: Path, settings: Any, model_dir: Path | None) -> Any:
+    """`evaluate_repo` with the command line's task counts, seed, threads and rows."""
+    from ect.models.evaluate import evaluate_repo  # lazily: torch
+
+    return evaluate_repo(
+        root,
+        state,
+        settings,
+        n_tasks=args.tasks,
+        replay_lines=args.replay_lines,
+        seed=args.seed,
+        threads=args.threads,
+        echo=lambda s: print(s, file=sys.stderr),
+        model_dir=model_dir,
+        n_calls=args.call_tasks,
+        max_per_file=args.max_per_file,
+        rows_wanted=tuple(r.strip() for r in args.rows.split(",") if r.strip()),
+    )
 
 
 def run_folds(
@@ -225,7 +231,7 @@ def run_folds(
     import dataclasses
 
     import torch
-    from ect.models.evaluate import evaluate_repo, pool_folds
+    from ect.models.evaluate import pool_folds
     from ect.models.train import train_model
 
     from ect.errors import EctError
@@ -263,22 +269,7 @@ def run_folds(
             )
             wall = round(time.perf_counter() - t0, 1)
             trains.append({**dataclasses.asdict(rep), "fold": i, "wall_seconds": wall})
-        results.append(
-            evaluate_repo(
-                root,
-                state,
-                fold_settings,
-                n_tasks=args.tasks,
-                replay_lines=args.replay_lines,
-                seed=args.seed,
-                threads=args.threads,
-                echo=lambda s: print(s, file=sys.stderr),
-                model_dir=fold_state / "model",
-                n_calls=args.call_tasks,
-                max_per_file=args.max_per_file,
-                rows_wanted=tuple(r.strip() for r in args.rows.split(",") if r.strip()),
-            )
-        )
+        results.append(_evaluate(args, root, state, fold_settings, fold_state / "model"))
     pooled = pool_folds(results)
     if not trains:
         return pooled, None
