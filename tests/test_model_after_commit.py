@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from ect.models.after_commit import LOCK_NAME, LOG_NAME, running_trainer
 from ect.models.background import IdleMonitor
-from ect_testutil import git, git_proc, run_ect
+from ect_testutil import git, git_proc, processes_in, run_ect
 
 STORE = '''"""Storage."""
 
@@ -38,18 +38,15 @@ HOG = "import time\nt = time.time()\nwhile time.time() - t < 20:\n    pass\n"
 
 def ect_processes(repo: Path) -> list[int]:
     """Pids of live Python processes working in `repo` (the hook's launcher, the trainer)."""
-    where = os.path.realpath(repo)
     pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for pid in processes_in(repo):
         try:
-            cwd = os.readlink(d / "cwd")
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:  # gone, a zombie, or not ours
+            here = os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(repo)
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
             continue
-        if cwd == where and b"python" in cmd.split(b"\0", 1)[0]:
-            pids.append(int(d.name))
+        if here and b"python" in cmd.split(b"\0", 1)[0]:
+            pids.append(pid)
     return pids
 
 
