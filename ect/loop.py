@@ -196,28 +196,42 @@ def _compile_select_test(
     from ect.selection import Selection, select
     from ect.state import state_writable
 
-    t = time.perf_counter()
-    if everything:
-        to_compile = graph_mod.list_python_files(root, cfg)
-    else:
-        to_compile = python_files_to_compile(cfg, res.changes, root)
-    with _phase(rep, f"compiling {len(to_compile)} files"):
-        res.compile = run_compile(root, cfg, to_compile)
-    res.phases_ms["compile"] = (time.perf_counter() - t) * 1000
-    rep.compiled(res.compile)
-    if not res.compile.ok:
-        res.outcome, res.exit_code = "fail", 1
-        return
-    if not run_tests:
-        res.outcome = "pass"
-        return
-
-    t = time.perf_counter()
-    with _phase(rep, "reading the import graph"):
-        graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
     writable = state_writable(cfg.state_path)  # read-only state: static selection, nothing kept
-    fp = FingerprintSession.open(root, cfg) if writable and fingerprints_enabled(cfg) else None
+    recording = writable and fingerprints_enabled(cfg)
+    fp = None
+    early = None
     try:
+        if everything and run_tests and pytest_runner is None:
+            # every test runs whatever compiling finds: start them now, on the other core
+            from ect.early_run import EarlyRun
+
+            fp = FingerprintSession.open(root, cfg) if recording else None
+            t_tests = time.perf_counter()
+            extra_env = fp.recording_env() if fp is not None else None
+            early = EarlyRun(
+                root, cfg, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
+            )
+        t = time.perf_counter()
+        if everything:
+            to_compile = graph_mod.list_python_files(root, cfg)
+        else:
+            to_compile = python_files_to_compile(cfg, res.changes, root)
+        with _phase(rep, f"compiling {len(to_compile)} files"):
+            res.compile = run_compile(root, cfg, to_compile)
+        res.phases_ms["compile"] = (time.perf_counter() - t) * 1000
+        rep.compiled(res.compile)
+        if not res.compile.ok:
+            res.outcome, res.exit_code = "fail", 1
+            return
+        if not run_tests:
+            res.outcome = "pass"
+            return
+
+        t = time.perf_counter()
+        with _phase(rep, "reading the import graph"):
+            graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
+        if early is None and recording:
+            fp = FingerprintSession.open(root, cfg)
         total = sum(1 for f in graph.files if _is_test(f, cfg))
         if everything:
             res.selection = Selection(run_all_reasons=["--all"])
@@ -240,13 +254,22 @@ def _compile_select_test(
 
         from ect.runner import run_pytest, update_last_failed
 
-        t = time.perf_counter()
-        extra_env = fp.recording_env() if fp is not None else None
-        runner = pytest_runner or run_pytest
-        res.test_run = runner(
-            root, cfg, res.test_args, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
-        )
-        res.phases_ms["tests"] = (time.perf_counter() - t) * 1000
+        if early is not None:
+            res.test_run, early = early.result(), None
+        else:
+            t_tests = time.perf_counter()
+            extra_env = fp.recording_env() if fp is not None else None
+            runner = pytest_runner or run_pytest
+            res.test_run = runner(
+                root,
+                cfg,
+                res.test_args,
+                stream=stream,
+                parallel=parallel,
+                extra_env=extra_env,
+                timeout=timeout,
+            )
+        res.phases_ms["tests"] = (time.perf_counter() - t_tests) * 1000
         run = res.test_run
         if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
             run.collect_errors = list(res.test_files or ["."])
@@ -259,6 +282,8 @@ def _compile_select_test(
         rep.tests_done(run)
         res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)
     finally:
+        if early is not None:  # compiling failed, or anything else ended the loop: so do the tests
+            early.cancel()
         if fp is not None:
             fp.close()  # also removes a recording an interrupted run left
 

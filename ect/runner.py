@@ -196,22 +196,35 @@ def end_group(proc: subprocess.Popen[Any], first: int = signal.SIGTERM, grace: f
             proc.wait(timeout=grace)
 
 
+HOLD_LIMIT_S = 600.0  # held output waits at most this long for the gate
+
+
 class _Tee(threading.Thread):
     """Copy the child's output to our stdout (when streaming) and keep its tail."""
 
-    def __init__(self, pipe: Any, stream: bool, keep: int) -> None:
+    def __init__(self, pipe: Any, stream: bool, keep: int, hold: OutputGate | None = None) -> None:
         super().__init__(daemon=True)
-        self.pipe, self.stream, self.keep = pipe, stream, keep
+        self.pipe, self.stream, self.keep, self.hold = pipe, stream, keep, hold
         self.chunks: list[str] = []
         self.size = 0
+        self.held: list[str] = []  # streamed output waiting for `hold` (bounded by `keep`)
+        self.held_size = 0
 
     def run(self) -> None:
         import codecs
+        import select
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = self.pipe.fileno()
         while True:
+            if self.hold is not None and not self.hold.decided:
+                try:  # wake up now and then to let held output through once released
+                    if not select.select([fd], [], [], 0.1)[0]:
+                        continue
+                except (OSError, ValueError):
+                    break
             try:
-                data = os.read(self.pipe.fileno(), 65536)
+                data = os.read(fd, 65536)
             except OSError:
                 break
             text = decoder.decode(data, final=not data)
@@ -222,15 +235,54 @@ class _Tee(threading.Thread):
                     joined = "".join(self.chunks)[-self.keep :]
                     self.chunks, self.size = [joined], len(joined)
                 if self.stream:
-                    with contextlib.suppress(OSError, ValueError):
-                        sys.stdout.write(text)
-                        sys.stdout.flush()
+                    self.show(text)
             if not data:
                 break
+
+    def show(self, text: str) -> None:
+        if self.hold is not None and not self.hold.decided:
+            self.held.append(text)
+            self.held_size += len(text)
+            if self.held_size > 2 * self.keep:
+                joined = "".join(self.held)[-self.keep :]
+                self.held, self.held_size = [joined], len(joined)
+            return
+        if self.hold is not None and not self.hold.shown:
+            self.held, self.held_size = [], 0
+            return
+        if self.held:
+            text = "".join(self.held) + text
+            self.held, self.held_size = [], 0
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     @property
     def text(self) -> str:
         return "".join(self.chunks)[-self.keep :]
+
+
+class OutputGate:
+    """Holds a run's streamed output back until it is opened (shown) or dropped (never shown)."""
+
+    def __init__(self) -> None:
+        self._decided = threading.Event()
+        self.shown = False
+
+    def open(self) -> None:
+        self.shown = True
+        self._decided.set()
+
+    def drop(self) -> None:
+        self._decided.set()
+
+    @property
+    def decided(self) -> bool:
+        return self._decided.is_set()
+
+    def wait(self, timeout: float) -> None:
+        if not self._decided.wait(timeout):
+            self.drop()  # nobody decided in time: the output is not shown
 
 
 def _running_test(progress: Path, started: float) -> tuple[str, float]:
@@ -272,12 +324,14 @@ def run_pytest(
     extra_env: dict[str, str] | None = None,
     timeout: float | None = None,
     on_start: Callable[[subprocess.Popen[Any]], None] | None = None,
+    hold: OutputGate | None = None,
 ) -> TestRun:
     """Run pytest on `files` (test files or node ids; None: the whole suite) from the repository root.
 
     `timeout` bounds the whole run, `cfg.test_timeout` each test. pytest runs in its own process
     group, which ends with this call whatever happens (timeout, Ctrl-C, SIGTERM, an exception).
     `on_start`: called with the pytest process once it runs (a caller that may kill its group).
+    `hold`: streamed output waits until the gate is opened or dropped (see `ect.early_run`).
     """
     import shutil
     import tempfile
@@ -308,7 +362,7 @@ def run_pytest(
     except OSError as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         raise EnvError(f"cannot run {python}: {exc.strerror}") from None
-    tee = _Tee(proc.stdout, stream, 256 * 1024 if stream else 8 * 1024 * 1024)
+    tee = _Tee(proc.stdout, stream, 256 * 1024 if stream else 8 * 1024 * 1024, hold)
     tee.start()
     try:
         if on_start is not None:
@@ -345,6 +399,9 @@ def run_pytest(
         tee.join(timeout=5)
         with contextlib.suppress(OSError):
             proc.stdout.close() if proc.stdout else None
+        if hold is not None and stream and not tee.is_alive():
+            hold.wait(HOLD_LIMIT_S)
+            tee.show("")  # what it held back, now that the gate is open (or dropped)
     duration_ms = (time.perf_counter() - started) * 1000
     data = read_json(results_path)
     with contextlib.suppress(OSError):

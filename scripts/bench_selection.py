@@ -39,7 +39,7 @@ from ect.config import Config, load_config
 from ect.fingerprints.mutate import Mutant
 from ect.loop import LoopResult, run_loop
 from ect.runner import TIMED_OUT, TestRun, autoload, python_for
-from ect.verify import verify_selection
+from ect.verify import copy_local_files, verify_selection
 from ect.verify_report import CAUGHT, ERROR, MISSED, VerifyReport, score
 
 INTERNAL_ERROR = 3  # pytest: a plugin crashed; not a verdict on the mutant
@@ -240,6 +240,7 @@ def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
         subprocess.run(
             ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
         )
+        copy_local_files(repo, scratch, load_config(repo).state_dir)  # `_version.py` and the like
         cfg = load_config(scratch)
         cfg.state_dir = str(tmp / "state")
         cfg.ruff = cfg.mypy = False
@@ -486,6 +487,7 @@ def bench_select_phase(repo: Path, count: int, seed: int, runs: int) -> None:
         subprocess.run(
             ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
         )
+        copy_local_files(repo, scratch, load_config(repo).state_dir)  # `_version.py` and the like
         cfg = load_config(scratch)
         cfg.state_dir = str(tmp / "state")
         cfg.ruff = cfg.mypy = False

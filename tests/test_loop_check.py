@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
-from ect_testutil import git, run_ect, write
+from ect_testutil import git, processes_in, run_ect, write
 
 
 def test_all_on_green_repo_passes(make_repo, ran_log) -> None:
@@ -228,3 +229,28 @@ def test_compile_only_and_json(make_repo, ran_log) -> None:
     assert ran_log() == []
     proc = run_ect(repo, "check", "--staged", "--all")
     assert proc.returncode == 2 and "choose one" in proc.stderr
+
+
+def test_all_starts_the_tests_early_and_a_compile_error_stops_them(make_repo, ran_log, tmp_path) -> None:
+    marker = tmp_path / "slow-test-finished"
+    slow = f"import time\ndef test_slow():\n    time.sleep(3)\n    open({str(marker)!r}, 'w').close()\n"
+    repo = make_repo()
+    write(repo, {"tests/test_slow.py": slow})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "slow")
+    proc = run_ect(repo, "check", "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert out.index("running all tests") < out.index("test session starts")  # pytest's output waited
+    assert ran_log() == ["test_core", "test_extra", "test_util"] and marker.exists()
+    marker.unlink()
+
+    with (repo / "acme/util.py").open("a") as fh:
+        fh.write("def broken(:\n")
+    proc = run_ect(repo, "check", "--all")
+    assert proc.returncode == 1
+    assert "acme/util.py:8:12: SyntaxError" in proc.stdout
+    assert "test session starts" not in proc.stdout  # the early run's output is not shown
+    assert processes_in(repo) == []  # ... and it was stopped with everything it started
+    time.sleep(3.5)
+    assert not marker.exists()
