@@ -148,7 +148,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(_results, fh)
+            fh.write(json.dumps(_results))  # one-shot: the C encoder (`dump` streams in Python)
         os.replace(tmp, path)
     except OSError as exc:  # a full disk must not turn a passing run into a failing one
         print(f"ect: test results not saved ({exc.strerror}): tests that failed are not re-run next time")

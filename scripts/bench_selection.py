@@ -230,12 +230,20 @@ def _drop_pair(cmd: list[str], flag: str, value: str) -> list[str]:
 
 
 def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
-    """The recording run (`ect check --all`) against plain pytest, alternated, in a scratch worktree."""
+    """The recording run (`ect check --all`) against plain pytest, alternated, in a scratch worktree.
+
+    As a developer has them: byte-code caches on (`PYTHONDONTWRITEBYTECODE` is dropped) and warmed by
+    one untimed run of each. "warm": ect's state kept from the run before (its instrumented-code
+    cache and the stored versions), as every later `ect check --all` has it; "cold": an empty state,
+    as on the very first run.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="ect-bench-rec-"))
     scratch = tmp / "tree"
     plain: list[float] = []
-    rec_pytest: list[float] = []
-    rec_total: list[float] = []
+    warm_pytest: list[float] = []
+    warm_total: list[float] = []
+    cold_total: list[float] = []
+    saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         subprocess.run(
             ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
@@ -245,14 +253,25 @@ def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
         cfg.state_dir = str(tmp / "state")
         cfg.ruff = cfg.mypy = False
         cmd, env = plain_command(cfg)
+
+        def recording() -> LoopResult:
+            return run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
+
+        timed(cmd, scratch, env)  # warm-up: byte code written, files in the page cache
+        recording()
         for _ in range(repeat):
             plain.append(timed(cmd, scratch, env))
+            t = time.perf_counter()
+            base = recording()
+            warm_total.append(time.perf_counter() - t)
+            warm_pytest.append(base.phases_ms.get("tests", 0) / 1000)
             shutil.rmtree(tmp / "state", ignore_errors=True)
             t = time.perf_counter()
-            base = run_loop(scratch, cfg, Scope(mode="all"), stream=False, trigger="ci")
-            rec_total.append(time.perf_counter() - t)
-            rec_pytest.append(base.phases_ms.get("tests", 0) / 1000)
+            recording()
+            cold_total.append(time.perf_counter() - t)
     finally:
+        if saved is not None:
+            os.environ["PYTHONDONTWRITEBYTECODE"] = saved
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(scratch)], cwd=repo, capture_output=True, check=False
         )
@@ -260,9 +279,19 @@ def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "plain_s": statistics.median(plain),
-        "record_pytest_s": statistics.median(rec_pytest),
-        "record_total_s": statistics.median(rec_total),
+        "record_pytest_s": statistics.median(warm_pytest),
+        "record_total_s": statistics.median(warm_total),
+        "cold_total_s": statistics.median(cold_total),
     }
+
+
+def recording_line(rec: dict[str, float]) -> str:
+    plain = rec["plain_s"]
+    return (
+        f"recording run (`ect check --all`): plain pytest {plain:.2f} s; ect {rec['record_total_s']:.2f} s "
+        f"({rec['record_total_s'] / plain:.2f}x; its pytest {rec['record_pytest_s'] / plain:.2f}x); "
+        f"first run, empty state {rec['cold_total_s']:.2f} s ({rec['cold_total_s'] / plain:.2f}x)"
+    )
 
 
 def bench_precommit(repo: Path, python: str, pre_commit: str, runs: int) -> dict[str, float] | None:
@@ -406,11 +435,7 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
         )
     rec = result.get("recording")
     if rec:
-        print(
-            f"recording run: plain pytest {rec['plain_s']:.2f} s; ect recording pytest "
-            f"{rec['record_pytest_s']:.2f} s ({rec['record_pytest_s'] / rec['plain_s']:.2f}x), "
-            f"with storing {rec['record_total_s']:.2f} s ({rec['record_total_s'] / rec['plain_s']:.2f}x)"
-        )
+        print(recording_line(rec))
     if observer.record_s:
         print(f"               testmon recording {observer.record_s:.2f} s")
     if args.pre_commit and args.pre_commit_runs > 0:
@@ -426,7 +451,7 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
         select_ms=_median(select),
         db_mb=observer.db_bytes / 1e6,
         one_file_overhead_ms=overhead,
-        record_ratio=rec["record_pytest_s"] / rec["plain_s"] if rec else None,
+        record_ratio=rec["record_total_s"] / rec["plain_s"] if rec else None,
     )
     return summary
 
@@ -569,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--select-only", action="store_true", help="time only the select phase (no test runs after recording)"
     )
+    parser.add_argument(
+        "--recording-only", action="store_true", help="time only the recording run against plain pytest"
+    )
     parser.add_argument("--select-runs", type=int, default=3, help="select-phase timings per mutant")
     parser.add_argument(
         "--synthetic", type=int, default=0, help="also time the select phase on a generated suite of N tests"
@@ -582,6 +610,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             shutil.rmtree(where, ignore_errors=True)
+    if args.recording_only:
+        for repo in args.repo:
+            rec = bench_recording(repo.resolve(), max(1, args.repeat))
+            print(f"{repo.resolve().name}: {recording_line(rec)}")
+        return 0
     if args.select_only:
         for repo in args.repo:
             bench_select_phase(repo.resolve(), args.mutants, args.seed, args.select_runs)

@@ -160,12 +160,15 @@ def ingest(
     via_of = {nodeid_map.get(c, c): v for c, v in raw.get("via", {}).items()}
     now = time.time()
     records = []
+    conftests: dict[str, list[str]] = {}
     for nodeid, outcome in outcomes.items():
         test_file = nodeid.split("::")[0]
         if test_file not in fileset:
             continue
         files = by_test.get(nodeid, {})
-        starts = [test_file, *conftests_for(test_file, fileset), *(f for f in files if f in fileset)]
+        if test_file not in conftests:
+            conftests[test_file] = conftests_for(test_file, fileset)
+        starts = [test_file, *conftests[test_file], *(f for f in files if f in fileset)]
         closure: set[str] = set()
         for start in starts:
             closure |= closures.of(start)

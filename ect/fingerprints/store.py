@@ -400,9 +400,12 @@ class Store:
             (rec.nodeid, rec.file),
         ).fetchone()[0]
         old = conn.execute("SELECT id FROM records WHERE test = ? AND fp = ?", (test, rec.fp)).fetchone()
-        if old is not None:
-            conn.execute("DELETE FROM deps WHERE record = ?", (old[0],))
-            conn.execute("DELETE FROM records WHERE id = ?", (old[0],))
+        if old is not None:  # the same fingerprint: the same dependencies, stored already
+            conn.execute(
+                "UPDATE records SET outcome = ?, duration = ?, ts = ? WHERE id = ?",
+                (rec.outcome, rec.duration, rec.ts, old[0]),
+            )
+            return
         via = rec.deps.get("via")
         rid = conn.execute(
             "INSERT INTO records (test, fp, outcome, duration, env, ts, opaque, via) "
