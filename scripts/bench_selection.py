@@ -61,7 +61,10 @@ def plain_command(cfg: Config) -> tuple[list[str], dict[str, str]]:
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None = None) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False, timeout=timeout)
+    try:
+        subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass  # counted as the time it was given
     return time.perf_counter() - t
 
 
@@ -150,7 +153,8 @@ class TestmonObserver:
     ) -> dict[str, Any]:
         out: dict[str, Any] = {"select_ms": sel.phases_ms.get("select", 0.0)}
         out["ect_wall_s"] = sum(sel.phases_ms.values()) / 1000
-        timeout = 600.0
+        # as verify bounds its runs: a mutant that makes a test loop forever costs minutes, not hours
+        timeout = max(60.0, 10 * self.record_s) if self.record_s else 600.0
         node_args = sel.selection.pytest_args() if sel.selection else None
         if sel.selection and node_args and len(sel.selection.tests) == 1:
             cmd, env = plain_command(cfg)
