@@ -22,6 +22,7 @@ against a plain run, and the no-op `pre-commit run` cost of the ect hook over an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -61,10 +62,8 @@ def plain_command(cfg: Config) -> tuple[list[str], dict[str, str]]:
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None = None) -> float:
     t = time.perf_counter()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):  # counted as the time it was given
         subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass  # counted as the time it was given
     return time.perf_counter() - t
 
 
