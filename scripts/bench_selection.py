@@ -51,7 +51,7 @@ IMPORT_RULES = ("runs while a module is imported", "module level of", "while col
 def plain_command(cfg: Config) -> tuple[list[str], dict[str, str]]:
     """pytest as ect runs it (same interpreter, plugins and options), without ect's plugins."""
     python, project_env = python_for(cfg)
-    cmd = [python, "-m", "pytest", "-p", "no:cacheprovider"]
+    cmd = [python, "-m", "pytest"]  # with pytest's cache, as a developer runs it (and ect does)
     env = dict(os.environ)
     if not autoload(cfg, project_env):
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -97,7 +97,6 @@ class TestmonObserver:
 
     def _testmon(self, scratch: Path, cfg: Config, timeout: float) -> TestRun:
         cmd, env = plain_command(cfg)
-        cmd = _drop_pair(cmd, "-p", "no:cacheprovider")  # testmon needs pytest's cache plugin
         results = self.tmp / "tm.json"
         env = {**env, "TESTMON_DATAFILE": str(self.data), "ECT_RESULTS": str(results)}
         if env.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
@@ -216,20 +215,6 @@ class TestmonObserver:
         if self.warm is not None:
             self.warm.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _drop_pair(cmd: list[str], flag: str, value: str) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for i, arg in enumerate(cmd):
-        if skip:
-            skip = False
-            continue
-        if arg == flag and i + 1 < len(cmd) and cmd[i + 1] == value:
-            skip = True
-            continue
-        out.append(arg)
-    return out
 
 
 def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
