@@ -179,7 +179,7 @@ def ingest(
             digest = modules.get(path) or (graph.infos[path].digest if path in graph.infos else None)
             if digest is None:
                 continue
-            py[path] = [digest, sorted(files.get(path, [])), path in closure]
+            py[path] = [digest, files.get(path, []), path in closure]  # names sorted by load_raw
         deps = {
             "py": py,
             "data": {p: raw["data_digests"].get(p) for p in sorted(set(reads.get(nodeid, [])))},
@@ -206,8 +206,12 @@ def ingest(
             except OSError:
                 source = None
             store.put_version(conn, rel, digest, source, at_import_names)
+        stored = store.record_ids(conn)
+        seen = [(stored[(r.nodeid, r.fp)], r) for r in records if (r.nodeid, r.fp) in stored]
+        store.touch_records(conn, seen)
         for rec in records:
-            store.put_record(conn, rec)
+            if (rec.nodeid, rec.fp) not in stored:
+                store.put_record(conn, rec)
         bad = {e.split("::")[0] for e in collect_errors}
         ran_whole = sorted({n.split("::")[0] for n in outcomes}) if whole_files is None else whole_files
         for test_file in ran_whole:

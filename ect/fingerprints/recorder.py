@@ -424,7 +424,8 @@ class Recorder:
         listed = {p for paths in self.dirs.values() for p in paths}
         out = {
             "pid": os.getpid(),
-            "executed": {c: {r: sorted(n) for r, n in fs.items()} for c, fs in att.executed.items()},
+            # unsorted: `ingest.load_raw` sorts while it merges the processes' files
+            "executed": {c: {r: list(n) for r, n in fs.items()} for c, fs in att.executed.items()},
             "via": att.via,
             "modules": {rel: m.digest for rel, m in self.modules.items()},
             "reads": {c: sorted(p) for c, p in att.reads.items()},

@@ -393,6 +393,18 @@ class Store:
             found = self._file_ids[key] = int(row[0])
         return found
 
+    def record_ids(self, conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+        """Every stored record's id by (node id, fingerprint)."""
+        rows = conn.execute("SELECT t.nodeid, r.fp, r.id FROM records r JOIN tests t ON t.id = r.test")
+        return {(nodeid, fp): rid for nodeid, fp, rid in rows}
+
+    def touch_records(self, conn: sqlite3.Connection, seen: list[tuple[int, Record]]) -> None:
+        """Records stored already (same test, same fingerprint): only their outcome, duration and time."""
+        conn.executemany(
+            "UPDATE records SET outcome = ?, duration = ?, ts = ? WHERE id = ?",
+            [(rec.outcome, rec.duration, rec.ts, rid) for rid, rec in seen],
+        )
+
     def put_record(self, conn: sqlite3.Connection, rec: Record) -> None:
         test = conn.execute(
             "INSERT INTO tests (nodeid, file) VALUES (?, ?) "
