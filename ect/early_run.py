@@ -33,6 +33,9 @@ class EarlyRun:
     ) -> None:
         self.gate = OutputGate()
         self.started = threading.Event()
+        # waited on instead of Thread.join: a join interrupted by a signal marks a running thread
+        # as ended (CPython 3.11), and a later join would not wait for its clean-up
+        self.done = threading.Event()
         self.proc: subprocess.Popen[Any] | None = None
         self.run: TestRun | None = None
         self.error: BaseException | None = None
@@ -62,6 +65,7 @@ class EarlyRun:
             self.error = exc
         finally:
             self.started.set()
+            self.done.set()
 
     def release(self) -> None:
         """Let its output through (what it printed so far first)."""
@@ -70,8 +74,8 @@ class EarlyRun:
     def result(self) -> TestRun:
         """Wait for the run (a signal still reaches the caller: the wait is in short steps)."""
         self.release()
-        while self.thread.is_alive():
-            self.thread.join(0.2)
+        while not self.done.wait(0.2):
+            pass
         if self.error is not None:
             raise self.error
         assert self.run is not None
@@ -84,7 +88,7 @@ class EarlyRun:
         self.started.wait(timeout=30)
         if self.proc is not None:
             end_group(self.proc, grace=2.0)
-        self.thread.join(timeout=10)
+        self.done.wait(timeout=10)
         with contextlib.suppress(Exception):
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()

@@ -119,9 +119,10 @@ def test_timeout_config_key_and_bad_values(hang_repo: Path) -> None:
         pytest.param(signal.SIGHUP, marks=pytest.mark.slow),
     ],
 )
-def test_a_signal_to_ect_ends_every_child_and_leaves_no_state(hang_repo: Path, sig: int) -> None:
+@pytest.mark.parametrize("what", ["tests/test_hang.py", "--all"])  # --all: pytest starts while compiling
+def test_a_signal_to_ect_ends_every_child_and_leaves_no_state(hang_repo: Path, sig: int, what: str) -> None:
     ect = subprocess.Popen(
-        [sys.executable, "-m", "ect", "check", "tests/test_hang.py"],
+        [sys.executable, "-m", "ect", "check", what],
         cwd=hang_repo,
         env=_env(hang_repo),
         stdout=subprocess.PIPE,
