@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from ect_testutil import GIT_ENV, git, write
 from fp_testutil import FP_SAMPLE, check, db_nodeids, edit, env_with_log
 
@@ -151,6 +152,30 @@ def test_subprocess_test_runs_on_every_change(make_repo, ran_log) -> None:
     assert proc.returncode == 0
     assert "starts a subprocess" in proc.stdout
     assert "tests/test_cli.py" in proc.stdout
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_multiprocessing_children_no_audit_event_announces_still_make_a_test_run(
+    make_repo, ran_log, method: str
+) -> None:
+    # "spawn" and "forkserver" start their processes without an audit event in the test process;
+    # the second pool of a fork server not even with a fork_exec: both tests must still run
+    pool_test = (
+        "import multiprocessing as mp\n"
+        "from shop.prices import net\n\n"
+        f"def test_first():\n    with mp.get_context({method!r}).Pool(1) as p:\n"
+        "        assert p.map(net, [1]) == [2]\n\n"
+        f"def test_second():\n    with mp.get_context({method!r}).Pool(1) as p:\n"
+        "        assert p.map(net, [2]) == [4]\n"
+    )
+    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    repo = make_repo({**files, "tests/test_pool.py": pool_test})
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/prices.py", "return x * RATE", "return x * RATE + 1")  # runs only in the children
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert "2 failed" in proc.stdout
+    assert "starts a subprocess" in proc.stdout
 
 
 def test_corrupt_fingerprint_database_is_rebuilt_and_the_full_suite_runs(make_repo, ran_log) -> None:

@@ -264,6 +264,27 @@ class InstrumentingFinder:
         return new
 
 
+def _watch_unaudited_starts(recorder: Recorder) -> None:
+    """Child processes no audit event announces: multiprocessing's "spawn" and "forkserver" start
+    methods (`_posixsubprocess.fork_exec`, a request to the fork server) raise none in this process.
+    Their starts are wrapped so that the test starting one is known to run code ect cannot see."""
+    import _posixsubprocess
+    import multiprocessing.process
+
+    def wrap(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def started(*args: Any, **kwargs: Any) -> Any:
+            if recorder._active:
+                recorder.opaque.add(recorder.context)
+            return original(*args, **kwargs)
+
+        setattr(owner, name, started)
+
+    wrap(_posixsubprocess, "fork_exec")
+    wrap(multiprocessing.process.BaseProcess, "start")
+
+
 class Recorder:
     """One pytest process's recording."""
 
@@ -285,6 +306,7 @@ class Recorder:
         self._in_hook = False
         self._active = True
         sys.addaudithook(self._audit)
+        _watch_unaudited_starts(self)
         sys.meta_path.insert(0, InstrumentingFinder(self))
 
     def _rel(self, path: str) -> str | None:
