@@ -178,6 +178,32 @@ def test_multiprocessing_children_no_audit_event_announces_still_make_a_test_run
     assert "starts a subprocess" in proc.stdout
 
 
+def test_a_database_file_opened_by_sqlite_is_a_dependency_of_its_test(make_repo, ran_log) -> None:
+    import sqlite3
+
+    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    files["tests/test_data.py"] = (
+        "import sqlite3\nfrom pathlib import Path\n\nDB = Path(__file__).parent / 'data.db'\n\n"
+        "def test_query():\n    assert sqlite3.connect(DB).execute('SELECT x FROM t').fetchone() == (1,)\n\n"
+        "def test_size():\n    assert len(DB.read_bytes()) > 0\n\n"
+        "def test_other():\n    assert True\n"
+    )
+    repo = make_repo(files)
+    db = sqlite3.connect(repo / "tests" / "data.db")
+    db.executescript("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+    db.commit()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "data")
+    assert check(repo, "--all").returncode == 0
+    db.execute("UPDATE t SET x = 2")  # sqlite reads it in C: no "open" audit event
+    db.commit()
+    db.close()
+    proc = check(repo)
+    assert proc.returncode == 1
+    assert "test_query - assert (2,) == (1,)" in proc.stdout
+    assert "2 passed" not in proc.stdout and "1 failed, 1 passed" in proc.stdout  # not test_other
+
+
 def test_corrupt_fingerprint_database_is_rebuilt_and_the_full_suite_runs(make_repo, ran_log) -> None:
     repo = _recorded(make_repo, ran_log)
     db = repo / ".ect" / "fingerprints.db"

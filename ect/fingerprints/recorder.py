@@ -49,7 +49,9 @@ _SUBPROCESS_EVENTS = frozenset(
         "pty.spawn",
     }
 )
-_WATCHED = frozenset({"open", "os.listdir", "os.scandir"}) | _SUBPROCESS_EVENTS
+# files opened by C code, without an "open" event: a database file, a shared library
+_C_READS = frozenset({"sqlite3.connect", "ctypes.dlopen"})
+_WATCHED = frozenset({"open", "os.listdir", "os.scandir"}) | _SUBPROCESS_EVENTS | _C_READS
 _SKIP_PARTS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
@@ -384,6 +386,9 @@ class Recorder:
                     self._note(self.reads, path)
             elif event in ("os.listdir", "os.scandir"):
                 self._note(self.dirs, args[0] if args and args[0] is not None else ".")
+            elif event in _C_READS:
+                if args and isinstance(args[0], (str, bytes, os.PathLike)):
+                    self._note(self.reads, args[0])
             else:
                 self.opaque.add(self.context)
         except Exception:  # an audit hook must never break the test
