@@ -178,6 +178,60 @@ def test_multiprocessing_children_no_audit_event_announces_still_make_a_test_run
     assert "starts a subprocess" in proc.stdout
 
 
+FORK_TEST = """
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+from shop.prices import gross, net
+
+def _read_menu(_):
+    return (Path(__file__).parent.parent / "shop" / "menu.txt").read_text()
+
+def _import_menu(_):
+    import shop.menu
+    return shop.menu.count([1])
+
+def test_pool():
+    with mp.get_context("fork").Pool(1) as p:
+        assert p.map(net, [1, 2]) == [2, 4]
+
+def test_plain():
+    assert gross(1) == 3
+
+def test_child_reads():
+    with mp.get_context("fork").Pool(1) as p:
+        assert p.map(_read_menu, [0])[0]
+
+def test_child_imports():
+    with mp.get_context("fork").Pool(1) as p:
+        assert p.map(_import_menu, [0]) == [1]
+"""
+
+
+def test_fork_children_share_what_they_run_and_flag_what_they_cannot(make_repo, ran_log) -> None:
+    # multiprocessing's "fork" children mark their hits in the parent's shared tables: a test whose
+    # pool ran `net` is selected by a change to `net` and no other; a child that reads a file or
+    # imports a module the parent had not makes its test run on every change
+    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    repo = make_repo({**files, "tests/test_fork.py": FORK_TEST})
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/prices.py", "return x * RATE", "return x * RATE + 1")  # net: run only in a child
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert "test_pool - assert [3, 5] == [2, 4]" in proc.stdout
+    assert "test_pool: it starts a subprocess" not in proc.stdout
+    assert "test_child_reads: it starts a subprocess" in proc.stdout
+    assert "test_child_imports: it starts a subprocess" in proc.stdout
+    edit(repo, "shop/prices.py", "return x * RATE + 1", "return x * RATE")
+    check(repo)
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return net(x) + 1 + 0")  # gross: no child ran it
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert "test_plain: executed shop/prices.py::gross" in proc.stdout
+    assert "test_pool" not in proc.stdout
+
+
 def test_a_database_file_opened_by_sqlite_is_a_dependency_of_its_test(make_repo, ran_log) -> None:
     import sqlite3
 

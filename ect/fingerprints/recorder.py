@@ -27,6 +27,7 @@ import hashlib
 import importlib.machinery
 import json
 import marshal
+import mmap
 import os
 import sys
 from collections.abc import Sequence
@@ -44,7 +45,6 @@ _SUBPROCESS_EVENTS = frozenset(
         "os.exec",
         "os.posix_spawn",
         "os.spawn",
-        "os.fork",
         "os.forkpty",
         "pty.spawn",
     }
@@ -52,6 +52,7 @@ _SUBPROCESS_EVENTS = frozenset(
 # files opened by C code, without an "open" event: a database file, a shared library
 _C_READS = frozenset({"sqlite3.connect", "ctypes.dlopen"})
 _WATCHED = frozenset({"open", "os.listdir", "os.scandir"}) | _SUBPROCESS_EVENTS | _C_READS
+_HIT = b"\x01"
 _SKIP_PARTS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
@@ -134,12 +135,12 @@ def instrument(tree: ast.Module) -> list[str]:
 
 
 class _Module:
-    __slots__ = ("digest", "hits", "names", "rel", "zeros")
+    __slots__ = ("digest", "hits", "names", "rel")
 
     def __init__(self, rel: str, digest: str, names: list[str]) -> None:
         self.rel, self.digest, self.names = rel, digest, names
-        self.hits = bytearray(len(names))
-        self.zeros = bytes(len(names))
+        # shared memory: a child this process forks (multiprocessing's "fork") marks its hits here too
+        self.hits = mmap.mmap(-1, max(1, len(names)))
 
 
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
@@ -191,7 +192,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
     def __init__(self, fullname: str, path: str, recorder: Recorder) -> None:
         super().__init__(fullname, path)
         self.recorder = recorder
-        self.module_hits: bytearray | None = None
+        self.module_hits: mmap.mmap | None = None
 
     def get_code(self, fullname: str) -> CodeType:
         source = self.get_data(self.path)
@@ -269,22 +270,34 @@ class InstrumentingFinder:
 def _watch_unaudited_starts(recorder: Recorder) -> None:
     """Child processes no audit event announces: multiprocessing's "spawn" and "forkserver" start
     methods (`_posixsubprocess.fork_exec`, a request to the fork server) raise none in this process.
-    Their starts are wrapped so that the test starting one is known to run code ect cannot see."""
+    Their starts are wrapped so that the test starting one is known to run code ect cannot see.
+    A "fork" child is not: it shares the hit tables (see `_Module`) and flags what it cannot share."""
     import _posixsubprocess
+    import multiprocessing
     import multiprocessing.process
 
-    def wrap(owner: Any, name: str) -> None:
-        original = getattr(owner, name)
+    def unseen() -> None:
+        if recorder._active:
+            recorder.opaque.add(recorder.context)
+            if recorder.in_child:
+                recorder.child_saw[0] = 1
 
-        def started(*args: Any, **kwargs: Any) -> Any:
-            if recorder._active:
-                recorder.opaque.add(recorder.context)
-            return original(*args, **kwargs)
+    fork_exec = _posixsubprocess.fork_exec
 
-        setattr(owner, name, started)
+    def watched_fork_exec(*args: Any, **kwargs: Any) -> Any:
+        unseen()
+        return fork_exec(*args, **kwargs)
 
-    wrap(_posixsubprocess, "fork_exec")
-    wrap(multiprocessing.process.BaseProcess, "start")
+    start = multiprocessing.process.BaseProcess.start
+
+    def watched_start(self: Any) -> None:
+        method = getattr(self, "_start_method", None) or multiprocessing.get_start_method()
+        if method != "fork":
+            unseen()
+        start(self)
+
+    _posixsubprocess.fork_exec = watched_fork_exec
+    multiprocessing.process.BaseProcess.start = watched_start  # type: ignore[method-assign]
 
 
 class Recorder:
@@ -307,6 +320,12 @@ class Recorder:
         self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
         self._in_hook = False
         self._active = True
+        # in a forked child: what it reads or starts, or a module it imports, cannot reach this
+        # process's tables, so it sets this shared flag and its test counts as opaque
+        self.in_child = False
+        self.child_saw = mmap.mmap(-1, 1)
+        self._noted = 0  # reads, listings and subprocesses noted so far
+        os.register_at_fork(after_in_child=self._forked)
         sys.addaudithook(self._audit)
         _watch_unaudited_starts(self)
         sys.meta_path.insert(0, InstrumentingFinder(self))
@@ -334,6 +353,8 @@ class Recorder:
         return True
 
     def register(self, path: str, digest: str, names: list[str]) -> _Module:
+        if self.in_child:  # a module first imported in a forked child: its hits stay in the child
+            self.child_saw[0] = 1
         rel = self._rel(path) or path
         mod = self.modules.get(rel)
         if mod is None or mod.digest != digest or mod.names != names:
@@ -342,18 +363,24 @@ class Recorder:
 
     def flush(self) -> None:
         """Move the hits since the last flush into the current context."""
+        if self.in_child:  # the shared tables are the parent's to read, in the parent's context
+            return
         table = None
         for mod in self.modules.values():
             hits = mod.hits
-            if hits != mod.zeros:
-                if table is None:
-                    table = self.hits.setdefault(self.context, {})
-                found = table.setdefault(mod.rel, set())
-                i = hits.find(1)
-                while i >= 0:  # C-speed scans: a test runs few of a module's blocks
-                    found.add(i)
-                    i = hits.find(1, i + 1)
-                hits[:] = mod.zeros
+            i = hits.find(_HIT)  # C-speed scans: a test runs few of a module's blocks
+            if i < 0:
+                continue
+            if table is None:
+                table = self.hits.setdefault(self.context, {})
+            found = table.setdefault(mod.rel, set())
+            while i >= 0:
+                found.add(i)
+                hits[i] = 0  # one by one: a forked child may be marking others right now
+                i = hits.find(_HIT, i + 1)
+        if self.child_saw[0]:
+            self.child_saw[0] = 0
+            self.opaque.add(self.context)
 
     def switch(self, context: str) -> str:
         """Make `context` current; returns the previous one (to switch back to)."""
@@ -373,10 +400,14 @@ class Recorder:
         for key in fixtures:
             self.fixture_users.setdefault(key, set()).add(nodeid)
 
+    def _forked(self) -> None:
+        self.in_child = True
+
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         if event not in _WATCHED or self._in_hook or not self._active:
             return
         self._in_hook = True
+        noted = self._noted
         try:
             if event == "open":
                 path, mode = args[0], args[1]
@@ -391,10 +422,13 @@ class Recorder:
                     self._note(self.reads, args[0])
             else:
                 self.opaque.add(self.context)
+                self._noted += 1
         except Exception:  # an audit hook must never break the test
             pass
         finally:
             self._in_hook = False
+            if self.in_child and self._noted != noted:
+                self.child_saw[0] = 1
 
     def _source_read(self, path: object) -> bool:
         """Note a repository `.py`/`.pyc` file being opened; True when `path` is one.
@@ -416,6 +450,7 @@ class Recorder:
             return True
         if full.endswith(".py") and not _read_by_machinery(sys._getframe(2)):
             self.reads.setdefault(self.context, set()).add(rel)
+            self._noted += 1
         else:
             self.loaded.add(rel)
         return True
@@ -431,6 +466,7 @@ class Recorder:
         rel = self._rel(full)
         if rel is not None:
             table.setdefault(self.context, set()).add(rel)
+            self._noted += 1
 
     def finish(self) -> None:
         """Write `raw-<pid>.json` into the output directory."""
