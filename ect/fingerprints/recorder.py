@@ -272,9 +272,13 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
     methods (`_posixsubprocess.fork_exec`, a request to the fork server) raise none in this process.
     Their starts are wrapped so that the test starting one is known to run code ect cannot see.
     A "fork" child is not: it shares the hit tables (see `_Module`) and flags what it cannot share."""
-    import _posixsubprocess
     import multiprocessing
     import multiprocessing.process
+
+    try:
+        import _posixsubprocess
+    except ImportError:  # not POSIX: subprocess starts are audited there ("subprocess.Popen")
+        _posixsubprocess = None  # type: ignore[assignment]
 
     def unseen() -> None:
         if recorder._active:
@@ -282,7 +286,7 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
             if recorder.in_child:
                 recorder.child_saw[0] = 1
 
-    fork_exec = _posixsubprocess.fork_exec
+    fork_exec = getattr(_posixsubprocess, "fork_exec", None)
 
     def watched_fork_exec(*args: Any, **kwargs: Any) -> Any:
         unseen()
@@ -296,7 +300,8 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
             unseen()
         start(self)
 
-    _posixsubprocess.fork_exec = watched_fork_exec
+    if fork_exec is not None:
+        _posixsubprocess.fork_exec = watched_fork_exec
     multiprocessing.process.BaseProcess.start = watched_start  # type: ignore[method-assign]
 
 
@@ -325,7 +330,8 @@ class Recorder:
         self.in_child = False
         self.child_saw = mmap.mmap(-1, 1)
         self._noted = 0  # reads, listings and subprocesses noted so far
-        os.register_at_fork(after_in_child=self._forked)
+        if hasattr(os, "register_at_fork"):  # POSIX
+            os.register_at_fork(after_in_child=self._forked)
         sys.addaudithook(self._audit)
         _watch_unaudited_starts(self)
         sys.meta_path.insert(0, InstrumentingFinder(self))
