@@ -290,7 +290,7 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
 
     def watched_fork_exec(*args: Any, **kwargs: Any) -> Any:
         unseen()
-        return fork_exec(*args, **kwargs)
+        return fork_exec(*args, **kwargs)  # type: ignore[misc]  # only installed when it exists
 
     start = multiprocessing.process.BaseProcess.start
 
