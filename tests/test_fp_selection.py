@@ -258,6 +258,48 @@ def test_a_database_file_opened_by_sqlite_is_a_dependency_of_its_test(make_repo,
     assert "2 passed" not in proc.stdout and "1 failed, 1 passed" in proc.stdout  # not test_other
 
 
+SYSTEM_INFO_TEST = """
+import os
+import subprocess
+from pathlib import Path
+
+from shop.prices import gross, net
+
+BIN = Path(__file__).parent / "bin"
+
+def test_uname():
+    assert subprocess.run(["uname", "-s"], capture_output=True).returncode == 0
+    assert net(1) == 2
+
+def test_local_uname():
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    assert subprocess.run(["uname"], capture_output=True, text=True, env=env).stdout.strip() == "mine"
+    assert gross(1) == 3
+
+def test_uname_on_a_repository_file():
+    menu = Path(__file__).parent.parent / "shop" / "menu.txt"
+    assert subprocess.run(["uname", str(menu)], capture_output=True).returncode != 0
+"""
+
+
+def test_a_system_information_program_does_not_make_a_test_opaque(make_repo, ran_log) -> None:
+    # `uname`, `ldconfig -p` (ctypes.util.find_library) report on the machine and run no project code;
+    # the same name resolved inside the repository, or given a repository path, still counts
+    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    files["tests/test_sys.py"] = SYSTEM_INFO_TEST
+    files["tests/bin/uname"] = "#!/bin/sh\necho mine\n"
+    repo = make_repo(files)
+    (repo / "tests" / "bin" / "uname").chmod(0o755)
+    git(repo, "commit", "-qam", "executable")
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/menu.py", "return len(items)", "return len(items) + 0")  # none of them ran it
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert "test_local_uname: it starts a subprocess" in proc.stdout
+    assert "test_uname_on_a_repository_file: it starts a subprocess" in proc.stdout
+    assert "test_uname:" not in proc.stdout and "2 passed" in proc.stdout
+
+
 def test_corrupt_fingerprint_database_is_rebuilt_and_the_full_suite_runs(make_repo, ran_log) -> None:
     repo = _recorded(make_repo, ran_log)
     db = repo / ".ect" / "fingerprints.db"

@@ -53,6 +53,10 @@ _SUBPROCESS_EVENTS = frozenset(
 _C_READS = frozenset({"sqlite3.connect", "ctypes.dlopen"})
 _WATCHED = frozenset({"open", "os.listdir", "os.scandir"}) | _SUBPROCESS_EVENTS | _C_READS
 _HIT = b"\x01"
+# system programs that report on the machine and run no project code (ctypes.util.find_library runs
+# `ldconfig -p`, platform runs `uname`): a test starting one is not opaque for it, unless the program
+# resolves inside the repository or an argument names a path there
+_SYSTEM_INFO = frozenset({"ldconfig", "uname", "lsb_release", "getconf", "sw_vers"})
 _SKIP_PARTS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
@@ -280,7 +284,9 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
     except ImportError:  # not POSIX: subprocess starts are audited there ("subprocess.Popen")
         _posixsubprocess = None  # type: ignore[assignment]
 
-    def unseen() -> None:
+    def unseen(argv: Any = None, executables: Any = None) -> None:
+        if argv is not None and recorder.system_info(argv, executables):
+            return
         if recorder._active:
             recorder.opaque.add(recorder.context)
             if recorder.in_child:
@@ -289,7 +295,7 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
     fork_exec = getattr(_posixsubprocess, "fork_exec", None)
 
     def watched_fork_exec(*args: Any, **kwargs: Any) -> Any:
-        unseen()
+        unseen(args[0] if args else None, args[1] if len(args) > 1 else None)
         return fork_exec(*args, **kwargs)  # type: ignore[misc]  # only installed when it exists
 
     start = multiprocessing.process.BaseProcess.start
@@ -409,6 +415,29 @@ class Recorder:
     def _forked(self) -> None:
         self.in_child = True
 
+    def system_info(self, argv: Any, executables: Any = None, env: Any = None) -> bool:
+        """Whether `argv` runs one of `_SYSTEM_INFO` from outside the repository on no repository path."""
+        import shutil
+
+        try:
+            words = [os.fsdecode(a) for a in argv]
+            if not words or os.path.basename(words[0]) not in _SYSTEM_INFO:
+                return False
+            path = (env if isinstance(env, dict) else os.environ).get("PATH")
+            named = [os.fsdecode(e) for e in executables or []] or [words[0]]
+            # a bare name is looked up in PATH (the child's, when it has its own environment)
+            found = [e if os.sep in e else shutil.which(e, path=path) or "" for e in named]
+            if not all(found):
+                return False  # not found where ect looks: it may be found elsewhere
+            for candidate in found + words[1:]:
+                full = os.path.realpath(os.path.join(os.getcwd(), candidate))
+                inside = full == self.root or full.startswith(self.prefix)
+                if inside and (os.path.exists(full) or (candidate in words[1:] and os.path.isabs(candidate))):
+                    return False
+            return True
+        except (TypeError, ValueError, OSError):
+            return False
+
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
         if event not in _WATCHED or self._in_hook or not self._active:
             return
@@ -426,6 +455,12 @@ class Recorder:
             elif event in _C_READS:
                 if args and isinstance(args[0], (str, bytes, os.PathLike)):
                     self._note(self.reads, args[0])
+            elif event == "subprocess.Popen" and self.system_info(
+                args[1] if isinstance(args[1], (list, tuple)) else [args[1]],
+                [args[0]] if args[0] else None,
+                args[3] if len(args) > 3 else None,
+            ):
+                pass
             else:
                 self.opaque.add(self.context)
                 self._noted += 1
