@@ -300,6 +300,30 @@ def test_a_system_information_program_does_not_make_a_test_opaque(make_repo, ran
     assert "test_uname:" not in proc.stdout and "2 passed" in proc.stdout
 
 
+def test_a_module_a_thread_imports_belongs_to_the_test_that_ran_the_thread(make_repo, ran_log) -> None:
+    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    files["shop/lazy.py"] = "FACTOR = 3\n\n\ndef triple(x):\n    return x * FACTOR\n"
+    files["tests/test_thread.py"] = (
+        "import threading\n\n"
+        "def test_thread():\n    out = []\n"
+        "    def work():\n        from shop.lazy import triple\n        out.append(triple(2))\n"
+        "    t = threading.Thread(target=work)\n    t.start()\n    t.join()\n    assert out == [6]\n\n"
+        "def test_other():\n    assert True\n"
+    )
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/lazy.py", "return x * FACTOR", "return x * FACTOR + 1")
+    proc = check(repo, "--explain")
+    # the thread's import does not switch the shared context (a race with the main thread's tests),
+    # so all the test ran in the module counts as its import: importers of the file run too
+    assert proc.returncode == 1 and "test_thread - assert [7] == [6]" in proc.stdout
+    edit(repo, "shop/lazy.py", "return x * FACTOR + 1", "return x * FACTOR")
+    check(repo)
+    edit(repo, "shop/lazy.py", "FACTOR = 3", "FACTOR = 4")  # module level, run in the thread
+    proc = check(repo)
+    assert proc.returncode == 1 and "test_thread - assert [8] == [6]" in proc.stdout
+
+
 def test_corrupt_fingerprint_database_is_rebuilt_and_the_full_suite_runs(make_repo, ran_log) -> None:
     repo = _recorded(make_repo, ran_log)
     db = repo / ".ect" / "fingerprints.db"

@@ -30,6 +30,7 @@ import marshal
 import mmap
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from types import CodeType, ModuleType
 from typing import Any
@@ -220,6 +221,12 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         code = self.get_code(module.__name__)
         if self.module_hits is not None:
             module.__dict__[HITS] = self.module_hits
+        if threading.get_ident() != self.recorder.main_thread:
+            # another thread must not move the context under the main thread's feet (switching back
+            # after the test changed would give the next test's code to this one); its import-time
+            # code goes to the running test, which `ingest` treats as a first import (module level)
+            exec(code, module.__dict__)
+            return
         # a module's import-time code belongs to every test that imports it, not to whoever came first
         previous = self.recorder.switch(IMPORT_TIME)
         try:
@@ -334,6 +341,7 @@ class Recorder:
         # in a forked child: what it reads or starts, or a module it imports, cannot reach this
         # process's tables, so it sets this shared flag and its test counts as opaque
         self.in_child = False
+        self.main_thread = threading.get_ident()
         self.child_saw = mmap.mmap(-1, 1)
         self._noted = 0  # reads, listings and subprocesses noted so far
         if hasattr(os, "register_at_fork"):  # POSIX
@@ -378,7 +386,7 @@ class Recorder:
         if self.in_child:  # the shared tables are the parent's to read, in the parent's context
             return
         table = None
-        for mod in self.modules.values():
+        for mod in list(self.modules.values()):  # another thread may be importing a module
             hits = mod.hits
             i = hits.find(_HIT)  # C-speed scans: a test runs few of a module's blocks
             if i < 0:
