@@ -94,6 +94,9 @@ def test_count():
 """,
 }
 
+# the sample's code without its tests, for a test that brings its own
+FP_SOURCES = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+
 
 def check(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`ect check` with pytest's plugin autoload off (faster); asserts no traceback."""

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from ect_testutil import GIT_ENV, git, write
-from fp_testutil import FP_SAMPLE, check, db_nodeids, edit, env_with_log
+from fp_testutil import FP_SAMPLE, FP_SOURCES, check, db_nodeids, edit, env_with_log
 
 ALL = ["test_count", "test_gross", "test_load", "test_net", "test_table"]
 
@@ -168,8 +168,7 @@ def test_multiprocessing_children_no_audit_event_announces_still_make_a_test_run
         f"def test_second():\n    with mp.get_context({method!r}).Pool(1) as p:\n"
         "        assert p.map(net, [2]) == [4]\n"
     )
-    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
-    repo = make_repo({**files, "tests/test_pool.py": pool_test})
+    repo = make_repo({**FP_SOURCES, "tests/test_pool.py": pool_test})
     assert check(repo, "--all").returncode == 0
     edit(repo, "shop/prices.py", "return x * RATE", "return x * RATE + 1")  # runs only in the children
     proc = check(repo, "--explain")
@@ -213,8 +212,7 @@ def test_fork_children_share_what_they_run_and_flag_what_they_cannot(make_repo, 
     # multiprocessing's "fork" children mark their hits in the parent's shared tables: a test whose
     # pool ran `net` is selected by a change to `net` and no other; a child that reads a file or
     # imports a module the parent had not makes its test run on every change
-    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
-    repo = make_repo({**files, "tests/test_fork.py": FORK_TEST})
+    repo = make_repo({**FP_SOURCES, "tests/test_fork.py": FORK_TEST})
     assert check(repo, "--all").returncode == 0
     edit(repo, "shop/prices.py", "return x * RATE", "return x * RATE + 1")  # net: run only in a child
     proc = check(repo, "--explain")
@@ -235,7 +233,7 @@ def test_fork_children_share_what_they_run_and_flag_what_they_cannot(make_repo, 
 def test_a_database_file_opened_by_sqlite_is_a_dependency_of_its_test(make_repo, ran_log) -> None:
     import sqlite3
 
-    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    files = dict(FP_SOURCES)
     files["tests/test_data.py"] = (
         "import sqlite3\nfrom pathlib import Path\n\nDB = Path(__file__).parent / 'data.db'\n\n"
         "def test_query():\n    assert sqlite3.connect(DB).execute('SELECT x FROM t').fetchone() == (1,)\n\n"
@@ -285,7 +283,7 @@ def test_uname_on_a_repository_file():
 def test_a_system_information_program_does_not_make_a_test_opaque(make_repo, ran_log) -> None:
     # `uname`, `ldconfig -p` (ctypes.util.find_library) report on the machine and run no project code;
     # the same name resolved inside the repository, or given a repository path, still counts
-    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    files = dict(FP_SOURCES)
     files["tests/test_sys.py"] = SYSTEM_INFO_TEST
     files["tests/bin/uname"] = "#!/bin/sh\necho mine\n"
     repo = make_repo(files)
@@ -301,7 +299,7 @@ def test_a_system_information_program_does_not_make_a_test_opaque(make_repo, ran
 
 
 def test_a_module_a_thread_imports_belongs_to_the_test_that_ran_the_thread(make_repo, ran_log) -> None:
-    files = {k: v for k, v in FP_SAMPLE.items() if not k.startswith("tests/")}
+    files = dict(FP_SOURCES)
     files["shop/lazy.py"] = "FACTOR = 3\n\n\ndef triple(x):\n    return x * FACTOR\n"
     files["tests/test_thread.py"] = (
         "import threading\n\n"
