@@ -292,12 +292,8 @@ def _watch_unaudited_starts(recorder: Recorder) -> None:
         _posixsubprocess = None  # type: ignore[assignment]
 
     def unseen(argv: Any = None, executables: Any = None) -> None:
-        if argv is not None and recorder.system_info(argv, executables):
-            return
-        if recorder._active:
-            recorder.opaque.add(recorder.context)
-            if recorder.in_child:
-                recorder.child_saw[0] = 1
+        if recorder._active and not (argv is not None and recorder.system_info(argv, executables)):
+            recorder.mark_opaque()
 
     fork_exec = getattr(_posixsubprocess, "fork_exec", None)
 
@@ -343,7 +339,6 @@ class Recorder:
         self.in_child = False
         self.main_thread = threading.get_ident()
         self.child_saw = mmap.mmap(-1, 1)
-        self._noted = 0  # reads, listings and subprocesses noted so far
         if hasattr(os, "register_at_fork"):  # POSIX
             os.register_at_fork(after_in_child=self._forked)
         sys.addaudithook(self._audit)
@@ -373,8 +368,7 @@ class Recorder:
         return True
 
     def register(self, path: str, digest: str, names: list[str]) -> _Module:
-        if self.in_child:  # a module first imported in a forked child: its hits stay in the child
-            self.child_saw[0] = 1
+        self._child_noted()  # a module first imported in a forked child: its hits stay in the child
         rel = self._rel(path) or path
         mod = self.modules.get(rel)
         if mod is None or mod.digest != digest or mod.names != names:
@@ -423,6 +417,16 @@ class Recorder:
     def _forked(self) -> None:
         self.in_child = True
 
+    def _child_noted(self) -> None:
+        """A forked child noted a read, a listing or a process: its test is opaque (see `flush`)."""
+        if self.in_child:
+            self.child_saw[0] = 1
+
+    def mark_opaque(self) -> None:
+        """The current context started a process whose code ect cannot see."""
+        self.opaque.add(self.context)
+        self._child_noted()
+
     def system_info(self, argv: Any, executables: Any = None, env: Any = None) -> bool:
         """Whether `argv` runs one of `_SYSTEM_INFO` from outside the repository on no repository path."""
         import shutil
@@ -450,7 +454,6 @@ class Recorder:
         if event not in _WATCHED or self._in_hook or not self._active:
             return
         self._in_hook = True
-        noted = self._noted
         try:
             if event == "open":
                 path, mode = args[0], args[1]
@@ -463,21 +466,16 @@ class Recorder:
             elif event in _C_READS:
                 if args and isinstance(args[0], (str, bytes, os.PathLike)):
                     self._note(self.reads, args[0])
-            elif event == "subprocess.Popen" and self.system_info(
+            elif event != "subprocess.Popen" or not self.system_info(
                 args[1] if isinstance(args[1], (list, tuple)) else [args[1]],
                 [args[0]] if args[0] else None,
                 args[3] if len(args) > 3 else None,
             ):
-                pass
-            else:
-                self.opaque.add(self.context)
-                self._noted += 1
+                self.mark_opaque()
         except Exception:  # an audit hook must never break the test
             pass
         finally:
             self._in_hook = False
-            if self.in_child and self._noted != noted:
-                self.child_saw[0] = 1
 
     def _source_read(self, path: object) -> bool:
         """Note a repository `.py`/`.pyc` file being opened; True when `path` is one.
@@ -499,7 +497,7 @@ class Recorder:
             return True
         if full.endswith(".py") and not _read_by_machinery(sys._getframe(2)):
             self.reads.setdefault(self.context, set()).add(rel)
-            self._noted += 1
+            self._child_noted()
         else:
             self.loaded.add(rel)
         return True
@@ -515,7 +513,7 @@ class Recorder:
         rel = self._rel(full)
         if rel is not None:
             table.setdefault(self.context, set()).add(rel)
-            self._noted += 1
+            self._child_noted()
 
     def finish(self) -> None:
         """Write `raw-<pid>.json` into the output directory."""

@@ -413,10 +413,7 @@ class Store:
         ).fetchone()[0]
         old = conn.execute("SELECT id FROM records WHERE test = ? AND fp = ?", (test, rec.fp)).fetchone()
         if old is not None:  # the same fingerprint: the same dependencies, stored already
-            conn.execute(
-                "UPDATE records SET outcome = ?, duration = ?, ts = ? WHERE id = ?",
-                (rec.outcome, rec.duration, rec.ts, old[0]),
-            )
+            self.touch_records(conn, [(old[0], rec)])
             return
         via = rec.deps.get("via")
         rid = conn.execute(
