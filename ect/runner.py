@@ -207,8 +207,7 @@ class _Tee(threading.Thread):
         self.pipe, self.stream, self.keep, self.hold = pipe, stream, keep, hold
         self.chunks: list[str] = []
         self.size = 0
-        self.held: list[str] = []  # streamed output waiting for `hold` (bounded by `keep`)
-        self.held_size = 0
+        self.holding = hold is not None  # nothing shown yet: all of it is the tail in `chunks`
 
     def run(self) -> None:
         import codecs
@@ -217,6 +216,8 @@ class _Tee(threading.Thread):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         fd = self.pipe.fileno()
         while True:
+            if self.holding and self.stream and self.hold is not None and self.hold.decided:
+                self.show("")  # released while the pipe was quiet: what it held, now
             if self.hold is not None and not self.hold.decided:
                 try:  # wake up now and then to let held output through once released
                     if not select.select([fd], [], [], 0.1)[0]:
@@ -240,19 +241,13 @@ class _Tee(threading.Thread):
                 break
 
     def show(self, text: str) -> None:
-        if self.hold is not None and not self.hold.decided:
-            self.held.append(text)
-            self.held_size += len(text)
-            if self.held_size > 2 * self.keep:
-                joined = "".join(self.held)[-self.keep :]
-                self.held, self.held_size = [joined], len(joined)
-            return
-        if self.hold is not None and not self.hold.shown:
-            self.held, self.held_size = [], 0
-            return
-        if self.held:
-            text = "".join(self.held) + text
-            self.held, self.held_size = [], 0
+        """Write `text` (already in `chunks`); while held, nothing, and once the gate opens, the tail."""
+        if self.holding:
+            assert self.hold is not None
+            if not self.hold.decided or not self.hold.shown:
+                return
+            self.holding = False
+            text = self.text
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.write(text)
             sys.stdout.flush()
