@@ -69,6 +69,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         except Exception:  # unknown pytest internals: the fixtures' code stays global (more tests)
             fixtures = []
         _recorder.start_test(item.nodeid, fixtures)
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) is True:
+            _recorder.harvest_users.add(item.nodeid)
     yield
     if _recorder is not None:
         _recorder.switch(IMPORT_TIME)

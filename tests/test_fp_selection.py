@@ -438,3 +438,39 @@ def test_a_test_file_the_full_suite_does_not_collect_is_not_selected(make_repo, 
     assert proc.returncode == 0, proc.stdout
     assert ran_log() == ["test_gross"]
     assert "tests/cases/test_case_input.py: the full suite does not collect it" in proc.stdout
+
+
+PROPERTY_TEST = """
+from hypothesis import given, settings, strategies as st
+
+import shop.menu  # loaded, never run here: hypothesis harvests its literals all the same
+from shop.prices import net
+
+
+@settings(max_examples=200, database=None, derandomize=True)  # a 5% draw harvests
+@given(st.integers())
+def test_net_doubles(x):
+    assert net(x) == 2 * x
+"""
+
+
+def test_a_property_test_depends_on_the_literals_hypothesis_harvests_not_on_their_code(make_repo) -> None:
+    # hypothesis reads every local module's source for its constants (seeds for its examples): a
+    # changed literal can change what the test generates, a changed comparison or call cannot
+    pytest.importorskip("hypothesis")
+    files = dict(FP_SOURCES)
+    files["tests/test_prop.py"] = PROPERTY_TEST
+    # runs later: draws on the harvest the first test read (hypothesis keeps it for the process)
+    files["tests/test_prop_later.py"] = PROPERTY_TEST.replace("test_net_doubles", "test_net_again")
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/menu.py", "return len(items)", "return len(list(items))")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert "none of its tests executed the change" in proc.stdout and "test_net_" not in proc.stdout
+    edit(repo, "shop/menu.py", '"menu.txt"', '"menu.txt" if True else "menu.md"')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert "test_net_doubles: read the literal constants of shop/menu.py, which changed" in proc.stdout
+    assert "test_net_again: read the literal constants of shop/menu.py, which changed" in proc.stdout
+    assert "2 passed" in proc.stdout  # not the sample's own tests

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from types import CodeType, ModuleType
 from typing import Any
 
+from ect.fingerprints import constants
 from ect.fingerprints.blocks import SKELETON, block_nodes
 
 IMPORT_TIME = ""
@@ -72,6 +73,19 @@ def file_digest(path: str | os.PathLike[str]) -> str | None:
             return digest_bytes(fh.read())
     except OSError:
         return None
+
+
+def read_digest(root: str | os.PathLike[str], path: str) -> str | None:
+    """The digest of a recorded read: the file's, or for a constants read, see `constants`."""
+    source = constants.source_of(path)
+    if source is None:
+        return file_digest(os.path.join(root, path))
+    try:
+        with open(os.path.join(root, source), "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return constants.combined(digest_bytes(data), data)
 
 
 def listing_digest(path: str | os.PathLike[str]) -> str | None:
@@ -332,6 +346,8 @@ class Recorder:
         self.loaded: set[str] = set()  # repository .py files imported (by any loader) or shown
         self.tests: list[str] = []  # node ids of the tests that ran, in order
         self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
+        # tests that draw on a process-wide constants harvest (hypothesis'), whichever test read it
+        self.harvest_users: set[str] = set()
         self._in_hook = False
         self._active = True
         # in a forked child: what it reads or starts, or a module it imports, cannot reach this
@@ -495,11 +511,14 @@ class Recorder:
         rel = self._rel(source) if source.startswith(self.prefix) else None
         if rel is None:
             return True
-        if full.endswith(".py") and not _read_by_machinery(sys._getframe(2)):
-            self.reads.setdefault(self.context, set()).add(rel)
-            self._child_noted()
-        else:
+        reader = _reader(sys._getframe(2)) if full.endswith(".py") else None
+        if reader is None or _is_machinery(reader):
             self.loaded.add(rel)
+        else:
+            self.reads.setdefault(self.context, set()).add(
+                constants.constants_path(rel) if constants.is_harvester(reader) else rel
+            )
+            self._child_noted()
         return True
 
     def _note(self, table: dict[str, set[str]], path: object) -> None:
@@ -530,6 +549,9 @@ class Recorder:
             for ctx, files in self.hits.items()
         }
         att = attribute(self.tests, self.fixture_users, hits, self.reads, self.dirs, self.opaque)
+        harvested = {p for paths in self.reads.values() for p in paths if constants.source_of(p) is not None}
+        for nodeid in self.harvest_users & set(self.tests) if harvested else ():
+            att.reads.setdefault(nodeid, set()).update(harvested)
         data_files = {p for paths in self.reads.values() for p in paths}
         listed = {p for paths in self.dirs.values() for p in paths}
         out = {
@@ -540,7 +562,7 @@ class Recorder:
             "modules": {rel: m.digest for rel, m in self.modules.items()},
             "reads": {c: sorted(p) for c, p in att.reads.items()},
             "dirs": {c: sorted(p) for c, p in att.dirs.items()},
-            "data_digests": {p: file_digest(os.path.join(self.root, p)) for p in data_files},
+            "data_digests": {p: read_digest(self.root, p) for p in data_files},
             "dir_digests": {p: listing_digest(os.path.join(self.root, p)) for p in listed},
             "opaque": sorted(att.opaque),
             "loaded": sorted(self.loaded | set(self.modules)),
@@ -568,16 +590,20 @@ _MACHINERY = ("importlib", "_pytest", "linecache.py", "traceback.py", "warnings.
 _HELPERS = ("pathlib.py", "tokenize.py", "codecs.py", "genericpath.py", "posixpath.py", "/io.py")
 
 
-def _read_by_machinery(frame: Any) -> bool:
-    """Whether the import system or reporting code (not the test's own code) opened a source:
-    the nearest caller that is not a file-opening helper decides."""
+def _reader(frame: Any) -> str | None:
+    """The file of the nearest caller that is not a file-opening helper (None: too deep to tell)."""
     depth = 0
     while frame is not None and depth < 30:
-        name = frame.f_code.co_filename
+        name: str = frame.f_code.co_filename
         if not name.endswith(_HELPERS):
-            return name.startswith("<frozen importlib") or any(part in name for part in _MACHINERY)
+            return name
         frame, depth = frame.f_back, depth + 1
-    return True
+    return None
+
+
+def _is_machinery(name: str) -> bool:
+    """Whether the import system or reporting code (not the test's own code) opened a source."""
+    return name.startswith("<frozen importlib") or any(part in name for part in _MACHINERY)
 
 
 COLLECT = "c:"

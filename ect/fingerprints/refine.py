@@ -23,8 +23,9 @@ from typing import Any
 
 from ect.changes import Change
 from ect.config import Config
+from ect.fingerprints import constants
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
-from ect.fingerprints.recorder import digest_bytes, file_digest, listing_digest
+from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
 from ect.fingerprints.skeleton import (
     Reader,
     SkeletonDelta,
@@ -66,19 +67,26 @@ class Current:
             return info.digest
         return self.data_digest(path)
 
-    def digest(self, kind: int, path: str) -> str:
-        """The current digest of a file version's path as `files` stores it ("" for none)."""
+    def changed(self, kind: int, path: str, digest: str) -> bool:
+        """Whether a file version as `files` stores it ("" for no file) is not the current one."""
         if kind == DATA:
-            now = self.data_digest(path)
-        elif kind == DIR:
-            now = self.dir_digest(path)
-        else:
-            now = self.py_digest(path)
-        return now or ""
+            return self.read_changed(path, digest or None)
+        now = self.dir_digest(path) if kind == DIR else self.py_digest(path)
+        return (now or "") != digest
+
+    def read_changed(self, path: str, digest: str | None) -> bool:
+        """Whether a recorded read's digest no longer holds (a constants read: its literals)."""
+        source = constants.source_of(path)
+        if source is None or digest is None:
+            return self.data_digest(path) != digest
+        if self.py_digest(source) == digest.split(":", 1)[0]:
+            return False  # the same file: no need to parse it
+        now = self.data_digest(path)
+        return now is None or now.split(":", 1)[1] != digest.split(":", 1)[-1]
 
     def data_digest(self, path: str) -> str | None:
         if path not in self._data:
-            self._data[path] = file_digest(self.root / path)
+            self._data[path] = read_digest(self.root, path)
         return self._data[path]
 
     def dir_digest(self, path: str) -> str | None:
@@ -253,8 +261,8 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 read = ", ".join(sorted(delta.names)[:3]) or "its default values"
                 reasons.append(f"{how}, which reads {read} (module level of {path} changed)")
     for path, digest in rec.deps.get("data", {}).items():
-        if cur.data_digest(path) != digest:
-            reasons.append(f"read {path}, which changed")
+        if cur.read_changed(path, digest):
+            reasons.append(f"read {constants.describe(path)}, which changed")
     for path, digest in rec.deps.get("dirs", {}).items():
         if cur.dir_digest(path) != digest:
             reasons.append(f"listed directory {path}, whose entries changed")
@@ -352,8 +360,10 @@ def refine(
         )
     import_reads = _meta_json(store, "import_reads")
     for path, digest in import_reads.items():
-        if cur.data_digest(path) != digest and any(c.path == path for c in changes):
-            sel.run_all_reasons.append(f"{path} changed and is read at import time (not by one test)")
+        source = constants.source_of(path) or path
+        if any(c.path == source for c in changes) and cur.read_changed(path, digest):
+            what = "is" if source == path else "its literal constants are"
+            sel.run_all_reasons.append(f"{source} changed and {what} read at import time (not by one test)")
     if sel.run_all:
         return sel
 
@@ -368,7 +378,7 @@ def refine(
     versions = {
         fid: (kind, path, digest)
         for fid, kind, path, digest in all_versions
-        if cur.digest(kind, path) != digest
+        if cur.changed(kind, path, digest)
     }
     reach_memo: dict[int, Reach] = {}
     readers = _find_readers(cur, versions, versions_with_blocks)
