@@ -78,6 +78,10 @@ def test_a_changed_name_read_by_a_decorator_or_class_body_keeps_the_whole_module
     # a star import may shadow any builtin: no call counts as pure
     star = "from os import *\nX = len('ab')\n"
     assert _delta(star, star.replace("'ab'", "'abc'")) is None
+    # nor once a function body rebinds it (`global len` would reach the module's own call)
+    shadow = "X = len('ab')\n\ndef f():\n    global len\n    len = print\n"
+    assert _delta(shadow, shadow.replace("'ab'", "'abc'")) is None
+    assert _delta("X = len('ab')\n", "X = len('abc')\n") is not None
 
 
 def test_readers_are_found_by_name_alias_string_and_dynamic_access() -> None:

@@ -15,6 +15,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ect.fingerprints.constants import tree_literals_digest
+
 SKELETON = "<module>"
 _MEMO_DECORATORS = frozenset(
     {"lru_cache", "cache", "cached", "cached_property", "cachedmethod", "memoize", "memoized", "memoise"}
@@ -39,6 +41,8 @@ class FileBlocks:
     spans: list[tuple[int, int, int, str]] = field(default_factory=list)
     # memoised blocks (`@lru_cache`, `@cache`, ...): later callers get results without running them
     memo: list[str] = field(default_factory=list)
+    # `constants.tree_literals_digest` of the file, when asked for (a harvester read it)
+    literals: str | None = None
 
     def block_at(self, line: int) -> str:
         """The block an executed line belongs to (header lines belong to the skeleton)."""
@@ -58,7 +62,15 @@ class FileBlocks:
         return cached
 
     def to_json(self) -> dict[str, object]:
-        return {"skeleton": self.skeleton, "blocks": self.blocks, "spans": self.spans, "memo": self.memo}
+        out: dict[str, object] = {
+            "skeleton": self.skeleton,
+            "blocks": self.blocks,
+            "spans": self.spans,
+            "memo": self.memo,
+        }
+        if self.literals is not None:
+            out["literals"] = self.literals
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> FileBlocks:
@@ -116,10 +128,14 @@ def block_nodes(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.Async
     return out
 
 
-def parse_blocks(source: bytes | str, filename: str = "<file>") -> FileBlocks:
-    """Blocks of `source`; raises SyntaxError/ValueError when it does not parse."""
+def parse_blocks(source: bytes | str, filename: str = "<file>", literals: bool = False) -> FileBlocks:
+    """Blocks of `source` (and its literals digest if asked); raises SyntaxError/ValueError when
+    it does not parse."""
     tree = ast.parse(source, filename)
     result = FileBlocks(skeleton="")
+    if literals:
+        size = len(source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass"))
+        result.literals = tree_literals_digest(tree, size)
     for key, node in block_nodes(tree):
         if any(_decorator_name(d) in _MEMO_DECORATORS for d in node.decorator_list):
             result.memo.append(key)

@@ -45,35 +45,42 @@ def is_harvester(filename: str) -> bool:
 
 def literals_digest(data: bytes) -> str:
     """A digest of every literal in `data` with its context; of the bytes when they do not parse."""
-    found: set[tuple[str, str, str]] = set()
     try:
         if len(data) > _PARSE_LIMIT:
             raise ValueError("too big to parse")
-        _collect(ast.parse(data), "", found)
+        tree = ast.parse(data)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "bytes-" + hashlib.blake2b(data, digest_size=16).hexdigest()
-    text = "\n".join("\t".join(item) for item in sorted(found))
-    size = "big" if len(data) > _HARVEST_LIMIT else "small"
-    return hashlib.blake2b(f"{size}\n{text}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return tree_literals_digest(tree, len(data))
 
 
-def _collect(node: ast.AST, context: str, found: set[tuple[str, str, str]]) -> None:
-    stack = [(node, context)]
+def tree_literals_digest(tree: ast.AST, size: int) -> str:
+    """`literals_digest` of a parsed source of `size` bytes (call it before changing the tree)."""
+    found: set[tuple[str, str, str]] = set()
+    add = found.add
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
     while stack:
-        node, context = stack.pop()
-        if isinstance(node, ast.Constant):
-            found.add((context, type(node.value).__name__, repr(node.value)))
-            continue
-        for child in ast.iter_child_nodes(node):
-            if isinstance(node, ast.JoinedStr) or context == "f":
-                inner = "f"
-            elif isinstance(node, ast.Expr):
-                inner = "expr"
-            elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-                inner = "neg"
-            else:
-                inner = ""
-            stack.append((child, inner))
+        node, in_fstring = stack.pop()
+        kind = type(node)
+        in_fstring = in_fstring or kind is ast.JoinedStr
+        for field in node._fields:
+            value = getattr(node, field, None)
+            for child in value if type(value) is list else (value,):
+                if type(child) is ast.Constant:
+                    if in_fstring:
+                        context = "f"
+                    elif kind is ast.Expr:
+                        context = "expr"
+                    elif kind is ast.UnaryOp and type(node.op) is ast.USub:  # type: ignore[attr-defined]
+                        context = "neg"
+                    else:
+                        context = ""
+                    add((context, type(child.value).__name__, repr(child.value)))
+                elif isinstance(child, ast.AST):
+                    stack.append((child, in_fstring))
+    text = "\n".join("\t".join(item) for item in sorted(found))
+    big = "big" if size > _HARVEST_LIMIT else "small"
+    return hashlib.blake2b(f"{big}\n{text}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def combined(content_digest: str, data: bytes) -> str:

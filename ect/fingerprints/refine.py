@@ -60,6 +60,7 @@ class Current:
     changed_names: dict[str, frozenset[str]] = field(default_factory=dict)  # path -> its changed names
     called: frozenset[str] = frozenset()  # changed names that a plain call does not read (functions)
     escaped: dict[str, str] = field(default_factory=dict)  # path -> why its names may be read dynamically
+    harvested: set[str] = field(default_factory=set)  # sources some test read for their literals
 
     def py_digest(self, path: str) -> str | None:
         info = self.graph.infos.get(path)
@@ -81,6 +82,9 @@ class Current:
             return self.data_digest(path) != digest
         if self.py_digest(source) == digest.split(":", 1)[0]:
             return False  # the same file: no need to parse it
+        blocks = self.blocks(source) if source in self.graph.infos else None
+        if blocks is not None and blocks.literals is not None:  # parsed once for blocks and literals
+            return blocks.literals != digest.split(":", 1)[-1]
         now = self.data_digest(path)
         return now is None or now.split(":", 1)[1] != digest.split(":", 1)[-1]
 
@@ -103,13 +107,16 @@ class Current:
 
     def _parse(self, path: str) -> FileBlocks | None:
         digest = self.py_digest(path)
+        literals = path in self.harvested
         cached = self.store.cached_blocks(digest) if digest else None
-        if cached is not None:
+        if cached is not None and (cached.get("literals") or not literals):
             memo = list(cached.get("memo", []))
-            return FileBlocks(str(cached["skeleton"]), dict(cached["blocks"]), memo=memo)
+            found = FileBlocks(str(cached["skeleton"]), dict(cached["blocks"]), memo=memo)
+            found.literals = cached.get("literals")
+            return found
         try:
             data = (self.root / path).read_bytes()
-            found = parse_blocks(data, path)
+            found = parse_blocks(data, path, literals)
         except (OSError, SyntaxError, ValueError):
             return None
         if digest and digest_bytes(data) == digest:  # the content the graph saw: safe to cache
@@ -202,6 +209,14 @@ class Current:
         return self._versions[key]
 
 
+def _via(rec: Record) -> dict[str, dict[str, str]]:
+    """The rules that charged blocks to the record's test (decoded when a reason needs them)."""
+    if "via_json" in rec.deps:
+        rec.deps["via"] = json.loads(rec.deps.pop("via_json"))
+    via: dict[str, dict[str, str]] = rec.deps.get("via", {})
+    return via
+
+
 def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[str]:
     """Why `rec` no longer describes the test (empty: it still does)."""
     reasons: list[str] = []
@@ -211,7 +226,6 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         reasons.append(f"{rec.outcome} last time")
     if rec.deps.get("opaque"):
         reasons.append("it starts a subprocess, whose code ect cannot see: runs on every change")
-    via: dict[str, dict[str, str]] = rec.deps.get("via", {})
     relevant = cur.relevant_names(rec) if cur.readers else set()
     for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
         if reasons and first_only:
@@ -252,7 +266,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         for name in names:
             if name == SKELETON:
                 continue
-            rule = via.get(path, {}).get(name)
+            rule = _via(rec).get(path, {}).get(name)
             how = f"{path}::{name} ran {rule}" if rule else f"executed {path}::{name}"
             if old["blocks"].get(name) != new.blocks.get(name):
                 gone = name not in new.blocks
@@ -324,6 +338,7 @@ def refine(
     cur = Current(root, graph, env, store)
     versions_with_blocks = {path for path, _ in store.known_versions()}
     data_read = store.data_paths()
+    cur.harvested = {s for s in map(constants.source_of, data_read) if s is not None}
     tests = [f for f in graph.files if _is_test(f, cfg)]
     known = {
         f

@@ -134,7 +134,8 @@ class _Module:
         self.star = any(
             isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in tree.body
         )
-        self.bound = self._bound(tree)
+        self._tree = tree  # for `bound`, computed only when a call must be judged
+        self._bound_names: set[str] | None = None
         self.stmts, self.blocks = _skeletonise(tree)
         self.digests = [_digest(s) for s in self.stmts]
         self.top_defs: dict[str, int] = {}
@@ -146,8 +147,15 @@ class _Module:
         """One top-level `def` of that name, whose block key is the name itself."""
         return self.top_defs.get(name) == 1 and name in self.blocks and f"{name}#2" not in self.blocks
 
+    @property
+    def bound(self) -> set[str]:
+        """Every name the module binds anywhere (a shadowed builtin is not pure)."""
+        if self._bound_names is None:  # the skeleton, and the block bodies `_skeletonise` cut off
+            self._bound_names = self._bound(self._tree).union(*map(self._bound, self.blocks.values()))
+        return self._bound_names
+
     @staticmethod
-    def _bound(tree: ast.Module) -> set[str]:
+    def _bound(tree: ast.AST) -> set[str]:
         names: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):

@@ -247,7 +247,7 @@ class Store:
         for rid, nodeid, file, fp, outcome, duration, renv, ts, opaque, via in rows:
             deps: dict[str, Any] = {"py": {}, "data": {}, "dirs": {}, "opaque": bool(opaque)}
             if via:
-                deps["via"] = json.loads(via)
+                deps["via_json"] = via  # decoded by `refine.what_changed` only for a reason it gives
             by_id[rid] = Record(nodeid, file, fp, outcome, duration, renv, ts, deps)
         if not by_id:
             return {}
