@@ -292,6 +292,18 @@ class InstrumentingFinder:
         return new
 
 
+def _audit_hook(audit: Any) -> Any:
+    """The hook for `sys.addaudithook`: it sees every event (`id()`, attribute access: tens of
+    thousands in a suite), so it filters in a plain function before calling the recorder's method
+    (a bound method as the hook cost 1.6 us per event, this 0.5 us)."""
+
+    def hook(event: str, args: tuple[Any, ...], watched: frozenset[str] = _WATCHED) -> None:
+        if event in watched:
+            audit(event, args)
+
+    return hook
+
+
 def _watch_unaudited_starts(recorder: Recorder) -> None:
     """Child processes no audit event announces: multiprocessing's "spawn" and "forkserver" start
     methods (`_posixsubprocess.fork_exec`, a request to the fork server) raise none in this process.
@@ -357,7 +369,7 @@ class Recorder:
         self.child_saw = mmap.mmap(-1, 1)
         if hasattr(os, "register_at_fork"):  # POSIX
             os.register_at_fork(after_in_child=self._forked)
-        sys.addaudithook(self._audit)
+        sys.addaudithook(_audit_hook(self._audit))
         _watch_unaudited_starts(self)
         sys.meta_path.insert(0, InstrumentingFinder(self))
 
@@ -467,7 +479,7 @@ class Recorder:
             return False
 
     def _audit(self, event: str, args: tuple[Any, ...]) -> None:
-        if event not in _WATCHED or self._in_hook or not self._active:
+        if self._in_hook or not self._active:
             return
         self._in_hook = True
         try:
