@@ -607,7 +607,7 @@ def _reader(frame: Any) -> str | None:
     depth = 0
     while frame is not None and depth < 30:
         name: str = frame.f_code.co_filename
-        if not name.endswith(_HELPERS):
+        if not name.endswith(_HELPERS) and name != __file__:  # the recorder's own frames: the hook
             return name
         frame, depth = frame.f_back, depth + 1
     return None
