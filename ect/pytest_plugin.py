@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, Recorder, fixture_key, start_from_env
+from ect.fingerprints.statements import cached_narrowed_statements, trace_module_import
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
@@ -112,9 +113,19 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, N
         yield
         return
     previous = _recorder.switch(COLLECT + collector.nodeid)
+    stop = None
+    if isinstance(collector, pytest.Module):
+        try:  # a parametrize decorator's code reaches its own test only (`statements`)
+            path = str(collector.path)
+            spans = cached_narrowed_statements(path, os.environ.get("ECT_FP_CODE_CACHE"))
+            stop = trace_module_import(path, spans, COLLECT + collector.nodeid, _recorder.switch)
+        except Exception:  # unknown pytest internals: the module's tests get it all, as before
+            stop = None
     try:
         yield
     finally:
+        if stop is not None:
+            stop()
         _recorder.switch(previous)
 
 

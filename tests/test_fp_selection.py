@@ -474,3 +474,52 @@ def test_a_property_test_depends_on_the_literals_hypothesis_harvests_not_on_thei
     assert "test_net_doubles: read the literal constants of shop/menu.py, which changed" in proc.stdout
     assert "test_net_again: read the literal constants of shop/menu.py, which changed" in proc.stdout
     assert "2 passed" in proc.stdout  # not the sample's own tests
+
+
+PARAMETRISED_TEST = """
+import pytest
+
+from shop.codes import code, other_code
+from shop.menu import count
+
+
+@pytest.mark.parametrize("c", [code(1)])
+def test_code(c):
+    assert c == "#1"
+
+
+@pytest.mark.parametrize("n", [2])
+def test_count(n):
+    assert count([1, 2]) == n
+
+
+def test_other():
+    assert count([1]) == 1
+
+
+def _register(*values):
+    return lambda f: f
+
+
+@_register(other_code(1))  # not a mark: what it runs may reach any test of the module
+def test_registered():
+    assert True
+"""
+
+
+def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module(make_repo) -> None:
+    files = dict(FP_SOURCES)
+    files["shop/codes.py"] = 'def code(k):\n    return f"#{k}"\n\n\ndef other_code(k):\n    return k\n'
+    files["tests/test_params.py"] = PARAMETRISED_TEST
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/codes.py", 'return f"#{k}"', 'return f"#{k}!"')  # test_code's arguments only
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    reason = "shop/codes.py::code ran while collecting tests/test_params.py::test_code, which changed"
+    assert reason in proc.stdout, proc.stdout
+    assert "1 failed, 3 deselected" in proc.stdout, proc.stdout  # test_code alone
+    # other_code runs in a decorator that is not a mark: every test of the module
+    edit(repo, "shop/codes.py", "return k\n", "return k + 0\n")
+    proc = check(repo, "--explain")
+    assert "1 failed, 3 passed" in proc.stdout, proc.stdout

@@ -642,6 +642,8 @@ def _enclosing(nodeid: str) -> list[str]:
     out = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     names = rest.split("::") if rest else []
     out.extend(path + "::" + "::".join(names[:i]) for i in range(1, len(names)))
+    if names:  # the test function, whatever its parameters (`statements`: its decorators' code)
+        out.append(nodeid.split("[", 1)[0])
     return out
 
 
@@ -683,7 +685,10 @@ def attribute(
         if ctx.startswith(FIXTURE):
             found = sorted(fixture_users.get(ctx, set()) & ran)
         else:
-            found = sorted(under.get(ctx[len(COLLECT) :], []))
+            collector = ctx[len(COLLECT) :]
+            found = sorted(under.get(collector, []))
+            if not found and "::" in collector:  # a test function that did not run: its module's tests
+                found = sorted(under.get(collector.split("::", 1)[0], []))
         return found or [IMPORT_TIME]
 
     att = Attribution()

@@ -1,0 +1,132 @@
+"""Which test a test module's top-level statement feeds, while pytest imports the module.
+
+Code a test module runs when it is imported belongs to all its tests (`recorder.attribute`),
+except where a statement can reach one test function only: the `pytest.mark` decorators
+and default values of a top-level `def test...` that the module names nowhere else
+(`@pytest.mark.parametrize("d", [relativedelta(...)])` reaches that function's parameters).
+pytest's assertion rewriter compiles test modules, so ect does not instrument them; while
+pytest imports one, a trace function on the module's own frame moves the recorder's context
+to `c:<module>::<test>` for those statements and back to `c:<module>` for every other one.
+Nothing is traced when another tracer (coverage, a debugger) is active.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+_VERSION = "1"  # of `narrowed_statements`' rules, in the cache's file names
+_MAX_LINES = 200_000  # line events traced per module; past that the module's whole rule applies
+
+
+def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
+    """(first line, last line, test function) of each top-level `def test...` whose
+    decorators are all `pytest.mark` marks and whose name occurs once in the source."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    if not any(
+        isinstance(s, ast.Import) and any(a.name == "pytest" and a.asname is None for a in s.names)
+        for s in tree.body
+    ):
+        return []
+    out = []
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) or not stmt.name.startswith("test"):
+            continue
+        if not all(_is_mark(d) for d in stmt.decorator_list):
+            continue
+        if len(re.findall(rb"\b" + re.escape(stmt.name.encode()) + rb"\b", source)) != 1:
+            continue  # aliased, reassigned, named in a string: its marks may reach other tests
+        start = min([stmt.lineno, *(d.lineno for d in stmt.decorator_list)])
+        out.append((start, stmt.end_lineno or stmt.lineno, stmt.name))
+    return out
+
+
+def cached_narrowed_statements(path: str, cache_dir: str | None) -> list[tuple[int, int, str]]:
+    """`narrowed_statements` of the file at `path`, cached by content in `cache_dir`."""
+    try:
+        with open(path, "rb") as fh:
+            source = fh.read()
+    except OSError:
+        return []
+    if not cache_dir:
+        return narrowed_statements(source)
+    key = hashlib.blake2b(source, digest_size=16).hexdigest()
+    cache = os.path.join(cache_dir, f"{key}-{_VERSION}.statements.json")
+    try:
+        with open(cache, encoding="utf-8") as fh:
+            return [(int(a), int(b), str(c)) for a, b, c in json.load(fh)]
+    except (OSError, ValueError, TypeError):
+        pass  # missing or corrupt: computed again
+    spans = narrowed_statements(source)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(spans, fh)
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return spans
+
+
+def _is_mark(node: ast.expr) -> bool:
+    """`pytest.mark.<name>`, called or not (`pytest.mark.parametrize(...)`)."""
+    while isinstance(node, ast.Call):
+        node = node.func
+    attrs = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "pytest" and len(attrs) >= 2 and attrs[-1] == "mark"
+
+
+def trace_module_import(
+    filename: str, spans: list[tuple[int, int, str]], module_context: str, switch: Callable[[str], str]
+) -> Callable[[], None] | None:
+    """Start tracing the import of the test module `filename`; returns the function that stops
+    it (None when nothing is traced: no narrowed statement, or another tracer is set)."""
+    if not spans or sys.gettrace() is not None:
+        return None
+    starts = [s[0] for s in spans]
+    lines = [0]
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        try:  # an exception here would surface in the test module's import
+            if event == "line" and lines[0] < _MAX_LINES:
+                lines[0] += 1
+                line = frame.f_lineno
+                i = bisect.bisect_right(starts, line) - 1
+                inside = i >= 0 and line <= spans[i][1]
+                switch(f"{module_context}::{spans[i][2]}" if inside else module_context)
+                return local
+            if event == "exception":  # maybe caught at module level (`try: import x`)
+                return local
+            switch(module_context)  # the module's end, or too many lines: the module's rule
+        except Exception:
+            pass
+        frame.f_trace = None
+        stop()
+        return None
+
+    def start(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if event == "call" and code.co_name == "<module>" and code.co_filename == filename:
+            return local
+        return None
+
+    def stop() -> None:
+        if sys.gettrace() is start:
+            sys.settrace(None)
+
+    sys.settrace(start)
+    return stop

@@ -1,0 +1,86 @@
+"""Top-level statements of a test module that reach one test function (`ect.fingerprints.statements`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+
+from ect.fingerprints.statements import narrowed_statements, trace_module_import
+
+MODULE = textwrap.dedent(
+    """
+    import pytest
+
+    LIMIT = len("abc")
+
+
+    @pytest.mark.parametrize("x", [
+        len("ab"),
+    ])
+    @pytest.mark.slow
+    def test_narrowed(x, y=len("a")):
+        assert x
+
+
+    @register(len("xyz"))
+    def test_registered():
+        pass
+
+
+    def test_aliased():
+        pass
+
+
+    also = test_aliased
+
+
+    async def test_async(z=len("q")):
+        pass
+
+
+    def helper(w=len("w")):
+        pass
+    """
+).encode()
+
+
+def test_only_mark_decorated_test_functions_named_once_are_narrowed() -> None:
+    spans = narrowed_statements(MODULE)
+    assert [name for _, _, name in spans] == ["test_narrowed", "test_async"]
+    start, end, _ = spans[0]
+    lines = MODULE.decode().splitlines()
+    assert lines[start - 1].startswith("@pytest.mark.parametrize") and "assert x" in lines[end - 1]
+
+
+def test_without_import_pytest_or_with_a_syntax_error_nothing_is_narrowed() -> None:
+    assert narrowed_statements(MODULE.replace(b"import pytest\n", b"from pytest import mark\n")) == []
+    assert narrowed_statements(b"import pytest\ndef test_x(:\n") == []
+
+
+def test_the_import_is_traced_statement_by_statement_and_tracing_stops_after_it(tmp_path) -> None:
+    path = tmp_path / "test_sample.py"
+    path.write_text(
+        "import pytest\ntry:\n    import no_such_module\nexcept ImportError:\n    pass\nA = 1\n\n"
+        "@pytest.mark.parametrize('x', [A + 1])\ndef test_one(x):\n    pass\n\nB = 2\n"
+    )
+    switched: list[str] = []
+
+    def switch(ctx: str) -> str:
+        if not switched or switched[-1] != ctx:
+            switched.append(ctx)
+        return ctx
+
+    if sys.gettrace() is not None:  # under coverage or a debugger nothing is traced, by design
+        assert trace_module_import(str(path), narrowed_statements(path.read_bytes()), "c:m", switch) is None
+        return
+    stop = trace_module_import(str(path), narrowed_statements(path.read_bytes()), "c:m", switch)
+    assert stop is not None
+    try:
+        spec = importlib.util.spec_from_file_location("test_sample_traced", path)
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    finally:
+        stop()
+    assert switched == ["c:m", "c:m::test_one", "c:m"]
+    assert sys.gettrace() is None
