@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, Recorder, fixture_key, start_from_env
+from ect.fingerprints.recorder import COLLECT, HITS, IMPORT_TIME, Recorder, fixture_key, start_from_env
 from ect.fingerprints.statements import cached_narrowed_statements, trace_module_import
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 
@@ -114,11 +114,11 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, N
         return
     previous = _recorder.switch(COLLECT + collector.nodeid)
     stop = None
-    if isinstance(collector, pytest.Module):
+    if type(collector) is pytest.Module:  # a plain test module (not a doctest module, not a plugin's)
         try:  # a parametrize decorator's code reaches its own test only (`statements`)
             path = str(collector.path)
             spans = cached_narrowed_statements(path, os.environ.get("ECT_FP_CODE_CACHE"))
-            stop = trace_module_import(path, spans, COLLECT + collector.nodeid, _recorder.switch)
+            stop = trace_module_import(path, spans, COLLECT + collector.nodeid, _recorder.switch, HITS)
         except Exception:  # unknown pytest internals: the module's tests get it all, as before
             stop = None
     try:

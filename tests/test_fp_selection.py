@@ -513,6 +513,12 @@ def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module
     files["tests/test_params.py"] = PARAMETRISED_TEST
     repo = make_repo(files)
     assert check(repo, "--all").returncode == 0
+    # ect reading the test module for its statements is not a read by the module's tests
+    db = sqlite3.connect(repo / ".ect" / "fingerprints.db")
+    assert db.execute(
+        "SELECT COUNT(*) FROM files WHERE path = 'tests/test_params.py' AND kind = 2"
+    ).fetchone() == (0,)
+    db.close()
     edit(repo, "shop/codes.py", 'return f"#{k}"', 'return f"#{k}!"')  # test_code's arguments only
     proc = check(repo, "--explain")
     assert proc.returncode == 1, proc.stdout

@@ -614,8 +614,12 @@ def _reader(frame: Any) -> str | None:
 
 
 def _is_machinery(name: str) -> bool:
-    """Whether the import system or reporting code (not the test's own code) opened a source."""
-    return name.startswith("<frozen importlib") or any(part in name for part in _MACHINERY)
+    """Whether the import system, reporting code or ect's own recording (`statements` reads test
+    modules) opened a source, not the test's own code."""
+    return name.startswith(("<frozen importlib", _OWN_DIR)) or any(part in name for part in _MACHINERY)
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 COLLECT = "c:"

@@ -91,10 +91,16 @@ def _is_mark(node: ast.expr) -> bool:
 
 
 def trace_module_import(
-    filename: str, spans: list[tuple[int, int, str]], module_context: str, switch: Callable[[str], str]
+    filename: str,
+    spans: list[tuple[int, int, str]],
+    module_context: str,
+    switch: Callable[[str], str],
+    instrumented: str = "",
 ) -> Callable[[], None] | None:
     """Start tracing the import of the test module `filename`; returns the function that stops
-    it (None when nothing is traced: no narrowed statement, or another tracer is set)."""
+    it (None when nothing is traced: no narrowed statement, or another tracer is set). A module
+    whose globals hold `instrumented` is ect's to record (its import-time code belongs to every
+    importer): it is left alone."""
     if not spans or sys.gettrace() is not None:
         return None
     starts = [s[0] for s in spans]
@@ -121,6 +127,9 @@ def trace_module_import(
     def start(frame: Any, event: str, arg: Any) -> Any:
         code = frame.f_code
         if event == "call" and code.co_name == "<module>" and code.co_filename == filename:
+            if instrumented and instrumented in frame.f_globals:
+                stop()
+                return None
             return local
         return None
 
