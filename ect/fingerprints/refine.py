@@ -80,13 +80,14 @@ class Current:
         source = constants.source_of(path)
         if source is None or digest is None:
             return self.data_digest(path) != digest
-        if self.py_digest(source) == digest.split(":", 1)[0]:
+        content, _, literals = digest.partition(":")
+        if self.py_digest(source) == content:
             return False  # the same file: no need to parse it
         blocks = self.blocks(source) if source in self.graph.infos else None
         if blocks is not None and blocks.literals is not None:  # parsed once for blocks and literals
-            return blocks.literals != digest.split(":", 1)[-1]
+            return blocks.literals != literals
         now = self.data_digest(path)
-        return now is None or now.split(":", 1)[1] != digest.split(":", 1)[-1]
+        return now is None or now.partition(":")[2] != literals
 
     def data_digest(self, path: str) -> str | None:
         if path not in self._data:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import ast
 import bisect
-import hashlib
 import json
 import os
 import re
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from ect.fingerprints.recorder import digest_bytes
 
 _VERSION = "1"  # of `narrowed_statements`' rules, in the cache's file names
 _MAX_LINES = 200_000  # line events traced per module; past that the module's whole rule applies
@@ -60,7 +61,7 @@ def cached_narrowed_statements(path: str, cache_dir: str | None) -> list[tuple[i
         return []
     if not cache_dir:
         return narrowed_statements(source)
-    key = hashlib.blake2b(source, digest_size=16).hexdigest()
+    key = digest_bytes(source)
     cache = os.path.join(cache_dir, f"{key}-{_VERSION}.statements.json")
     try:
         with open(cache, encoding="utf-8") as fh:
