@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ect.fingerprints import draws
 from ect.fingerprints.recorder import COLLECT, HITS, IMPORT_TIME, Recorder, fixture_key, start_from_env
 from ect.fingerprints.statements import cached_narrowed_statements, trace_module_import
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
@@ -70,6 +71,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         except Exception:  # unknown pytest internals: the fixtures' code stays global (more tests)
             fixtures = []
         _recorder.start_test(item.nodeid, fixtures)
+        draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)
         if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) is True:
             _recorder.harvest_users.add(item.nodeid)
     yield
@@ -127,10 +129,13 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, N
         if stop is not None:
             stop()
         _recorder.switch(previous)
+        draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)  # the module may load hypothesis
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _results["rootpath"] = str(session.config.rootpath)
+    if _recorder is not None:
+        draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:

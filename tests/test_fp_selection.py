@@ -476,14 +476,56 @@ def test_a_property_test_depends_on_the_literals_hypothesis_harvests_not_on_thei
     assert "2 passed" in proc.stdout  # not the sample's own tests
 
 
+INNER_PROPERTY_TEST = """
+from hypothesis import given, settings, strategies as st
+
+from shop.prices import net
+
+
+def test_inner_property():  # not a hypothesis test itself: it draws through the function it calls
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(st.integers())
+    def inner(x):
+        assert net(x) == 2 * x
+
+    inner()
+
+
+def test_plain():
+    assert net(1) == 2
+"""
+
+
+def test_hypothesis_plugins_harvest_after_collection_reaches_the_tests_that_draw_not_every_test(
+    make_repo,
+) -> None:
+    # hypothesis' pytest plugin harvests the constants once collection ends, outside any test;
+    # only generated data can observe them: the tests that draw, @given or not, not the others
+    pytest.importorskip("hypothesis")
+    files = dict(FP_SOURCES)
+    plugin = '    [tool.ect]\n    pytest_plugins = ["_hypothesis_pytestplugin"]\n'
+    files["pyproject.toml"] = FP_SAMPLE["pyproject.toml"] + plugin
+    files["tests/test_prop.py"] = PROPERTY_TEST
+    files["tests/test_inner.py"] = INNER_PROPERTY_TEST
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    edit(repo, "shop/menu.py", '"menu.txt"', '"menu.txt" if True else "menu.md"')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert "running all tests" not in proc.stdout, proc.stdout
+    assert "test_net_doubles: read the literal constants of shop/menu.py, which changed" in proc.stdout
+    assert "test_inner_property: read the literal constants of shop/menu.py, which changed" in proc.stdout
+    assert "test_plain" not in proc.stdout and "2 passed" in proc.stdout, proc.stdout
+
+
 PARAMETRISED_TEST = """
 import pytest
 
-from shop.codes import code, other_code
+from shop.codes import code, other_code, table
 from shop.menu import count
 
 
-@pytest.mark.parametrize("c", [code(1)])
+@pytest.mark.parametrize("c", [code(1)], ids=["one"])
 def test_code(c):
     assert c == "#1"
 
@@ -504,12 +546,22 @@ def _register(*values):
 @_register(other_code(1))  # not a mark: what it runs may reach any test of the module
 def test_registered():
     assert True
+
+
+class TestTable:
+    TABLE = table(2)  # runs at import: it reaches this class's tests only
+
+    def test_table(self):
+        assert self.TABLE == [0, 1]
 """
 
 
 def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module(make_repo) -> None:
     files = dict(FP_SOURCES)
-    files["shop/codes.py"] = 'def code(k):\n    return f"#{k}"\n\n\ndef other_code(k):\n    return k\n'
+    files["shop/codes.py"] = (
+        'def code(k):\n    return f"#{k}"\n\n\ndef other_code(k):\n    return k\n\n\n'
+        "def table(n):\n    return list(range(n))\n"
+    )
     files["tests/test_params.py"] = PARAMETRISED_TEST
     repo = make_repo(files)
     assert check(repo, "--all").returncode == 0
@@ -524,8 +576,14 @@ def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module
     assert proc.returncode == 1, proc.stdout
     reason = "shop/codes.py::code ran while collecting tests/test_params.py::test_code, which changed"
     assert reason in proc.stdout, proc.stdout
-    assert "1 failed, 3 deselected" in proc.stdout, proc.stdout  # test_code alone
+    assert "1 failed, 4 deselected" in proc.stdout, proc.stdout  # test_code alone
+    # a class body's code: that class's tests
+    edit(repo, "shop/codes.py", "list(range(n))", "list(range(n + 1))")
+    proc = check(repo, "--explain")
+    reason = "shop/codes.py::table ran while collecting tests/test_params.py::TestTable, which changed"
+    assert reason in proc.stdout, proc.stdout
+    assert "2 failed, 3 deselected" in proc.stdout, proc.stdout  # test_table, and test_code failed last time
     # other_code runs in a decorator that is not a mark: every test of the module
     edit(repo, "shop/codes.py", "return k\n", "return k + 0\n")
     proc = check(repo, "--explain")
-    assert "1 failed, 3 passed" in proc.stdout, proc.stdout
+    assert "2 failed, 3 passed" in proc.stdout, proc.stdout

@@ -10,6 +10,9 @@ from ect.fingerprints.statements import narrowed_statements, trace_module_import
 
 MODULE = textwrap.dedent(
     """
+    import functools
+    import unittest
+
     import pytest
 
     LIMIT = len("abc")
@@ -41,20 +44,43 @@ MODULE = textwrap.dedent(
 
     def helper(w=len("w")):
         pass
+
+
+    @pytest.mark.slow
+    @unittest.skipIf(len("") > 0, "never")
+    class TestNarrowedClass(unittest.TestCase):
+        TABLE = len("table")
+
+        def test_it(self):
+            assert TestNarrowedClass.TABLE
+
+
+    class Base:
+        SHARED = len("shared")
+
+
+    class TestSub(Base):
+        pass
+
+
+    @functools.total_ordering
+    class TestDecorated:
+        pass
     """
 ).encode()
 
 
-def test_only_mark_decorated_test_functions_named_once_are_narrowed() -> None:
+def test_only_mark_decorated_test_functions_and_classes_named_once_are_narrowed() -> None:
     spans = narrowed_statements(MODULE)
-    assert [name for _, _, name in spans] == ["test_narrowed", "test_async"]
+    assert [name for _, _, name in spans] == ["test_narrowed", "test_async", "TestNarrowedClass", "TestSub"]
     start, end, _ = spans[0]
     lines = MODULE.decode().splitlines()
     assert lines[start - 1].startswith("@pytest.mark.parametrize") and "assert x" in lines[end - 1]
 
 
-def test_without_import_pytest_or_with_a_syntax_error_nothing_is_narrowed() -> None:
-    assert narrowed_statements(MODULE.replace(b"import pytest\n", b"from pytest import mark\n")) == []
+def test_a_mark_needs_pytest_imported_as_itself_and_a_syntax_error_narrows_nothing() -> None:
+    spans = narrowed_statements(MODULE.replace(b"import pytest\n", b"from pytest import mark\n"))
+    assert [name for _, _, name in spans] == ["test_async", "TestSub"]
     assert narrowed_statements(b"import pytest\ndef test_x(:\n") == []
 
 

@@ -245,7 +245,10 @@ def ingest(
             store.forget_tests(conn, old_ids - set(outcomes))
         _note_loaded(conn, raw.get("loaded", []), full=whole_files is None and bool(records))
         reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
-        if reads_at_import:
+        if whole_files is None and records and not collect_errors:  # the whole suite: all it read at import
+            value = json.dumps(reads_at_import)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('import_reads', ?)", (value,))
+        elif reads_at_import:
             row = conn.execute("SELECT value FROM meta WHERE key = 'import_reads'").fetchone()
             merged = {**(json.loads(row[0]) if row else {}), **reads_at_import}
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('import_reads', ?)", (json.dumps(merged),))

@@ -360,6 +360,7 @@ class Recorder:
         self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
         # tests that draw on a process-wide constants harvest (hypothesis'), whichever test read it
         self.harvest_users: set[str] = set()
+        self.unwatched_draws = False  # hypothesis drew outside a test, or unseen (`draws`)
         self._in_hook = False
         self._active = True
         # in a forked child: what it reads or starts, or a module it imports, cannot reach this
@@ -546,6 +547,17 @@ class Recorder:
             table.setdefault(self.context, set()).add(rel)
             self._child_noted()
 
+    def note_draw(self) -> None:
+        """Hypothesis generates data (`draws.watch`): the test running draws on the harvest."""
+        ctx = self.context
+        if ctx and not ctx.startswith((COLLECT, FIXTURE)):
+            self.harvest_users.add(ctx)
+        else:
+            self.unwatched_draws = True
+
+    def note_unwatched_draw(self) -> None:
+        self.unwatched_draws = True
+
     def finish(self) -> None:
         """Write `raw-<pid>.json` into the output directory."""
         self.flush()
@@ -564,6 +576,9 @@ class Recorder:
         harvested = {p for paths in self.reads.values() for p in paths if constants.source_of(p) is not None}
         for nodeid in self.harvest_users & set(self.tests) if harvested else ():
             att.reads.setdefault(nodeid, set()).update(harvested)
+        at_import = att.reads.get(IMPORT_TIME)
+        if at_import and not self.unwatched_draws:  # the harvest after collection: the drawing tests have it
+            att.reads[IMPORT_TIME] = {p for p in at_import if constants.source_of(p) is None}
         data_files = {p for paths in self.reads.values() for p in paths}
         listed = {p for paths in self.dirs.values() for p in paths}
         out = {

@@ -1,12 +1,14 @@
 """Which test a test module's top-level statement feeds, while pytest imports the module.
 
 Code a test module runs when it is imported belongs to all its tests (`recorder.attribute`),
-except where a statement can reach one test function only: the `pytest.mark` decorators
-and default values of a top-level `def test...` that the module names nowhere else
-(`@pytest.mark.parametrize("d", [relativedelta(...)])` reaches that function's parameters).
-pytest's assertion rewriter compiles test modules, so ect does not instrument them; while
-pytest imports one, a trace function on the module's own frame moves the recorder's context
-to `c:<module>::<test>` for those statements and back to `c:<module>` for every other one.
+except where a statement can reach one test function or one test class only: the
+`pytest.mark` decorators and default values of a top-level `def test...`, and the body of a
+top-level class (`TZ = tzrange(...)`, its methods' decorators), that the module names nowhere
+else (`@pytest.mark.parametrize("d", [relativedelta(...)])` reaches that function's
+parameters, a class attribute that class's tests). pytest's assertion rewriter compiles test
+modules, so ect does not instrument them; while pytest imports one, a trace function on the
+module's own frame moves the recorder's context to `c:<module>::<test or class>` for those
+statements and back to `c:<module>` for every other one.
 Nothing is traced when another tracer (coverage, a debugger) is active.
 """
 
@@ -23,32 +25,35 @@ from typing import Any
 
 from ect.fingerprints.recorder import digest_bytes
 
-_VERSION = "1"  # of `narrowed_statements`' rules, in the cache's file names
+_VERSION = "2"  # of `narrowed_statements`' rules, in the cache's file names
 _MAX_LINES = 200_000  # line events traced per module; past that the module's whole rule applies
 
 
 def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
-    """(first line, last line, test function) of each top-level `def test...` whose
-    decorators are all `pytest.mark` marks and whose name occurs once in the source."""
+    """(first line, last line, name) of each top-level `def test...` and class whose decorators
+    are all `pytest.mark` marks or `unittest` skips and whose name occurs nowhere else in the
+    source (a subclass, an alias or a string naming it would reach other tests)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    if not any(
-        isinstance(s, ast.Import) and any(a.name == "pytest" and a.asname is None for a in s.names)
-        for s in tree.body
-    ):
-        return []
+    imported = {a.name for s in tree.body if isinstance(s, ast.Import) for a in s.names if a.asname is None}
+    lines = source.splitlines(keepends=True)
     out = []
     for stmt in tree.body:
-        if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) or not stmt.name.startswith("test"):
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            if not stmt.name.startswith("test"):
+                continue
+        elif not isinstance(stmt, ast.ClassDef):
             continue
-        if not all(_is_mark(d) for d in stmt.decorator_list):
+        if not all(_is_mark(d, imported) for d in stmt.decorator_list):
             continue
-        if len(re.findall(rb"\b" + re.escape(stmt.name.encode()) + rb"\b", source)) != 1:
-            continue  # aliased, reassigned, named in a string: its marks may reach other tests
         start = min([stmt.lineno, *(d.lineno for d in stmt.decorator_list)])
-        out.append((start, stmt.end_lineno or stmt.lineno, stmt.name))
+        end = stmt.end_lineno or stmt.lineno
+        outside = b"".join(lines[: start - 1] + lines[end:])
+        if re.search(rb"\b" + re.escape(stmt.name.encode()) + rb"\b", outside):
+            continue  # aliased, reassigned, subclassed, named in a string: it may reach other tests
+        out.append((start, end, stmt.name))
     return out
 
 
@@ -80,15 +85,23 @@ def cached_narrowed_statements(path: str, cache_dir: str | None) -> list[tuple[i
     return spans
 
 
-def _is_mark(node: ast.expr) -> bool:
-    """`pytest.mark.<name>`, called or not (`pytest.mark.parametrize(...)`)."""
+_UNITTEST_SKIPS = frozenset({"skip", "skipIf", "skipUnless", "expectedFailure"})
+
+
+def _is_mark(node: ast.expr, imported: set[str]) -> bool:
+    """`pytest.mark.<name>`, called or not (`pytest.mark.parametrize(...)`), or a `unittest`
+    skip (`unittest.skipIf(...)`), with `pytest` or `unittest` imported under its own name."""
     while isinstance(node, ast.Call):
         node = node.func
     attrs = []
     while isinstance(node, ast.Attribute):
         attrs.append(node.attr)
         node = node.value
-    return isinstance(node, ast.Name) and node.id == "pytest" and len(attrs) >= 2 and attrs[-1] == "mark"
+    if not isinstance(node, ast.Name) or node.id not in imported:
+        return False
+    if node.id == "pytest":
+        return len(attrs) >= 2 and attrs[-1] == "mark"
+    return node.id == "unittest" and len(attrs) == 1 and attrs[0] in _UNITTEST_SKIPS
 
 
 def trace_module_import(
