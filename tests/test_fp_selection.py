@@ -521,7 +521,7 @@ def test_hypothesis_plugins_harvest_after_collection_reaches_the_tests_that_draw
 PARAMETRISED_TEST = """
 import pytest
 
-from shop.codes import code, other_code, table
+from shop.codes import code, other_code, rows, table
 from shop.menu import count
 
 
@@ -530,9 +530,12 @@ def test_code(c):
     assert c == "#1"
 
 
+ROWS = rows(2)  # a module-level value: it reaches the tests that name it
+
+
 @pytest.mark.parametrize("n", [2])
 def test_count(n):
-    assert count([1, 2]) == n
+    assert count([1, 2]) == n == len(ROWS)
 
 
 def test_other():
@@ -552,7 +555,7 @@ class TestTable:
     TABLE = table(2)  # runs at import: it reaches this class's tests only
 
     def test_table(self):
-        assert self.TABLE == [0, 1]
+        assert self.TABLE == [0, 1] == ROWS
 """
 
 
@@ -560,7 +563,7 @@ def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module
     files = dict(FP_SOURCES)
     files["shop/codes.py"] = (
         'def code(k):\n    return f"#{k}"\n\n\ndef other_code(k):\n    return k\n\n\n'
-        "def table(n):\n    return list(range(n))\n"
+        "def table(n):\n    return list(range(n))\n\n\ndef rows(n):\n    return list(range(n))\n"
     )
     files["tests/test_params.py"] = PARAMETRISED_TEST
     repo = make_repo(files)
@@ -583,7 +586,21 @@ def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module
     reason = "shop/codes.py::table ran while collecting tests/test_params.py::TestTable, which changed"
     assert reason in proc.stdout, proc.stdout
     assert "2 failed, 3 deselected" in proc.stdout, proc.stdout  # test_table, and test_code failed last time
+    # a module-level value's code: the tests that name it
+    edit(
+        repo,
+        "shop/codes.py",
+        "def rows(n):\n    return list(range(n))",
+        "def rows(n):\n    return list(range(n + 1))",
+    )
+    proc = check(repo, "--explain")
+    reason = (
+        "shop/codes.py::rows ran while collecting tests/test_params.py, "
+        "in a module-level value that TestTable, test_count use"
+    )
+    assert reason in proc.stdout, proc.stdout
+    assert "3 failed, 2 deselected" in proc.stdout, proc.stdout  # test_count, test_table and test_code again
     # other_code runs in a decorator that is not a mark: every test of the module
     edit(repo, "shop/codes.py", "return k\n", "return k + 0\n")
     proc = check(repo, "--explain")
-    assert "2 failed, 3 passed" in proc.stdout, proc.stdout
+    assert "3 failed, 2 passed" in proc.stdout, proc.stdout

@@ -110,3 +110,57 @@ def test_the_import_is_traced_statement_by_statement_and_tracing_stops_after_it(
         stop()
     assert switched == ["c:m", "c:m::test_one", "c:m"]
     assert sys.gettrace() is None
+
+
+VALUES = textwrap.dedent(
+    """
+    import pytest
+
+
+    def _make(n):
+        return list(range(n))
+
+
+    CASES = _make(3)
+    WIDER: list = CASES + [9]
+    SHARED = _make(2)
+    UNUSED = _make(1)
+    pytestmark = pytest.mark.slow
+    a = _make(1); b = _make(2)
+
+
+    def helper():
+        return SHARED
+
+
+    @pytest.mark.parametrize("c", CASES)
+    def test_cases(c):
+        assert b
+
+
+    @pytest.mark.parametrize("w", WIDER)
+    def test_wider(w):
+        assert a
+
+
+    class TestTable:
+        def test_it(self):
+            assert CASES
+    """
+).encode()
+
+
+def test_a_module_level_value_reaches_the_tests_and_classes_that_name_it_directly_or_through_values() -> None:
+    lines = VALUES.decode().splitlines()
+    spans = [
+        (lines[start - 1].split(" ")[0], names.split("\0")) for start, _, names in narrowed_statements(VALUES)
+    ]
+    # a helper reads SHARED (called from anywhere), nothing names UNUSED (a plugin may read it),
+    # pytest reads pytestmark itself, and `a` and `b` share a line: the module's rule for them
+    assert spans == [
+        ("CASES", ["TestTable", "test_cases", "test_wider"]),
+        ("WIDER:", ["test_wider"]),
+        ('@pytest.mark.parametrize("c",', ["test_cases"]),
+        ('@pytest.mark.parametrize("w",', ["test_wider"]),
+        ("class", ["TestTable"]),
+    ]

@@ -651,7 +651,11 @@ def describe(context: str) -> str:
     if context.startswith(FIXTURE):
         scope, baseid, argname = context[len(FIXTURE) :].split("\0")
         return f"in {scope} fixture '{argname}' ({baseid or 'root'}), which the test uses"
-    return f"while collecting {context[len(COLLECT) :]}"
+    collector, *more = context[len(COLLECT) :].split("\0")
+    if more:  # a module-level value that several of the module's tests and classes use (`statements`)
+        module, _, first = collector.partition("::")
+        return f"while collecting {module}, in a module-level value that {', '.join([first, *more])} use"
+    return f"while collecting {collector}"
 
 
 def _enclosing(nodeid: str) -> list[str]:
@@ -704,10 +708,12 @@ def attribute(
         if ctx.startswith(FIXTURE):
             found = sorted(fixture_users.get(ctx, set()) & ran)
         else:
-            collector = ctx[len(COLLECT) :]
-            found = sorted(under.get(collector, []))
+            collector, *more = ctx[len(COLLECT) :].split("\0")  # `statements`: several in one module
+            module = collector.split("::", 1)[0]
+            named = [collector, *(f"{module}::{m}" for m in more)]
+            found = sorted({n for c in named for n in under.get(c, [])})
             if not found and "::" in collector:  # a test function that did not run: its module's tests
-                found = sorted(under.get(collector.split("::", 1)[0], []))
+                found = sorted(under.get(module, []))
         return found or [IMPORT_TIME]
 
     att = Attribution()

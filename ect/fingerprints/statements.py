@@ -25,22 +25,29 @@ from typing import Any
 
 from ect.fingerprints.recorder import digest_bytes
 
-_VERSION = "2"  # of `narrowed_statements`' rules, in the cache's file names
+_VERSION = "3"  # of `narrowed_statements`' rules, in the cache's file names
 _MAX_LINES = 200_000  # line events traced per module; past that the module's whole rule applies
 
 
 def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
-    """(first line, last line, name) of each top-level `def test...` and class whose decorators
-    are all `pytest.mark` marks or `unittest` skips and whose name occurs nowhere else in the
-    source (a subclass, an alias or a string naming it would reach other tests)."""
+    """(first line, last line, names) of the top-level statements whose code reaches some of the
+    module's tests only: each `def test...` and class whose decorators are all `pytest.mark`
+    marks or `unittest` skips and whose name occurs nowhere else in the source (a subclass, an
+    alias or a string naming it would reach other tests), and each assignment to plain names
+    (`TZOFFSETS = make_offsets()`) that only those functions and classes, or other such
+    assignments, mention. `names` is one name, or several joined by NUL."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     imported = {a.name for s in tree.body if isinstance(s, ast.Import) for a in s.names if a.asname is None}
     lines = source.splitlines(keepends=True)
-    out = []
-    for stmt in tree.body:
+    spans = [
+        (min([s.lineno, *(d.lineno for d in _decorators(s))]), s.end_lineno or s.lineno) for s in tree.body
+    ]
+    words = [set(_WORD.findall(b"".join(lines[a - 1 : b]))) for a, b in spans]
+    owner: dict[int, str] = {}  # statement index -> the test function or class it reaches
+    for i, stmt in enumerate(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             if not stmt.name.startswith("test"):
                 continue
@@ -48,13 +55,71 @@ def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
             continue
         if not all(_is_mark(d, imported) for d in stmt.decorator_list):
             continue
-        start = min([stmt.lineno, *(d.lineno for d in stmt.decorator_list)])
-        end = stmt.end_lineno or stmt.lineno
+        name = stmt.name.encode()
+        start, end = spans[i]
         outside = b"".join(lines[: start - 1] + lines[end:])
-        if re.search(rb"\b" + re.escape(stmt.name.encode()) + rb"\b", outside):
+        if re.search(rb"\b" + re.escape(name) + rb"\b", outside):
             continue  # aliased, reassigned, subclassed, named in a string: it may reach other tests
-        out.append((start, end, stmt.name))
+        owner[i] = stmt.name
+    values = {i: _bound(stmt) for i, stmt in enumerate(tree.body)}
+    memo: dict[int, set[str] | None] = {}
+
+    def readers(i: int, seen: frozenset[int]) -> set[str] | None:
+        """The tests and classes that can see what statement `i` binds; None: unknown."""
+        if i in memo:
+            return memo[i]
+        names = values[i]
+        if not names or i in seen:
+            return None
+        found: set[str] = set()
+        for j, other in enumerate(words):
+            if j == i or not names & other:
+                continue
+            if j in owner:
+                found.add(owner[j])
+                continue
+            more = readers(j, seen | {i})
+            if more is None:
+                memo[i] = None
+                return None
+            found |= more
+        memo[i] = found or None
+        return memo[i]
+
+    out = []
+    for i in range(len(tree.body)):
+        if (i and spans[i - 1][1] >= spans[i][0]) or (i + 1 < len(spans) and spans[i][1] >= spans[i + 1][0]):
+            continue  # `a = f(); b = g()`: lines are what the trace sees
+        reach = {owner[i]} if i in owner else readers(i, frozenset())
+        if reach:
+            out.append((*spans[i], "\0".join(sorted(reach))))
     return out
+
+
+_WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+# names pytest or Python read from a module by themselves: a value bound to one reaches every test
+_SPECIAL = re.compile(r"^(__\w+__|pytestmark|pytest_\w+|collect_ignore\w*|(setup|teardown)\w*|[Tt]est\w*)$")
+
+
+def _decorators(stmt: ast.stmt) -> list[ast.expr]:
+    return list(getattr(stmt, "decorator_list", []))
+
+
+def _bound(stmt: ast.stmt) -> set[bytes]:
+    """The names an assignment to plain names binds (comprehension variables and walrus targets
+    included); empty for any other statement or a name with a meaning of its own."""
+    if isinstance(stmt, ast.Assign):
+        targets = stmt.targets
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets = [stmt.target]
+    else:
+        return set()
+    if not all(isinstance(t, ast.Name) for t in targets):
+        return set()  # an attribute or an item: it changes an object others may hold
+    names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    if any(_SPECIAL.match(n) for n in names):
+        return set()
+    return {n.encode() for n in names}
 
 
 def cached_narrowed_statements(path: str, cache_dir: str | None) -> list[tuple[int, int, str]]:
