@@ -525,7 +525,7 @@ from shop.codes import code, other_code, rows, table
 from shop.menu import count
 
 
-@pytest.mark.parametrize("c", [code(1)], ids=["one"])
+@pytest.mark.parametrize("c", [code(1)])  # its id comes from the value
 def test_code(c):
     assert c == "#1"
 
