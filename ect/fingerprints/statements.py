@@ -45,7 +45,13 @@ def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
     spans = [
         (min([s.lineno, *(d.lineno for d in _decorators(s))]), s.end_lineno or s.lineno) for s in tree.body
     ]
-    words = [set(_WORD.findall(b"".join(lines[a - 1 : b]))) for a, b in spans]
+    mentions: dict[bytes, set[int]] = {}  # word -> the statements it occurs in (-1: between them)
+    covered = 0
+    for i, (a, b) in enumerate([*spans, (len(lines) + 1, len(lines))]):
+        for where, text in ((-1, lines[covered : a - 1]), (i, lines[a - 1 : b])):
+            for word in set(_WORD.findall(b"".join(text))):
+                mentions.setdefault(word, set()).add(where)
+        covered = max(covered, b)
     owner: dict[int, str] = {}  # statement index -> the test function or class it reaches
     for i, stmt in enumerate(tree.body):
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -55,10 +61,7 @@ def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
             continue
         if not all(_is_mark(d, imported) for d in stmt.decorator_list):
             continue
-        name = stmt.name.encode()
-        start, end = spans[i]
-        outside = b"".join(lines[: start - 1] + lines[end:])
-        if re.search(rb"\b" + re.escape(name) + rb"\b", outside):
+        if mentions.get(stmt.name.encode()) != {i}:
             continue  # aliased, reassigned, subclassed, named in a string: it may reach other tests
         owner[i] = stmt.name
     values = {i: _bound(stmt) for i, stmt in enumerate(tree.body)}
@@ -68,12 +71,12 @@ def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
         """The tests and classes that can see what statement `i` binds; None: unknown."""
         if i in memo:
             return memo[i]
-        names = values[i]
-        if not names or i in seen:
+        names = values.get(i)
+        if not names or i in seen or len(seen) > _MAX_CHAIN:
             return None
         found: set[str] = set()
-        for j, other in enumerate(words):
-            if j == i or not names & other:
+        for j in sorted({j for name in names for j in mentions.get(name, ())}):
+            if j == i:
                 continue
             if j in owner:
                 found.add(owner[j])
@@ -97,6 +100,7 @@ def narrowed_statements(source: bytes) -> list[tuple[int, int, str]]:
 
 
 _WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_CHAIN = 50  # values read through more values than this: the module's rule
 # names pytest or Python read from a module by themselves: a value bound to one reaches every test
 _SPECIAL = re.compile(r"^(__\w+__|pytestmark|pytest_\w+|collect_ignore\w*|(setup|teardown)\w*|[Tt]est\w*)$")
 
