@@ -71,6 +71,37 @@ def test_other_module_level_changes_keep_the_whole_module_rule(old, new) -> None
     assert _delta(BASE, BASE.replace(old, new)) is None
 
 
+CONSTRUCTED = """
+    import datetime
+    from datetime import timedelta
+    from decimal import Decimal as D
+
+    HOUR = timedelta(hours=1)
+    EPOCH = datetime.date(1970, 1, 1)
+    TAX = D("0.2")
+
+    def uses_hour():
+        return HOUR
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "pure"),
+    [
+        ("timedelta(hours=1)", "timedelta(hours=2)", True),
+        ("date(1970, 1, 1)", "date(1970, 1, 2)", True),
+        ('D("0.2")', 'D("0.3")', False),  # an alias: it may be anything
+        ("date(1970, 1, 1)", "date.today()", False),  # the clock is not a value
+        ("timedelta(hours=1)", "timedelta(hours=len(input()))", False),  # arguments are judged too
+    ],
+)
+def test_standard_library_value_constructors_are_pure_unless_rebound(old, new, pure) -> None:
+    found = _delta(CONSTRUCTED, CONSTRUCTED.replace(old, new))
+    assert (found is not None) is pure
+    rebound = CONSTRUCTED + "\ndef later():\n    global timedelta\n    timedelta = print\n"
+    assert _delta(rebound, rebound.replace("hours=1", "hours=2")) is None
+
+
 def test_a_changed_name_read_by_a_decorator_or_class_body_keeps_the_whole_module_rule() -> None:
     src = BASE + "\n@register(LIMIT)\ndef hooked():\n    return 1\n"
     assert _delta(src, src.replace("LIMIT = 3", "LIMIT = 4")) is None

@@ -50,6 +50,12 @@ PURE_METHODS = frozenset(
     }
 )  # fmt: skip
 STR_METHODS = frozenset({"join", "format", "upper", "lower", "split", "strip", "replace", "encode"})
+# value constructors of the standard library: `HOUR = timedelta(hours=1)` is a constant
+PURE_CONSTRUCTORS = {
+    "datetime": frozenset({"timedelta", "datetime", "date", "time", "timezone"}),
+    "decimal": frozenset({"Decimal"}),
+    "fractions": frozenset({"Fraction"}),
+}
 
 _SELF_DYNAMIC = re.compile(
     rb"\b(?:globals|locals|vars|eval|exec|__import__)\s*\(|__dict__|\bdef\s+__(?:getattr|dir)__"
@@ -136,8 +142,25 @@ class _Module:
         )
         self._tree = tree  # for `bound`, computed only when a call must be judged
         self._bound_names: set[str] | None = None
+        self._assigned: set[str] | None = None
         self.stmts, self.blocks = _skeletonise(tree)
         self.digests = [_digest(s) for s in self.stmts]
+        # names bound once, by an import of a pure constructor or of its module under its own name
+        imports: dict[str, int] = {}
+        self.constructors: dict[str, frozenset[str] | None] = {}  # name -> its module's, None: itself
+        for node in (n for part in [tree, *self.blocks.values()] for n in ast.walk(part)):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in PURE_CONSTRUCTORS:
+                for a in node.names:
+                    if a.asname is None and a.name in PURE_CONSTRUCTORS[node.module]:
+                        self.constructors[a.name] = None
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname is None and a.name in PURE_CONSTRUCTORS:
+                        self.constructors[a.name] = PURE_CONSTRUCTORS[a.name]
+            if isinstance(node, ast.alias):
+                name = (node.asname or node.name).split(".")[0]
+                imports[name] = imports.get(name, 0) + 1
+        self.imported_once = {n for n, c in imports.items() if c == 1}
         self.top_defs: dict[str, int] = {}
         for stmt in self.stmts:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -154,8 +177,17 @@ class _Module:
             self._bound_names = self._bound(self._tree).union(*map(self._bound, self.blocks.values()))
         return self._bound_names
 
+    @property
+    def assigned(self) -> set[str]:
+        """Every name the module binds anywhere other than by an import."""
+        if self._assigned is None:
+            self._assigned = self._bound(self._tree, False).union(
+                *(self._bound(b, False) for b in self.blocks.values())
+            )
+        return self._assigned
+
     @staticmethod
-    def _bound(tree: ast.AST) -> set[str]:
+    def _bound(tree: ast.AST, imports: bool = True) -> set[str]:
         names: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
@@ -163,10 +195,18 @@ class _Module:
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 names.add(node.name)
             elif isinstance(node, ast.alias):
-                names.add((node.asname or node.name).split(".")[0])
+                if imports:
+                    names.add((node.asname or node.name).split(".")[0])
             elif isinstance(node, ast.arg):
                 names.add(node.arg)
         return names
+
+    def _constructor(self, name: str, attr: str | None) -> bool:
+        """`timedelta(...)` imported from datetime, or `datetime.timedelta(...)`, not rebound."""
+        if name not in self.constructors or name not in self.imported_once or name in self.assigned:
+            return False
+        members = self.constructors[name]
+        return attr is None if members is None else attr in members
 
     def pure(self, node: ast.AST | None) -> bool:
         """No side effects when evaluated: no calls but to pure builtins, no walrus, no await/yield."""
@@ -184,9 +224,12 @@ class _Module:
         if self.star:
             return False  # any builtin may be shadowed
         if isinstance(func, ast.Name):
-            return func.id in PURE_BUILTINS and func.id not in self.bound
+            builtin = func.id in PURE_BUILTINS and func.id not in self.bound
+            return builtin or self._constructor(func.id, None)
         if isinstance(func, ast.Attribute):
             base = func.value
+            if isinstance(base, ast.Name) and self._constructor(base.id, func.attr):
+                return True
             if isinstance(base, ast.Constant) and isinstance(base.value, str):
                 return func.attr in STR_METHODS
             if isinstance(base, ast.Name) and (base.id, func.attr) in PURE_METHODS:
