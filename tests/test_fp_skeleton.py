@@ -31,6 +31,7 @@ BASE = """
 
     class Box:
         size = 1
+        area = size * size
 
         def grow(self):
             return self.size + 1
@@ -44,6 +45,8 @@ BASE = """
         ("def other(x=1):", "def other(x=2):", {"other"}, {"other"}),
         ('re.compile("a+")', 're.compile("b+")', {"PATTERN"}, set()),
         ("LIMIT = 3", "pass", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),  # a dropped binding
+        ("size = 1", "size = 2", {"size", "area"}, {"Box.grow"}),  # a plain class's attribute
+        ("    size = 1", "    size = LIMIT", {"size", "area"}, {"Box.grow"}),
     ],
 )
 def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names, blocks) -> None:
@@ -58,11 +61,15 @@ def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names,
     [
         ("LIMIT = 3", "LIMIT = int(input())"),  # a call that is not a pure builtin
         ("LIMIT = 3", "LIMIT = other(3)"),  # project code at import time
-        ("size = 1", "size = 2"),  # class bodies: metaclasses and decorators read them
+        ("class Box:", "@dataclass\n    class Box:"),  # a decorator reads the class body
+        ("class Box:", "class Box(metaclass=Meta):"),  # so does a metaclass
+        ("class Box:", "class Box(Model):"),  # and a base's __init_subclass__ or metaclass
+        ("size = 1", "size: int = 2"),  # __annotations__
+        ("area = size * size", "area = compute(size)"),  # a class-level call
+        ("def grow(self):", "def grow(self, by=size):"),  # a method's default
         ("LIMIT = 3", "LIMIT = 3\nprint(LIMIT)"),  # statements added
         ("def other(x=1):", "def other(x: int = 1):"),  # annotations are introspected
         ("def other(x=1):", "@app.command()\ndef other(x=2):"),  # decorators may read defaults
-        ("    size = 1", "    size = LIMIT"),  # a class body reading a changed name
         ("import re", "import re\n__version__ = '1'"),
         ("LIMIT = 3", "LIMIT = 4\nglobals()['X'] = 1"),  # the module reads its own namespace
     ],
@@ -197,6 +204,13 @@ PKG = {
 
         def scale(k, factor=1):
             return _SCALE[k] * factor
+
+
+        class Unit(object):
+            SYMBOL = "m"
+
+            def show(self, x):
+                return f"{x}{self.SYMBOL}"
     """,
     "calc/report.py": """
         from calc.config import LIMIT as CAP
@@ -229,6 +243,11 @@ def test_name():
 def test_scale():
     _ran("test_scale")
     assert config.scale("b") == 2
+
+
+def test_unit():
+    _ran("test_unit")
+    assert config.Unit().show(2) == "2m"
 
 
 def test_limit():
@@ -280,6 +299,16 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     assert check(repo).returncode == 0
     ran_log()
 
+    # a plain class's attribute: the code that reads it (self.SYMBOL), not every importer
+    edit(repo, "calc/config.py", 'SYMBOL = "m"', 'SYMBOL = "km"')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1
+    assert ran_log() == ["test_every_constant", "test_unit"]
+    assert "executed calc/config.py::Unit.show, which reads SYMBOL" in proc.stdout, proc.stdout
+    edit(repo, "calc/config.py", 'SYMBOL = "km"', 'SYMBOL = "m"')
+    assert check(repo).returncode == 0
+    ran_log()
+
     # a module named in a string may be read by name (settings modules): every importer
     (repo / "calc/loader.py").write_text('import importlib\nSETTINGS = "calc.config"\n')
     assert check(repo).returncode == 0
@@ -294,6 +323,7 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
         "test_limit",
         "test_name",
         "test_scale",
+        "test_unit",
     ]
     assert "calc/loader.py mentions 'calc.config'" in proc.stdout
 

@@ -302,6 +302,7 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     names: set[str] = set()
     blocks: set[str] = set()
     functions: set[str] = set()
+    classes: set[int] = set()  # classes whose own attributes changed (their bodies read them)
     for o, n, od, nd in zip(old.stmts, new.stmts, old.digests, new.digests, strict=True):
         if od == nd:
             continue
@@ -327,6 +328,9 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
         ):
             blocks.add(n.name)
             functions.add(n.name)  # code that introspects it (`inspect.signature(f)`) names it
+        elif isinstance(o, ast.ClassDef) and isinstance(n, ast.ClassDef):
+            names |= _class_change(old, new, o, n)
+            classes.add(id(n))
         else:
             raise _Unsafe
     # unchanged statements that read a changed name pass the change on
@@ -337,7 +341,7 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
         grew = False
         for stmt in new.stmts:
             read = _reads(stmt, called) & names
-            if not read:
+            if not read or id(stmt) in classes:
                 continue
             bound = new.binding(stmt)
             if bound is not None:
@@ -359,6 +363,53 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
         if names & set(_words(node, called)):
             blocks.add(key)
     return SkeletonDelta(frozenset(names), frozenset(blocks), called)
+
+
+# bases that run no code of their own when subclassed (no metaclass, no `__init_subclass__`)
+PLAIN_BASES = frozenset(
+    {"object", "dict", "list", "set", "frozenset", "tuple", "str", "bytes", "int", "float", "Exception",
+     "ValueError", "TypeError", "KeyError", "LookupError", "RuntimeError", "AttributeError", "IndexError"}
+)  # fmt: skip
+
+
+def _class_change(old: _Module, new: _Module, o: ast.ClassDef, n: ast.ClassDef) -> set[str]:
+    """The class attributes a change to a plain class's body binds (`WEEKDAYS = [...]`), when
+    only pure class-level bindings changed; a class with decorators, keywords (a metaclass) or a
+    base other than a builtin may read its namespace when it is created: `_Unsafe`."""
+    for cls, module in ((o, old), (n, new)):
+        if cls.decorator_list or cls.keywords:
+            raise _Unsafe
+        if not all(
+            isinstance(b, ast.Name) and b.id in PLAIN_BASES and b.id not in module.bound for b in cls.bases
+        ):
+            raise _Unsafe
+    if (
+        o.name != n.name
+        or len(o.body) != len(n.body)
+        or [ast.dump(b) for b in o.bases] != [ast.dump(b) for b in n.bases]
+    ):
+        raise _Unsafe
+    names: set[str] = set()
+    for a, b in zip(o.body, n.body, strict=True):
+        if _digest(a) == _digest(b):
+            continue
+        ab, bb = old.binding(a), new.binding(b)
+        if ab is None or bb is None or isinstance(a, ast.AnnAssign) or isinstance(b, ast.AnnAssign):
+            raise _Unsafe  # a method's header, a call, an annotation (`__annotations__`)
+        names |= ab | bb
+    grew = True  # class-level statements that read a changed attribute by its bare name
+    while grew:
+        grew = False
+        for stmt in n.body:
+            if not set(_words(stmt)) & names:
+                continue
+            bound = new.binding(stmt)
+            if bound is None:
+                raise _Unsafe  # a method's decorator or default, a call
+            if not bound <= names:
+                names |= bound
+                grew = True
+    return names
 
 
 def _annotation_words(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
