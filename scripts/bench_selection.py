@@ -143,8 +143,7 @@ class TestmonObserver:
         base = self._testmon(scratch, cfg, 3600)
         self.record_s = time.perf_counter() - t
         self.passing = {n for n, o in base.outcomes.items() if o in ("passed", "skipped")}
-        if self.data.exists():
-            shutil.copy2(self.data, self.snapshot)
+        self._copy_db(self.data, self.snapshot)
 
     def observe(
         self, mutant: Mutant, scratch: Path, cfg: Config, full: TestRun, sel: LoopResult
@@ -207,9 +206,18 @@ class TestmonObserver:
         finally:
             shutil.rmtree(state, ignore_errors=True)
 
+    @staticmethod
+    def _copy_db(src: Path, dst: Path) -> None:
+        """Copy testmon's SQLite database with its write-ahead log (a stale log corrupts it)."""
+        for suffix in ("", "-wal", "-shm"):
+            target = Path(f"{dst}{suffix}")
+            target.unlink(missing_ok=True)
+            if Path(f"{src}{suffix}").exists():
+                shutil.copy2(f"{src}{suffix}", target)
+
     def restore(self) -> None:
         if self.snapshot.exists():
-            shutil.copy2(self.snapshot, self.data)
+            self._copy_db(self.snapshot, self.data)
 
     def close(self) -> None:
         if self.warm is not None:
