@@ -240,6 +240,7 @@ def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
     warm_total: list[float] = []
     cold_total: list[float] = []
     saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    saved_path = os.environ.get("PYTHONPATH")
     try:
         subprocess.run(
             ["git", "worktree", "add", "-q", "--detach", str(scratch), "HEAD"], cwd=repo, check=True
@@ -248,6 +249,10 @@ def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
         cfg = load_config(scratch)
         cfg.state_dir = str(tmp / "state")
         cfg.ruff = cfg.mypy = False
+        # the scratch tree's source roots first, as verify has them (a `src/` layout not installed)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(scratch / r) for r in cfg.source_roots] + ([saved_path] if saved_path else [])
+        )
         cmd, env = plain_command(cfg)
 
         def recording() -> LoopResult:
@@ -268,6 +273,10 @@ def bench_recording(repo: Path, repeat: int) -> dict[str, float]:
     finally:
         if saved is not None:
             os.environ["PYTHONDONTWRITEBYTECODE"] = saved
+        if saved_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_path
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(scratch)], cwd=repo, capture_output=True, check=False
         )
