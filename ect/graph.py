@@ -15,6 +15,7 @@ code, ...) is marked `dynamic`, and the selector treats it as depending on every
 from __future__ import annotations
 
 import ast
+import bisect
 import contextlib
 import functools
 import hashlib
@@ -22,7 +23,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import translate as fnmatch_translate
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,7 @@ from typing import Any
 from ect.config import Config
 from ect.state import read_json, write_json
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 CACHE_NAME = "graph.json"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _DYNAMIC_CALLS = {
@@ -158,6 +159,9 @@ def extract(tree: ast.Module, packages: list[str]) -> tuple[list[str], list[str]
                         dynamic.append(f"line {node.lineno}: {name}({target!r}) relative to unknown package")
                 else:
                     imports.append(target)
+            elif name == "import_module" and (within := _package_relative(node)) is not None:
+                # `import_module("." + name, __name__)`: some module of this package
+                imports.extend(f"{base}.*" for base in relative(within, None))
             elif name in _DYNAMIC_CALLS:
                 if (
                     name == "exec"
@@ -176,6 +180,26 @@ def extract(tree: ast.Module, packages: list[str]) -> tuple[list[str], list[str]
                         if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
                             imports.append(sub.value)
     return sorted(set(imports)), sorted(set(strings)), dynamic
+
+
+def _package_relative(node: ast.Call) -> int | None:
+    """The level of `import_module("." + x, __name__)` (an f-string or a sum that starts with
+    dots, relative to `__name__` or `__package__`): it loads a module of the file's package."""
+    first = node.args[0] if node.args else None
+    while isinstance(first, ast.BinOp) and isinstance(first.op, ast.Add):
+        first = first.left
+    if isinstance(first, ast.JoinedStr) and first.values:
+        first = first.values[0]
+    if not (isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith(".")):
+        return None
+    package = (
+        node.args[1]
+        if len(node.args) > 1
+        else next((k.value for k in node.keywords if k.arg == "package"), None)
+    )
+    if not (isinstance(package, ast.Name) and package.id in ("__name__", "__package__")):
+        return None
+    return len(first.value) - len(first.value.lstrip("."))
 
 
 def _resolve_rel(package: str, target: str) -> str:
@@ -220,15 +244,30 @@ class Graph:
         # reverse edges keyed by module name: name -> files that (may) import it
         self.importers: dict[str, set[str]] = {}
         self.mentioners: dict[str, set[str]] = {}
+        self._sorted_names = sorted(self.by_module)
         for f, info in infos.items():
             for cand in info.imports:
-                for pre in prefixes(cand):
+                for pre in self._expand(cand):
                     self.importers.setdefault(pre, set()).add(f)
             for s in info.strings:
                 for pre in prefixes(s):
                     if pre in self.by_module:
                         self.mentioners.setdefault(pre, set()).add(f)
         self.dynamic_files = sorted(f for f, info in infos.items() if info.dynamic)
+
+    def _expand(self, candidate: str) -> Iterator[str]:
+        """The module names an import candidate runs: `a.b.c` and its parents; `pkg.*` (a dynamic
+        import within a package) every module of the package."""
+        if not candidate.endswith(".*"):
+            yield from prefixes(candidate)
+            return
+        package = candidate[:-2]
+        yield from prefixes(package)
+        start = bisect.bisect_left(self._sorted_names, package + ".")
+        for name in self._sorted_names[start:]:
+            if not name.startswith(package + "."):
+                break
+            yield name
 
     def names_of(self, path: str) -> list[str]:
         """Module names of `path`, also for files that no longer exist."""
@@ -255,7 +294,7 @@ class Graph:
             return []
         out: set[str] = set()
         for cand in info.imports:
-            for pre in prefixes(cand):
+            for pre in self._expand(cand):
                 out.update(self.by_module.get(pre, ()))
         out.discard(path)
         return sorted(out)

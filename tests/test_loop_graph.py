@@ -118,3 +118,27 @@ def test_src_layout_and_pytest_rootdir_names(make_repo) -> None:
     )
     touch(repo, "src/lib/core.py")
     assert selected(repo) == ["tests/test_uses_helper.py"]
+
+
+def test_a_package_relative_dynamic_import_reaches_that_package_only(make_repo) -> None:
+    files = {
+        "lazy/__init__.py": (
+            "import importlib\n\n\ndef __getattr__(name):\n"
+            '    return importlib.import_module("." + name, __name__)\n'
+        ),
+        "lazy/x.py": "X = 1\n",
+        "lazy/deep/__init__.py": "",
+        "lazy/deep/y.py": "Y = 1\n",
+        "other/__init__.py": "",
+        "other/z.py": "Z = 1\n",
+        "tests/test_lazy.py": "import lazy\n\ndef test_lazy():\n    assert lazy.x.X == 1\n",
+        "tests/test_other.py": "from other import z\n\ndef test_other():\n    assert z.Z == 1\n",
+    }
+    repo = make_repo(files)
+    touch(repo, "other/z.py")  # `import_module("." + name, __name__)` cannot load other.z
+    assert selected(repo) == ["tests/test_other.py"]
+    git(repo, "checkout", "--", ".")
+    for changed in ("lazy/x.py", "lazy/deep/y.py"):  # any module of the package may be loaded
+        touch(repo, changed)
+        assert selected(repo) == ["tests/test_lazy.py"]
+        git(repo, "checkout", "--", ".")
