@@ -5,10 +5,12 @@ except where a statement can reach one test function or one test class only: the
 `pytest.mark` decorators and default values of a top-level `def test...`, and the body of a
 top-level class (`TZ = tzrange(...)`, its methods' decorators), that the module names nowhere
 else (`@pytest.mark.parametrize("d", [relativedelta(...)])` reaches that function's
-parameters, a class attribute that class's tests). pytest's assertion rewriter compiles test
+parameters, a class attribute that class's tests); and an assignment to plain names
+(`CASES = make_cases()`) whose values only such functions and classes name, directly or
+through other such assignments, reaches those. pytest's assertion rewriter compiles test
 modules, so ect does not instrument them; while pytest imports one, a trace function on the
-module's own frame moves the recorder's context to `c:<module>::<test or class>` for those
-statements and back to `c:<module>` for every other one.
+module's own frame moves the recorder's context to `c:<module>::<test or class>` (several
+joined by NUL) for those statements and back to `c:<module>` for every other one.
 Nothing is traced when another tracer (coverage, a debugger) is active.
 """
 
