@@ -31,7 +31,7 @@ import ast
 import bisect
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ect.fingerprints.blocks import _MEMO_DECORATORS, _decorator_name, _strip_docstring, block_nodes
@@ -56,6 +56,7 @@ PURE_CONSTRUCTORS = {
     "decimal": frozenset({"Decimal"}),
     "fractions": frozenset({"Fraction"}),
 }
+_CONSTRUCTOR_NAMES = frozenset(PURE_CONSTRUCTORS).union(*PURE_CONSTRUCTORS.values())
 
 _SELF_DYNAMIC = re.compile(
     rb"\b(?:globals|locals|vars|eval|exec|__import__)\s*\(|__dict__|\bdef\s+__(?:getattr|dir)__"
@@ -145,22 +146,7 @@ class _Module:
         self._assigned: set[str] | None = None
         self.stmts, self.blocks = _skeletonise(tree)
         self.digests = [_digest(s) for s in self.stmts]
-        # names bound once, by an import of a pure constructor or of its module under its own name
-        imports: dict[str, int] = {}
-        self.constructors: dict[str, frozenset[str] | None] = {}  # name -> its module's, None: itself
-        for node in (n for part in [tree, *self.blocks.values()] for n in ast.walk(part)):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in PURE_CONSTRUCTORS:
-                for a in node.names:
-                    if a.asname is None and a.name in PURE_CONSTRUCTORS[node.module]:
-                        self.constructors[a.name] = None
-            elif isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.asname is None and a.name in PURE_CONSTRUCTORS:
-                        self.constructors[a.name] = PURE_CONSTRUCTORS[a.name]
-            if isinstance(node, ast.alias):
-                name = (node.asname or node.name).split(".")[0]
-                imports[name] = imports.get(name, 0) + 1
-        self.imported_once = {n for n, c in imports.items() if c == 1}
+        self._constructors: dict[str, frozenset[str] | None] | None = None  # see `_constructor`
         self.top_defs: dict[str, int] = {}
         for stmt in self.stmts:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -203,9 +189,28 @@ class _Module:
 
     def _constructor(self, name: str, attr: str | None) -> bool:
         """`timedelta(...)` imported from datetime, or `datetime.timedelta(...)`, not rebound."""
-        if name not in self.constructors or name not in self.imported_once or name in self.assigned:
+        if name not in _CONSTRUCTOR_NAMES:
+            return False  # most calls: nothing to compute
+        if self._constructors is None:  # name -> its module's constructors (None: a constructor)
+            found: dict[str, frozenset[str] | None] = {}
+            count: dict[str, int] = {}
+            for node in (n for part in [self._tree, *self.blocks.values()] for n in ast.walk(part)):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in PURE_CONSTRUCTORS:
+                    for a in node.names:
+                        if a.asname is None and a.name in PURE_CONSTRUCTORS[node.module]:
+                            found[a.name] = None
+                elif isinstance(node, ast.Import):
+                    for a in node.names:
+                        if a.asname is None and a.name in PURE_CONSTRUCTORS:
+                            found[a.name] = PURE_CONSTRUCTORS[a.name]
+                if isinstance(node, ast.alias):
+                    key = (node.asname or node.name).split(".")[0]
+                    count[key] = count.get(key, 0) + 1
+            once = {k for k, c in count.items() if c == 1} - self.assigned  # bound by that import alone
+            self._constructors = {k: v for k, v in found.items() if k in once}
+        if name not in self._constructors:
             return False
-        members = self.constructors[name]
+        members = self._constructors[name]
         return attr is None if members is None else attr in members
 
     def pure(self, node: ast.AST | None) -> bool:
@@ -336,27 +341,19 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     # unchanged statements that read a changed name pass the change on
     called = frozenset(functions)
     names |= functions
-    grew = True
-    while grew:
-        grew = False
-        for stmt in new.stmts:
-            read = _reads(stmt, called) & names
-            if not read or id(stmt) in classes:
-                continue
-            bound = new.binding(stmt)
-            if bound is not None:
-                if not bound <= names:
-                    names |= bound
-                    grew = True
-            elif (
-                isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
-                and new.unique_def(stmt.name)
-                and not (set(_words(ast.Tuple(elts=[*stmt.decorator_list], ctx=ast.Load()), called)) & names)
-                and not (_annotation_words(stmt) & names)
-            ):
-                blocks.add(stmt.name)
-            else:
-                raise _Unsafe
+
+    def reading_def(stmt: ast.stmt) -> None:
+        if (
+            isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+            and new.unique_def(stmt.name)
+            and not (set(_words(ast.Tuple(elts=[*stmt.decorator_list], ctx=ast.Load()), called)) & names)
+            and not (_annotation_words(stmt) & names)
+        ):
+            blocks.add(stmt.name)
+        else:
+            raise _Unsafe
+
+    _spread([s for s in new.stmts if id(s) not in classes], names, new, called, reading_def)
     if any(n.startswith("__") for n in names):
         raise _Unsafe
     for key, node in new.blocks.items():
@@ -397,19 +394,35 @@ def _class_change(old: _Module, new: _Module, o: ast.ClassDef, n: ast.ClassDef) 
         if ab is None or bb is None or isinstance(a, ast.AnnAssign) or isinstance(b, ast.AnnAssign):
             raise _Unsafe  # a method's header, a call, an annotation (`__annotations__`)
         names |= ab | bb
-    grew = True  # class-level statements that read a changed attribute by its bare name
+    _spread(n.body, names, new, frozenset(), _unsafe)  # class-level reads by the bare name
+    return names
+
+
+def _unsafe(stmt: ast.stmt) -> None:
+    raise _Unsafe  # a method's decorator or default, a call
+
+
+def _spread(
+    stmts: list[ast.stmt],
+    names: set[str],
+    module: _Module,
+    called: frozenset[str],
+    other: Callable[[ast.stmt], None],
+) -> None:
+    """Grow `names` with what the pure bindings among `stmts` that read one of them bind, until
+    nothing grows; any other statement that reads one goes to `other` (a block, or `_Unsafe`)."""
+    grew = True
     while grew:
         grew = False
-        for stmt in n.body:
-            if not set(_words(stmt)) & names:
+        for stmt in stmts:
+            if not _reads(stmt, called) & names:
                 continue
-            bound = new.binding(stmt)
+            bound = module.binding(stmt)
             if bound is None:
-                raise _Unsafe  # a method's decorator or default, a call
-            if not bound <= names:
+                other(stmt)
+            elif not bound <= names:
                 names |= bound
                 grew = True
-    return names
 
 
 def _annotation_words(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
