@@ -71,7 +71,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         except Exception:  # unknown pytest internals: the fixtures' code stays global (more tests)
             fixtures = []
         _recorder.start_test(item.nodeid, fixtures)
-        draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)
+        _watch_draws()
         if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) is True:
             _recorder.harvest_users.add(item.nodeid)
     yield
@@ -129,11 +129,16 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, N
         if stop is not None:
             stop()
         _recorder.switch(previous)
-        draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)  # the module may load hypothesis
+        _watch_draws()  # the module may have loaded hypothesis
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _results["rootpath"] = str(session.config.rootpath)
+    _watch_draws()
+
+
+def _watch_draws() -> None:
+    """Once hypothesis is loaded, note which tests draw examples (`draws`)."""
     if _recorder is not None:
         draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)
 

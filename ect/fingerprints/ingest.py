@@ -218,7 +218,8 @@ def ingest(
             if test_file in graph.infos and test_file not in bad:
                 ids = [n for n in outcomes if n.split("::")[0] == test_file]
                 store.put_test_file(conn, test_file, graph.infos[test_file].digest, ids)
-        if whole_files is None and records and not collect_errors:
+        whole_suite = whole_files is None and bool(records) and not collect_errors
+        if whole_suite:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('full_recording', ?)", (str(now),))
             # test-named files the full suite does not collect (norecursedirs, --ignore, collect_ignore)
             ran_files = {n.split("::")[0] for n in outcomes}
@@ -254,7 +255,7 @@ def ingest(
                 store.put_test_file(conn, test_file, row[0], ids)
         _note_loaded(conn, raw.get("loaded", []), full=whole_files is None and bool(records))
         reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
-        if whole_files is None and records and not collect_errors:  # the whole suite: all it read at import
+        if whole_suite:  # what the whole suite read at import time is all there is
             value = json.dumps(reads_at_import)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('import_reads', ?)", (value,))
         elif reads_at_import:
