@@ -11,18 +11,29 @@ parsing it and a changed one by its literals alone.
 The literals digest keeps every constant with the syntactic context a harvester can tell
 apart (inside an f-string, a bare expression statement such as a docstring, the operand of
 a unary minus), so whatever subset of them a harvester keeps is a function of the digest.
+Hypothesis keeps far fewer: no integer between -99 and 99, no bool, no docstring, nothing
+inside an f-string, no string over 20 characters (its `ConstantVisitor`). The digest also
+holds one of exactly what it keeps (`kept_constants`, a replica of that filter), and a
+recording whose hypothesis was seen to keep what the replica keeps (`harvester_matches`, on a
+probe that exercises each rule) is judged by it: `16` -> `17` in a date formula no longer
+reaches every test that draws.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import math
+import sys
+from typing import Any
 
 SUFFIX = "\0constants"  # no real path holds a NUL
 # the frames that harvest constants (the nearest caller of `open` that is not a helper)
 HARVESTERS = ("hypothesis/internal/constants_ast.py",)
 _PARSE_LIMIT = 4 * 1024 * 1024  # a bigger file is judged by its content digest alone
 _HARVEST_LIMIT = 512 * 1024  # hypothesis skips files over this size
+_KEPT_LIMIT = 1024  # hypothesis keeps nothing of a module with more constants (`TooManyConstants`)
+HARVESTER_MODULE = "hypothesis.internal.constants_ast"
 
 
 def constants_path(rel: str) -> str:
@@ -80,8 +91,122 @@ def tree_literals_digest(tree: ast.AST, size: int) -> str:
                     stack.append((child, in_fstring))
     text = "\n".join("\t".join(item) for item in sorted(found))
     big = "big" if size > _HARVEST_LIMIT else "small"
-    return hashlib.blake2b(f"{big}\n{text}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    everything = _hex(f"{big}\n{text}")
+    kept = kept_constants(tree, size)
+    if kept is None:
+        return everything
+    return f"{everything}+" + _hex("\n".join("\t".join(item) for item in sorted(kept)))
 
 
-def combined(content_digest: str, data: bytes) -> str:
-    return f"{content_digest}:{literals_digest(data)}"
+def _hex(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def kept_constants(tree: ast.AST, size: int) -> set[tuple[str, str]] | None:
+    """(type, repr) of the constants hypothesis' harvester keeps from a module of `size` bytes
+    (`constants_ast.ConstantVisitor`, replicated); None when it may hit its limit (the order of
+    its walk would decide)."""
+    kept: set[tuple[str, str]] = set()
+    if size > _HARVEST_LIMIT:
+        return kept  # not read at all
+
+    def add(value: object) -> None:
+        if isinstance(value, bool) or value is None or value is Ellipsis:
+            return
+        if isinstance(value, complex):
+            add(value.imag)
+            add(value.real)
+            return
+        if isinstance(value, str):
+            keep = not (value.isspace() or value == "" or len(value) > 20)
+        elif isinstance(value, bytes):
+            keep = not (value == b"" or len(value) > 50)
+        elif isinstance(value, float):
+            keep = not (math.isinf(value) or value == 0.0)
+        elif isinstance(value, int):
+            keep = not -100 < value < 100
+        else:
+            keep = False
+        if keep:
+            kept.add((type(value).__name__, repr(value)))
+
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.JoinedStr):
+            continue  # not visited at all
+        if isinstance(node, ast.Constant):
+            add(node.value)
+            continue
+        if isinstance(node, ast.Expr) and _is_str(node.value):
+            continue  # a docstring or a bare string
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            operand = node.operand
+            value = operand.value if isinstance(operand, ast.Constant) else None
+            if isinstance(value, int | float | complex) and not isinstance(value, bool):
+                add(-value)
+                continue
+        stack.extend(ast.iter_child_nodes(node))
+    return kept if len(kept) < _KEPT_LIMIT else None
+
+
+def _is_str(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def literals_changed(recorded: str, now: str) -> bool:
+    """Whether a harvester can tell the literals digests `recorded` and `now` apart: by what
+    hypothesis keeps when both hold it, else by every literal."""
+    old_all, _, old_kept = recorded.partition("+")
+    new_all, _, new_kept = now.partition("+")
+    if old_kept and new_kept:
+        return old_kept != new_kept
+    return old_all != new_all
+
+
+# one of each of the harvester's rules, kept or not (`harvester_matches`)
+_PROBE = '''
+"""a docstring 12345"""
+b"bare bytes"
+54321
+A = (5, 99, -99, 100, -100, 250, -(-300), True, False, None, ...)
+B = (0.0, -0.0, 1e999, -1e999, 2.5, -2.5, 3j, 4+5j, 1e2)
+C = ("", " ", "\\n\\t", "x", "twenty-characters-xx", "twenty-one-characters", "MO")
+D = (b"", b"y", b"%s", b"0123456789012345678901234567890123456789012345678901")
+E = f"{7000} and {A!r:>8}" + "tail"
+F = -True
+G = {"key": [-(4000), +6000]}
+def h(x: "Annot" = 8000) -> None:
+    "a function docstring 9000"
+    match x:
+        case 1234: pass
+        case "case-str": pass
+'''
+_matches: bool | None = None
+
+
+def harvester_matches() -> bool:
+    """Whether the hypothesis loaded in this process keeps exactly what `kept_constants` keeps
+    (a later version may keep more: then every literal counts again). False without it."""
+    global _matches
+    if _matches is None:
+        _matches = _check_harvester(sys.modules.get(HARVESTER_MODULE))
+    return _matches
+
+
+def _check_harvester(module: Any) -> bool:
+    try:
+        if module.ConstantVisitor.CONSTANTS_LIMIT != _KEPT_LIMIT:
+            return False
+        theirs = {(type(v).__name__, repr(v)) for v in module._constants_from_source(_PROBE, limit=True)}
+    except Exception:
+        return False
+    ours = kept_constants(ast.parse(_PROBE), len(_PROBE))
+    return bool(ours) and ours == theirs
+
+
+def combined(content_digest: str, data: bytes, kept: bool = False) -> str:
+    """A constants read's digest: the content's and the literals' (with what hypothesis keeps
+    when `kept`: the recording saw its filter match the replica)."""
+    literals = literals_digest(data)
+    return f"{content_digest}:{literals if kept else literals.partition('+')[0]}"

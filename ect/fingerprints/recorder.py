@@ -75,8 +75,9 @@ def file_digest(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
-def read_digest(root: str | os.PathLike[str], path: str) -> str | None:
-    """The digest of a recorded read: the file's, or for a constants read, see `constants`."""
+def read_digest(root: str | os.PathLike[str], path: str, kept: bool = True) -> str | None:
+    """The digest of a recorded read: the file's, or for a constants read, see `constants`
+    (with what hypothesis keeps, when `kept`)."""
     source = constants.source_of(path)
     if source is None:
         return file_digest(os.path.join(root, path))
@@ -85,7 +86,7 @@ def read_digest(root: str | os.PathLike[str], path: str) -> str | None:
             data = fh.read()
     except OSError:
         return None
-    return constants.combined(digest_bytes(data), data)
+    return constants.combined(digest_bytes(data), data, kept)
 
 
 def listing_digest(path: str | os.PathLike[str]) -> str | None:
@@ -580,6 +581,7 @@ class Recorder:
         if at_import and not self.unwatched_draws:  # the harvest after collection: the drawing tests have it
             att.reads[IMPORT_TIME] = {p for p in at_import if constants.source_of(p) is None}
         data_files = {p for paths in self.reads.values() for p in paths}
+        kept = bool(harvested) and constants.harvester_matches()  # judged by what it keeps
         listed = {p for paths in self.dirs.values() for p in paths}
         out = {
             "pid": os.getpid(),
@@ -589,7 +591,7 @@ class Recorder:
             "modules": {rel: m.digest for rel, m in self.modules.items()},
             "reads": {c: sorted(p) for c, p in att.reads.items()},
             "dirs": {c: sorted(p) for c, p in att.dirs.items()},
-            "data_digests": {p: read_digest(self.root, p) for p in data_files},
+            "data_digests": {p: read_digest(self.root, p, kept) for p in data_files},
             "dir_digests": {p: listing_digest(os.path.join(self.root, p)) for p in listed},
             "opaque": sorted(att.opaque),
             "loaded": sorted(self.loaded | set(self.modules)),

@@ -85,9 +85,9 @@ class Current:
             return False  # the same file: no need to parse it
         blocks = self.blocks(source) if source in self.graph.infos else None
         if blocks is not None and blocks.literals is not None:  # parsed once for blocks and literals
-            return blocks.literals != literals
+            return constants.literals_changed(literals, blocks.literals)
         now = self.data_digest(path)
-        return now is None or now.partition(":")[2] != literals
+        return now is None or constants.literals_changed(literals, now.partition(":")[2])
 
     def data_digest(self, path: str) -> str | None:
         if path not in self._data:
