@@ -67,6 +67,10 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None 
     return time.perf_counter() - t
 
 
+def _failed(run: TestRun | None) -> set[str]:
+    return {n for n, o in run.outcomes.items() if o == "failed"} if run is not None else set()
+
+
 def rule_of(why: str) -> str:
     """The kind of rule that selected a mutant's tests."""
     if not why:
@@ -150,6 +154,10 @@ class TestmonObserver:
     ) -> dict[str, Any]:
         out: dict[str, Any] = {"select_ms": sel.phases_ms.get("select", 0.0)}
         out["ect_wall_s"] = sum(sel.phases_ms.values()) / 1000
+        # per-test recall: the tests the mutant fails in the full suite that a tool did not fail
+        broke = _failed(full)
+        out["failing"] = len(broke)
+        out["ect_missed_failing"] = len(broke - _failed(sel.test_run))
         # as verify bounds its runs: a mutant that makes a test loop forever costs minutes, not hours
         timeout = max(60.0, 10 * self.record_s) if self.record_s else 600.0
         node_args = sel.selection.pytest_args() if sel.selection else None
@@ -179,6 +187,7 @@ class TestmonObserver:
                 "exit_code": tm.exit_code,
                 "tests": len(tm.outcomes),
                 "time_s": sum(tm.durations.values()),
+                "missed_failing": len(broke - _failed(tm)),
             }
         return out
 
@@ -404,6 +413,19 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
             "median_frac": _median(tm_fracs),
             "errors": tm_errors,
         }
+        paired = [m for m in tm_ok if m.full.time_s > 0]
+        less = sum(1 for m in paired if m.selection.time_s < m.extra["tm"]["time_s"] - 0.005 * m.full.time_s)
+        more = sum(1 for m in paired if m.selection.time_s > m.extra["tm"]["time_s"] + 0.005 * m.full.time_s)
+        print(
+            f"  per mutant: ect ran less test time than testmon on {less}, more on {more}, "
+            f"the same (within 0.5% of the suite) on {len(paired) - less - more}"
+        )
+        failing = sum(int(m.extra.get("failing", 0)) for m in tm_ok)
+        print(
+            f"  failing tests (full suite, summed over mutants): {failing}; not failed by ect "
+            f"{sum(int(m.extra.get('ect_missed_failing', 0)) for m in tm_ok)}, by testmon "
+            f"{sum(int(m.extra['tm'].get('missed_failing', 0)) for m in tm_ok)}"
+        )
     print("(time = test time run per mutant, as a fraction of the full suite's test time)")
     for rule, values in sorted(by_rule.items()):
         print(f"  ect, {rule:<22} {len(values):>3} mutants, median time {_median(values):.1%}")
