@@ -146,6 +146,8 @@ def _watch_draws() -> None:
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
         _results["collect_errors"].append(report.nodeid)
+    elif _recorder is not None and report.nodeid.endswith(".py") and "::" not in report.nodeid:
+        _recorder.collected.add(report.nodeid)  # a test module (collected, or skipped as a whole)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

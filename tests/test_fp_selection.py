@@ -610,3 +610,39 @@ def test_a_parametrize_decorators_code_reaches_its_own_test_not_the_whole_module
     edit(repo, "shop/codes.py", "return k\n", "return k + 0\n")
     proc = check(repo, "--explain")
     assert "3 failed, 2 passed" in proc.stdout, proc.stdout
+
+
+SKIPPED_MODULE = """
+import pytest
+
+from shop.prices import net
+
+if net(1) == 2:  # the feature is off: nothing here runs
+    pytest.skip("off", allow_module_level=True)
+
+
+def test_feature():
+    assert net(1) == 3
+"""
+
+
+def test_a_module_skipped_at_collection_runs_again_when_what_decided_the_skip_changes(
+    make_repo, ran_log
+) -> None:
+    # a module that ran no test is not "a file the suite does not collect": what it ran while
+    # collected (the skip condition) and its imports decide whether it is collected next time
+    files = dict(FP_SAMPLE)
+    files["tests/test_feature.py"] = SKIPPED_MODULE
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    assert ran_log() == ALL
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")  # not what the skip ran
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0 and ran_log() == ["test_gross"], proc.stdout
+    assert "tests/test_feature.py: statically reachable, but none of its tests executed" in proc.stdout
+    edit(repo, "shop/prices.py", "return x * RATE", "return x * RATE + 1")  # net(1) is 3: not skipped
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert "collecting the module (it ran no test): shop/prices.py::net ran while collecting" in proc.stdout
+    assert "FAILED tests/test_feature.py::test_feature" not in proc.stdout  # net(1) == 3 passes
+    assert "tests/test_feature.py::test_feature PASSED" in proc.stdout or "test_feature.py ." in proc.stdout

@@ -56,6 +56,7 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
         "opaque": [],
         "via": {},
         "loaded": [],
+        "empty_files": [],
     }
     found = False
     for path in sorted(out_dir.glob("raw-*.json")):
@@ -76,6 +77,7 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
             merged[key].update(data.get(key, {}))
         merged["opaque"].extend(data.get("opaque", []))
         merged["loaded"].extend(data.get("loaded", []))
+        merged["empty_files"].extend(data.get("empty_files", []))
         for ctx, files in data.get("via", {}).items():
             target_via = merged["via"].setdefault(ctx, {})
             for rel, names in files.items():
@@ -138,6 +140,12 @@ def ingest(
     `ran_functions` the test functions run by node id without parameters (all their parameters ran).
     """
     executed: dict[str, dict[str, list[str]]] = raw["executed"]
+    # a test module collected without running a test is recorded as a test of its own (`recorder`)
+    bad = {e.split("::")[0] for e in collect_errors}
+    ran_files = {n.split("::")[0] for n in outcomes}
+    empty = {nodeid_map.get(f, f) for f in raw.get("empty_files", [])} - bad - ran_files
+    if empty:
+        outcomes = {**outcomes, **dict.fromkeys(sorted(empty), "skipped")}
     modules: dict[str, str] = raw["modules"]
     closures = Closures(graph)
     fileset = set(graph.files)
@@ -212,7 +220,6 @@ def ingest(
         for rec in records:
             if (rec.nodeid, rec.fp) not in stored:
                 store.put_record(conn, rec)
-        bad = {e.split("::")[0] for e in collect_errors}
         ran_whole = sorted({n.split("::")[0] for n in outcomes}) if whole_files is None else whole_files
         for test_file in ran_whole:
             if test_file in graph.infos and test_file not in bad:

@@ -31,7 +31,7 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -358,6 +358,7 @@ class Recorder:
         self.opaque: set[str] = set()
         self.loaded: set[str] = set()  # repository .py files imported (by any loader) or shown
         self.tests: list[str] = []  # node ids of the tests that ran, in order
+        self.collected: set[str] = set()  # node ids of the test modules collected without error
         self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
         # tests that draw on a process-wide constants harvest (hypothesis'), whichever test read it
         self.harvest_users: set[str] = set()
@@ -573,7 +574,9 @@ class Recorder:
             ctx: {rel: {self.modules[rel].names[i] for i in idx} for rel, idx in files.items()}
             for ctx, files in self.hits.items()
         }
-        att = attribute(self.tests, self.fixture_users, hits, self.reads, self.dirs, self.opaque)
+        att = attribute(
+            self.tests, self.fixture_users, hits, self.reads, self.dirs, self.opaque, self.collected
+        )
         harvested = {p for paths in self.reads.values() for p in paths if constants.source_of(p) is not None}
         for nodeid in self.harvest_users & set(self.tests) if harvested else ():
             att.reads.setdefault(nodeid, set()).update(harvested)
@@ -594,6 +597,7 @@ class Recorder:
             "data_digests": {p: read_digest(self.root, p, kept) for p in data_files},
             "dir_digests": {p: listing_digest(os.path.join(self.root, p)) for p in listed},
             "opaque": sorted(att.opaque),
+            "empty_files": sorted(att.empty_files),
             "loaded": sorted(self.loaded | set(self.modules)),
         }
         os.makedirs(self.out_dir, exist_ok=True)
@@ -681,6 +685,10 @@ class Attribution:
         self.reads: dict[str, set[str]] = {}
         self.dirs: dict[str, set[str]] = {}
         self.opaque: set[str] = set()
+        # test modules collected that ran no test (a module-level skip, every test deselected):
+        # each is a test of its own, "collecting the module", so that a change to what decided
+        # that (`if not has_feature(): pytest.skip(...)`) runs the module again
+        self.empty_files: set[str] = set()
 
 
 def attribute(
@@ -690,19 +698,24 @@ def attribute(
     reads: dict[str, set[str]],
     dirs: dict[str, set[str]],
     opaque: set[str],
+    collected: Collection[str] = (),
 ) -> Attribution:
     """Hand what ran in collector and fixture contexts to the tests that can observe it.
 
     Collection of a directory, module or class goes to the tests under it; a fixture's setup
-    to every test that used the fixture. A context no test that ran can be tied to (a
-    collector with no test run under it, a fixture no test is known to use) becomes import
-    time, which is global: when unsure, more tests.
+    to every test that used the fixture. A test module in `collected` under which no test ran
+    is a test of its own (`Attribution.empty_files`), its collection's code goes to it. Another
+    context no test that ran can be tied to (a collector of no module that was collected, a
+    fixture no test is known to use) becomes import time, which is global: when unsure, more tests.
     """
     ran = set(tests)
     under: dict[str, list[str]] = {}
     for nodeid in ran:
         for above in _enclosing(nodeid):
             under.setdefault(above, []).append(nodeid)
+    empty = {m for m in collected if m not in under}
+    for module in empty:
+        under[module] = [module]
 
     def users(ctx: str) -> list[str] | None:
         if ctx == IMPORT_TIME or not ctx.startswith((COLLECT, FIXTURE)):
@@ -719,6 +732,7 @@ def attribute(
         return found or [IMPORT_TIME]
 
     att = Attribution()
+    att.empty_files = empty
     for ctx, files in hits.items():
         targets = users(ctx)
         for target in targets or [ctx]:

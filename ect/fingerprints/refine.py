@@ -459,7 +459,8 @@ def refine(
             }
         )
         for nodeid in sorted(nodeids):
-            sel.add(test_file, f"{nodeid.split('::', 1)[1]}: {'; '.join(changed[nodeid][:3])}")
+            name = nodeid.split("::", 1)[1] if "::" in nodeid else "collecting the module (it ran no test)"
+            sel.add(test_file, f"{name}: {'; '.join(changed[nodeid][:3])}")
     sel.fingerprinted = True
     return sel
 

@@ -118,7 +118,7 @@ class FingerprintSession:
             for key in ("reads", "dirs"):
                 for ctx in raw[key]:
                     nodeid_map.setdefault(ctx, relative_nodeid(rootpath, self.root, ctx))
-            for ctx in raw["opaque"]:
+            for ctx in [*raw["opaque"], *raw["empty_files"]]:
                 nodeid_map.setdefault(ctx, relative_nodeid(rootpath, self.root, ctx))
             nodeid_map[""] = ""
             whole = None if selection.run_all else [f for f in selection.tests if f not in selection.nodes]
