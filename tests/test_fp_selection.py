@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from ect_testutil import GIT_ENV, git, write
-from fp_testutil import FP_SAMPLE, FP_SOURCES, check, db_nodeids, edit, env_with_log
+from fp_testutil import FP_SAMPLE, FP_SOURCES, LOG_HELPER, check, db_nodeids, edit, env_with_log
 
 ALL = ["test_count", "test_gross", "test_load", "test_net", "test_table"]
 
@@ -646,3 +646,35 @@ def test_a_module_skipped_at_collection_runs_again_when_what_decided_the_skip_ch
     assert "collecting the module (it ran no test): shop/prices.py::net ran while collecting" in proc.stdout
     assert "FAILED tests/test_feature.py::test_feature" not in proc.stdout  # net(1) == 3 passes
     assert "tests/test_feature.py::test_feature PASSED" in proc.stdout or "test_feature.py ." in proc.stdout
+
+
+def test_a_module_level_lambda_called_by_a_test_is_not_an_import_of_its_module(make_repo, ran_log) -> None:
+    # `OPS["in"](...)` runs code of ops.py's module level during the test; taking it for ops.py's
+    # first import made everything the test ran in ops.py's imports "import-time" code, which
+    # every importer may see: a change to work() then ran test_other too
+    files = dict(FP_SAMPLE)
+    files["shop/heavy.py"] = "def work(x):\n    return x + 1\n"
+    files["shop/ops.py"] = (
+        "from shop.heavy import work\n\nOPS = {'in': lambda a, b: a in b}\n\n\n"
+        "def run(x):\n    return work(x)\n"
+    )
+    files["tests/test_ops.py"] = LOG_HELPER + (
+        "from shop.ops import OPS, run\n\n\ndef test_ops():\n    _ran('test_ops')\n"
+        "    assert OPS['in'](1, [1]) and run(1) == 2\n"
+    )
+    files["tests/test_other.py"] = LOG_HELPER + (
+        "import shop.heavy\n\n\ndef test_other():\n    _ran('test_other')\n    assert shop.heavy\n"
+    )
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    assert ran_log() == sorted([*ALL, "test_ops", "test_other"])
+    edit(repo, "shop/heavy.py", "return x + 1", "return 1 + x")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_ops"], proc.stdout
+    assert "test_ops: executed shop/heavy.py::work, which changed" in proc.stdout
+    # the lambda is module-level code all the same: changing it reaches the test that called it
+    edit(repo, "shop/ops.py", "lambda a, b: a in b", "lambda a, b: a not in b")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert "test_ops" in ran_log()

@@ -18,6 +18,9 @@ from typing import Any
 from ect.fingerprints.constants import tree_literals_digest
 
 SKELETON = "<module>"
+# a lambda (or function) of the module level that ran after the module's import: the skeleton's code,
+# but no sign that the module was imported then (the recorder marks it apart; `ingest` merges them)
+SKELETON_CALL = "<module>()"
 _MEMO_DECORATORS = frozenset(
     {"lru_cache", "cache", "cached", "cached_property", "cachedmethod", "memoize", "memoized", "memoise"}
 )

@@ -20,7 +20,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ect.fingerprints.blocks import SKELETON
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL
 from ect.fingerprints.recorder import IMPORT_TIME, digest_bytes
 from ect.fingerprints.store import Record, Store
 from ect.graph import Graph
@@ -42,6 +42,13 @@ def environment() -> str:
         parts.append(d)
         parts.extend(names)
     return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def _skeleton(names: list[str]) -> list[str]:
+    """Block names with a call of the skeleton's code counted as the skeleton (`SKELETON_CALL`)."""
+    if SKELETON_CALL not in names:
+        return names
+    return sorted({SKELETON if n == SKELETON_CALL else n for n in names})
 
 
 def load_raw(out_dir: Path) -> dict[str, Any] | None:
@@ -139,7 +146,10 @@ def ingest(
     `whole_files` are the test files that ran completely (None: the whole suite);
     `ran_functions` the test functions run by node id without parameters (all their parameters ran).
     """
-    executed: dict[str, dict[str, list[str]]] = raw["executed"]
+    # a test that ran a module's skeleton imported it then (a lambda of the module level only ran)
+    raw_executed: dict[str, dict[str, list[str]]] = raw["executed"]
+    lazily_of = {ctx: [r for r, names in fs.items() if SKELETON in names] for ctx, fs in raw_executed.items()}
+    executed = {ctx: {rel: _skeleton(names) for rel, names in fs.items()} for ctx, fs in raw_executed.items()}
     # a test module collected without running a test is recorded as a test of its own (`recorder`)
     bad = {e.split("::")[0] for e in collect_errors}
     ran_files = {n.split("::")[0] for n in outcomes}
@@ -155,9 +165,8 @@ def ingest(
     dynamic = set(graph.dynamic_files)
     by_test = {nodeid_map.get(ctx, ctx): files for ctx, files in executed.items() if ctx != IMPORT_TIME}
     # a test that imported a module for the first time ran that module's import-time code
-    for files in by_test.values():
-        lazily = [rel for rel, names in files.items() if SKELETON in names]
-        for rel in lazily:
+    for ctx, files in executed.items():
+        for rel in lazily_of[ctx] if ctx != IMPORT_TIME else ():
             reach = closures.of(rel)
             for other, names in files.items():
                 if other in reach:
@@ -165,7 +174,13 @@ def ingest(
     reads = {nodeid_map.get(c, c): v for c, v in raw["reads"].items()}
     dirs = {nodeid_map.get(c, c): v for c, v in raw["dirs"].items()}
     opaque = {nodeid_map.get(c, c) for c in raw["opaque"]}
-    via_of = {nodeid_map.get(c, c): v for c, v in raw.get("via", {}).items()}
+    via_of = {
+        nodeid_map.get(c, c): {
+            rel: {(SKELETON if n == SKELETON_CALL else n): rule for n, rule in names.items()}
+            for rel, names in v.items()
+        }
+        for c, v in raw.get("via", {}).items()
+    }
     now = time.time()
     records = []
     conftests: dict[str, list[str]] = {}

@@ -36,7 +36,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from ect.fingerprints import constants
-from ect.fingerprints.blocks import SKELETON, block_nodes
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
 
 IMPORT_TIME = ""
 HITS = "__ect_hits__"
@@ -144,11 +144,13 @@ def _mark_tree(root: ast.AST, index: int, done: set[int]) -> None:
 def instrument(tree: ast.Module) -> list[str]:
     """Add hit markers to `tree` in place; returns the block name of each marker index."""
     nodes = block_nodes(tree)
-    names = [SKELETON] + [key for key, _ in nodes]
+    names = [SKELETON] + [key for key, _ in nodes] + [SKELETON_CALL]
     done: set[int] = set()
     for index, (_, node) in enumerate(nodes, start=1):
         _mark_tree(node, index, done)
-    _mark_tree(tree, 0, done)  # lambdas and functions outside any block belong to the skeleton
+    # lambdas and functions outside any block belong to the skeleton; a hit apart tells a call
+    # of one (`OPS = {"in": lambda a, b: a in b}`) from the module's import
+    _mark_tree(tree, len(names) - 1, done)
     _insert_marker(tree.body, 0, module=True)
     ast.fix_missing_locations(tree)
     return names
@@ -166,7 +168,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "1"
+CODE_CACHE_VERSION = "2"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
