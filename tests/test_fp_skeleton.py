@@ -5,7 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from fp_testutil import LOG_HELPER, check, edit
+from ect_testutil import run_ect
+from fp_testutil import FAST, LOG_HELPER, check, edit
 
 from ect.fingerprints.skeleton import find_readers, module_use, read_in, skeleton_delta
 
@@ -47,6 +48,27 @@ BASE = """
         ("LIMIT = 3", "pass", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),  # a dropped binding
         ("size = 1", "size = 2", {"size", "area"}, {"Box.grow"}),  # a plain class's attribute
         ("    size = 1", "    size = LIMIT", {"size", "area"}, {"Box.grow"}),
+        # a statement added or removed whole: only what reads its names (nothing read a new one)
+        (
+            "def other(x=1):",
+            "def added(y=(1, 2)) -> int:\n        return 1\n\n    def other(x=1):",
+            {"added"},
+            set(),
+        ),
+        (
+            "    def other(x=1):\n        return x\n",
+            "",
+            {"other"},
+            set(),
+        ),  # callers that ran it ran its block
+        ("LIMIT = 3", "LIMIT = 3\n    EXTRA = LIMIT + 1", {"EXTRA"}, set()),
+        (
+            "LIMIT = 3",
+            "LIMIT = 3\n    EXTRA = 1\n    def uses_extra():\n        return EXTRA",
+            {"EXTRA", "uses_extra"},
+            {"uses_extra"},
+        ),
+        ("DOUBLE = LIMIT * 2", "", {"DOUBLE"}, {"uses_double"}),
     ],
 )
 def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names, blocks) -> None:
@@ -67,7 +89,14 @@ def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names,
         ("size = 1", "size: int = 2"),  # __annotations__
         ("area = size * size", "area = compute(size)"),  # a class-level call
         ("def grow(self):", "def grow(self, by=size):"),  # a method's default
-        ("LIMIT = 3", "LIMIT = 3\nprint(LIMIT)"),  # statements added
+        ("LIMIT = 3", "LIMIT = 3\nprint(LIMIT)"),  # a statement added that runs code
+        ("def other(x=1):", "@cache\n    def added():\n        pass\n    def other(x=1):"),  # a decorator
+        ("def other(x=1):", "def added(x=make()):\n        pass\n    def other(x=1):"),  # a default's call
+        ("def other(x=1):", "def added(x: make() = 1):\n        pass\n    def other(x=1):"),
+        ("def other(x=1):", "class Added:\n        pass\n    def other(x=1):"),  # a class may register
+        ("import re", "import re\n    import json"),  # an import runs the imported module
+        ("LIMIT = 3", "LIMIT = 3\n    EXTRA: int = 1"),  # __annotations__
+        ("LIMIT = 3", "LIMIT = 3\n    def other():\n        pass"),  # a second def of a name
         ("def other(x=1):", "def other(x: int = 1):"),  # annotations are introspected
         ("def other(x=1):", "@app.command()\ndef other(x=2):"),  # decorators may read defaults
         ("import re", "import re\n__version__ = '1'"),
@@ -306,6 +335,36 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     assert ran_log() == ["test_every_constant", "test_unit"]
     assert "executed calc/config.py::Unit.show, which reads SYMBOL" in proc.stdout, proc.stdout
     edit(repo, "calc/config.py", 'SYMBOL = "km"', 'SYMBOL = "m"')
+    assert check(repo).returncode == 0
+    ran_log()
+
+    # a function added: nothing read its name before (test_every_constant reads by computed names);
+    # removed again, the module is as every test last passed with it: nothing runs
+    edit(repo, "calc/config.py", "def capped(x):", "def doubled(x):\n    return 2 * x\n\n\ndef capped(x):")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_every_constant"], proc.stdout
+    edit(repo, "calc/config.py", "def doubled(x):\n    return 2 * x\n\n\n", "")
+    assert check(repo).returncode == 0
+    assert ran_log() == []
+    # a function removed: the test that ran it runs (and fails), not every importer
+    edit(repo, "calc/config.py", "def capped(x):\n    return min(x, LIMIT)\n", "")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert ran_log() == ["test_capped", "test_every_constant"], proc.stdout  # test_capped fails
+    assert "test_capped: executed calc/config.py::capped, which was removed" in proc.stdout, proc.stdout
+    assert "1 failed, 1 passed" in proc.stdout, proc.stdout
+    edit(repo, "calc/config.py", "def scale(", "def capped(x):\n    return min(x, LIMIT)\n\n\ndef scale(")
+    assert check(repo).returncode == 0
+    ran_log()
+    # one that a module re-exports (`from calc.config import LIMIT, name`): importing it fails
+    edit(repo, "calc/config.py", 'def name():\n    return "calc"\n', "")
+    proc = run_ect(repo, "check", "--explain", env=FAST)  # pytest shows the import error's traceback
+    assert proc.returncode == 1, proc.stdout
+    assert "2 of 2 test files selected" in proc.stdout, proc.stdout
+    assert "module level of calc/__init__.py reads name" in proc.stdout, proc.stdout
+    assert "2 errors during collection" in proc.stdout, proc.stdout
+    edit(repo, "calc/config.py", "def capped(", 'def name():\n    return "calc"\n\n\ndef capped(')
     assert check(repo).returncode == 0
     ran_log()
 

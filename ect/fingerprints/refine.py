@@ -59,6 +59,7 @@ class Current:
     instrumented: set[str] = field(default_factory=set)
     changed_names: dict[str, frozenset[str]] = field(default_factory=dict)  # path -> its changed names
     called: frozenset[str] = frozenset()  # changed names that a plain call does not read (functions)
+    removed: frozenset[str] = frozenset()  # changed names no longer bound: importing one is a read
     escaped: dict[str, str] = field(default_factory=dict)  # path -> why its names may be read dynamically
     harvested: set[str] = field(default_factory=set)  # sources some test read for their literals
 
@@ -144,6 +145,7 @@ class Current:
             if found is not None and found.names:
                 self.changed_names[path] = self.changed_names.get(path, frozenset()) | found.names
                 self.called |= found.functions
+                self.removed |= found.removed
         return self._deltas[key]
 
     def reader_reasons(
@@ -498,7 +500,7 @@ def _find_readers(
                 data = None
             yield path, data
 
-    cur.readers = find_readers(sources(), names, cur.called)
+    cur.readers = find_readers(sources(), names, cur.called, cur.removed)
     cur.instrumented = instrumented
     return cur.readers
 

@@ -9,10 +9,10 @@ that mentions the names (a static read always names what it reads, whatever chai
 re-exports brought the value; a re-exporting `from m import NAME` is not itself a read).
 
 The narrowing is only used when it is safe; otherwise the whole-module rule stands (None):
-- every changed top-level statement is a pure binding (assignment whose value has no calls
-  except to a few pure builtins) or an undecorated `def` whose defaults alone changed (its name
-  then counts as changed too: introspection names the function), statement count and order
-  unchanged;
+- every changed, added or removed top-level statement is a pure binding (assignment whose value
+  has no calls except to a few pure builtins) or an undecorated `def` whose defaults alone
+  changed, or that was added or removed whole (its name then counts as changed too:
+  introspection names the function; a caller that ran a removed one ran its block);
 - every unchanged statement that reads a changed name is itself a pure binding (its names
   become changed too) or a `def` reading it in its defaults only;
 - no dunder name changes (`__all__` steers star imports);
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import difflib
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -76,6 +77,8 @@ class SkeletonDelta:
     blocks: frozenset[str]
     # functions whose defaults changed: calling one runs it (recorded); any other use may introspect
     functions: frozenset[str] = frozenset()
+    # names the module no longer binds: importing one (`from m import NAME`) fails, a read too
+    removed: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -301,15 +304,54 @@ def skeleton_delta(old_source: bytes, new_source: bytes, filename: str = "<file>
         return None
 
 
+def _pairs(old: _Module, new: _Module) -> Iterator[tuple[ast.stmt | None, ast.stmt | None]]:
+    """The top-level statements that differ: (old, new) where one replaced the other in place,
+    (old, None) removed, (None, new) added."""
+    matcher = difflib.SequenceMatcher(a=old.digests, b=new.digests, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if i2 - i1 == j2 - j1:
+            yield from zip(old.stmts[i1:i2], new.stmts[j1:j2], strict=True)
+            continue
+        yield from ((o, None) for o in old.stmts[i1:i2])
+        yield from ((None, n) for n in new.stmts[j1:j2])
+
+
+def _lone(module: _Module, stmt: ast.stmt) -> tuple[set[str], bool]:
+    """The names a statement added or removed on its own binds, and whether it is a `def` (a
+    pure binding, or an undecorated function whose defaults and annotations are pure); else
+    `_Unsafe`."""
+    bound = module.binding(stmt)
+    if bound is not None and not isinstance(stmt, ast.AnnAssign):
+        return bound, False
+    if (
+        isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+        and not stmt.decorator_list
+        and module.top_defs.get(stmt.name) == 1
+        and all(module.pure(d) for d in _defaults(stmt))
+        and all(module.pure(a) for a in _annotations(stmt))
+    ):
+        return {stmt.name}, True
+    raise _Unsafe
+
+
 def _delta(old: _Module, new: _Module) -> SkeletonDelta:
-    if len(old.stmts) != len(new.stmts):
-        raise _Unsafe
     names: set[str] = set()
     blocks: set[str] = set()
     functions: set[str] = set()
     classes: set[int] = set()  # classes whose own attributes changed (their bodies read them)
-    for o, n, od, nd in zip(old.stmts, new.stmts, old.digests, new.digests, strict=True):
-        if od == nd:
+    gone: set[str] = set()
+    for o, n in _pairs(old, new):
+        if o is None or n is None:  # a statement added or removed: what reads its names
+            if n is not None:
+                bound, is_def = _lone(new, n)
+            elif o is not None:
+                bound, is_def = _lone(old, o)
+                gone |= bound
+            names |= bound
+            if is_def:
+                functions |= bound
             continue
         ob, nb = old.binding(o), new.binding(n)
         if ob is not None and nb is not None:
@@ -359,7 +401,22 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     for key, node in new.blocks.items():
         if names & set(_words(node, called)):
             blocks.add(key)
-    return SkeletonDelta(frozenset(names), frozenset(blocks), called)
+    return SkeletonDelta(frozenset(names), frozenset(blocks), called, frozenset(gone - _top_level(new.stmts)))
+
+
+def _top_level(stmts: list[ast.stmt]) -> set[str]:
+    """Names bound directly by top-level statements (not under `if`/`try`: fewer, so more names
+    count as removed)."""
+    found: set[str] = set()
+    for stmt in stmts:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(stmt.name)
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            found |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
+        elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            found |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return found
 
 
 # bases that run no code of their own when subclassed (no metaclass, no `__init_subclass__`)
@@ -425,15 +482,19 @@ def _spread(
                 grew = True
 
 
-def _annotation_words(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+def _annotations(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
     a = fn.args
-    nodes: list[ast.AST] = [x.annotation for x in [*a.posonlyargs, *a.args, *a.kwonlyargs] if x.annotation]
+    nodes: list[ast.expr] = [x.annotation for x in [*a.posonlyargs, *a.args, *a.kwonlyargs] if x.annotation]
     for extra in (a.vararg, a.kwarg):
         if extra is not None and extra.annotation is not None:
             nodes.append(extra.annotation)
     if fn.returns is not None:
         nodes.append(fn.returns)
-    return {w for node in nodes for w in _words(node)}
+    return nodes
+
+
+def _annotation_words(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    return {w for node in _annotations(fn) for w in _words(node)}
 
 
 _DYNAMIC_CALL = re.compile(rb"\b(?:vars|dir|globals|locals|eval|exec|getmembers)\s*\(|__dict__")
@@ -453,13 +514,18 @@ def _dynamic_offsets(source: bytes) -> list[int]:
 
 
 def read_in(
-    source: bytes, names: set[str], filename: str = "<file>", called: frozenset[str] = frozenset()
+    source: bytes,
+    names: set[str],
+    filename: str = "<file>",
+    called: frozenset[str] = frozenset(),
+    removed: frozenset[str] = frozenset(),
 ) -> tuple[Reader | None, dict[str, set[str]]]:
     """Where the module `source` may read `names` (None: nowhere; unparseable: at module level),
     and the other names it imports them as (`from m import NAME as OTHER`).
 
     Text-based, so comments and strings count as reads too (more tests, never fewer); the parse
-    only gives the block spans and the top-level imports (a re-export is not a read)."""
+    only gives the block spans and the top-level imports (a re-export is not a read, unless the
+    name is `removed`: the import fails)."""
     alternatives = b"|".join(re.escape(n.encode()) for n in sorted(names))
     hits = list(re.finditer(rb"\b(?:" + alternatives + rb")\b", source))
     dynamic = _dynamic_offsets(source)
@@ -495,7 +561,7 @@ def read_in(
             found.blocks.setdefault(key, set()).update(read)
             if memo:
                 found.skeleton |= read  # its cached results outlive the test that ran it
-        elif not any(a <= line <= b for a, b in ignored):
+        elif read & removed or not any(a <= line <= b for a, b in ignored):
             found.skeleton |= read
 
     for m in hits:
@@ -527,11 +593,14 @@ def test_function(nodeid: str) -> str:
 
 
 def find_readers(
-    sources: Iterable[tuple[str, bytes | None]], names: set[str], called: frozenset[str] = frozenset()
+    sources: Iterable[tuple[str, bytes | None]],
+    names: set[str],
+    called: frozenset[str] = frozenset(),
+    removed: frozenset[str] = frozenset(),
 ) -> dict[str, Reader]:
     """The files among `sources` (path, content; None: unreadable or too big to parse) that may
     read `names`, directly or under the names they are imported as (reported as `names`); a name
-    in `called` is not read by a plain call to it."""
+    in `called` is not read by a plain call to it; importing a `removed` one is a read."""
     origin: dict[str, set[str]] = {n: {n} for n in names}
     files = list(sources)
     for _ in range(5):  # aliases of aliases: a few rounds at most
@@ -542,7 +611,8 @@ def find_readers(
                 found[path] = Reader(skeleton=set(names))
                 continue
             called_as = frozenset(a for a, o in origin.items() if o & called)
-            reader, renamed = read_in(data, set(origin), path, called_as)
+            gone = frozenset(a for a, o in origin.items() if o & removed)
+            reader, renamed = read_in(data, set(origin), path, called_as, gone)
             for alias, sources_of in renamed.items():
                 before = origin.get(alias, set())
                 after = before | {o for n in sources_of for o in origin[n]}
