@@ -155,7 +155,7 @@ class TestmonObserver:
         out: dict[str, Any] = {"select_ms": sel.phases_ms.get("select", 0.0)}
         out["ect_wall_s"] = sum(sel.phases_ms.values()) / 1000
         # per-test recall: the tests the mutant fails in the full suite that a tool did not fail
-        broke = _failed(full)
+        broke = _failed(full) & self.passing if self.passing else _failed(full)
         out["failing"] = len(broke)
         out["ect_missed_failing"] = len(broke - _failed(sel.test_run))
         # as verify bounds its runs: a mutant that makes a test loop forever costs minutes, not hours
