@@ -45,7 +45,7 @@ BASE = """
         ("LIMIT = 3", "LIMIT = 4", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),
         ("def other(x=1):", "def other(x=2):", {"other"}, {"other"}),
         ('re.compile("a+")', 're.compile("b+")', {"PATTERN"}, set()),
-        ("LIMIT = 3", "pass", {"LIMIT", "DOUBLE"}, {"uses_limit", "uses_double"}),  # a dropped binding
+        ("DOUBLE = LIMIT * 2", "pass", {"DOUBLE"}, {"uses_double"}),  # a dropped binding
         ("size = 1", "size = 2", {"size", "area"}, {"Box.grow"}),  # a plain class's attribute
         ("    size = 1", "    size = LIMIT", {"size", "area"}, {"Box.grow"}),
         # a statement added or removed whole: only what reads its names (nothing read a new one)
@@ -97,6 +97,10 @@ def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names,
         ("import re", "import re\n    import json"),  # an import runs the imported module
         ("LIMIT = 3", "LIMIT = 3\n    EXTRA: int = 1"),  # __annotations__
         ("LIMIT = 3", "LIMIT = 3\n    def other():\n        pass"),  # a second def of a name
+        # a binding dropped that the module level still reads: importing the module fails
+        ("LIMIT = 3", "pass"),
+        ("LIMIT = 3", ""),
+        ("    def other(x=1):\n        return x\n", "OTHER = other\n"),
         ("def other(x=1):", "def other(x: int = 1):"),  # annotations are introspected
         ("def other(x=1):", "@app.command()\ndef other(x=2):"),  # decorators may read defaults
         ("import re", "import re\n__version__ = '1'"),

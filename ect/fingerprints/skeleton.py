@@ -341,14 +341,12 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     blocks: set[str] = set()
     functions: set[str] = set()
     classes: set[int] = set()  # classes whose own attributes changed (their bodies read them)
-    gone: set[str] = set()
     for o, n in _pairs(old, new):
         if o is None or n is None:  # a statement added or removed: what reads its names
             if n is not None:
                 bound, is_def = _lone(new, n)
             elif o is not None:
                 bound, is_def = _lone(old, o)
-                gone |= bound
             names |= bound
             if is_def:
                 functions |= bound
@@ -401,22 +399,65 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     for key, node in new.blocks.items():
         if names & set(_words(node, called)):
             blocks.add(key)
-    return SkeletonDelta(frozenset(names), frozenset(blocks), called, frozenset(gone - _top_level(new.stmts)))
+    # a name the module no longer binds: its own module-level code reading it fails at import, so
+    # every importer fails (`LIMIT = 3` dropped while `DOUBLE = LIMIT * 2` stays)
+    gone = _top_bindings(old.stmts) - _top_bindings(new.stmts)
+    if gone and (old.star or new.star or gone & {w for stmt in new.stmts for w in _words(stmt)}):
+        raise _Unsafe
+    return SkeletonDelta(frozenset(names), frozenset(blocks), called, frozenset(gone))
 
 
-def _top_level(stmts: list[ast.stmt]) -> set[str]:
-    """Names bound directly by top-level statements (not under `if`/`try`: fewer, so more names
-    count as removed)."""
+def _top_bindings(stmts: list[ast.stmt]) -> set[str]:
+    """Names the module level binds: top-level statements and the bodies of `if`, `try`, `for`,
+    `while`, `with`, `match` there (not function or class bodies, not comprehension variables)."""
     found: set[str] = set()
     for stmt in stmts:
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             found.add(stmt.name)
-        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
             found |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
-        elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            found |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            continue
+        targets: list[ast.AST] = []
+        if isinstance(stmt, ast.Assign):
+            targets = list(stmt.targets)
+        elif isinstance(stmt, ast.AnnAssign | ast.AugAssign | ast.For | ast.AsyncFor):
+            targets = [stmt.target]
+        elif isinstance(stmt, ast.With | ast.AsyncWith):
+            targets = [i.optional_vars for i in stmt.items if i.optional_vars is not None]
+        elif isinstance(stmt, ast.Match):
+            targets = [c.pattern for c in stmt.cases]
+        for target in targets:
+            found |= {
+                n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            }
+            found |= {
+                n.name for n in ast.walk(target) if isinstance(n, ast.MatchAs | ast.MatchStar) and n.name
+            }
+            found |= {n.rest for n in ast.walk(target) if isinstance(n, ast.MatchMapping) and n.rest}
+        # a walrus binds in the module's scope, even inside a comprehension (not inside a lambda)
+        found |= {n.target.id for n in _shallow_walk(stmt) if isinstance(n, ast.NamedExpr)}
+        nested: list[ast.stmt] = []
+        for part in ("body", "orelse", "finalbody"):
+            nested.extend(getattr(stmt, part, []) or [])
+        for handler in getattr(stmt, "handlers", []) or []:
+            if handler.name:
+                found.add(handler.name)
+            nested.extend(handler.body)
+        for case in getattr(stmt, "cases", []) or []:
+            nested.extend(case.body)
+        found |= _top_bindings(nested)
     return found
+
+
+def _shallow_walk(stmt: ast.stmt) -> Iterator[ast.AST]:
+    """The expressions of one statement, not those of nested statements or lambdas."""
+    stack: list[ast.AST] = [v for v in ast.iter_child_nodes(stmt) if not isinstance(v, ast.stmt)]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, ast.Lambda):
+            stack.extend(v for v in ast.iter_child_nodes(node) if not isinstance(v, ast.stmt))
 
 
 # bases that run no code of their own when subclassed (no metaclass, no `__init_subclass__`)
