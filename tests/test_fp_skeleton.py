@@ -69,6 +69,7 @@ BASE = """
             {"uses_extra"},
         ),
         ("DOUBLE = LIMIT * 2", "", {"DOUBLE"}, {"uses_double"}),
+        ("LIMIT = 3", "LIMIT = 3\n    __all__ = ['LIMIT']", {"__all__"}, set()),  # unless star-imported
     ],
 )
 def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names, blocks) -> None:
@@ -369,6 +370,25 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
     assert "module level of calc/__init__.py reads name" in proc.stdout, proc.stdout
     assert "2 errors during collection" in proc.stdout, proc.stdout
     edit(repo, "calc/config.py", "def capped(", 'def name():\n    return "calc"\n\n\ndef capped(')
+    assert check(repo).returncode == 0
+    ran_log()
+
+    # `__all__` only steers `from calc.config import *`: no module star-imports it, so only code
+    # that reads `__all__` (or computed names) can see it
+    edit(repo, "calc/config.py", "LIMIT = 3\n", 'LIMIT = 3\n__all__ = ["LIMIT", "capped"]\n')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_every_constant"], proc.stdout
+    (repo / "calc/star.py").write_text("from calc.config import *\n")
+    assert check(repo).returncode == 0
+    ran_log()
+    edit(repo, "calc/config.py", '"LIMIT", "capped"]', '"LIMIT"]')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert "calc/star.py star-imports it and its __all__ changed" in proc.stdout, proc.stdout
+    assert len(ran_log()) == 7, proc.stdout
+    (repo / "calc/star.py").unlink()
+    edit(repo, "calc/config.py", '__all__ = ["LIMIT"]\n', "")
     assert check(repo).returncode == 0
     ran_log()
 

@@ -480,6 +480,8 @@ def _find_readers(
                 cur.delta(path, digest)
     for path in list(cur.changed_names):
         why = _escapes(cur, path, set())
+        if not why and "__all__" in cur.changed_names[path]:
+            why = _star_imported(cur, path)
         if why:  # the whole-module rule: some code may read every name of the module
             cur.escaped[path] = why
             del cur.changed_names[path]
@@ -539,6 +541,20 @@ def _escapes(cur: Current, path: str, seen: set[str]) -> str:
             why = _escapes(cur, other, seen)
             if why:
                 return why
+    return ""
+
+
+def _star_imported(cur: Current, path: str) -> str:
+    """Why a change to the `__all__` of the module at `path` reaches every importer ("": no module
+    star-imports it, so only code that reads `__all__` can see it)."""
+    names = cur.graph.names_of(path)
+    for other in sorted(cur.graph.dependants(path)):
+        try:
+            data = None if _too_big(cur.graph, other) else (cur.root / other).read_bytes()
+        except OSError:
+            data = None
+        if data is None or module_use(data, names)[1]:
+            return f"{other} star-imports it and its __all__ changed"
     return ""
 
 

@@ -15,7 +15,7 @@ The narrowing is only used when it is safe; otherwise the whole-module rule stan
   introspection names the function; a caller that ran a removed one ran its block);
 - every unchanged statement that reads a changed name is itself a pure binding (its names
   become changed too) or a `def` reading it in its defaults only;
-- no dunder name changes (`__all__` steers star imports);
+- no dunder name changes, but `__all__` when no module star-imports this one (`refine`);
 - the module does not read its own namespace dynamically (`globals()`, `vars()`, `__dict__`,
   `eval`/`exec`, a module `__getattr__`, `sys.modules`) and has no doctests.
 - the module object does not escape (`refine` checks its importers with `module_use`): it is only
@@ -394,7 +394,7 @@ def _delta(old: _Module, new: _Module) -> SkeletonDelta:
             raise _Unsafe
 
     _spread([s for s in new.stmts if id(s) not in classes], names, new, called, reading_def)
-    if any(n.startswith("__") for n in names):
+    if any(n.startswith("__") and n != "__all__" for n in names):  # `__all__`: see `refine`
         raise _Unsafe
     for key, node in new.blocks.items():
         if names & set(_words(node, called)):
