@@ -98,6 +98,7 @@ class TestmonObserver:
         self.db_bytes = 0
         self.record_s = 0.0
         self.passing: set[str] = set()
+        self.oracle: dict[str, dict[int, set[str]]] = {}
 
     def _testmon(self, scratch: Path, cfg: Config, timeout: float) -> TestRun:
         cmd, env = plain_command(cfg)
@@ -141,6 +142,7 @@ class TestmonObserver:
                 timed([sys.executable, "-m", "ect", "check"], scratch, dict(os.environ)) for _ in range(5)
             ]
             self.noop_cli_s = statistics.median(runs)
+        self.oracle = self._line_coverage(scratch, cfg)
         if not self.use_testmon:
             return
         t = time.perf_counter()
@@ -149,10 +151,45 @@ class TestmonObserver:
         self.passing = {n for n, o in base.outcomes.items() if o in ("passed", "skipped")}
         self._copy_db(self.data, self.snapshot)
 
+    def _line_coverage(self, scratch: Path, cfg: Config) -> dict[str, dict[int, set[str]]]:
+        """The oracle: which tests ran each line (coverage.py, one context per test) on HEAD. A
+        mutant's oracle selection is the tests that ran its line; a line only import or collection
+        ran (no test context) has none. {} when coverage cannot run."""
+        cmd, env = plain_command(cfg)
+        data_file = self.tmp / "oracle.coverage"
+        env = {**env, "COVERAGE_FILE": str(data_file)}
+        if env.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+            cmd += ["-p", "pytest_cov"]
+        cmd += ["-p", "no:cacheprovider", "--cov=.", "--cov-context=test", "--cov-report="]
+        try:
+            subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, check=False, timeout=3600)
+            import coverage
+
+            data = coverage.CoverageData(basename=str(data_file))
+            data.read()
+        except Exception:
+            return {}
+        found: dict[str, dict[int, set[str]]] = {}
+        for filename in data.measured_files():
+            try:
+                rel = Path(filename).resolve().relative_to(scratch.resolve()).as_posix()
+            except ValueError:
+                continue
+            lines = found.setdefault(rel, {})
+            for line, contexts in data.contexts_by_lineno(filename).items():
+                tests = {c.rsplit("|", 1)[0] for c in contexts if c}
+                if tests:
+                    lines[line] = tests
+        return found
+
     def observe(
         self, mutant: Mutant, scratch: Path, cfg: Config, full: TestRun, sel: LoopResult
     ) -> dict[str, Any]:
         out: dict[str, Any] = {"select_ms": sel.phases_ms.get("select", 0.0)}
+        ran_line = self.oracle.get(mutant.path, {}).get(mutant.line) if self.oracle else None
+        if ran_line is not None:
+            time_s = sum(full.durations.get(t, 0.0) for t in ran_line)
+            out["oracle"] = {"tests": len(ran_line), "time_s": time_s}
         out["ect_wall_s"] = sum(sel.phases_ms.values()) / 1000
         # per-test recall: the tests the mutant fails in the full suite that a tool did not fail
         broke = _failed(full) & self.passing if self.passing else _failed(full)
@@ -425,6 +462,16 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
             f"  failing tests (full suite, summed over mutants): {failing}; not failed by ect "
             f"{sum(int(m.extra.get('ect_missed_failing', 0)) for m in tm_ok)}, by testmon "
             f"{sum(int(m.extra['tm'].get('missed_failing', 0)) for m in tm_ok)}"
+        )
+    with_oracle = [m for m in rows if "oracle" in m.extra and m.outcome != ERROR and m.full.time_s > 0]
+    if with_oracle:
+        oracle = [m.extra["oracle"]["time_s"] / m.full.time_s for m in with_oracle]
+        ect_same = [m.selection.time_s / m.full.time_s for m in with_oracle]
+        summary["oracle_median_frac"] = _median(oracle)
+        print(
+            f"{'line oracle':<16}{'':>10}{_median(oracle):>14.1%}{statistics.fmean(oracle):>12.1%}"
+            f"   (the tests that ran the mutated line; {len(with_oracle)} mutants whose line a test ran: "
+            f"ect median {_median(ect_same):.1%} on those)"
         )
     print("(time = test time run per mutant, as a fraction of the full suite's test time)")
     for rule, values in sorted(by_rule.items()):
