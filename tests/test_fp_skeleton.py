@@ -300,6 +300,19 @@ def test_every_constant():
 }
 
 
+def _step(repo, ran_log, old, new, ran, code=0, *shown):
+    """Edit calc/config.py, run `ect check --explain`: its exit code, the tests that ran (None:
+    not read here), the lines it shows."""
+    edit(repo, "calc/config.py", old, new)
+    proc = check(repo, "--explain")
+    assert proc.returncode == code, proc.stdout
+    if ran is not None:
+        assert ran_log() == ran, proc.stdout
+    for line in shown:
+        assert line in proc.stdout, proc.stdout
+    return proc
+
+
 def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(make_repo, ran_log) -> None:
     repo = make_repo(PKG)
     assert check(repo, "--all").returncode == 0
@@ -345,23 +358,16 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
 
     # a function added: nothing read its name before (test_every_constant reads by computed names);
     # removed again, the module is as every test last passed with it: nothing runs
-    edit(repo, "calc/config.py", "def capped(x):", "def doubled(x):\n    return 2 * x\n\n\ndef capped(x):")
-    proc = check(repo, "--explain")
-    assert proc.returncode == 0, proc.stdout
-    assert ran_log() == ["test_every_constant"], proc.stdout
-    edit(repo, "calc/config.py", "def doubled(x):\n    return 2 * x\n\n\n", "")
-    assert check(repo).returncode == 0
-    assert ran_log() == []
+    doubled = "def doubled(x):\n    return 2 * x\n\n\n"
+    _step(repo, ran_log, "def capped(x):", doubled + "def capped(x):", ["test_every_constant"])
+    _step(repo, ran_log, doubled, "", [])
     # a function removed: the test that ran it runs (and fails), not every importer
-    edit(repo, "calc/config.py", "def capped(x):\n    return min(x, LIMIT)\n", "")
-    proc = check(repo, "--explain")
-    assert proc.returncode == 1, proc.stdout
-    assert ran_log() == ["test_capped", "test_every_constant"], proc.stdout  # test_capped fails
-    assert "test_capped: executed calc/config.py::capped, which was removed" in proc.stdout, proc.stdout
-    assert "1 failed, 1 passed" in proc.stdout, proc.stdout
-    edit(repo, "calc/config.py", "def scale(", "def capped(x):\n    return min(x, LIMIT)\n\n\ndef scale(")
-    assert check(repo).returncode == 0
-    ran_log()
+    capped = "def capped(x):\n    return min(x, LIMIT)\n"
+    _step(
+        repo, ran_log, capped, "", ["test_capped", "test_every_constant"], 1,
+        "test_capped: executed calc/config.py::capped, which was removed", "1 failed, 1 passed",
+    )  # fmt: skip
+    _step(repo, ran_log, "def scale(", capped + "\n\ndef scale(", [])  # as it last passed: nothing runs
     # one that a module re-exports (`from calc.config import LIMIT, name`): importing it fails
     edit(repo, "calc/config.py", 'def name():\n    return "calc"\n', "")
     proc = run_ect(repo, "check", "--explain", env=FAST)  # pytest shows the import error's traceback
@@ -375,18 +381,13 @@ def test_a_constant_change_runs_the_tests_that_read_it_and_catches_the_failure(m
 
     # `__all__` only steers `from calc.config import *`: no module star-imports it, so only code
     # that reads `__all__` (or computed names) can see it
-    edit(repo, "calc/config.py", "LIMIT = 3\n", 'LIMIT = 3\n__all__ = ["LIMIT", "capped"]\n')
-    proc = check(repo, "--explain")
-    assert proc.returncode == 0, proc.stdout
-    assert ran_log() == ["test_every_constant"], proc.stdout
+    _step(repo, ran_log, "LIMIT = 3\n", 'LIMIT = 3\n__all__ = ["LIMIT", "capped"]\n', ["test_every_constant"])
     (repo / "calc/star.py").write_text("from calc.config import *\n")
     assert check(repo).returncode == 0
     ran_log()
-    edit(repo, "calc/config.py", '"LIMIT", "capped"]', '"LIMIT"]')
-    proc = check(repo, "--explain")
-    assert proc.returncode == 0, proc.stdout
+    proc = _step(repo, ran_log, '"LIMIT", "capped"]', '"LIMIT"]', None)
     assert "calc/star.py star-imports it and its __all__ changed" in proc.stdout, proc.stdout
-    assert len(ran_log()) == 7, proc.stdout
+    assert len(ran_log()) == 7 and "7 passed" in proc.stdout, proc.stdout
     (repo / "calc/star.py").unlink()
     edit(repo, "calc/config.py", '__all__ = ["LIMIT"]\n', "")
     assert check(repo).returncode == 0
