@@ -139,8 +139,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def _watch_draws() -> None:
     """Once hypothesis is loaded, note which tests draw examples (`draws`)."""
-    if _recorder is not None:
-        draws.watch(_recorder.note_draw, _recorder.note_unwatched_draw)
+    if _recorder is not None and draws.watch(
+        _recorder.note_draw, _recorder.note_unwatched_draw, _recorder.note_draw_kind
+    ):
+        _recorder.typed_draws = True
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:

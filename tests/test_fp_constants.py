@@ -102,3 +102,25 @@ def test_a_constants_read_is_a_pseudo_path_of_its_source() -> None:
     path = constants_path("pkg/mod.py")
     assert source_of(path) == "pkg/mod.py" and source_of("pkg/mod.py") is None
     assert describe(path) == "the literal constants of pkg/mod.py"
+
+
+@pytest.mark.parametrize(("edited", "visible", "kept"), EDITS)
+@pytest.mark.parametrize("kind", ["integer", "float", "bytes", "string"])
+def test_a_read_of_one_kind_changes_exactly_when_hypothesis_harvests_other_constants_of_it(
+    edited: str, visible: bool, kept: bool, kind: str
+) -> None:
+    # a test that draws integers only can draw a harvested integer, never a harvested string
+    constants_ast = pytest.importorskip("hypothesis.internal.constants_ast")
+    harvest = constants_ast._constants_from_source
+    before = harvest(BASE, limit=True).set_for_type(kind)
+    after = harvest(edited, limit=True).set_for_type(kind)
+    recorded = constants.combined("c", BASE.encode(), kept=True, kind=kind).partition(":")[2]
+    assert recorded.partition("+")[2].startswith(f"{kind}=")
+    assert literals_changed(recorded, digest(edited)) is (set(before) != set(after))
+
+
+def test_a_constants_read_of_one_kind_names_its_kind() -> None:
+    path = constants_path("pkg/mod.py", "integer")
+    assert source_of(path) == "pkg/mod.py" and constants.kind_of(path) == "integer"
+    assert constants.kind_of(constants_path("pkg/mod.py")) is None
+    assert describe(path) == "the literal constants of pkg/mod.py (integer draws)"

@@ -36,18 +36,33 @@ _KEPT_LIMIT = 1024  # hypothesis keeps nothing of a module with more constants (
 HARVESTER_MODULE = "hypothesis.internal.constants_ast"
 
 
-def constants_path(rel: str) -> str:
-    return rel + SUFFIX
+# hypothesis' choice types that draw on the harvest, by the Python type of the constants they use
+KINDS = {"int": "integer", "float": "float", "bytes": "bytes", "str": "string"}
+
+
+def constants_path(rel: str, kind: str | None = None) -> str:
+    """The pseudo path of a read of `rel`'s literals (only those of one `KINDS` kind, if given)."""
+    return rel + SUFFIX + (f":{kind}" if kind else "")
 
 
 def source_of(path: str) -> str | None:
     """The file a constants read is of; None for a plain path."""
-    return path[: -len(SUFFIX)] if path.endswith(SUFFIX) else None
+    at = path.find(SUFFIX)
+    return path[:at] if at >= 0 else None
+
+
+def kind_of(path: str) -> str | None:
+    """The kind of literals a constants read is limited to (None: every kind)."""
+    rest = path[path.find(SUFFIX) + len(SUFFIX) :] if SUFFIX in path else ""
+    return rest[1:] if rest.startswith(":") else None
 
 
 def describe(path: str) -> str:
     source = source_of(path)
-    return f"the literal constants of {source}" if source is not None else path
+    if source is None:
+        return path
+    kind = kind_of(path)
+    return f"the literal constants of {source}" + (f" ({kind} draws)" if kind else "")
 
 
 def is_harvester(filename: str) -> bool:
@@ -95,7 +110,10 @@ def tree_literals_digest(tree: ast.AST, size: int) -> str:
     kept = kept_constants(tree, size)
     if kept is None:
         return everything
-    return f"{everything}+" + _hex("\n".join("\t".join(item) for item in sorted(kept)))
+    by_kind = ";".join(
+        f"{kind}=" + _hex("\n".join(v for t, v in sorted(kept) if t == py)) for py, kind in KINDS.items()
+    )
+    return f"{everything}+" + _hex("\n".join("\t".join(item) for item in sorted(kept))) + ";" + by_kind
 
 
 def _hex(text: str) -> str:
@@ -156,12 +174,18 @@ def _is_str(node: ast.expr) -> bool:
 
 def literals_changed(recorded: str, now: str) -> bool:
     """Whether a harvester can tell the literals digests `recorded` and `now` apart: by what
-    hypothesis keeps when both hold it, else by every literal."""
+    hypothesis keeps of the recorded kind (`kind=digest`) or of every kind, when both hold it,
+    else by every literal."""
     old_all, _, old_kept = recorded.partition("+")
     new_all, _, new_kept = now.partition("+")
-    if old_kept and new_kept:
-        return old_kept != new_kept
-    return old_all != new_all
+    if not old_kept or not new_kept:
+        return old_all != new_all
+    whole, *parts = new_kept.split(";")
+    head = old_kept.split(";")[0]
+    kind, eq, digest = head.partition("=")
+    if eq:  # a read of one kind
+        return dict(p.partition("=")[::2] for p in parts).get(kind) != digest
+    return head != whole
 
 
 # one of each of the harvester's rules, kept or not (`harvester_matches`)
@@ -205,8 +229,15 @@ def _check_harvester(module: Any) -> bool:
     return bool(ours) and ours == theirs
 
 
-def combined(content_digest: str, data: bytes, kept: bool = False) -> str:
-    """A constants read's digest: the content's and the literals' (with what hypothesis keeps
-    when `kept`: the recording saw its filter match the replica)."""
-    literals = literals_digest(data)
-    return f"{content_digest}:{literals if kept else literals.partition('+')[0]}"
+def combined(content_digest: str, data: bytes, kept: bool = False, kind: str | None = None) -> str:
+    """A constants read's digest: the content's and the literals' (with what hypothesis keeps,
+    of one kind if given, when `kept`: the recording saw its filter match the replica)."""
+    every, _, held = literals_digest(data).partition("+")
+    if not kept or not held:
+        return f"{content_digest}:{every}"
+    whole, *parts = held.split(";")
+    if kind:
+        found = dict(p.partition("=")[::2] for p in parts).get(kind)
+        if found is not None:
+            return f"{content_digest}:{every}+{kind}={found}"
+    return f"{content_digest}:{every}+{whole}"

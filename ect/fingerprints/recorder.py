@@ -86,7 +86,7 @@ def read_digest(root: str | os.PathLike[str], path: str, kept: bool = True) -> s
             data = fh.read()
     except OSError:
         return None
-    return constants.combined(digest_bytes(data), data, kept)
+    return constants.combined(digest_bytes(data), data, kept, constants.kind_of(path))
 
 
 def listing_digest(path: str | os.PathLike[str]) -> str | None:
@@ -364,6 +364,10 @@ class Recorder:
         self.fixture_users: dict[str, set[str]] = {}  # f:<fixture> context -> tests that used it
         # tests that draw on a process-wide constants harvest (hypothesis'), whichever test read it
         self.harvest_users: set[str] = set()
+        # the kinds of constants each test drew (`draws`): with `typed_draws`, a test draws on the
+        # harvest of those kinds only (none noted: every kind)
+        self.draw_kinds: dict[str, set[str]] = {}
+        self.typed_draws = False
         self.unwatched_draws = False  # hypothesis drew outside a test, or unseen (`draws`)
         self._in_hook = False
         self._active = True
@@ -562,6 +566,16 @@ class Recorder:
     def note_unwatched_draw(self) -> None:
         self.unwatched_draws = True
 
+    def note_draw_kind(self, kind: str | None) -> None:
+        """Hypothesis may draw a harvested constant of `kind` (None: unknown) in the running test."""
+        ctx = self.context
+        if ctx and not ctx.startswith((COLLECT, FIXTURE)):
+            self.harvest_users.add(ctx)
+            known = kind if kind is not None and kind in constants.KINDS.values() else "*"
+            self.draw_kinds.setdefault(ctx, set()).add(known)
+        else:
+            self.unwatched_draws = True
+
     def finish(self) -> None:
         """Write `raw-<pid>.json` into the output directory."""
         self.flush()
@@ -581,11 +595,21 @@ class Recorder:
         )
         harvested = {p for paths in self.reads.values() for p in paths if constants.source_of(p) is not None}
         for nodeid in self.harvest_users & set(self.tests) if harvested else ():
-            att.reads.setdefault(nodeid, set()).update(harvested)
+            kinds = self.draw_kinds.get(nodeid, set()) if self.typed_draws else {"*"}
+            reads = att.reads.setdefault(nodeid, set())
+            if not kinds or "*" in kinds:  # every kind
+                reads.update(harvested)
+                continue
+            # the harvest itself may have run in this test (the process's first draw): its reads too
+            sources = {constants.source_of(p) or p for p in harvested | reads if constants.source_of(p)}
+            reads -= {p for p in reads if constants.source_of(p) is not None}
+            reads.update(constants.constants_path(src, k) for src in sources for k in kinds)
         at_import = att.reads.get(IMPORT_TIME)
         if at_import and not self.unwatched_draws:  # the harvest after collection: the drawing tests have it
             att.reads[IMPORT_TIME] = {p for p in at_import if constants.source_of(p) is None}
-        data_files = {p for paths in self.reads.values() for p in paths}
+        data_files = {p for paths in att.reads.values() for p in paths} | {
+            p for paths in self.reads.values() for p in paths
+        }
         kept = bool(harvested) and constants.harvester_matches()  # judged by what it keeps
         listed = {p for paths in self.dirs.values() for p in paths}
         out = {
