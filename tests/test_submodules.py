@@ -96,16 +96,17 @@ def test_staged_checks_the_submodule_commit_the_index_records(repo: Path) -> Non
     recorded = git(repo, "rev-parse", "HEAD:vendor/lib").strip()
     commit_in_submodule(repo, BROKEN_MUL)  # the working tree's submodule: broken, not staged
     shapes = repo / "app/shapes.py"
-    shapes.write_text(shapes.read_text() + "\n\ndef half(x):\n    return x / 2\n")
+    # an edit test_area runs: it passes on the recorded library, fails on the broken one (2 + 3 != 6)
+    shapes.write_text(shapes.read_text().replace("return mul(w, h)", "return mul(h, w)"))
     git(repo, "add", "app/shapes.py")
     proc = run_ect(repo, "check", "--staged")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert "temporary checkout" in out and "2 passed" in out, out
+    assert "temporary checkout" in out and "1 passed" in out, out
     assert "Traceback" not in out
     # the pre-commit hook (git sets GIT_INDEX_FILE for it): the same, and the index stays intact
     assert run_ect(repo, "hooks", "install").returncode == 0
-    proc = git_proc(repo, "commit", "-qm", "add half")
+    proc = git_proc(repo, "commit", "-qm", "swap the operands")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert git(repo, "rev-parse", "HEAD:vendor/lib").strip() == recorded
     assert git(repo, "status", "--porcelain") == " M vendor/lib\n"
