@@ -19,7 +19,7 @@ import pytest
 
 from ect.fingerprints import draws
 from ect.fingerprints.recorder import COLLECT, HITS, IMPORT_TIME, Recorder, fixture_key, start_from_env
-from ect.fingerprints.statements import cached_narrowed_statements, trace_module_import
+from ect.fingerprints.statements import cached_narrowed_statements, trace_module_import, untraced
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
@@ -27,10 +27,23 @@ _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
 _recorder: Recorder | None = None
 
 
+def _untrace_rewrites() -> None:
+    """Keep pytest's assertion rewriting out of the test-module import tracer (`untraced`)."""
+    try:
+        from _pytest.assertion import rewrite
+    except ImportError:
+        return
+    original = getattr(rewrite, "_rewrite_test", None)
+    if callable(original) and not getattr(original, "ect_untraced", False):
+        rewrite._rewrite_test = untraced(original)
+
+
 def _start_recording() -> None:
     global _recorder
     if _recorder is None and os.environ.get("ECT_FP_OUT"):
         _recorder = start_from_env()
+        if _recorder is not None:
+            _untrace_rewrites()
 
 
 _start_recording()  # as early as possible: before conftests and test modules load

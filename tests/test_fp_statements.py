@@ -6,7 +6,7 @@ import importlib.util
 import sys
 import textwrap
 
-from ect.fingerprints.statements import narrowed_statements, trace_module_import
+from ect.fingerprints.statements import narrowed_statements, trace_module_import, untraced
 
 MODULE = textwrap.dedent(
     """
@@ -112,6 +112,38 @@ def test_the_import_is_traced_statement_by_statement_and_tracing_stops_after_it(
     assert sys.gettrace() is None
 
 
+def test_untraced_suspends_the_import_tracer_only(tmp_path) -> None:
+    """pytest's assertion rewriting runs inside the import: it is kept out of ect's tracer (it ran
+    2-3x slower under it), and another tracer (coverage, a debugger) is left alone."""
+    seen: list[object] = []
+    inner = untraced(lambda: seen.append(sys.gettrace()) or "done")
+    if sys.gettrace() is not None:  # under coverage: its tracer is not ect's, so it stays
+        tracer = sys.gettrace()
+        assert inner() == "done" and seen == [tracer] and sys.gettrace() is tracer
+        return
+    path = tmp_path / "test_sample.py"
+    path.write_text("import pytest\n\n@pytest.mark.parametrize('x', [1])\ndef test_one(x):\n    pass\n")
+    stop = trace_module_import(str(path), narrowed_statements(path.read_bytes()), "c:m", lambda c: c)
+    assert stop is not None
+    ours = sys.gettrace()
+    try:
+        assert inner() == "done"
+        assert sys.gettrace() is ours  # back on after the call
+    finally:
+        stop()
+    assert seen == [None] and sys.gettrace() is None
+
+    def other(frame: object, event: str, arg: object) -> None:
+        return None
+
+    sys.settrace(other)
+    try:
+        inner()
+    finally:
+        sys.settrace(None)
+    assert seen == [None, other]
+
+
 VALUES = textwrap.dedent(
     """
     import pytest
@@ -164,3 +196,46 @@ def test_a_module_level_value_reaches_the_tests_and_classes_that_name_it_directl
         ('@pytest.mark.parametrize("w",', ["test_wider"]),
         ("class", ["TestTable"]),
     ]
+
+
+def test_a_recording_run_keeps_pytests_assertion_rewriting_out_of_the_tracer(make_repo) -> None:
+    """Wired in ect's plugin: a real recording run (byte-code caches off, as in many CI images)
+    rewrites the test module with the untraced `_rewrite_test`, and the narrowed statement is
+    still attributed (only the changed parametrisation's test runs)."""
+    from ect_testutil import git, run_ect
+
+    test = """
+        import pytest
+        import _pytest.assertion.rewrite as rewrite
+
+        from pkg.calc import double
+
+        CASES = [double(1)]
+
+
+        @pytest.mark.parametrize("x", CASES)
+        def test_cases(x):
+            assert x == 2
+
+
+        def test_wrapped():
+            assert getattr(rewrite._rewrite_test, "ect_untraced", False) is True
+    """
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/calc.py": "def double(x):\n    return 2 * x\n",
+            "tests/test_calc.py": textwrap.dedent(test),
+            "pyproject.toml": '[tool.pytest.ini_options]\ntestpaths = ["tests"]\npythonpath = ["."]\n',
+        }
+    )
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    proc = run_ect(repo, "check", "--all", env=env)
+    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout + proc.stderr
+    calc = repo / "pkg/calc.py"
+    calc.write_text("def double(x):\n    return x + x\n")
+    proc = run_ect(repo, "check", "--explain", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "1 passed, 1 deselected" in out, out
+    assert "test_cases" in out and "test_wrapped" not in out, out
+    assert git(repo, "status", "--short") == " M pkg/calc.py\n"

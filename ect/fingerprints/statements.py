@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import ast
 import bisect
+import functools
 import json
 import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ect.fingerprints.recorder import digest_bytes
 
@@ -222,5 +223,30 @@ def trace_module_import(
         if sys.gettrace() is start:
             sys.settrace(None)
 
+    start.ect_import_tracer = True  # type: ignore[attr-defined]  # see `untraced`
     sys.settrace(start)
     return stop
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def untraced(func: _F) -> _F:
+    """`func`, run with the import tracer of `trace_module_import` suspended (any other tracer is
+    left alone). While a test module is imported, every Python call anywhere calls the tracer;
+    pytest's assertion rewriting of the module (an AST walk of millions of calls, done on every
+    run where byte-code caches are off, as with `PYTHONDONTWRITEBYTECODE`) ran 2-3x slower under it."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        tracer = sys.gettrace()
+        if getattr(tracer, "ect_import_tracer", False) is not True:
+            return func(*args, **kwargs)
+        sys.settrace(None)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            sys.settrace(tracer)
+
+    call.ect_untraced = True  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
