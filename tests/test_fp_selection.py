@@ -686,3 +686,36 @@ def test_a_module_level_lambda_called_by_a_test_is_not_an_import_of_its_module(m
     proc = check(repo, "--explain")
     assert proc.returncode == 1, proc.stdout
     assert "test_ops" in ran_log()
+
+
+def test_code_a_shared_memo_ran_for_an_earlier_test_reaches_the_later_tests_that_got_its_result(
+    make_repo, ran_log
+) -> None:
+    # `@lru_cache` settings(): test_a (first) runs parse() on the cache miss, test_b gets the cached
+    # result without running it. A change to parse() must reach test_b too: it fails in the full
+    # suite (the cache was filled by the changed code) and on its own
+    files = dict(FP_SAMPLE)
+    files["shop/parse.py"] = (
+        "def parse(text):\n    key, value = text.split('=')\n    return {key: int(value)}\n"
+    )
+    files["shop/settings.py"] = (
+        "import functools\n\nfrom shop.parse import parse\n\n\n@functools.lru_cache(maxsize=None)\n"
+        "def settings():\n    return parse('rate=2')\n\n\ndef untouched():\n    return 0\n"
+    )
+    files["tests/test_a.py"] = LOG_HELPER + (
+        "from shop.settings import settings\n\n\ndef test_a():\n    _ran('test_a')\n"
+        "    assert settings()['rate'] == 2\n"
+    )
+    files["tests/test_b.py"] = LOG_HELPER + (
+        "from shop.settings import settings\n\n\ndef test_b():\n    _ran('test_b')\n"
+        "    assert settings() == {'rate': 2}\n"
+    )
+    repo = make_repo(files)
+    assert check(repo, "--all").returncode == 0
+    assert ran_log() == sorted([*ALL, "test_a", "test_b"])
+    edit(repo, "shop/parse.py", "int(value)", "int(value) * 2")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert ran_log() == ["test_a", "test_b"], proc.stdout  # not the sample's tests
+    assert "FAILED tests/test_b.py::test_b" in proc.stdout
+    assert "shop/parse.py::parse changed (it runs while a module is imported" in proc.stdout

@@ -25,6 +25,10 @@ _MEMO_DECORATORS = frozenset(
     {"lru_cache", "cache", "cached", "cached_property", "cachedmethod", "memoize", "memoized", "memoise"}
 )
 
+# the memo decorators whose cache outlives the instance and the test: a later test gets what an earlier
+# one computed (`functools.lru_cache`, `functools.cache`, cachetools' `cached`, `memoize`)
+SHARED_MEMO_DECORATORS = frozenset({"lru_cache", "cache", "cached", "memoize", "memoized", "memoise"})
+
 
 def _decorator_name(node: ast.expr) -> str:
     if isinstance(node, ast.Call):

@@ -36,10 +36,17 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from ect.fingerprints import constants
-from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
+from ect.fingerprints.blocks import (
+    SHARED_MEMO_DECORATORS,
+    SKELETON,
+    SKELETON_CALL,
+    _decorator_name,
+    block_nodes,
+)
 
 IMPORT_TIME = ""
 HITS = "__ect_hits__"
+MEMO = "__ect_memo__"  # called with 1 entering and 0 leaving a memoised function's body (`_wrap_memo`)
 _SUBPROCESS_EVENTS = frozenset(
     {
         "subprocess.Popen",
@@ -141,6 +148,59 @@ def _mark_tree(root: ast.AST, index: int, done: set[int]) -> None:
             _mark_lambda(sub, index)
 
 
+def _memo_call(entering: int, at: ast.AST) -> ast.stmt:
+    call = ast.Call(ast.Name(MEMO, ast.Load()), [ast.Constant(entering)], [])
+    return ast.copy_location(ast.Expr(call), at)
+
+
+def _yields(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether `node` is a generator (a yield of its own, not of a nested function or lambda)."""
+    todo: list[ast.AST] = list(node.body)
+    while todo:
+        sub = todo.pop()
+        if isinstance(sub, ast.Yield | ast.YieldFrom):
+            return True
+        if not isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            todo.extend(ast.iter_child_nodes(sub))
+    return False
+
+
+def _wrap_memo(node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+    """Run a shared-memo function's body (`@lru_cache`: it runs on a cache miss only) as import time:
+    a later test gets the cached result without running the code, so what the body runs belongs to
+    every test that imports that code, as a module's import-time code does. Generators and
+    coroutines (their body runs piecemeal, interleaved with other code) are left alone."""
+    if isinstance(node, ast.AsyncFunctionDef) or _yields(node):
+        return
+    if not any(_decorator_name(d) in SHARED_MEMO_DECORATORS for d in node.decorator_list):
+        return
+    body = node.body
+    pos = 0
+    while pos < len(body) and ((pos == 0 and _is_docstring(body[0])) or _is_marker(body[pos])):
+        pos += 1
+    inner = body[pos:] or [ast.copy_location(ast.Pass(), node)]
+    guarded = ast.copy_location(ast.Try(inner, [], [], [_memo_call(0, node)]), inner[0])
+    node.body = [*body[:pos], _memo_call(1, node), guarded]
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def _is_marker(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Subscript)
+        and isinstance(stmt.targets[0].value, ast.Name)
+        and stmt.targets[0].value.id == HITS
+    )
+
+
 def instrument(tree: ast.Module) -> list[str]:
     """Add hit markers to `tree` in place; returns the block name of each marker index."""
     nodes = block_nodes(tree)
@@ -148,6 +208,7 @@ def instrument(tree: ast.Module) -> list[str]:
     done: set[int] = set()
     for index, (_, node) in enumerate(nodes, start=1):
         _mark_tree(node, index, done)
+        _wrap_memo(node)
     # lambdas and functions outside any block belong to the skeleton; a hit apart tells a call
     # of one (`OPS = {"in": lambda a, b: a in b}`) from the module's import
     _mark_tree(tree, len(names) - 1, done)
@@ -168,7 +229,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "2"
+CODE_CACHE_VERSION = "3"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
@@ -238,6 +299,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         code = self.get_code(module.__name__)
         if self.module_hits is not None:
             module.__dict__[HITS] = self.module_hits
+            module.__dict__[MEMO] = self.recorder.memo
         if threading.get_ident() != self.recorder.main_thread:
             # another thread must not move the context under the main thread's feet (switching back
             # after the test changed would give the next test's code to this one); its import-time
@@ -375,6 +437,7 @@ class Recorder:
         # process's tables, so it sets this shared flag and its test counts as opaque
         self.in_child = False
         self.main_thread = threading.get_ident()
+        self.memo_stack: list[str] = []  # the contexts a shared-memo body switched away from
         self.child_saw = mmap.mmap(-1, 1)
         if hasattr(os, "register_at_fork"):  # POSIX
             os.register_at_fork(after_in_child=self._forked)
@@ -440,6 +503,16 @@ class Recorder:
             self.flush()
             self.context = context
         return previous
+
+    def memo(self, entering: int) -> None:
+        """A shared-memo function's body starts (1) or ends (0): what it runs is import time (see
+        `_wrap_memo`). Only in the main thread, as for a module's import."""
+        if threading.get_ident() != self.main_thread:
+            return
+        if entering:
+            self.memo_stack.append(self.switch(IMPORT_TIME))
+        elif self.memo_stack:
+            self.switch(self.memo_stack.pop())
 
     def start_test(self, nodeid: str, fixtures: list[str]) -> None:
         """`nodeid` runs from now on and uses the wider-than-function fixtures `fixtures` (`f:` keys)."""
