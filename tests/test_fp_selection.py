@@ -688,20 +688,33 @@ def test_a_module_level_lambda_called_by_a_test_is_not_an_import_of_its_module(m
     assert "test_ops" in ran_log()
 
 
+MEMO_SETTINGS = {
+    "lru_cache": (
+        "import functools\n\nfrom shop.parse import parse\n\n\n@functools.lru_cache(maxsize=None)\n"
+        "def settings():\n    return parse('rate=2')\n\n\ndef untouched():\n    return 0\n"
+    ),
+    # a hand-written cache, as dateutil's tz factories: a class-level dict filled on a miss
+    "factory": (
+        "from shop.parse import parse\n\n\nclass _Settings:\n    _made = {}\n\n"
+        "    def __call__(self, text='rate=2'):\n        found = self._made.get(text)\n"
+        "        if found is None:\n            found = self._made.setdefault(text, parse(text))\n"
+        "        return found\n\n\nsettings = _Settings()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("cache", sorted(MEMO_SETTINGS))
 def test_code_a_shared_memo_ran_for_an_earlier_test_reaches_the_later_tests_that_got_its_result(
-    make_repo, ran_log
+    make_repo, ran_log, cache: str
 ) -> None:
-    # `@lru_cache` settings(): test_a (first) runs parse() on the cache miss, test_b gets the cached
+    # settings() cached: test_a (first) runs parse() on the cache miss, test_b gets the cached
     # result without running it. A change to parse() must reach test_b too: it fails in the full
     # suite (the cache was filled by the changed code) and on its own
     files = dict(FP_SAMPLE)
     files["shop/parse.py"] = (
         "def parse(text):\n    key, value = text.split('=')\n    return {key: int(value)}\n"
     )
-    files["shop/settings.py"] = (
-        "import functools\n\nfrom shop.parse import parse\n\n\n@functools.lru_cache(maxsize=None)\n"
-        "def settings():\n    return parse('rate=2')\n\n\ndef untouched():\n    return 0\n"
-    )
+    files["shop/settings.py"] = MEMO_SETTINGS[cache]
     files["tests/test_a.py"] = LOG_HELPER + (
         "from shop.settings import settings\n\n\ndef test_a():\n    _ran('test_a')\n"
         "    assert settings()['rate'] == 2\n"

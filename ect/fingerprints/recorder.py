@@ -35,18 +35,12 @@ from collections.abc import Collection, Sequence
 from types import CodeType, ModuleType
 from typing import Any
 
-from ect.fingerprints import constants
-from ect.fingerprints.blocks import (
-    SHARED_MEMO_DECORATORS,
-    SKELETON,
-    SKELETON_CALL,
-    _decorator_name,
-    block_nodes,
-)
+from ect.fingerprints import constants, memo
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
+from ect.fingerprints.memo import MEMO
 
 IMPORT_TIME = ""
 HITS = "__ect_hits__"
-MEMO = "__ect_memo__"  # called with 1 entering and 0 leaving a memoised function's body (`_wrap_memo`)
 _SUBPROCESS_EVENTS = frozenset(
     {
         "subprocess.Popen",
@@ -148,49 +142,6 @@ def _mark_tree(root: ast.AST, index: int, done: set[int]) -> None:
             _mark_lambda(sub, index)
 
 
-def _memo_call(entering: int, at: ast.AST) -> ast.stmt:
-    call = ast.Call(ast.Name(MEMO, ast.Load()), [ast.Constant(entering)], [])
-    return ast.copy_location(ast.Expr(call), at)
-
-
-def _yields(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Whether `node` is a generator (a yield of its own, not of a nested function or lambda)."""
-    todo: list[ast.AST] = list(node.body)
-    while todo:
-        sub = todo.pop()
-        if isinstance(sub, ast.Yield | ast.YieldFrom):
-            return True
-        if not isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            todo.extend(ast.iter_child_nodes(sub))
-    return False
-
-
-def _wrap_memo(node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-    """Run a shared-memo function's body (`@lru_cache`: it runs on a cache miss only) as import time:
-    a later test gets the cached result without running the code, so what the body runs belongs to
-    every test that imports that code, as a module's import-time code does. Generators and
-    coroutines (their body runs piecemeal, interleaved with other code) are left alone."""
-    if isinstance(node, ast.AsyncFunctionDef) or _yields(node):
-        return
-    if not any(_decorator_name(d) in SHARED_MEMO_DECORATORS for d in node.decorator_list):
-        return
-    body = node.body
-    pos = 0
-    while pos < len(body) and ((pos == 0 and _is_docstring(body[0])) or _is_marker(body[pos])):
-        pos += 1
-    inner = body[pos:] or [ast.copy_location(ast.Pass(), node)]
-    guarded = ast.copy_location(ast.Try(inner, [], [], [_memo_call(0, node)]), inner[0])
-    node.body = [*body[:pos], _memo_call(1, node), guarded]
-
-
-def _is_docstring(stmt: ast.stmt) -> bool:
-    return (
-        isinstance(stmt, ast.Expr)
-        and isinstance(stmt.value, ast.Constant)
-        and isinstance(stmt.value.value, str)
-    )
-
-
 def _is_marker(stmt: ast.stmt) -> bool:
     return (
         isinstance(stmt, ast.Assign)
@@ -208,7 +159,7 @@ def instrument(tree: ast.Module) -> list[str]:
     done: set[int] = set()
     for index, (_, node) in enumerate(nodes, start=1):
         _mark_tree(node, index, done)
-        _wrap_memo(node)
+        memo.wrap(node, _is_marker)
     # lambdas and functions outside any block belong to the skeleton; a hit apart tells a call
     # of one (`OPS = {"in": lambda a, b: a in b}`) from the module's import
     _mark_tree(tree, len(names) - 1, done)
@@ -506,7 +457,7 @@ class Recorder:
 
     def memo(self, entering: int) -> None:
         """A shared-memo function's body starts (1) or ends (0): what it runs is import time (see
-        `_wrap_memo`). Only in the main thread, as for a module's import."""
+        `memo`). Only in the main thread, as for a module's import."""
         if threading.get_ident() != self.main_thread:
             return
         if entering:

@@ -1,0 +1,145 @@
+"""Caches that outlive a test: what their misses run is import time (instrumented by `recorder`).
+
+A later test gets what an earlier one computed without running the code, so the code a cache miss
+runs belongs to every test that imports that code, as a module's import-time code does. Two shapes are
+recognised in a repository function (a block: a top-level function or method):
+
+- a process-wide memo decorator (`functools.lru_cache`/`cache`, `cached`, `memoize`): the whole body,
+  which runs on a miss only;
+- a hand-written cache: a statement that stores the result of a call into a container that outlives
+  the call (an attribute such as `cls.__instances` or `self._memoized`, or a module global) under a key
+  the function also looks up there (`C.get(K)`, `K in C`, `C[K]`): `C[K] = make(...)` or
+  `C.setdefault(K, make(...))`. Only that statement, which runs on a miss, is wrapped.
+
+The wrapper calls `MEMO(1)` before and `MEMO(0)` after (in a `finally`). Generators and coroutines
+(their body runs piecemeal, interleaved with other code) are left alone.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+
+from ect.fingerprints.blocks import SHARED_MEMO_DECORATORS, _decorator_name
+
+MEMO = "__ect_memo__"
+_Function = ast.FunctionDef | ast.AsyncFunctionDef
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _own_nodes(node: _Function) -> list[ast.AST]:
+    """The nodes of `node`'s body that run in its own frame (not in nested functions or classes)."""
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = list(node.body)
+    while todo:
+        sub = todo.pop()
+        out.append(sub)
+        if not isinstance(sub, _SCOPES):
+            todo.extend(ast.iter_child_nodes(sub))
+    return out
+
+
+def _call(entering: int, at: ast.AST) -> ast.stmt:
+    return ast.copy_location(ast.Expr(ast.Call(ast.Name(MEMO, ast.Load()), [ast.Constant(entering)], [])), at)
+
+
+def _guard(stmts: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
+    body = stmts or [ast.copy_location(ast.Pass(), at)]
+    return [_call(1, at), ast.copy_location(ast.Try(body, [], [], [_call(0, at)]), body[0])]
+
+
+def _locals(node: _Function, own: list[ast.AST]) -> set[str]:
+    args = node.args
+    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    names |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+    declared = {n for s in own if isinstance(s, ast.Global | ast.Nonlocal) for n in s.names}
+    stored = {s.id for s in own if isinstance(s, ast.Name) and isinstance(s.ctx, ast.Store | ast.Del)}
+    return (names | stored) - declared
+
+
+def _lasting(container: ast.expr, local: set[str]) -> bool:
+    """Whether `container` may outlive the call: an attribute, or a name that is not a local."""
+    if isinstance(container, ast.Attribute):
+        return True
+    return isinstance(container, ast.Name) and container.id not in local
+
+
+def _lookups(own: list[ast.AST]) -> set[tuple[str, str]]:
+    """(container, key) of every lookup in the function, as `ast.dump` strings."""
+    found: set[tuple[str, str]] = set()
+    for sub in own:
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.args:
+            if sub.func.attr in ("get", "__getitem__", "__contains__"):
+                found.add((ast.dump(sub.func.value), ast.dump(sub.args[0])))
+        elif (
+            isinstance(sub, ast.Compare) and len(sub.ops) == 1 and isinstance(sub.ops[0], ast.In | ast.NotIn)
+        ):
+            found.add((ast.dump(sub.comparators[0]), ast.dump(sub.left)))
+        elif isinstance(sub, ast.Subscript) and isinstance(sub.ctx, ast.Load):
+            found.add((ast.dump(sub.value), ast.dump(sub.slice)))
+    return found
+
+
+def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str]) -> bool:
+    """Whether `stmt` stores a call's result in a lasting container under a key looked up there."""
+    value = stmt.value if isinstance(stmt, ast.Assign | ast.Expr | ast.AnnAssign) else None
+    if not isinstance(value, ast.Call):
+        return False
+    if isinstance(stmt, ast.Assign):
+        for target in stmt.targets:
+            if (
+                isinstance(target, ast.Subscript)
+                and _lasting(target.value, local)
+                and (ast.dump(target.value), ast.dump(target.slice)) in lookups
+            ):
+                return True
+    func = value.func
+    if isinstance(func, ast.Attribute) and func.attr == "setdefault" and len(value.args) == 2:
+        return _lasting(func.value, local) and isinstance(value.args[1], ast.Call)
+    return False
+
+
+def _wrap_fills(body: list[ast.stmt], lookups: set[tuple[str, str]], local: set[str]) -> bool:
+    """Wrap every filling statement in `body` and the blocks nested in it; whether any was."""
+    wrapped = False
+    out: list[ast.stmt] = []
+    for stmt in body:
+        if _fills(stmt, lookups, local):
+            out.extend(_guard([stmt], stmt))
+            wrapped = True
+            continue
+        if not isinstance(stmt, _SCOPES):
+            for name in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, name, None)
+                if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                    wrapped |= _wrap_fills(inner, lookups, local)
+            for handler in getattr(stmt, "handlers", []):
+                wrapped |= _wrap_fills(handler.body, lookups, local)
+        out.append(stmt)
+    body[:] = out
+    return wrapped
+
+
+def wrap(node: _Function, is_marker: Callable[[ast.stmt], bool]) -> bool:
+    """Instrument the cache misses of the block `node` in place (see the module docstring); whether
+    it did. `is_marker(stmt)` tells the hit markers already inserted at the top of the body."""
+    own = _own_nodes(node)
+    if isinstance(node, ast.AsyncFunctionDef) or any(isinstance(s, ast.Yield | ast.YieldFrom) for s in own):
+        return False
+    if any(_decorator_name(d) in SHARED_MEMO_DECORATORS for d in node.decorator_list):
+        body = node.body
+        pos = 0
+        while pos < len(body) and ((pos == 0 and _is_docstring(body[0])) or is_marker(body[pos])):
+            pos += 1
+        node.body = [*body[:pos], *_guard(body[pos:], node)]
+        return True
+    lookups = _lookups(own)
+    return bool(lookups) and _wrap_fills(node.body, lookups, _locals(node, own))
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )

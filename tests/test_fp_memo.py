@@ -1,0 +1,99 @@
+"""Which cache misses the recorder runs as import time (`ect.fingerprints.memo`)."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+from ect.fingerprints.memo import MEMO
+from ect.fingerprints.recorder import instrument
+
+SOURCE = textwrap.dedent(
+    """
+    import functools
+
+    _CACHE = {}
+
+
+    @functools.lru_cache(maxsize=None)
+    def memoised(x):
+        '''doc'''
+        return make(x)
+
+
+    @functools.cache
+    def memoised_generator(x):
+        yield make(x)
+
+
+    class Factory(type):
+        def __call__(cls, key):
+            found = cls.__made.get(key)
+            if found is None:
+                found = cls.__made.setdefault(key, cls.build(key))
+            return found
+
+
+    def global_cache(key):
+        try:
+            return _CACHE[key]
+        except KeyError:
+            _CACHE[key] = value = make(key)
+            return value
+
+
+    def local_dict(words):
+        seen = {}
+        for w in words:
+            if w not in seen:
+                seen[w] = make(w)
+        return seen
+
+
+    def counter(w):
+        COUNTS[w] = COUNTS[w] + 1
+
+
+    def registry(name):
+        HANDLERS[name] = make(name)  # stored, never looked up here: not a cache
+
+
+    async def fetch(key):
+        if key not in _CACHE:
+            _CACHE[key] = await load(key)
+        return _CACHE[key]
+    """
+)
+
+
+def _wrapped() -> dict[str, list[str]]:
+    """Function name -> the statements run between MEMO(1) and MEMO(0)."""
+    tree = ast.parse(SOURCE)
+    instrument(tree)
+    out: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Try) and sub.finalbody and MEMO in ast.unparse(sub.finalbody[0]):
+                    out.setdefault(node.name, []).extend(ast.unparse(s) for s in sub.body)
+    compile(tree, "<memo>", "exec")  # still valid Python
+    return out
+
+
+def test_memo_decorators_and_hand_written_caches_run_their_misses_as_import_time() -> None:
+    wrapped = _wrapped()
+    assert wrapped == {
+        "memoised": ["return make(x)"],
+        "__call__": ["found = cls.__made.setdefault(key, cls.build(key))"],
+        "global_cache": ["_CACHE[key] = value = make(key)"],
+    }, wrapped
+
+
+def test_the_hit_path_is_not_wrapped() -> None:
+    tree = ast.parse(SOURCE)
+    instrument(tree)
+    text = ast.unparse(tree)
+    # the factory's lookup and return run outside the wrapper, so a hit costs nothing more
+    call = text[text.index("def __call__") : text.index("def global_cache")]
+    assert call.index("cls.__made.get(key)") < call.index(f"{MEMO}(1)")
+    assert call.rstrip().endswith("return found")
