@@ -89,11 +89,13 @@ def test_memo_decorators_and_hand_written_caches_run_their_misses_as_import_time
     }, wrapped
 
 
-def test_the_hit_path_is_not_wrapped() -> None:
+def test_the_hit_path_is_not_wrapped_and_a_miss_names_the_block_holding_the_cache() -> None:
     tree = ast.parse(SOURCE)
     instrument(tree)
     text = ast.unparse(tree)
     # the factory's lookup and return run outside the wrapper, so a hit costs nothing more
     call = text[text.index("def __call__") : text.index("def global_cache")]
-    assert call.index("cls.__made.get(key)") < call.index(f"{MEMO}(1)")
+    assert call.index("cls.__made.get(key)") < call.index(f"{MEMO}(1, 'Factory.__call__')")
     assert call.rstrip().endswith("return found")
+    # a decorator's hits run nothing: its misses are import time (no block named)
+    assert f"{MEMO}(1, '')" in text[text.index("def memoised(") : text.index("def memoised_generator")]

@@ -11,8 +11,12 @@ recognised in a repository function (a block: a top-level function or method):
   the function also looks up there (`C.get(K)`, `K in C`, `C[K]`): `C[K] = make(...)` or
   `C.setdefault(K, make(...))`. Only that statement, which runs on a miss, is wrapped.
 
-The wrapper calls `MEMO(1)` before and `MEMO(0)` after (in a `finally`). Generators and coroutines
-(their body runs piecemeal, interleaved with other code) are left alone.
+The wrapper calls `MEMO(1, block)` before and `MEMO(0, block)` after (in a `finally`). A decorator's
+cache hits run no code of the module, so `block` is "" there: what a miss runs is import time, charged
+to every test importing that code. A hand-written cache's function runs on every hit, so `block` names
+it: what a miss runs is charged to every test of the process that ran that function (`recorder`), the
+one that filled the cache and the ones that got its result. Generators and coroutines (their body runs
+piecemeal, interleaved with other code) are left alone.
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ def _own_nodes(node: _Function) -> list[ast.AST]:
     return out
 
 
-def _call(entering: int, at: ast.AST) -> ast.stmt:
-    return ast.copy_location(ast.Expr(ast.Call(ast.Name(MEMO, ast.Load()), [ast.Constant(entering)], [])), at)
+def _call(entering: int, block: str, at: ast.AST) -> ast.stmt:
+    args: list[ast.expr] = [ast.Constant(entering), ast.Constant(block)]
+    return ast.copy_location(ast.Expr(ast.Call(ast.Name(MEMO, ast.Load()), args, [])), at)
 
 
-def _guard(stmts: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
+def _guard(stmts: list[ast.stmt], block: str, at: ast.AST) -> list[ast.stmt]:
     body = stmts or [ast.copy_location(ast.Pass(), at)]
-    return [_call(1, at), ast.copy_location(ast.Try(body, [], [], [_call(0, at)]), body[0])]
+    return [_call(1, block, at), ast.copy_location(ast.Try(body, [], [], [_call(0, block, at)]), body[0])]
 
 
 def _locals(node: _Function, own: list[ast.AST]) -> set[str]:
@@ -99,30 +104,30 @@ def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str]) -> bo
     return False
 
 
-def _wrap_fills(body: list[ast.stmt], lookups: set[tuple[str, str]], local: set[str]) -> bool:
+def _wrap_fills(body: list[ast.stmt], lookups: set[tuple[str, str]], local: set[str], block: str) -> bool:
     """Wrap every filling statement in `body` and the blocks nested in it; whether any was."""
     wrapped = False
     out: list[ast.stmt] = []
     for stmt in body:
         if _fills(stmt, lookups, local):
-            out.extend(_guard([stmt], stmt))
+            out.extend(_guard([stmt], block, stmt))
             wrapped = True
             continue
         if not isinstance(stmt, _SCOPES):
             for name in ("body", "orelse", "finalbody"):
                 inner = getattr(stmt, name, None)
                 if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                    wrapped |= _wrap_fills(inner, lookups, local)
+                    wrapped |= _wrap_fills(inner, lookups, local, block)
             for handler in getattr(stmt, "handlers", []):
-                wrapped |= _wrap_fills(handler.body, lookups, local)
+                wrapped |= _wrap_fills(handler.body, lookups, local, block)
         out.append(stmt)
     body[:] = out
     return wrapped
 
 
-def wrap(node: _Function, is_marker: Callable[[ast.stmt], bool]) -> bool:
-    """Instrument the cache misses of the block `node` in place (see the module docstring); whether
-    it did. `is_marker(stmt)` tells the hit markers already inserted at the top of the body."""
+def wrap(node: _Function, block: str, is_marker: Callable[[ast.stmt], bool]) -> bool:
+    """Instrument the cache misses of the block `node` (named `block`) in place (see the module
+    docstring); whether it did. `is_marker(stmt)` tells the hit markers at the top of the body."""
     own = _own_nodes(node)
     if isinstance(node, ast.AsyncFunctionDef) or any(isinstance(s, ast.Yield | ast.YieldFrom) for s in own):
         return False
@@ -131,10 +136,10 @@ def wrap(node: _Function, is_marker: Callable[[ast.stmt], bool]) -> bool:
         pos = 0
         while pos < len(body) and ((pos == 0 and _is_docstring(body[0])) or is_marker(body[pos])):
             pos += 1
-        node.body = [*body[:pos], *_guard(body[pos:], node)]
+        node.body = [*body[:pos], *_guard(body[pos:], "", node)]
         return True
     lookups = _lookups(own)
-    return bool(lookups) and _wrap_fills(node.body, lookups, _locals(node, own))
+    return bool(lookups) and _wrap_fills(node.body, lookups, _locals(node, own), block)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

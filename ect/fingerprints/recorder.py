@@ -31,7 +31,7 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -157,9 +157,9 @@ def instrument(tree: ast.Module) -> list[str]:
     nodes = block_nodes(tree)
     names = [SKELETON] + [key for key, _ in nodes] + [SKELETON_CALL]
     done: set[int] = set()
-    for index, (_, node) in enumerate(nodes, start=1):
+    for index, (key, node) in enumerate(nodes, start=1):
         _mark_tree(node, index, done)
-        memo.wrap(node, _is_marker)
+        memo.wrap(node, key, _is_marker)
     # lambdas and functions outside any block belong to the skeleton; a hit apart tells a call
     # of one (`OPS = {"in": lambda a, b: a in b}`) from the module's import
     _mark_tree(tree, len(names) - 1, done)
@@ -180,7 +180,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "3"
+CODE_CACHE_VERSION = "4"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
@@ -227,6 +227,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         super().__init__(fullname, path)
         self.recorder = recorder
         self.module_hits: mmap.mmap | None = None
+        self.module_rel = ""
 
     def get_code(self, fullname: str) -> CodeType:
         source = self.get_data(self.path)
@@ -244,13 +245,14 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
             _store_instrumented(self.path, digest, names, code)
         mod = self.recorder.register(self.path, digest, names)
         self.module_hits = mod.hits
+        self.module_rel = mod.rel
         return code
 
     def exec_module(self, module: ModuleType) -> None:
         code = self.get_code(module.__name__)
         if self.module_hits is not None:
             module.__dict__[HITS] = self.module_hits
-            module.__dict__[MEMO] = self.recorder.memo
+            module.__dict__[MEMO] = self.recorder.memo_of(self.module_rel)
         if threading.get_ident() != self.recorder.main_thread:
             # another thread must not move the context under the main thread's feet (switching back
             # after the test changed would give the next test's code to this one); its import-time
@@ -455,15 +457,20 @@ class Recorder:
             self.context = context
         return previous
 
-    def memo(self, entering: int) -> None:
-        """A shared-memo function's body starts (1) or ends (0): what it runs is import time (see
-        `memo`). Only in the main thread, as for a module's import."""
-        if threading.get_ident() != self.main_thread:
-            return
-        if entering:
-            self.memo_stack.append(self.switch(IMPORT_TIME))
-        elif self.memo_stack:
-            self.switch(self.memo_stack.pop())
+    def memo_of(self, rel: str) -> Callable[[int, str], None]:
+        """The `memo.MEMO` function of the module `rel`: a cache miss starts (1) or ends (0). What it
+        runs is import time for a memo decorator (`block` ""), else `m:<rel>\0<block>`, charged to the
+        tests that ran `block` (`attribute`). Only in the main thread, as for a module's import."""
+
+        def call(entering: int, block: str) -> None:
+            if threading.get_ident() != self.main_thread:
+                return
+            if entering:
+                self.memo_stack.append(self.switch(f"{MISS}{rel}\0{block}" if block else IMPORT_TIME))
+            elif self.memo_stack:
+                self.switch(self.memo_stack.pop())
+
+        return call
 
     def start_test(self, nodeid: str, fixtures: list[str]) -> None:
         """`nodeid` runs from now on and uses the wider-than-function fixtures `fixtures` (`f:` keys)."""
@@ -695,6 +702,7 @@ _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 COLLECT = "c:"
 FIXTURE = "f:"
+MISS = "m:"  # a hand-written cache's miss: `m:<file>\0<the block that holds the cache>` (`memo`)
 
 
 def fixture_key(scope: str, baseid: str, argname: str) -> str:
@@ -704,6 +712,9 @@ def fixture_key(scope: str, baseid: str, argname: str) -> str:
 
 def describe(context: str) -> str:
     """The rule that charged code run in `context` to a test, for `ect check --explain`."""
+    if context.startswith(MISS):
+        rel, _, block = context[len(MISS) :].partition("\0")
+        return f"in a cache miss of {rel}::{block}, whose cached result the test may have got"
     if context.startswith(FIXTURE):
         scope, baseid, argname = context[len(FIXTURE) :].split("\0")
         return f"in {scope} fixture '{argname}' ({baseid or 'root'}), which the test uses"
@@ -768,6 +779,8 @@ def attribute(
         under[module] = [module]
 
     def users(ctx: str) -> list[str] | None:
+        if ctx.startswith(MISS):
+            return miss_users(ctx, set())
         if ctx == IMPORT_TIME or not ctx.startswith((COLLECT, FIXTURE)):
             return None
         if ctx.startswith(FIXTURE):
@@ -780,6 +793,25 @@ def attribute(
             if not found and "::" in collector:  # a test function that did not run: its module's tests
                 found = sorted(under.get(module, []))
         return found or [IMPORT_TIME]
+
+    def miss_users(ctx: str, seen: set[str]) -> list[str]:
+        """Whoever ran the block holding the cache, in any context (a miss inside a miss: the outer
+        one's); import time, or nobody known, is everybody."""
+        seen.add(ctx)
+        rel, _, block = ctx[len(MISS) :].partition("\0")
+        found: set[str] = set()
+        for other, files in hits.items():
+            if other in seen or block not in files.get(rel, ()):
+                continue
+            more = miss_users(other, seen) if other.startswith(MISS) else users(other)
+            if more is None:
+                if other == IMPORT_TIME or other not in ran:
+                    return [IMPORT_TIME]
+                more = [other]
+            if IMPORT_TIME in more:
+                return [IMPORT_TIME]
+            found.update(more)
+        return sorted(found) or [IMPORT_TIME]
 
     att = Attribution()
     att.empty_files = empty
