@@ -322,6 +322,24 @@ def test_a_module_a_thread_imports_belongs_to_the_test_that_ran_the_thread(make_
     assert proc.returncode == 1 and "test_thread - assert [8] == [6]" in proc.stdout
 
 
+def test_fingerprints_of_an_older_schema_are_recorded_again_not_kept_as_corrupt(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    db = repo / ".ect" / "fingerprints.db"
+    with sqlite3.connect(db) as conn:  # as ect before branches were blocks left it
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "recorded by an older ect" in proc.stdout
+    assert ran_log() == ALL
+    assert len(db_nodeids(db)) == 5
+    assert not list((repo / ".ect").glob("fingerprints.db.corrupt-*"))  # nothing to keep aside
+    edit(repo, "shop/prices.py", "return 1 + net(x)", "return 1 + net(x) + 0")
+    assert check(repo).returncode == 0
+    assert ran_log() == ["test_gross"]
+
+
 def test_corrupt_fingerprint_database_is_rebuilt_and_the_full_suite_runs(make_repo, ran_log) -> None:
     repo = _recorded(make_repo, ran_log)
     db = repo / ".ect" / "fingerprints.db"

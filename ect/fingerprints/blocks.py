@@ -1,7 +1,8 @@
 """Cut a Python module into blocks with checksums.
 
 A block is a function or method that is not nested in another function (nested defs,
-lambdas and comprehensions belong to their enclosing block). Everything else, including
+lambdas and comprehensions belong to their enclosing block); its branches are blocks of their own
+(see `branches`). Everything else, including
 `def` lines, decorators, class bodies and module-level statements, is the module's
 *skeleton*: the code that runs at import time. Checksums ignore positions, comments and
 docstrings, so moving a function or editing a comment changes nothing.
@@ -15,6 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ect.fingerprints.branches import scope_signature, split_digests
 from ect.fingerprints.constants import tree_literals_digest
 
 SKELETON = "<module>"
@@ -150,7 +152,9 @@ def parse_blocks(source: bytes | str, filename: str = "<file>", literals: bool =
         body_start = node.body[0].lineno if node.body[0].lineno > node.lineno else node.lineno
         result.spans.append((start, body_start, node.end_lineno or node.lineno, key))
         node.body = _strip_docstring(node.body)
-        result.blocks[key] = _digest(ast.dump(node))
+        scope = scope_signature(node)
+        result.blocks.update(split_digests(node, key, _digest))  # leaves placeholders in `node`
+        result.blocks[key] = _digest(ast.dump(node) + scope)
         node.body = [ast.Pass()]  # the skeleton keeps the signature and decorators, not the body
     tree.body = _strip_docstring(tree.body)
     result.skeleton = _digest(ast.dump(tree))

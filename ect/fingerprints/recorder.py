@@ -37,6 +37,7 @@ from typing import Any
 
 from ect.fingerprints import constants, memo
 from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
+from ect.fingerprints.branches import ANY, SUB, branch_bodies
 from ect.fingerprints.memo import MEMO
 
 IMPORT_TIME = ""
@@ -130,16 +131,26 @@ def _mark_lambda(node: ast.Lambda, index: int) -> None:
     node.body = ast.Subscript(ast.Tuple([call, node.body], ast.Load()), ast.Constant(1), ast.Load())
 
 
-def _mark_tree(root: ast.AST, index: int, done: set[int]) -> None:
+def _is_function(node: ast.AST) -> bool:
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+
+
+def _mark_tree(root: ast.AST, index: int, done: set[int], nested: int | None = None) -> None:
+    """Mark `root` and the functions and lambdas in it with `index`; the nested ones with `nested`
+    too (`block|*`: they may run later on what any branch of the block computed)."""
     for sub in ast.walk(root):
         if id(sub) in done:
             continue
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
             done.add(id(sub))
             _insert_marker(sub.body, index)
+            if nested is not None and sub is not root:
+                _insert_marker(sub.body, nested)
         elif isinstance(sub, ast.Lambda):
             done.add(id(sub))
             _mark_lambda(sub, index)
+            if nested is not None:
+                _mark_lambda(sub, nested)
 
 
 def _is_marker(stmt: ast.stmt) -> bool:
@@ -156,13 +167,22 @@ def instrument(tree: ast.Module) -> list[str]:
     """Add hit markers to `tree` in place; returns the block name of each marker index."""
     nodes = block_nodes(tree)
     names = [SKELETON] + [key for key, _ in nodes] + [SKELETON_CALL]
+    call_index = len(names) - 1
     done: set[int] = set()
     for index, (key, node) in enumerate(nodes, start=1):
-        _mark_tree(node, index, done)
+        bodies = branch_bodies(node)  # before any marker or memo wrapper is added
+        nested = None
+        if bodies and any(_is_function(n) and n is not node for n in ast.walk(node)):
+            nested = len(names)
+            names.append(key + ANY)
+        _mark_tree(node, index, done, nested)
         memo.wrap(node, key, _is_marker)
+        for number, body in enumerate(bodies, start=1):
+            body.insert(0, _marker(len(names), body[0]))
+            names.append(f"{key}{SUB}{number}")
     # lambdas and functions outside any block belong to the skeleton; a hit apart tells a call
     # of one (`OPS = {"in": lambda a, b: a in b}`) from the module's import
-    _mark_tree(tree, len(names) - 1, done)
+    _mark_tree(tree, call_index, done)
     _insert_marker(tree.body, 0, module=True)
     ast.fix_missing_locations(tree)
     return names
@@ -180,7 +200,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "4"
+CODE_CACHE_VERSION = "5"
 
 
 def _cache_file(path: str, digest: str) -> str | None:

@@ -25,6 +25,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints import constants
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
+from ect.fingerprints.branches import ANY, SUB, differs, expand, hit, label
 from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
 from ect.fingerprints.skeleton import (
     Reader,
@@ -212,6 +213,11 @@ class Current:
         return self._versions[key]
 
 
+def _base(name: str) -> str:
+    """The function a block name belongs to (`f|2` and `f|*` are parts of `f`)."""
+    return name.split(SUB, 1)[0]
+
+
 def _via(rec: Record) -> dict[str, dict[str, str]]:
     """The rules that charged blocks to the record's test (decoded when a reason needs them)."""
     if "via_json" in rec.deps:
@@ -258,23 +264,24 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 )
                 continue
             for name in version[1]:
-                if name != SKELETON and (old["blocks"].get(name) != new.blocks.get(name) or name in reads):
+                if name != SKELETON and (differs(old["blocks"], new.blocks, name) or _base(name) in reads):
                     reasons.append(
                         f"{path}::{name} changed (it runs while a module is imported or before collection, "
                         "so every test importing the file may see it)"
                     )
             for name in old.get("memo", []):
-                if name not in names and (old["blocks"].get(name) != new.blocks.get(name) or name in reads):
+                if name not in names and (differs(old["blocks"], new.blocks, name + ANY) or name in reads):
                     reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
         for name in names:
             if name == SKELETON:
                 continue
             rule = _via(rec).get(path, {}).get(name)
-            how = f"{path}::{name} ran {rule}" if rule else f"executed {path}::{name}"
-            if old["blocks"].get(name) != new.blocks.get(name):
-                gone = name not in new.blocks
+            what = f"{path}::{label(name)}"
+            how = f"{what} ran {rule}" if rule else f"executed {what}"
+            if differs(old["blocks"], new.blocks, name):
+                gone = name not in new.blocks and not name.endswith(ANY)
                 reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
-            elif name in reads and delta is not None:
+            elif _base(name) in reads and delta is not None:
                 read = ", ".join(sorted(delta.names)[:3]) or "its default values"
                 reasons.append(f"{how}, which reads {read} (module level of {path} changed)")
     for path, digest in rec.deps.get("data", {}).items():
@@ -299,7 +306,7 @@ class Reach:
             return True
         if self.closure and (self.in_closure or SKELETON in names):
             return True
-        return any(n in self.changed for n in names if n != SKELETON)
+        return any(hit(self.changed, n) for n in names if n != SKELETON)
 
     in_closure: bool = False
 
@@ -320,8 +327,11 @@ def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
             closure = True
         else:
             changed |= delta.blocks
+    changed = expand(changed)
     closure = (
-        closure or any(n in changed for n in version[1]) or any(n in changed for n in old.get("memo", []))
+        closure
+        or any(hit(changed, n) for n in version[1] if n != SKELETON)
+        or any(n + ANY in changed for n in old.get("memo", []))
     )
     return Reach(closure, False, changed, kind == CLOSURE)
 

@@ -50,6 +50,9 @@ class FingerprintSession:
             store = open_store(root, cfg)
         except (sqlite3.Error, OSError) as exc:
             return cls(root, cfg, None, f"fingerprint database unusable ({exc}): static selection only")
+        if store.rebuilt == "outdated":
+            why = "fingerprints were recorded by an older ect: recording the full suite again"
+            return cls(root, cfg, store, why)
         if store.rebuilt:
             return cls(root, cfg, store, "fingerprint database was corrupt: rebuilt, running the full suite")
         return cls(root, cfg, store, None)

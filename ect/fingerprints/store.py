@@ -30,7 +30,7 @@ from ect.config import Config
 from ect.fingerprints.blocks import parse_blocks
 from ect.state import ensure_state_dir
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: functions' branches are blocks (`branches`); older records lack them
 DB_NAME = "fingerprints.db"
 KEEP_RECORDS = 4  # fingerprints kept per test (per branch state, roughly)
 # dependency kinds: a Python file the test ran code in, one in its import closure, data read, directory listed
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS versions (
 _CACHE_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS block_cache (key TEXT PRIMARY KEY, blocks TEXT NOT NULL, ts REAL NOT NULL)"
 )
-BLOCKS_ALGORITHM = "1"  # part of the cache key: a new checksum scheme never meets old entries
+BLOCKS_ALGORITHM = "2"  # part of the cache key: a new checksum scheme never meets old entries
 BLOCK_CACHE_KEEP = 4000
 
 
@@ -120,20 +120,29 @@ def db_path(root: Path, cfg: Config) -> Path:
     return state / DB_NAME
 
 
+class _Outdated(sqlite3.DatabaseError):
+    """The database has an older schema."""
+
+
 class Store:
     """An open fingerprint database."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.rebuilt = False
+        self.rebuilt = ""  # why the database was started afresh: "corrupt" or "outdated"
         self._file_ids: dict[tuple[int, str, str], int] = {}
         ensure_state_dir(path.parent)
         try:
             self.conn = self._open()
+        except _Outdated:  # fingerprints another ect version recorded: a cache, so recorded again
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            self.conn = self._open()
+            self.rebuilt = "outdated"
         except sqlite3.DatabaseError as exc:
             self._move_aside(exc)
             self.conn = self._open()
-            self.rebuilt = True
+            self.rebuilt = "corrupt"
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -142,6 +151,8 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if 0 < version < SCHEMA_VERSION:
+                raise _Outdated(f"schema version {version}")
             if version not in (0, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"unknown schema version {version}")
             if version == 0:

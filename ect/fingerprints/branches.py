@@ -1,0 +1,144 @@
+"""Branches: the parts of a function that only some of its calls run.
+
+A block (see `blocks`) is a whole function: every test that called it depends on all of it. Yet a
+change inside `if x:` can only affect a call that entered that branch: until a changed statement
+runs, the new code behaves exactly as the old one. So each branch body of a block (an `if`/`elif`/
+`else` body, an `except` handler, a `try`'s `else`, a `case`) is a block of its own, named
+`block|n` (pre-order), with a checksum of its statements (its inner branches left out), and the
+recorder marks it when a call enters it. The function's own checksum covers the rest (conditions,
+the statements every call runs) with each branch body replaced by a placeholder, plus what a branch
+can change for the whole function (`scope_signature`): the names it binds (a new assignment makes a
+global name local everywhere in the function), `global`/`nonlocal` declarations, and whether it is
+a generator or coroutine. Loop bodies, `with` and `try` bodies and `finally` run whenever the code
+around them runs, so they stay with it (a marker on every iteration would cost without narrowing).
+
+A function or lambda nested in a block may run later, in another test, on values the enclosing call
+computed in any of its branches: it marks `block|*`, which any change of the block reaches.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterator
+
+SUB = "|"
+ANY = "|*"
+_Function = ast.FunctionDef | ast.AsyncFunctionDef
+_TRY = (ast.Try, getattr(ast, "TryStar", ast.Try))  # `except*` from Python 3.11
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def branch_bodies(fn: _Function) -> list[list[ast.stmt]]:
+    """The branch bodies of `fn` in pre-order (the statement lists themselves, to mark or digest)."""
+    out: list[list[ast.stmt]] = []
+    _walk(fn.body, out)
+    return out
+
+
+def _walk(stmts: list[ast.stmt], out: list[list[ast.stmt]]) -> None:
+    for stmt in stmts:
+        if isinstance(stmt, _SCOPES):
+            continue  # a nested scope's code belongs to the body that defines it
+        if isinstance(stmt, ast.If):
+            _branch(stmt.body, out)
+            if stmt.orelse:
+                _branch(stmt.orelse, out)
+        elif isinstance(stmt, _TRY):
+            _walk(stmt.body, out)
+            for handler in stmt.handlers:
+                _branch(handler.body, out)
+            if stmt.orelse:
+                _branch(stmt.orelse, out)
+            _walk(stmt.finalbody, out)
+        elif isinstance(stmt, ast.Match):
+            for case in stmt.cases:
+                _branch(case.body, out)
+        elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith)):
+            _walk(stmt.body, out)
+            _walk(getattr(stmt, "orelse", []), out)
+
+
+def _branch(body: list[ast.stmt], out: list[list[ast.stmt]]) -> None:
+    out.append(body)
+    _walk(body, out)
+
+
+def split_digests(fn: _Function, key: str, digest: Callable[[str], str]) -> dict[str, str]:
+    """Checksums of `fn`'s branch bodies by name (`key|n`); each body of the function (which is
+    modified in place) is left as a placeholder, so the function's own dump no longer covers them."""
+    bodies = branch_bodies(fn)
+    copies = [list(body) for body in bodies]
+    for body in bodies:
+        body[:] = [ast.Expr(ast.Name("__ect_branch__", ast.Load()))]
+    return {
+        f"{key}{SUB}{i}": digest(ast.dump(ast.Module(copy, []))) for i, copy in enumerate(copies, start=1)
+    }
+
+
+def scope_signature(fn: _Function) -> str:
+    """What a branch can change for the whole function: its bound and declared names, generator or
+    coroutine (the other branches then behave differently too)."""
+    bound: set[str] = set()
+    declared: set[str] = set()
+    flags: set[str] = set()
+    for node in _own_nodes(fn):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(f"{type(node).__name__}:{n}" for n in node.names)
+        elif isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
+            flags.add(type(node).__name__)
+    return "\0".join([*sorted(bound), "", *sorted(declared), "", *sorted(flags)])
+
+
+def _own_nodes(fn: _Function) -> Iterator[ast.AST]:
+    """The nodes that run in `fn`'s own frame, plus the names nested scopes bind there: a nested
+    def's name, a walrus in a comprehension (it binds in the function)."""
+    todo: list[ast.AST] = list(fn.body)
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            todo.extend(n.target for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def label(name: str) -> str:
+    """A block name for people: `f|2` is "f (branch 2)", `f|*` "a function f made"."""
+    base, sub, part = name.partition(SUB)
+    if not sub:
+        return name
+    return f"{base} (a function or lambda it made)" if part == "*" else f"{base} (branch {part})"
+
+
+def expand(changed: frozenset[str]) -> frozenset[str]:
+    """`changed` plus `block|*` for every block that changed in any part."""
+    return changed | {f"{name.split(SUB, 1)[0]}{ANY}" for name in changed}
+
+
+def hit(changed: frozenset[str], name: str) -> bool:
+    """Whether a test that ran block `name` sees a change of the blocks `changed` (`expand`ed): a
+    branch runs inside its function, so a change of the function reaches it too."""
+    return name in changed or (SUB in name and name.split(SUB, 1)[0] in changed)
+
+
+def differs(old: dict[str, str], new: dict[str, str], name: str) -> bool:
+    """Whether block `name` changed between the checksum maps, as `hit` sees it."""
+    base, sub, _ = name.partition(SUB)
+    if not sub:
+        return old.get(name) != new.get(name)
+    if name.endswith(ANY):
+        prefix = base + SUB
+        return any(old.get(k) != new.get(k) for k in {*old, *new} if k == base or k.startswith(prefix))
+    return old.get(name) != new.get(name) or old.get(base) != new.get(base)
