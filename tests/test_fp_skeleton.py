@@ -70,6 +70,13 @@ BASE = """
         ),
         ("DOUBLE = LIMIT * 2", "", {"DOUBLE"}, {"uses_double"}),
         ("LIMIT = 3", "LIMIT = 3\n    __all__ = ['LIMIT']", {"__all__"}, set()),  # unless star-imported
+        # a def replaced in place by one of another name: the old one removed, the new one added
+        (
+            "def uses_double():\n        return DOUBLE",
+            "def halve():\n        return 1",
+            {"uses_double", "halve"},
+            set(),
+        ),
     ],
 )
 def test_a_pure_binding_or_a_default_reaches_only_what_reads_it(old, new, names, blocks) -> None:

@@ -458,7 +458,16 @@ def refine(
                 sel.add(test_file, why + " (no complete fingerprints for this file)")
             continue
         if test_file not in by_file:
-            sel.notes.append(f"{test_file}: statically reachable, but none of its tests executed the change")
+            sel.notes.append(
+                f"{test_file}: statically reachable, but none of its tests executed the change"
+                + (" or reads a name it changed" if cur.changed_names else "")
+            )
+    for path, names in sorted(cur.changed_names.items()):
+        shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
+        sel.notes.append(
+            f"{path}: its module level changed only {shown}: the tests that read or call them run, "
+            "not every importer"
+        )
     for test_file, nodeids in sorted(by_file.items()):
         if test_file in sel.tests:
             continue  # runs whole anyway

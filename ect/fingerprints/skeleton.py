@@ -336,20 +336,29 @@ def _lone(module: _Module, stmt: ast.stmt) -> tuple[set[str], bool]:
     raise _Unsafe
 
 
+def _replaced(o: ast.stmt, n: ast.stmt) -> bool:
+    """Whether `n` took the place of a `def` of another name (`whisper` replaced by `murmur`): the
+    old one is removed and the new one added."""
+    return (
+        isinstance(o, ast.FunctionDef | ast.AsyncFunctionDef)
+        and isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        and o.name != n.name
+    )
+
+
 def _delta(old: _Module, new: _Module) -> SkeletonDelta:
     names: set[str] = set()
     blocks: set[str] = set()
     functions: set[str] = set()
     classes: set[int] = set()  # classes whose own attributes changed (their bodies read them)
     for o, n in _pairs(old, new):
-        if o is None or n is None:  # a statement added or removed: what reads its names
-            if n is not None:
-                bound, is_def = _lone(new, n)
-            elif o is not None:
-                bound, is_def = _lone(old, o)
-            names |= bound
-            if is_def:
-                functions |= bound
+        if o is None or n is None or _replaced(o, n):  # added, removed or both: what reads its names
+            for module, stmt in ((new, n), (old, o)):
+                if stmt is not None:
+                    bound, is_def = _lone(module, stmt)
+                    names |= bound
+                    if is_def:
+                        functions |= bound
             continue
         ob, nb = old.binding(o), new.binding(n)
         if ob is not None and nb is not None:
