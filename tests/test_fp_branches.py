@@ -61,12 +61,18 @@ def test_each_branch_body_has_its_own_checksum_and_the_function_keeps_the_rest()
     [
         'LIMIT = "pos"',  # assigning LIMIT makes it local in the whole function: other calls fail
         'yield "pos"',  # a generator now, whichever branch a call takes
-        "global LIMIT",
         "import os",  # a new local name
+        "return lambda: y",  # y becomes a cell variable
+        "global y",  # y was assigned before: no longer compiles, so the function is one block
     ],
 )
 def test_a_branch_that_changes_the_functions_scope_changes_the_function(edit_to: str) -> None:
     assert "classify" in changed(SOURCE, SOURCE.replace('return "pos"', edit_to))
+
+
+def test_a_global_declared_in_a_branch_for_a_name_only_read_changes_only_that_branch() -> None:
+    # LIMIT was already global in every branch (only read): the other branches behave the same
+    assert changed(SOURCE, SOURCE.replace('return "pos"', "global LIMIT")) == {"classify|1"}
 
 
 def test_the_recorder_marks_each_branch_and_nested_functions_mark_the_whole_block() -> None:

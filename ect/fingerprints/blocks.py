@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ect.fingerprints.branches import scope_signature, split_digests
+from ect.fingerprints.branches import function_codes, scope_signature, split_digests
 from ect.fingerprints.constants import tree_literals_digest
 
 SKELETON = "<module>"
@@ -141,6 +141,7 @@ def parse_blocks(source: bytes | str, filename: str = "<file>", literals: bool =
     """Blocks of `source` (and its literals digest if asked); raises SyntaxError/ValueError when
     it does not parse."""
     tree = ast.parse(source, filename)
+    codes = function_codes(tree, filename)
     result = FileBlocks(skeleton="")
     if literals:
         size = len(source if isinstance(source, bytes) else source.encode("utf-8", "surrogatepass"))
@@ -152,8 +153,11 @@ def parse_blocks(source: bytes | str, filename: str = "<file>", literals: bool =
         body_start = node.body[0].lineno if node.body[0].lineno > node.lineno else node.lineno
         result.spans.append((start, body_start, node.end_lineno or node.lineno, key))
         node.body = _strip_docstring(node.body)
-        scope = scope_signature(node)
-        result.blocks.update(split_digests(node, key, _digest))  # leaves placeholders in `node`
+        code = codes.get((start, node.name))
+        scope = ""
+        if code is not None:  # else (it does not compile) the function is one block, branches and all
+            scope = scope_signature(code)
+            result.blocks.update(split_digests(node, key, _digest))  # leaves placeholders in `node`
         result.blocks[key] = _digest(ast.dump(node) + scope)
         node.body = [ast.Pass()]  # the skeleton keeps the signature and decorators, not the body
     tree.body = _strip_docstring(tree.body)

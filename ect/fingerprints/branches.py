@@ -7,9 +7,9 @@ runs, the new code behaves exactly as the old one. So each branch body of a bloc
 `block|n` (pre-order), with a checksum of its statements (its inner branches left out), and the
 recorder marks it when a call enters it. The function's own checksum covers the rest (conditions,
 the statements every call runs) with each branch body replaced by a placeholder, plus what a branch
-can change for the whole function (`scope_signature`): the names it binds (a new assignment makes a
-global name local everywhere in the function), `global`/`nonlocal` declarations, and whether it is
-a generator or coroutine. Loop bodies, `with` and `try` bodies and `finally` run whenever the code
+can change for the whole function (`scope_signature`, from the compiled code): its local, cell and
+free variables (a new assignment makes a global name local everywhere in the function) and whether
+it is a generator or coroutine. Loop bodies, `with` and `try` bodies and `finally` run whenever the code
 around them runs, so they stay with it (a marker on every iteration would cost without narrowing).
 
 A function or lambda nested in a block may run later, in another test, on values the enclosing call
@@ -19,11 +19,16 @@ computed in any of its branches: it marks `block|*`, which any change of the blo
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from types import CodeType
 
 SUB = "|"
 ANY = "|*"
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
+# `inspect`'s code flags (not imported: it costs the hook path 15 ms): optimized (a function);
+# generator, coroutine, iterable coroutine, async generator
+_CO_OPTIMIZED = 0x1
+_CO_KINDS = 0x20 | 0x80 | 0x100 | 0x200
 _TRY = (ast.Try, getattr(ast, "TryStar", ast.Try))  # `except*` from Python 3.11
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
@@ -75,43 +80,31 @@ def split_digests(fn: _Function, key: str, digest: Callable[[str], str]) -> dict
     }
 
 
-def scope_signature(fn: _Function) -> str:
-    """What a branch can change for the whole function: its bound and declared names, generator or
-    coroutine (the other branches then behave differently too)."""
-    bound: set[str] = set()
-    declared: set[str] = set()
-    flags: set[str] = set()
-    for node in _own_nodes(fn):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            bound.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            bound.add(node.rest)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            declared.update(f"{type(node).__name__}:{n}" for n in node.names)
-        elif isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await)):
-            flags.add(type(node).__name__)
-    return "\0".join([*sorted(bound), "", *sorted(declared), "", *sorted(flags)])
-
-
-def _own_nodes(fn: _Function) -> Iterator[ast.AST]:
-    """The nodes that run in `fn`'s own frame, plus the names nested scopes bind there: a nested
-    def's name, a walrus in a comprehension (it binds in the function)."""
-    todo: list[ast.AST] = list(fn.body)
+def function_codes(tree: ast.Module, filename: str) -> dict[tuple[int, str], CodeType]:
+    """The code objects of the module's blocks by (first line, name), from compiling `tree` (which
+    is left as it was); empty when it does not compile (a module that cannot be imported)."""
+    try:
+        module = compile(tree, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return {}
+    out: dict[tuple[int, str], CodeType] = {}
+    todo = [module]
     while todo:
-        node = todo.pop()
-        yield node
-        if isinstance(node, _SCOPES):
-            continue
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            todo.extend(n.target for n in ast.walk(node) if isinstance(n, ast.NamedExpr))
-            continue
-        todo.extend(ast.iter_child_nodes(node))
+        for const in todo.pop().co_consts:
+            if isinstance(const, CodeType):
+                if const.co_flags & _CO_OPTIMIZED:  # a function: a block
+                    out[(const.co_firstlineno, const.co_name)] = const
+                else:  # a class body: its methods are blocks
+                    todo.append(const)
+    return out
+
+
+def scope_signature(code: CodeType) -> str:
+    """What a branch can change for the whole function, as the compiler sees it: its local, cell
+    and free variables (a new assignment makes a global name local in every branch), and whether
+    it is a generator or coroutine."""
+    kinds = code.co_flags & _CO_KINDS
+    return repr((sorted(code.co_varnames), sorted(code.co_cellvars), sorted(code.co_freevars), kinds))
 
 
 def label(name: str) -> str:
