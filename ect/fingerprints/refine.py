@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,7 @@ def _base(name: str) -> str:
 def _via(rec: Record) -> dict[str, dict[str, str]]:
     """The rules that charged blocks to the record's test (decoded when a reason needs them)."""
     if "via_json" in rec.deps:
-        rec.deps["via"] = json.loads(rec.deps.pop("via_json"))
+        rec.deps["via"] = json.loads(zlib.decompress(rec.deps.pop("via_json")))
     via: dict[str, dict[str, str]] = rec.deps.get("via", {})
     return via
 

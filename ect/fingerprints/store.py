@@ -3,10 +3,12 @@
 Tables: `tests` (node ids as integer ids), `records` (one row per test and distinct
 fingerprint, newest few kept, so a result cached on one branch is reused on another),
 `files` (each version of a file a test depended on, stored once) and `deps` (record ->
-file version, with the blocks it ran), indexed by file version so that selection reads
-only the dependencies on files that changed; `test_files` (which tests a test file had
-when it last ran whole), `versions` (source and import-time blocks of each recorded
-Python file version; block checksums are computed from it when needed), `meta`.
+file version, with the set of blocks it ran there: a `namesets` id, each set stored once),
+indexed by file version so that selection reads only the dependencies on files that changed;
+`test_files` (which tests a test file had when it last ran whole), `versions` (source and
+import-time blocks of each recorded Python file version; block checksums are computed from it
+when needed), `meta`. The rules that charged blocks to a test (`records.via`, for `--explain`)
+are zlib-compressed JSON.
 Writers take an immediate transaction with a busy timeout, so two hooks in two
 worktrees can record at once. A database that cannot be read is moved aside and rebuilt;
 callers then run the full suite.
@@ -40,13 +42,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tests (id INTEGER PRIMARY KEY, nodeid TEXT NOT NULL UNIQUE, file TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY, test INTEGER NOT NULL, fp TEXT NOT NULL, outcome TEXT NOT NULL,
-    duration REAL NOT NULL, env TEXT NOT NULL, ts REAL NOT NULL, opaque INTEGER NOT NULL, via TEXT,
+    duration REAL NOT NULL, env TEXT NOT NULL, ts REAL NOT NULL, opaque INTEGER NOT NULL, via BLOB,
     UNIQUE (test, fp));
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL,
     UNIQUE (kind, path, digest));
+CREATE TABLE IF NOT EXISTS namesets (id INTEGER PRIMARY KEY, names TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS deps (
-    record INTEGER NOT NULL, file INTEGER NOT NULL, names TEXT NOT NULL, PRIMARY KEY (record, file))
+    record INTEGER NOT NULL, file INTEGER NOT NULL, names INTEGER NOT NULL, PRIMARY KEY (record, file))
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deps_file ON deps (file);
 CREATE TABLE IF NOT EXISTS test_files (
@@ -131,6 +134,8 @@ class Store:
         self.path = path
         self.rebuilt = ""  # why the database was started afresh: "corrupt" or "outdated"
         self._file_ids: dict[tuple[int, str, str], int] = {}
+        self._nameset_ids: dict[str, int] = {}
+        self._dropped = 0  # records dropped since the last `prune`
         ensure_state_dir(path.parent)
         try:
             self.conn = self._open()
@@ -224,17 +229,17 @@ class Store:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM stale")
         conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
-        verdicts: dict[tuple[int, str], bool] = {}
+        verdicts: dict[tuple[int, int], bool] = {}
         reached: set[int] = set()
-        for rid, fid, names in conn.execute(
+        for rid, fid, nid in conn.execute(
             "SELECT record, file, names FROM deps WHERE file IN (SELECT id FROM stale)"
         ):
             if rid in reached:
                 continue
-            key = (fid, names)
+            key = (fid, nid)
             hit = verdicts.get(key)
             if hit is None:
-                hit = verdicts[key] = reaches(fid, names.split("\n") if names else [])
+                hit = verdicts[key] = reaches(fid, self._names(nid))
             if hit:
                 reached.add(rid)
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS reached (id INTEGER PRIMARY KEY)")
@@ -263,8 +268,8 @@ class Store:
         if not by_id:
             return {}
         for rid, kind, path, digest, names in conn.execute(
-            "SELECT d.record, f.kind, f.path, f.digest, d.names FROM deps d JOIN files f ON f.id = d.file "
-            "WHERE d.file IN (SELECT id FROM stale) "
+            "SELECT d.record, f.kind, f.path, f.digest, n.names FROM deps d JOIN files f ON f.id = d.file "
+            "LEFT JOIN namesets n ON n.id = d.names WHERE d.file IN (SELECT id FROM stale) "
             "AND d.record IN (SELECT r.id FROM records r WHERE r.test IN (SELECT id FROM suspect))"
         ):
             rec = by_id[rid]
@@ -276,6 +281,11 @@ class Store:
         for rec in by_id.values():
             out.setdefault(rec.nodeid, []).append(rec)
         return out
+
+    def _names(self, nid: int) -> list[str]:
+        """The block names of a name set (0: none)."""
+        row = self.conn.execute("SELECT names FROM namesets WHERE id = ?", (nid,)).fetchone() if nid else None
+        return row[0].split("\n") if row and row[0] else []
 
     def test_files(self) -> dict[str, tuple[str, list[str]]]:
         return {
@@ -355,8 +365,11 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         self._file_ids.clear()  # ids cached from a rolled-back transaction are not valid
+        self._nameset_ids.clear()
+        self._dropped = 0
         with _immediate(self.conn):
             yield self.conn
+            self.prune(self.conn)
 
     def add_import_names(self, conn: sqlite3.Connection, path: str, digest: str, names: set[str]) -> None:
         """Add names to a known version's import-time blocks (written only when something is new)."""
@@ -404,6 +417,21 @@ class Store:
             found = self._file_ids[key] = int(row[0])
         return found
 
+    def _nameset_id(self, conn: sqlite3.Connection, names: list[str]) -> int:
+        """The id of a set of block names, stored once however many records share it (0: none)."""
+        if not names:
+            return 0
+        text = "\n".join(names)
+        found = self._nameset_ids.get(text)
+        if found is None:
+            row = conn.execute(
+                "INSERT INTO namesets (names) VALUES (?) "
+                "ON CONFLICT (names) DO UPDATE SET names = names RETURNING id",
+                (text,),
+            ).fetchone()
+            found = self._nameset_ids[text] = int(row[0])
+        return found
+
     def record_ids(self, conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
         """Every stored record's id by (node id, fingerprint)."""
         rows = conn.execute("SELECT t.nodeid, r.fp, r.id FROM records r JOIN tests t ON t.id = r.test")
@@ -438,16 +466,16 @@ class Store:
                 rec.env,
                 rec.ts,
                 int(bool(rec.deps.get("opaque"))),
-                json.dumps(via, separators=(",", ":")) if via else None,
+                zlib.compress(json.dumps(via, separators=(",", ":")).encode()) if via else None,
             ),
         ).fetchone()[0]
         rows = []
         for path, (digest, names, in_closure) in rec.deps.get("py", {}).items():
             kind = CLOSURE if in_closure else RAN
-            rows.append((rid, self._file_id(conn, kind, path, digest), "\n".join(names)))
+            rows.append((rid, self._file_id(conn, kind, path, digest), self._nameset_id(conn, names)))
         for key, kind in (("data", DATA), ("dirs", DIR)):
             for path, digest in rec.deps.get(key, {}).items():
-                rows.append((rid, self._file_id(conn, kind, path, digest), ""))
+                rows.append((rid, self._file_id(conn, kind, path, digest), 0))
         conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?, ?)", rows)
         stale = [
             r[0]
@@ -461,6 +489,14 @@ class Store:
     def _drop_records(self, conn: sqlite3.Connection, ids: list[int]) -> None:
         conn.executemany("DELETE FROM deps WHERE record = ?", [(i,) for i in ids])
         conn.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+        self._dropped += len(ids)
+
+    def prune(self, conn: sqlite3.Connection) -> None:
+        """Drop the name sets no record uses any more, once records were dropped (one scan)."""
+        if self._dropped:
+            conn.execute("DELETE FROM namesets WHERE id NOT IN (SELECT DISTINCT names FROM deps)")
+            self._nameset_ids.clear()
+            self._dropped = 0
 
     def forget_tests(self, conn: sqlite3.Connection, nodeids: list[str] | set[str]) -> None:
         """Drop every record of these tests."""
