@@ -175,3 +175,10 @@ def test_a_closure_made_in_a_branch_reaches_a_later_test_calling_it(branchy, ran
     assert "test_double: executed shop/grade.py::scaler (a function or lambda it made), which changed" in (
         proc.stdout
     )
+
+
+def test_checksums_do_not_repeat_the_compilers_warnings(recwarn) -> None:
+    # the compile step reports `x is 1` once; selection compiling the file again stays quiet
+    blocks = parse_blocks("def f(x):\n    if x is 1:\n        return 'a'\n    return 'b'\n").blocks
+    assert set(blocks) == {"f", "f|1"}
+    assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]

@@ -19,6 +19,7 @@ computed in any of its branches: it marks `block|*`, which any change of the blo
 from __future__ import annotations
 
 import ast
+import warnings
 from collections.abc import Callable
 from types import CodeType
 
@@ -84,7 +85,9 @@ def function_codes(tree: ast.Module, filename: str) -> dict[tuple[int, str], Cod
     """The code objects of the module's blocks by (first line, name), from compiling `tree` (which
     is left as it was); empty when it does not compile (a module that cannot be imported)."""
     try:
-        module = compile(tree, filename, "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # the compiler's warnings (`x is 1`) are the compile step's to show
+            warnings.simplefilter("ignore")
+            module = compile(tree, filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, TypeError, RecursionError):
         return {}
     out: dict[tuple[int, str], CodeType] = {}
