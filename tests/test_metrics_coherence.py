@@ -104,6 +104,9 @@ def history(state: Path) -> None:
 
 START = "2026-11-04T09:00:00"  # T0 + 2 d 9 h
 UNTIL = "2026-11-06T09:00:00"  # two days later
+# a month before UNTIL, as a date: `--since 30d` counts back from the clock, so after 2026-12-03 09:00
+# the window no longer reached back past the first event and the clamping under test never happened
+SINCE = "2026-10-07T09:00:00"
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report(repo: Path) -> dict[str, Any]:
     res = subprocess.run(
-        [sys.executable, "-m", "ect", "report", "--since", "30d", "--until", UNTIL, "--format", "json"],
+        [sys.executable, "-m", "ect", "report", "--since", SINCE, "--until", UNTIL, "--format", "json"],
         cwd=repo,
         capture_output=True,
         text=True,
