@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from ect.fingerprints import draws
-from ect.fingerprints.recorder import COLLECT, HITS, IMPORT_TIME, Recorder, fixture_key, start_from_env
+from ect.fingerprints.memo import HITS
+from ect.fingerprints.recorder import COLLECT, IMPORT_TIME, Recorder, fixture_key, start_from_env
 from ect.fingerprints.statements import cached_narrowed_statements, trace_module_import, untraced
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 

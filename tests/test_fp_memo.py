@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import textwrap
 
+from fp_testutil import FP_SAMPLE, LOG_HELPER, check, edit
+
 from ect.fingerprints.memo import MEMO
 from ect.fingerprints.recorder import instrument
 
@@ -99,3 +101,30 @@ def test_the_hit_path_is_not_wrapped_and_a_miss_names_the_block_holding_the_cach
     assert call.rstrip().endswith("return found")
     # a decorator's hits run nothing: its misses are import time (no block named)
     assert f"{MEMO}(1, '')" in text[text.index("def memoised(") : text.index("def memoised_generator")]
+
+
+def test_recording_adds_no_callable_to_a_modules_namespace(make_repo, ran_log) -> None:
+    # toolz.curried wraps every callable of a module's namespace: a function the recorder put there
+    # (a first version bound the miss hook as a module global) made its test fail only under ect
+    files = {
+        "pyproject.toml": FP_SAMPLE["pyproject.toml"],
+        "shop/__init__.py": "",
+        "shop/ops.py": (
+            "_made = {}\n\n\ndef make(key):\n    found = _made.get(key)\n    if found is None:\n"
+            "        found = _made[key] = str(key)\n    return found\n\n\ndef double(x):\n    return 2 * x\n"
+        ),
+        "tests/test_ops.py": LOG_HELPER
+        + (
+            "from shop import ops\n\n\ndef test_public_callables():\n    _ran('test_public_callables')\n"
+            "    assert ops.make(1) == '1'\n"
+            "    assert sorted(n for n, v in vars(ops).items() if callable(v)) == ['double', 'make']\n"
+        ),
+    }
+    repo = make_repo(files)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_public_callables"]
+    edit(repo, "shop/ops.py", "str(key)", "str(key) + ''")  # inside the cache miss: still recorded
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_public_callables"], proc.stdout

@@ -26,7 +26,10 @@ from collections.abc import Callable
 
 from ect.fingerprints.blocks import SHARED_MEMO_DECORATORS, _decorator_name
 
-MEMO = "__ect_memo__"
+HITS = "__ect_hits__"  # the module global holding its hit table (`recorder`)
+# the call a wrapped cache miss makes: a method of the hit table, so that nothing is added to the
+# module's namespace that code enumerating it could take for its own (toolz curries every callable)
+MEMO = f"{HITS}.miss"
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
@@ -45,7 +48,8 @@ def _own_nodes(node: _Function) -> list[ast.AST]:
 
 def _call(entering: int, block: str, at: ast.AST) -> ast.stmt:
     args: list[ast.expr] = [ast.Constant(entering), ast.Constant(block)]
-    return ast.copy_location(ast.Expr(ast.Call(ast.Name(MEMO, ast.Load()), args, [])), at)
+    func = ast.Attribute(ast.Name(HITS, ast.Load()), "miss", ast.Load())
+    return ast.copy_location(ast.Expr(ast.Call(func, args, [])), at)
 
 
 def _guard(stmts: list[ast.stmt], block: str, at: ast.AST) -> list[ast.stmt]:

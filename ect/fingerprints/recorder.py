@@ -38,10 +38,9 @@ from typing import Any
 from ect.fingerprints import constants, memo
 from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
 from ect.fingerprints.branches import ANY, SUB, branch_bodies
-from ect.fingerprints.memo import MEMO
+from ect.fingerprints.memo import HITS
 
 IMPORT_TIME = ""
-HITS = "__ect_hits__"
 _SUBPROCESS_EVENTS = frozenset(
     {
         "subprocess.Popen",
@@ -188,19 +187,25 @@ def instrument(tree: ast.Module) -> list[str]:
     return names
 
 
+class _Hits(mmap.mmap):
+    """A module's hit table: shared memory, so a child this process forks (multiprocessing's "fork")
+    marks its hits here too; `miss` is the module's `memo.MEMO` (set when the module is executed)."""
+
+    miss: Callable[[int, str], None]
+
+
 class _Module:
     __slots__ = ("digest", "hits", "names", "rel")
 
     def __init__(self, rel: str, digest: str, names: list[str]) -> None:
         self.rel, self.digest, self.names = rel, digest, names
-        # shared memory: a child this process forks (multiprocessing's "fork") marks its hits here too
-        self.hits = mmap.mmap(-1, max(1, len(names)))
+        self.hits = _Hits(-1, max(1, len(names)))
 
 
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "5"
+CODE_CACHE_VERSION = "6"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
@@ -256,7 +261,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
     def __init__(self, fullname: str, path: str, recorder: Recorder) -> None:
         super().__init__(fullname, path)
         self.recorder = recorder
-        self.module_hits: mmap.mmap | None = None
+        self.module_hits: _Hits | None = None
         self.module_rel = ""
 
     def get_code(self, fullname: str) -> CodeType:
@@ -284,7 +289,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         code = self.get_code(module.__name__)
         if self.module_hits is not None:
             module.__dict__[HITS] = self.module_hits
-            module.__dict__[MEMO] = self.recorder.memo_of(self.module_rel)
+            self.module_hits.miss = self.recorder.memo_of(self.module_rel)
         if threading.get_ident() != self.recorder.main_thread:
             # another thread must not move the context under the main thread's feet (switching back
             # after the test changed would give the next test's code to this one); its import-time
@@ -490,7 +495,7 @@ class Recorder:
         return previous
 
     def memo_of(self, rel: str) -> Callable[[int, str], None]:
-        """The `memo.MEMO` function of the module `rel`: a cache miss starts (1) or ends (0). What it
+        """The `memo.MEMO` method of the module `rel`: a cache miss starts (1) or ends (0). What it
         runs is import time for a memo decorator (`block` ""), else `m:<rel>\0<block>`, charged to the
         tests that ran `block` (`attribute`). Only in the main thread, as for a module's import."""
 
