@@ -118,15 +118,20 @@ def label(name: str) -> str:
     return f"{base} (a function or lambda it made)" if part == "*" else f"{base} (branch {part})"
 
 
+def base(name: str) -> str:
+    """The function a block name belongs to (`f|2` and `f|*` are parts of `f`)."""
+    return name.split(SUB, 1)[0]
+
+
 def expand(changed: frozenset[str]) -> frozenset[str]:
     """`changed` plus `block|*` for every block that changed in any part."""
-    return changed | {f"{name.split(SUB, 1)[0]}{ANY}" for name in changed}
+    return changed | {base(name) + ANY for name in changed}
 
 
 def hit(changed: frozenset[str], name: str) -> bool:
     """Whether a test that ran block `name` sees a change of the blocks `changed` (`expand`ed): a
     branch runs inside its function, so a change of the function reaches it too."""
-    return name in changed or (SUB in name and name.split(SUB, 1)[0] in changed)
+    return name in changed or (SUB in name and base(name) in changed)
 
 
 def differs(old: dict[str, str], new: dict[str, str], name: str) -> bool:

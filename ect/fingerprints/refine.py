@@ -26,7 +26,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints import constants
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
-from ect.fingerprints.branches import ANY, SUB, differs, expand, hit, label
+from ect.fingerprints.branches import ANY, base, differs, expand, hit, label
 from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
 from ect.fingerprints.skeleton import (
     Reader,
@@ -214,11 +214,6 @@ class Current:
         return self._versions[key]
 
 
-def _base(name: str) -> str:
-    """The function a block name belongs to (`f|2` and `f|*` are parts of `f`)."""
-    return name.split(SUB, 1)[0]
-
-
 def _via(rec: Record) -> dict[str, dict[str, str]]:
     """The rules that charged blocks to the record's test (decoded when a reason needs them)."""
     if "via_json" in rec.deps:
@@ -265,7 +260,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 )
                 continue
             for name in version[1]:
-                if name != SKELETON and (differs(old["blocks"], new.blocks, name) or _base(name) in reads):
+                if name != SKELETON and (differs(old["blocks"], new.blocks, name) or base(name) in reads):
                     reasons.append(
                         f"{path}::{name} changed (it runs while a module is imported or before collection, "
                         "so every test importing the file may see it)"
@@ -282,7 +277,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
             if differs(old["blocks"], new.blocks, name):
                 gone = name not in new.blocks and not name.endswith(ANY)
                 reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
-            elif _base(name) in reads and delta is not None:
+            elif base(name) in reads and delta is not None:
                 read = ", ".join(sorted(delta.names)[:3]) or "its default values"
                 reasons.append(f"{how}, which reads {read} (module level of {path} changed)")
     for path, digest in rec.deps.get("data", {}).items():
