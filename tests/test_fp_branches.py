@@ -9,7 +9,7 @@ import pytest
 from fp_testutil import FP_SAMPLE, LOG_HELPER, check, edit
 
 from ect.fingerprints.blocks import parse_blocks
-from ect.fingerprints.branches import differs, expand, hit
+from ect.fingerprints.branches import differs, expand, hit, reached
 from ect.fingerprints.recorder import instrument
 
 SOURCE = textwrap.dedent(
@@ -112,6 +112,26 @@ def test_a_change_reaches_the_tests_of_its_branch_of_its_function_and_a_closures
     assert differs(old, new, "f|*") and differs(old, new, "f|2")
     assert not differs(old, new, "f|1") and not differs(old, new, "f")
     assert differs({"f": "a", "f|1": "b"}, {"f": "Z", "f|1": "b"}, "f|1")
+
+
+MAPS = [
+    ({"f": "a", "f|1": "b", "f|2": "c", "g": "d"}, {"f": "a", "f|1": "b", "f|2": "X", "g": "d"}),
+    ({"f": "a", "f|1": "b", "g": "d"}, {"f": "Z", "f|1": "b", "g": "d"}),  # the function itself
+    ({"f": "a", "f|1": "b"}, {"f": "a"}),  # a branch removed
+    ({"f": "a"}, {"f": "a", "f|1": "b", "h": "n"}),  # a branch and a function added
+    ({"f": "a", "g": "d"}, {"f": "a", "g": "d"}),  # nothing changed
+]
+NAMES = ["f", "f|1", "f|2", "f|3", "f|*", "g", "g|1", "g|*", "h", "h|*", "gone", "gone|1"]
+
+
+@pytest.mark.parametrize(("old", "new"), MAPS)
+def test_the_changed_set_says_what_differs_says_for_every_name(old, new) -> None:
+    """`reached` is the set form of `differs` that selection uses for speed: it must agree on
+    every name, also on names in neither map (a branch the recording saw but no map has)."""
+    changed = reached(old, new)
+    for name in NAMES:
+        assert changed.differs(old, new, name) == differs(old, new, name), name
+    assert changed.names <= changed.known
 
 
 BRANCHY = {

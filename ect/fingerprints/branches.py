@@ -22,6 +22,7 @@ import ast
 import warnings
 from collections.abc import Callable
 from types import CodeType
+from typing import NamedTuple
 
 SUB = "|"
 ANY = "|*"
@@ -132,6 +133,28 @@ def hit(changed: frozenset[str], name: str) -> bool:
     """Whether a test that ran block `name` sees a change of the blocks `changed` (`expand`ed): a
     branch runs inside its function, so a change of the function reaches it too."""
     return name in changed or (SUB in name and base(name) in changed)
+
+
+class Changed(NamedTuple):
+    """`differs` for every name of two checksum maps at once."""
+
+    names: frozenset[str]  # changed or removed blocks, branches of changed functions, `f|*` of those
+    known: frozenset[str]  # the names it decides: every block and `f|*` of every function
+
+    def differs(self, old: dict[str, str], new: dict[str, str], name: str) -> bool:
+        return name in self.names if name in self.known else differs(old, new, name)
+
+
+def reached(old: dict[str, str], new: dict[str, str]) -> Changed:
+    """Which block names `differs` says changed between the checksum maps."""
+    keys = old.keys() | new.keys()
+    known = frozenset(keys | {base(k) + ANY for k in keys})
+    changed = frozenset(k for k in keys if old.get(k) != new.get(k))
+    if not changed:
+        return Changed(changed, known)
+    bases = {base(k) for k in changed}
+    names = changed | {b + ANY for b in bases} | {k for k in keys if SUB in k and base(k) in changed}
+    return Changed(names, known)
 
 
 def differs(old: dict[str, str], new: dict[str, str], name: str) -> bool:

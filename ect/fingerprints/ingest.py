@@ -255,26 +255,7 @@ def ingest(
         gone = [f for f in store.test_files() if f not in fileset]
         store.forget_files(conn, gone)
         # a test function selected by name ran with all its current parameters: the others are gone
-        for base in ran_functions or []:
-            if base.split("::")[0] in bad:
-                continue
-            old_ids = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT nodeid FROM tests WHERE nodeid = ? OR substr(nodeid, 1, ?) = ?",
-                    (base, len(base) + 1, base + "["),
-                )
-            }
-            store.forget_tests(conn, old_ids - set(outcomes))
-            # the file's list of tests follows (a parameter's id can come from the code that changed)
-            test_file = base.split("::")[0]
-            query = "SELECT digest, nodeids FROM test_files WHERE path = ?"
-            row = conn.execute(query, (test_file,)).fetchone()
-            info = graph.infos.get(test_file)
-            if row is not None and info is not None and row[0] == info.digest:
-                ids = [n for n in json.loads(row[1]) if n.split("[", 1)[0] != base]
-                ids += [n for n in outcomes if n.split("[", 1)[0] == base]
-                store.put_test_file(conn, test_file, row[0], ids)
+        _forget_other_parameters(store, conn, graph, ran_functions or [], bad, outcomes)
         _note_loaded(conn, raw.get("loaded", []), full=whole_files is None and bool(records))
         reads_at_import = {p: raw["data_digests"].get(p) for p in raw["reads"].get(IMPORT_TIME, [])}
         if whole_suite:  # what the whole suite read at import time is all there is
@@ -285,6 +266,33 @@ def ingest(
             merged = {**(json.loads(row[0]) if row else {}), **reads_at_import}
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('import_reads', ?)", (json.dumps(merged),))
     return len(records)
+
+
+def _forget_other_parameters(
+    store: Store, conn: Any, graph: Graph, functions: list[str], bad: set[str], outcomes: dict[str, str]
+) -> None:
+    """Tests of `functions` (run by name, so with every current parameter) that did not run are
+    gone, from the records and from their file's list of tests (a parameter's id can come from the
+    code that changed). One pass per test file, whatever the number of functions."""
+    by_file: dict[str, set[str]] = {}
+    for function in functions:
+        test_file = function.split("::")[0]
+        if test_file not in bad:
+            by_file.setdefault(test_file, set()).add(function)
+    ran: dict[str, list[str]] = {}
+    for nodeid in outcomes:
+        ran.setdefault(nodeid.split("[", 1)[0], []).append(nodeid)
+    for test_file, bases in by_file.items():
+        rows = conn.execute("SELECT nodeid FROM tests WHERE file = ?", (test_file,))
+        old_ids = {row[0] for row in rows if row[0].split("[", 1)[0] in bases}
+        store.forget_tests(conn, old_ids - set(outcomes))
+        query = "SELECT digest, nodeids FROM test_files WHERE path = ?"
+        row = conn.execute(query, (test_file,)).fetchone()
+        info = graph.infos.get(test_file)
+        if row is not None and info is not None and row[0] == info.digest:
+            ids = [n for n in json.loads(row[1]) if n.split("[", 1)[0] not in bases]
+            ids += [n for base in sorted(bases) for n in ran.get(base, [])]
+            store.put_test_file(conn, test_file, row[0], ids)
 
 
 def _note_loaded(conn: Any, loaded: list[str], full: bool) -> None:

@@ -26,7 +26,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints import constants
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
-from ect.fingerprints.branches import ANY, base, differs, expand, hit, label
+from ect.fingerprints.branches import ANY, Changed, base, expand, hit, label, reached
 from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
 from ect.fingerprints.skeleton import (
     Reader,
@@ -56,6 +56,7 @@ class Current:
     _dirs: dict[str, str | None] = field(default_factory=dict)
     _versions: dict[tuple[str, str], Any] = field(default_factory=dict)
     _deltas: dict[tuple[str, str], SkeletonDelta | None] = field(default_factory=dict)
+    _changed: dict[tuple[str, str], Changed] = field(default_factory=dict)
     # files that may read a module-level name whose value changed (see `ect.fingerprints.skeleton`)
     readers: dict[str, Reader] = field(default_factory=dict)
     instrumented: set[str] = field(default_factory=set)
@@ -125,6 +126,15 @@ class Current:
             return None
         if digest and digest_bytes(data) == digest:  # the content the graph saw: safe to cache
             self.store.cache_blocks(digest, found.to_json())
+        return found
+
+    def changed_blocks(self, path: str, digest: str, old: dict[str, str], new: FileBlocks) -> Changed:
+        """The blocks of version `digest` of `path` (checksums `old`) that differ now."""
+        key = (path, digest)
+        found = self._changed.get(key)
+        if found is None:
+            names, known = reached(old, new.blocks)
+            found = self._changed[key] = Changed(names, known | {SKELETON})
         return found
 
     def delta(self, path: str, digest: str) -> SkeletonDelta | None:
@@ -252,6 +262,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
             continue
         delta = cur.delta(path, digest) if old["skeleton"] != new.skeleton else None
         reads = delta.blocks if delta is not None else frozenset()
+        chg = cur.changed_blocks(path, digest, old["blocks"], new)
         if in_closure or SKELETON in names:
             if old["skeleton"] != new.skeleton and delta is None:
                 escaped = f"; {cur.escaped[path]}" if path in cur.escaped else ""
@@ -260,24 +271,30 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 )
                 continue
             for name in version[1]:
-                if name != SKELETON and (differs(old["blocks"], new.blocks, name) or base(name) in reads):
+                if name != SKELETON and (chg.differs(old["blocks"], new.blocks, name) or base(name) in reads):
                     reasons.append(
                         f"{path}::{name} changed (it runs while a module is imported or before collection, "
                         "so every test importing the file may see it)"
                     )
             for name in old.get("memo", []):
-                if name not in names and (differs(old["blocks"], new.blocks, name + ANY) or name in reads):
+                if name not in names and (name + ANY in chg or name in reads):
                     reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
-        for name in names:
-            if name == SKELETON:
+        # the names that may give a reason, found with set operations (most tests run many blocks)
+        given = set(names)
+        maybe = (given & chg.names) | (given - chg.known)
+        if reads:
+            maybe.update(n for n in names if base(n) in reads)
+        for name in sorted(maybe):
+            changed = chg.differs(old["blocks"], new.blocks, name)
+            if not changed and not (delta is not None and base(name) in reads):
                 continue
             rule = _via(rec).get(path, {}).get(name)
             what = f"{path}::{label(name)}"
             how = f"{what} ran {rule}" if rule else f"executed {what}"
-            if differs(old["blocks"], new.blocks, name):
+            if changed:
                 gone = name not in new.blocks and not name.endswith(ANY)
                 reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
-            elif base(name) in reads and delta is not None:
+            elif delta is not None:
                 read = ", ".join(sorted(delta.names)[:3]) or "its default values"
                 reasons.append(f"{how}, which reads {read} (module level of {path} changed)")
     for path, digest in rec.deps.get("data", {}).items():
