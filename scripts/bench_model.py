@@ -77,19 +77,18 @@ def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[
         ft = ft_plain
     if not ft or not base:
         return [*out, ("fine-tuned and base rows", False, "not evaluated")]
-    b_acc, f_acc = base["api_call"].get("ident_acc", 0.0), ft["api_call"].get("ident_acc", 0.0)
-    out.append(("call identifier accuracy >= 40%", f_acc >= 0.40, f"{f_acc:.1%}"))
-    out.append(
-        (
-            "call identifier accuracy >= 2x base",
-            f_acc >= 2 * b_acc and f_acc > 0,
-            f"{f_acc:.1%} vs base {b_acc:.1%}",
+    # issue 19's table: the ratio-to-base targets of issue 4 are withdrawn; the paired difference
+    # above is the training figure, the index row is the floor
+    static = _row(result, "static index baseline")
+    if static:
+        s_acc, f_acc = static["api_call"].get("ident_acc", 0.0), ft["api_call"].get("ident_acc", 0.0)
+        out.append(
+            (
+                "call identifier accuracy above the static index floor",
+                f_acc > s_acc,
+                f"{f_acc:.1%} vs {s_acc:.1%}",
+            )
         )
-    )
-    b_em, f_em = base["api_call"].get("exact", 0.0), ft["api_call"].get("exact", 0.0)
-    out.append(
-        ("call exact match >= 2.5x base", f_em >= 2.5 * b_em and f_em > 0, f"{f_em:.1%} vs base {b_em:.1%}")
-    )
     b_es = base["next_line"].get("edit_sim", 0.0)
     for name, row in (("fine-tuned", ft_plain), ("fine-tuned + retrieval", ft)):
         if "edit_sim" not in row.get("next_line", {}):
@@ -98,14 +97,14 @@ def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[
         out.append((f"next-line edit similarity {name} >= base", es >= b_es, f"{es:.3f} vs base {b_es:.3f}"))
     worst = max(r["halluc_after"] for r in result["rows"])
     out.append(("hallucinated internal symbols shown = 0", worst == 0, f"max {worst:.3f} over rows"))
-    for mode, key in (
-        ("suggestion at word starts", "keystroke_savings"),
-        ("typing", "keystroke_savings_typing"),
+    for mode, key, goal in (
+        ("suggestion at word starts", "keystroke_savings", 0.15),
+        ("typing, ghost text", "keystroke_savings_typing", 0.35),
     ):
         if key not in ft:
             continue
         ks = ft.get(key, 0.0)
-        out.append((f"keystroke savings >= 15% ({mode})", ks >= 0.15, f"{ks:.1%}"))
+        out.append((f"keystroke savings >= {goal:.0%} ({mode})", ks >= goal, f"{ks:.1%}"))
     out.append(("latency p50 <= 50 ms", ft["latency_p50_ms"] <= 50, f"{ft['latency_p50_ms']:.1f} ms"))
     out.append(("latency p95 <= 150 ms", ft["latency_p95_ms"] <= 150, f"{ft['latency_p95_ms']:.1f} ms"))
     if train is not None:
