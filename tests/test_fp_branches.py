@@ -9,7 +9,7 @@ import pytest
 from fp_testutil import FP_SAMPLE, LOG_HELPER, check, edit
 
 from ect.fingerprints.blocks import parse_blocks
-from ect.fingerprints.branches import differs, expand, hit, reached
+from ect.fingerprints.branches import differs, expand, hit, reached, spread
 from ect.fingerprints.recorder import instrument
 
 SOURCE = textwrap.dedent(
@@ -132,6 +132,12 @@ def test_the_changed_set_says_what_differs_says_for_every_name(old, new) -> None
     for name in NAMES:
         assert changed.differs(old, new, name) == differs(old, new, name), name
     assert changed.names <= changed.known
+    # the same sets for a change given as names (`Reach`, which adds blocks that read a changed name)
+    keys = old.keys() | new.keys()
+    for given in (frozenset({"f"}), frozenset({"f|1", "g"}), frozenset()):
+        for name in NAMES:
+            if name in changed.known:  # the names `Reach` decides with the set
+                assert (name in spread(given, keys)) == hit(expand(given), name), (given, name)
 
 
 BRANCHY = {

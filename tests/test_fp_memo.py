@@ -64,6 +64,21 @@ SOURCE = textwrap.dedent(
         if key not in _CACHE:
             _CACHE[key] = await load(key)
         return _CACHE[key]
+
+
+    def make_getter():
+        class Getter:
+            def __init__(self):
+                self._zones = {}
+
+            def __call__(self, name):
+                rv = self._zones.get(name, None)
+                if rv is None:
+                    rv = self.nocache(name)
+                    self._zones[name] = rv
+                return rv
+
+        return Getter()
     """
 )
 
@@ -86,9 +101,14 @@ def test_memo_decorators_and_hand_written_caches_run_their_misses_as_import_time
     wrapped = _wrapped()
     assert wrapped == {
         "memoised": ["return make(x)"],
-        "__call__": ["found = cls.__made.setdefault(key, cls.build(key))"],
+        # Factory's, then Getter's, nested in make_getter (dateutil's gettz): the call whose result
+        # is stored, not the lookup
+        "__call__": ["found = cls.__made.setdefault(key, cls.build(key))", "rv = self.nocache(name)"],
         "global_cache": ["_CACHE[key] = value = make(key)"],
+        "make_getter": ["rv = self.nocache(name)"],
     }, wrapped
+    names = instrument(ast.parse(SOURCE))
+    assert "make_getter|*__call__" in names  # its own hit marker: who called the cache
 
 
 def test_the_hit_path_is_not_wrapped_and_a_miss_names_the_block_holding_the_cache() -> None:
@@ -128,3 +148,73 @@ def test_recording_adds_no_callable_to_a_modules_namespace(make_repo, ran_log) -
     proc = check(repo, "--explain")
     assert proc.returncode == 0, proc.stdout
     assert ran_log() == ["test_public_callables"], proc.stdout
+
+
+GETTER = {
+    "pyproject.toml": FP_SAMPLE["pyproject.toml"],
+    "shop/__init__.py": "",
+    "shop/zones.py": textwrap.dedent(
+        """
+        def _make_getter():
+            class Getter:
+                def __init__(self):
+                    self._zones = {}
+
+                def __call__(self, name):
+                    rv = self._zones.get(name)
+                    if rv is None:
+                        rv = parse_zone(name)
+                        self._zones[name] = rv
+                    return rv
+
+            return Getter()
+
+
+        get = _make_getter()
+
+
+        def parse_zone(name):
+            return name.upper()
+
+
+        def other(x):
+            return x + 1
+        """
+    ),
+    "tests/test_zones.py": LOG_HELPER
+    + textwrap.dedent(
+        """
+        from shop import zones
+
+
+        def test_first():
+            _ran('test_first')
+            assert zones.get('utc') == 'UTC'
+
+
+        def test_second():
+            _ran('test_second')
+            assert zones.get('utc') == 'UTC'
+
+
+        def test_other():
+            _ran('test_other')
+            assert zones.other(1) == 2
+        """
+    ),
+}
+
+
+def test_a_cache_in_an_object_a_module_made_reaches_the_tests_that_got_its_result(make_repo, ran_log) -> None:
+    """dateutil's `gettz = __get_gettz()`: `test_second` gets `test_first`'s cached zone without
+    running `parse_zone`; a change to it must run both, and not `test_other`, though the module's
+    import ran a method of the same class (missed before: the full suite failed test_second)."""
+    repo = make_repo(GETTER)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(ran_log()) == ["test_first", "test_other", "test_second"]
+    edit(repo, "shop/zones.py", "return name.upper()", "return name.lower()")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert sorted(ran_log()) == ["test_first", "test_second"], proc.stdout
+    assert "in a cache miss of shop/zones.py::_make_getter|*__call__" in proc.stdout

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import warnings
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from types import CodeType
 from typing import NamedTuple
 
@@ -116,6 +117,8 @@ def label(name: str) -> str:
     base, sub, part = name.partition(SUB)
     if not sub:
         return name
+    if part.startswith("*") and part != "*":
+        return f"{base} (its cache in {part[1:]})"
     return f"{base} (a function or lambda it made)" if part == "*" else f"{base} (branch {part})"
 
 
@@ -149,12 +152,16 @@ def reached(old: dict[str, str], new: dict[str, str]) -> Changed:
     """Which block names `differs` says changed between the checksum maps."""
     keys = old.keys() | new.keys()
     known = frozenset(keys | {base(k) + ANY for k in keys})
-    changed = frozenset(k for k in keys if old.get(k) != new.get(k))
+    return Changed(spread(frozenset(k for k in keys if old.get(k) != new.get(k)), keys), known)
+
+
+def spread(changed: frozenset[str], keys: AbstractSet[str]) -> frozenset[str]:
+    """`changed` with what `hit` says a change of it reaches among the block names `keys`: every
+    branch of a changed function and `f|*` of every function changed in any part."""
     if not changed:
-        return Changed(changed, known)
+        return changed
     bases = {base(k) for k in changed}
-    names = changed | {b + ANY for b in bases} | {k for k in keys if SUB in k and base(k) in changed}
-    return Changed(names, known)
+    return changed | {b + ANY for b in bases} | {k for k in keys if SUB in k and base(k) in changed}
 
 
 def differs(old: dict[str, str], new: dict[str, str], name: str) -> bool:

@@ -9,7 +9,10 @@ recognised in a repository function (a block: a top-level function or method):
 - a hand-written cache: a statement that stores the result of a call into a container that outlives
   the call (an attribute such as `cls.__instances` or `self._memoized`, or a module global) under a key
   the function also looks up there (`C.get(K)`, `K in C`, `C[K]`): `C[K] = make(...)` or
-  `C.setdefault(K, make(...))`. Only that statement, which runs on a miss, is wrapped.
+  `C.setdefault(K, make(...))`, or `rv = make(...)` where the function stores `rv` so (`C[K] = rv`).
+  Only that statement, which runs on a miss, is wrapped. Functions nested in a block are looked at
+  too (dateutil's `gettz = __get_gettz()` is an object whose `__call__` caches); such a function gets
+  a hit marker of its own (`block|*name`), and its misses are charged to the tests that called it.
 
 The wrapper calls `MEMO(1, block)` before and `MEMO(0, block)` after (in a `finally`). A decorator's
 cache hits run no code of the module, so `block` is "" there: what a miss runs is import time, charged
@@ -89,11 +92,53 @@ def _lookups(own: list[ast.AST]) -> set[tuple[str, str]]:
     return found
 
 
-def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str]) -> bool:
-    """Whether `stmt` stores a call's result in a lasting container under a key looked up there."""
+def _stored(own: list[ast.AST], lookups: set[tuple[str, str]], local: set[str]) -> set[str]:
+    """Local names whose value the function stores in a lasting container under a key it looks up
+    there (`C[K] = rv`, `C.setdefault(K, rv)`): a call assigned to one is the cache's miss."""
+    found: set[str] = set()
+    for sub in own:
+        if isinstance(sub, ast.Assign) and isinstance(sub.value, ast.Name):
+            for target in sub.targets:
+                if (
+                    isinstance(target, ast.Subscript)
+                    and _lasting(target.value, local)
+                    and (ast.dump(target.value), ast.dump(target.slice)) in lookups
+                ):
+                    found.add(sub.value.id)
+        elif (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == "setdefault"
+            and len(sub.args) == 2
+            and isinstance(sub.args[1], ast.Name)
+            and _lasting(sub.func.value, local)
+        ):
+            found.add(sub.args[1].id)
+    return found & local
+
+
+def _is_lookup(call: ast.Call) -> bool:
+    return isinstance(call.func, ast.Attribute) and call.func.attr in _LOOKUPS
+
+
+_LOOKUPS = ("get", "__getitem__", "__contains__", "setdefault", "pop")
+
+
+def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str], stored: set[str]) -> bool:
+    """Whether `stmt` computes what the function stores in a lasting container under a key looked
+    up there: the store itself (`C[K] = make()`, `C.setdefault(K, make())`), or the call assigned to
+    the local that is stored (`rv = make()` ... `C[K] = rv`)."""
     value = stmt.value if isinstance(stmt, ast.Assign | ast.Expr | ast.AnnAssign) else None
     if not isinstance(value, ast.Call):
         return False
+    if (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+        and stmt.targets[0].id in stored
+        and not _is_lookup(value)
+    ):
+        return True
     if isinstance(stmt, ast.Assign):
         for target in stmt.targets:
             if (
@@ -108,30 +153,65 @@ def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str]) -> bo
     return False
 
 
-def _wrap_fills(body: list[ast.stmt], lookups: set[tuple[str, str]], local: set[str], block: str) -> bool:
+def _wrap_fills(
+    body: list[ast.stmt],
+    lookups: set[tuple[str, str]],
+    local: set[str],
+    stored: set[str],
+    block: Callable[[], str],
+) -> bool:
     """Wrap every filling statement in `body` and the blocks nested in it; whether any was."""
     wrapped = False
     out: list[ast.stmt] = []
     for stmt in body:
-        if _fills(stmt, lookups, local):
-            out.extend(_guard([stmt], block, stmt))
+        if _fills(stmt, lookups, local, stored):
+            out.extend(_guard([stmt], block(), stmt))
             wrapped = True
             continue
         if not isinstance(stmt, _SCOPES):
             for name in ("body", "orelse", "finalbody"):
                 inner = getattr(stmt, name, None)
                 if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                    wrapped |= _wrap_fills(inner, lookups, local, block)
+                    wrapped |= _wrap_fills(inner, lookups, local, stored, block)
             for handler in getattr(stmt, "handlers", []):
-                wrapped |= _wrap_fills(handler.body, lookups, local, block)
+                wrapped |= _wrap_fills(handler.body, lookups, local, stored, block)
         out.append(stmt)
     body[:] = out
     return wrapped
 
 
-def wrap(node: _Function, block: str, is_marker: Callable[[ast.stmt], bool]) -> bool:
-    """Instrument the cache misses of the block `node` (named `block`) in place (see the module
-    docstring); whether it did. `is_marker(stmt)` tells the hit markers at the top of the body."""
+def wrap(
+    node: _Function,
+    block: str,
+    is_marker: Callable[[ast.stmt], bool],
+    name_nested: Callable[[_Function], tuple[str, ast.stmt]],
+) -> bool:
+    """Instrument the cache misses of the block `node` (named `block`) and of the functions nested
+    in it in place (see the module docstring); whether it did. `is_marker(stmt)` tells the hit
+    markers at the top of a body. A nested function that caches (`gettz = make_gettz()` returns an
+    object whose `__call__` caches) gets a hit marker of its own, `name_nested(function)` gives its
+    name and statement, and its misses carry that name: the tests that called it got its cached
+    results, not every test that ran some function of the block (its module's import made it)."""
+    wrapped = _wrap_one(node, lambda: block, is_marker)
+    nested = [n for n in ast.walk(node) if n is not node and isinstance(n, _Function)]
+    for sub in nested:
+        named: list[tuple[str, ast.stmt]] = []
+
+        def name_of(sub: _Function = sub, named: list[tuple[str, ast.stmt]] = named) -> str:
+            if not named:
+                named.append(name_nested(sub))
+            return named[0][0]
+
+        wrapped |= _wrap_one(sub, name_of, is_marker)
+        if named:  # after the docstring and the block's own markers
+            pos = 1 if sub.body and _is_docstring(sub.body[0]) else 0
+            while pos < len(sub.body) and is_marker(sub.body[pos]):
+                pos += 1
+            sub.body.insert(pos, named[0][1])
+    return wrapped
+
+
+def _wrap_one(node: _Function, block: Callable[[], str], is_marker: Callable[[ast.stmt], bool]) -> bool:
     own = _own_nodes(node)
     if isinstance(node, ast.AsyncFunctionDef) or any(isinstance(s, ast.Yield | ast.YieldFrom) for s in own):
         return False
@@ -143,7 +223,10 @@ def wrap(node: _Function, block: str, is_marker: Callable[[ast.stmt], bool]) -> 
         node.body = [*body[:pos], *_guard(body[pos:], "", node)]
         return True
     lookups = _lookups(own)
-    return bool(lookups) and _wrap_fills(node.body, lookups, _locals(node, own), block)
+    if not lookups:
+        return False
+    local = _locals(node, own)
+    return _wrap_fills(node.body, lookups, local, _stored(own, lookups, local), block)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

@@ -175,7 +175,12 @@ def instrument(tree: ast.Module) -> list[str]:
                 else:
                     _insert_marker(sub.body, len(names))  # type: ignore[attr-defined]
             names.append(key + ANY)
-        memo.wrap(node, key, _is_marker)
+
+        def cache_marker(sub: ast.FunctionDef | ast.AsyncFunctionDef, key: str = key) -> tuple[str, ast.stmt]:
+            names.append(f"{key}{ANY}{sub.name}")  # who called this nested cache (`memo.wrap`)
+            return names[-1], _marker(len(names) - 1, sub.body[0] if sub.body else sub)
+
+        memo.wrap(node, key, _is_marker, cache_marker)
         for number, body in enumerate(bodies, start=1):
             body.insert(0, _marker(len(names), body[0]))
             names.append(f"{key}{SUB}{number}")
@@ -205,7 +210,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "6"
+CODE_CACHE_VERSION = "7"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
@@ -832,8 +837,9 @@ def attribute(
         return found or [IMPORT_TIME]
 
     def miss_users(ctx: str, seen: set[str]) -> list[str]:
-        """Whoever ran the block holding the cache, in any context (a miss inside a miss: the outer
-        one's); import time, or nobody known, is everybody."""
+        """Whoever ran the block holding the cache (for a cache in a nested function, that function:
+        `memo.wrap`), in any context (a miss inside a miss: the outer one's); import time, or nobody
+        known, is everybody."""
         seen.add(ctx)
         rel, _, block = ctx[len(MISS) :].partition("\0")
         found: set[str] = set()

@@ -26,7 +26,7 @@ from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints import constants
 from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
-from ect.fingerprints.branches import ANY, Changed, base, expand, hit, label, reached
+from ect.fingerprints.branches import ANY, Changed, base, expand, hit, label, reached, spread
 from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
 from ect.fingerprints.skeleton import (
     Reader,
@@ -292,7 +292,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
             what = f"{path}::{label(name)}"
             how = f"{what} ran {rule}" if rule else f"executed {what}"
             if changed:
-                gone = name not in new.blocks and not name.endswith(ANY)
+                gone = name not in new.blocks and ANY not in name
                 reasons.append(f"{how}, which {'was removed' if gone else 'changed'}")
             elif delta is not None:
                 read = ", ".join(sorted(delta.names)[:3]) or "its default values"
@@ -312,16 +312,21 @@ class Reach:
 
     closure: bool  # module level, import-time or memoised blocks changed: every importer
     everything: bool  # deleted, unparseable or unknown, or a data file: every dependant
-    changed: frozenset[str]  # blocks that changed or were removed
+    changed: frozenset[str]  # blocks that changed or were removed (`expand`ed), or read a changed name
+    in_closure: bool = False
+    hits: frozenset[str] = frozenset()  # every block name `hit(changed, name)` holds for, of `known`
+    known: frozenset[str] = frozenset()
 
     def reaches(self, names: list[str]) -> bool:
         if self.everything:
             return True
         if self.closure and (self.in_closure or SKELETON in names):
             return True
+        if not self.hits.isdisjoint(names):
+            return True
+        if self.known.issuperset(names):
+            return False  # the common case, at the speed of a set operation
         return any(hit(self.changed, n) for n in names if n != SKELETON)
-
-    in_closure: bool = False
 
 
 def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
@@ -340,13 +345,16 @@ def _reach(cur: Current, kind: int, path: str, digest: str) -> Reach:
             closure = True
         else:
             changed |= delta.blocks
+    keys = old["blocks"].keys() | new.blocks.keys()
+    hits = spread(changed, keys) - {SKELETON}
+    known = frozenset(keys | {base(k) + ANY for k in keys} | {SKELETON})
     changed = expand(changed)
     closure = (
         closure
         or any(hit(changed, n) for n in version[1] if n != SKELETON)
         or any(n + ANY in changed for n in old.get("memo", []))
     )
-    return Reach(closure, False, changed, kind == CLOSURE)
+    return Reach(closure, False, changed, kind == CLOSURE, hits, known)
 
 
 def refine(

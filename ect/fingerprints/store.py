@@ -32,7 +32,7 @@ from ect.config import Config
 from ect.fingerprints.blocks import parse_blocks
 from ect.state import ensure_state_dir
 
-SCHEMA_VERSION = 4  # 4: functions' branches are blocks (`branches`); older records lack them
+SCHEMA_VERSION = 5  # 4: functions' branches are blocks (`branches`); 5: caches in nested functions (`memo`)
 DB_NAME = "fingerprints.db"
 KEEP_RECORDS = 4  # fingerprints kept per test (per branch state, roughly)
 # dependency kinds: a Python file the test ran code in, one in its import closure, data read, directory listed
