@@ -31,6 +31,7 @@ class Task:
     cursor: int
     target: str
     callee: str = ""
+    seen: bool = False  # a call task whose callee is defined in a training file (what a fine-tune can learn)
 
 
 def _capped(tasks: list[Task], n: int, per_file: int) -> list[Task]:
@@ -58,8 +59,11 @@ def make_tasks(
     """`n` next-line and `n_calls` (default `n`) internal-API call tasks from the held-out files, drawn
     at random with at most `max_per_file` of each kind from one file (0: no cap), so that a few long
     files do not decide the result."""
+    from ect.models.retrieval import Resolver
+
     rng = random.Random(seed)
     files = corpus.held_out
+    trained = {f.path for f in corpus.train}
     lines: list[Task] = []
     calls: list[Task] = []
     for f in files:
@@ -72,10 +76,13 @@ def make_tasks(
                 continue
             cur = ls + len(line) - len(line.lstrip())
             lines.append(Task("next_line", f, f.text[:cur] + f.text[le:], cur, f.text[cur:le].rstrip()))
+        resolver = Resolver(index, f.module, f.text)
         for start, end, dotted in internal_calls(index, f):
             target = f.text[start:end].rstrip()
+            sym = resolver.resolve_callee(dotted, start)
+            seen = sym is not None and sym.path in trained
             calls.append(
-                Task("api_call", f, f.text[:start] + f.text[end:], start, target, dotted.split(".")[-1])
+                Task("api_call", f, f.text[:start] + f.text[end:], start, target, dotted.split(".")[-1], seen)
             )
     rng.shuffle(lines)
     rng.shuffle(calls)
@@ -363,18 +370,14 @@ def evaluate_repo(
         )
         results.append(row)
     call_files = [t.file.path for t in tasks if t.kind == "api_call"]
+    seen = [t.seen for t in tasks if t.kind == "api_call"]
     by_name = {r["name"]: r for r in results}
-    paired = []
-    for ft_name, base_name in (("fine-tuned", "base model"), ("fine-tuned + retrieval", "base + retrieval")):
-        if ft_name in by_name and base_name in by_name and call_files:
-            cmp = paired_comparison(
-                by_name[ft_name]["call_ident_per_task"], by_name[base_name]["call_ident_per_task"], call_files
-            )
-            paired.append({**cmp, "a_acc": cmp["a"], "b_acc": cmp["b"], "a": ft_name, "b": base_name})
+    paired = _paired(by_name, call_files, seen)
     return {
         "paired": paired,
         "call_task_files": len(set(call_files)),
         "call_task_paths": call_files,  # per call task, in the order of each row's call_ident_per_task
+        "call_task_seen": seen,  # per call task: its callee is defined in a training file
         "repo": str(root),
         "held_out_files": len(corpus.held_out),
         "train_files": len(corpus.train),
@@ -416,6 +419,30 @@ def _weighted(dicts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _paired(
+    by_name: dict[str, dict[str, Any]], paths: list[str], seen: list[bool] | None
+) -> list[dict[str, Any]]:
+    """Each fine-tuned row against its base on the same call tasks: all of them, then (with `seen`)
+    split by where the callee is defined: a training file (the fine-tune saw its definition and uses)
+    or a held-out one (only retrieval, the prior and the index know it)."""
+    paired: list[dict[str, Any]] = []
+    for ft_name, base_name in (("fine-tuned", "base model"), ("fine-tuned + retrieval", "base + retrieval")):
+        if ft_name not in by_name or base_name not in by_name or not paths:
+            continue
+        a, b = by_name[ft_name]["call_ident_per_task"], by_name[base_name]["call_ident_per_task"]
+        subsets = [("", None)]
+        if seen is not None:
+            subsets += [("callee in training files", True), ("callee held out", False)]
+        for subset, keep in subsets:
+            idx = [i for i in range(len(a)) if keep is None or (seen is not None and seen[i] == keep)]
+            if not idx:
+                continue
+            cmp = paired_comparison([a[i] for i in idx], [b[i] for i in idx], [paths[i] for i in idx])
+            entry = {**cmp, "a_acc": cmp["a"], "b_acc": cmp["b"], "a": ft_name, "b": base_name}
+            paired.append({**entry, "subset": subset} if subset else entry)
+    return paired
+
+
 def pool_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
     """`evaluate_repo` results of k held-out folds as one: rows pooled task by task (per-kind means
     weighted by task counts, keystroke savings averaged over folds, hallucinations and latency the worst
@@ -441,13 +468,8 @@ def pool_folds(results: list[dict[str, Any]]) -> dict[str, Any]:
         rows.append(row)
     paths = [p for res in results for p in res["call_task_paths"]]
     by_name = {r["name"]: r for r in rows}
-    paired = []
-    for ft_name, base_name in (("fine-tuned", "base model"), ("fine-tuned + retrieval", "base + retrieval")):
-        if ft_name in by_name and base_name in by_name and paths:
-            cmp = paired_comparison(
-                by_name[ft_name]["call_ident_per_task"], by_name[base_name]["call_ident_per_task"], paths
-            )
-            paired.append({**cmp, "a_acc": cmp["a"], "b_acc": cmp["b"], "a": ft_name, "b": base_name})
+    seen = [x for res in results for x in res.get("call_task_seen", [])]
+    paired = _paired(by_name, paths, seen if len(seen) == len(paths) else None)
     return {
         "paired": paired,
         "folds": len(results),
@@ -473,7 +495,9 @@ def format_paired(result: dict[str, Any]) -> str:
     lines = []
     for p in result.get("paired", []):
         lines.append(
-            f"paired, call identifier accuracy, {p['a']} minus {p['b']}: {100 * p['diff']:+.1f} points "
+            f"paired, call identifier accuracy, {p['a']} minus {p['b']}"
+            + (f" ({p['subset']})" if p.get("subset") else "")
+            + f": {100 * p['diff']:+.1f} points "
             f"[95% interval {100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}] ({100 * p['a_acc']:.1f}% vs "
             f"{100 * p['b_acc']:.1f}%; {p['wins']} tasks won, {p['losses']} lost, "
             f"McNemar p={p['p_mcnemar']:.3g}; "

@@ -62,6 +62,8 @@ def targets(result: dict[str, Any], train: dict[str, Any] | None) -> list[tuple[
     ft_plain = _row(result, "fine-tuned")
     out: list[tuple[str, bool, str]] = []
     for p in result.get("paired", []):
+        if p.get("subset"):
+            continue  # a split of the line above, for the note: not a target of its own
         out.append(
             (
                 f"paired call id-acc, {p['a']} - {p['b']} >= +8 points, 95% interval above 0",

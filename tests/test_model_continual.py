@@ -69,6 +69,20 @@ def test_paired_comparison_interval_and_mcnemar() -> None:
         paired_comparison([1.0], [1.0, 0.0], ["a"])
 
 
+def test_paired_comparison_is_split_by_where_the_callee_is_defined() -> None:
+    from ect.models.evaluate import _paired
+
+    rows = {
+        "fine-tuned": {"call_ident_per_task": [1.0, 1.0, 0.0, 0.0]},
+        "base model": {"call_ident_per_task": [0.0, 0.0, 0.0, 1.0]},
+    }
+    paths = ["a.py", "b.py", "c.py", "d.py"]
+    out = _paired(rows, paths, [True, True, False, False])
+    assert [p.get("subset", "") for p in out] == ["", "callee in training files", "callee held out"]
+    assert [p["diff"] for p in out] == [0.25, 1.0, -0.5] and [p["tasks"] for p in out] == [4, 2, 2]
+    assert [p.get("subset", "") for p in _paired(rows, paths, None)] == [""]
+
+
 def test_tasks_are_capped_per_file(repo: Path) -> None:
     text = APP.replace("vanish_forever", "fetch")
     for i in range(3):
@@ -84,6 +98,11 @@ def test_tasks_are_capped_per_file(repo: Path) -> None:
     assert {t.file.path for t in calls} == {"h0.py", "h1.py", "h2.py"}
     assert all(t.callee == "fetch" for t in calls)
     assert len([t for t in make_tasks(corpus, index, n=100, seed=0) if t.kind == "api_call"]) == 100
+    # where the callee is defined decides the split of the paired comparison: held out here
+    assert not any(t.seen for t in calls)
+    store = SourceFile("shop/store.py", "shop.store", STORE)
+    seen = make_tasks(Corpus(train=[store], held_out=held), index, n=0, seed=0, n_calls=100, max_per_file=5)
+    assert seen and all(t.seen for t in seen if t.kind == "api_call")
 
 
 @pytest.mark.slow
