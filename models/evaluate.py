@@ -430,7 +430,7 @@ def _paired(
         if ft_name not in by_name or base_name not in by_name or not paths:
             continue
         a, b = by_name[ft_name]["call_ident_per_task"], by_name[base_name]["call_ident_per_task"]
-        subsets = [("", None)]
+        subsets: list[tuple[str, bool | None]] = [("", None)]
         if seen is not None:
             subsets += [("callee in training files", True), ("callee held out", False)]
         for subset, keep in subsets:
