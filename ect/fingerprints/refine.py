@@ -263,6 +263,10 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         delta = cur.delta(path, digest) if old["skeleton"] != new.skeleton else None
         reads = delta.blocks if delta is not None else frozenset()
         chg = cur.changed_blocks(path, digest, old["blocks"], new)
+
+        def differs(name: str, old: dict[str, Any] = old, new: FileBlocks = new, chg: Changed = chg) -> bool:
+            return chg.differs(old["blocks"], new.blocks, name)
+
         if in_closure or SKELETON in names:
             if old["skeleton"] != new.skeleton and delta is None:
                 escaped = f"; {cur.escaped[path]}" if path in cur.escaped else ""
@@ -271,13 +275,13 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
                 )
                 continue
             for name in version[1]:
-                if name != SKELETON and (chg.differs(old["blocks"], new.blocks, name) or base(name) in reads):
+                if name != SKELETON and (differs(name) or base(name) in reads):
                     reasons.append(
                         f"{path}::{name} changed (it runs while a module is imported or before collection, "
                         "so every test importing the file may see it)"
                     )
             for name in old.get("memo", []):
-                if name not in names and (name + ANY in chg or name in reads):
+                if name not in names and (differs(name + ANY) or name in reads):
                     reasons.append(f"{path}::{name} changed (memoised: its cached results outlive one test)")
         # the names that may give a reason, found with set operations (most tests run many blocks)
         given = set(names)
@@ -285,7 +289,7 @@ def what_changed(rec: Record, cur: Current, first_only: bool = False) -> list[st
         if reads:
             maybe.update(n for n in names if base(n) in reads)
         for name in sorted(maybe):
-            changed = chg.differs(old["blocks"], new.blocks, name)
+            changed = differs(name)
             if not changed and not (delta is not None and base(name) in reads):
                 continue
             rule = _via(rec).get(path, {}).get(name)
