@@ -117,10 +117,85 @@ def test_the_hit_path_is_not_wrapped_and_a_miss_names_the_block_holding_the_cach
     text = ast.unparse(tree)
     # the factory's lookup and return run outside the wrapper, so a hit costs nothing more
     call = text[text.index("def __call__") : text.index("def global_cache")]
-    assert call.index("cls.__made.get(key)") < call.index(f"{MEMO}(1, 'Factory.__call__')")
+    lookup = "cls.__made.get(__ect_hits__.keyed('Factory.__call__', key))"  # notes the key looked up
+    assert call.index(lookup) < call.index(f"{MEMO}(1, 'Factory.__call__', key)")
     assert call.rstrip().endswith("return found")
     # a decorator's hits run nothing: its misses are import time (no block named)
     assert f"{MEMO}(1, '')" in text[text.index("def memoised(") : text.index("def memoised_generator")]
+
+
+KEYED = textwrap.dedent(
+    """
+    class Zones:
+        def __init__(self):
+            self._zones = {}
+            self._seen = {}
+            self._all = {}
+            self._moved = {}
+
+        def get(self, name):
+            rv = self._zones.get(name)
+            if rv is None:
+                rv = parse(name)
+                self._zones[name] = rv
+            return rv
+
+        def get_pair(self, name, strict=False):
+            key = (name, strict)
+            if key not in self._seen:
+                self._seen[key] = parse(name)
+            return self._seen[key]
+
+        def get_any(self, name):
+            if name not in self._all:
+                self._all[name] = parse(name)
+            return self._all[name]
+
+        def every(self):
+            return list(self._all.values())  # another reader of the cache: its entries escape
+
+        def get_moved(self, name):
+            rv = self._moved.get(name)
+            if rv is None:
+                name = name.lower()  # the key changes after its lookup
+                rv = self._moved[name] = parse(name)
+            return rv
+    """
+)
+
+
+def _keyed_blocks(source: str) -> set[str]:
+    tree = ast.parse(source)
+    instrument(tree)
+    text = ast.unparse(tree)
+    return {part.split("'")[1] for part in text.split("__ect_hits__.keyed(")[1:]}
+
+
+def test_a_cache_used_under_one_steady_key_only_records_its_lookups_keys() -> None:
+    # `get` and `get_pair` qualify; `get_any`'s container is read elsewhere (`every`); `get_moved`
+    # stores under a key reassigned after its lookup
+    assert _keyed_blocks(KEYED) == {"Zones.get", "Zones.get_pair"}
+    text = ast.unparse(_instrumented(KEYED))
+    assert f"{MEMO}(1, 'Zones.get', name)" in text
+    assert f"{MEMO}(1, 'Zones.get_any')" in text and f"{MEMO}(1, 'Zones.get_moved')" in text
+    looped = textwrap.dedent(
+        """
+        class Zones:
+            def get(self, names):
+                for name in names:
+                    if name not in self._zones:
+                        self._zones[name] = parse(name)
+                return self._zones[name]
+        """
+    )
+    assert _keyed_blocks(looped) == set()  # a key a loop assigns: by function
+
+
+def _instrumented(source: str) -> ast.Module:
+    tree = ast.parse(source)
+    instrument(tree)
+    compile(tree, "<memo>", "exec")
+    return tree
 
 
 def test_recording_adds_no_callable_to_a_modules_namespace(make_repo, ran_log) -> None:
@@ -218,3 +293,94 @@ def test_a_cache_in_an_object_a_module_made_reaches_the_tests_that_got_its_resul
     assert proc.returncode == 1, proc.stdout
     assert sorted(ran_log()) == ["test_first", "test_second"], proc.stdout
     assert "in a cache miss of shop/zones.py::_make_getter|*__call__" in proc.stdout
+
+
+KEYED_REPO = {
+    "pyproject.toml": FP_SAMPLE["pyproject.toml"],
+    "shop/__init__.py": "",
+    "shop/zones.py": textwrap.dedent(
+        """
+        def _make_getter():
+            class Getter:
+                def __init__(self):
+                    self._zones = {}
+
+                def __call__(self, name, fresh=False):
+                    rv = None if fresh else self._zones.get(name)
+                    if rv is None:
+                        rv = parse_zone(name)
+                        self._zones[name] = rv
+                    return rv
+
+            return Getter()
+
+
+        get = _make_getter()
+
+
+        def parse_zone(name):
+            if name == "bad":
+                raise ValueError(bad_message())
+            if name.startswith("utc"):
+                return utc_zone(name)
+            return name.upper()
+
+
+        def utc_zone(name):
+            return "UTC"
+
+
+        def bad_message():
+            return "no such zone"
+        """
+    ),
+    "tests/test_zones.py": LOG_HELPER
+    + textwrap.dedent(
+        """
+        import pytest
+
+        from shop import zones
+
+
+        def test_first():
+            _ran('test_first')
+            assert zones.get('utc') == 'UTC'
+
+
+        def test_second():
+            _ran('test_second')
+            assert zones.get('utc') == 'UTC'
+
+
+        def test_cet():
+            _ran('test_cet')
+            assert zones.get('cet') == 'CET'
+
+
+        def test_bad():
+            _ran('test_bad')
+            with pytest.raises(ValueError, match='no such zone'):
+                zones.get('bad', fresh=True)  # a miss with no lookup before it
+        """
+    ),
+}
+
+
+def test_a_cache_miss_reaches_the_tests_that_looked_up_its_key(make_repo, ran_log) -> None:
+    """What runs in the miss for 'utc' reaches test_first, which ran it, and test_second, which got
+    its cached result, not test_cet, which looked up another zone (before, every caller of the
+    getter ran); a miss that raised (nothing cached) still reaches the test that ran it."""
+    repo = make_repo(KEYED_REPO)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_bad", "test_cet", "test_first", "test_second"]
+    edit(repo, "shop/zones.py", 'return "UTC"', 'return "utc"')
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert ran_log() == ["test_first", "test_second"], proc.stdout
+    assert "for a key the test looked up there" in proc.stdout
+    edit(repo, "shop/zones.py", 'return "utc"', 'return "UTC"')
+    edit(repo, "shop/zones.py", 'return "no such zone"', 'return "no zone"')
+    proc = check(repo)
+    assert proc.returncode == 1, proc.stdout
+    assert ran_log() == ["test_bad"], proc.stdout

@@ -20,12 +20,22 @@ to every test importing that code. A hand-written cache's function runs on every
 it: what a miss runs is charged to every test of the process that ran that function (`recorder`), the
 one that filled the cache and the ones that got its result. Generators and coroutines (their body runs
 piecemeal, interleaved with other code) are left alone.
+
+Keys (`keyed`): where the cache's container is used only in its function and only under one key
+expression (`C.get(K)`, `K in C`, `C[K]`, no other use in the module) that keeps its value from its
+first use on (parameters, or locals assigned before it at the top of the body), each lookup
+records the key it looks up (`HITS.keyed(block, K)`), and a miss is started with the key it fills
+(`MEMO(1, block, K)`): what that miss runs goes to the tests that looked up an equal key (and the
+one that ran it), not to every test that called the function with any key.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ect.fingerprints.blocks import SHARED_MEMO_DECORATORS, _decorator_name
 
@@ -49,15 +59,20 @@ def _own_nodes(node: _Function) -> list[ast.AST]:
     return out
 
 
-def _call(entering: int, block: str, at: ast.AST) -> ast.stmt:
+def _call(entering: int, block: str, at: ast.AST, key: ast.expr | None = None) -> ast.stmt:
     args: list[ast.expr] = [ast.Constant(entering), ast.Constant(block)]
+    if key is not None:
+        args.append(copy.deepcopy(key))
     func = ast.Attribute(ast.Name(HITS, ast.Load()), "miss", ast.Load())
     return ast.copy_location(ast.Expr(ast.Call(func, args, [])), at)
 
 
-def _guard(stmts: list[ast.stmt], block: str, at: ast.AST) -> list[ast.stmt]:
+def _guard(stmts: list[ast.stmt], block: str, at: ast.AST, key: ast.expr | None = None) -> list[ast.stmt]:
     body = stmts or [ast.copy_location(ast.Pass(), at)]
-    return [_call(1, block, at), ast.copy_location(ast.Try(body, [], [], [_call(0, block, at)]), body[0])]
+    return [
+        _call(1, block, at, key),
+        ast.copy_location(ast.Try(body, [], [], [_call(0, block, at)]), body[0]),
+    ]
 
 
 def _locals(node: _Function, own: list[ast.AST]) -> set[str]:
@@ -92,10 +107,13 @@ def _lookups(own: list[ast.AST]) -> set[tuple[str, str]]:
     return found
 
 
-def _stored(own: list[ast.AST], lookups: set[tuple[str, str]], local: set[str]) -> set[str]:
+_Store = tuple[str, ast.expr]  # (the container, as an `ast.dump` string; the key expression)
+
+
+def _stored(own: list[ast.AST], lookups: set[tuple[str, str]], local: set[str]) -> dict[str, list[_Store]]:
     """Local names whose value the function stores in a lasting container under a key it looks up
-    there (`C[K] = rv`, `C.setdefault(K, rv)`): a call assigned to one is the cache's miss."""
-    found: set[str] = set()
+    there (`C[K] = rv`, `C.setdefault(K, rv)`), with where: a call assigned to one is the miss."""
+    found: dict[str, list[_Store]] = {}
     for sub in own:
         if isinstance(sub, ast.Assign) and isinstance(sub.value, ast.Name):
             for target in sub.targets:
@@ -104,7 +122,7 @@ def _stored(own: list[ast.AST], lookups: set[tuple[str, str]], local: set[str]) 
                     and _lasting(target.value, local)
                     and (ast.dump(target.value), ast.dump(target.slice)) in lookups
                 ):
-                    found.add(sub.value.id)
+                    found.setdefault(sub.value.id, []).append((ast.dump(target.value), target.slice))
         elif (
             isinstance(sub, ast.Call)
             and isinstance(sub.func, ast.Attribute)
@@ -113,8 +131,8 @@ def _stored(own: list[ast.AST], lookups: set[tuple[str, str]], local: set[str]) 
             and isinstance(sub.args[1], ast.Name)
             and _lasting(sub.func.value, local)
         ):
-            found.add(sub.args[1].id)
-    return found & local
+            found.setdefault(sub.args[1].id, []).append((ast.dump(sub.func.value), sub.args[0]))
+    return {name: where for name, where in found.items() if name in local}
 
 
 def _is_lookup(call: ast.Call) -> bool:
@@ -124,13 +142,16 @@ def _is_lookup(call: ast.Call) -> bool:
 _LOOKUPS = ("get", "__getitem__", "__contains__", "setdefault", "pop")
 
 
-def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str], stored: set[str]) -> bool:
-    """Whether `stmt` computes what the function stores in a lasting container under a key looked
-    up there: the store itself (`C[K] = make()`, `C.setdefault(K, make())`), or the call assigned to
-    the local that is stored (`rv = make()` ... `C[K] = rv`)."""
+def _fills(
+    stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str], stored: dict[str, list[_Store]]
+) -> list[_Store] | None:
+    """Where `stmt` stores what it computes, when it computes what the function stores in a lasting
+    container under a key looked up there: the store itself (`C[K] = make()`,
+    `C.setdefault(K, make())`), or the call assigned to the local that is stored (`rv = make()` ...
+    `C[K] = rv`); None when it does not."""
     value = stmt.value if isinstance(stmt, ast.Assign | ast.Expr | ast.AnnAssign) else None
     if not isinstance(value, ast.Call):
-        return False
+        return None
     if (
         isinstance(stmt, ast.Assign)
         and len(stmt.targets) == 1
@@ -138,43 +159,198 @@ def _fills(stmt: ast.stmt, lookups: set[tuple[str, str]], local: set[str], store
         and stmt.targets[0].id in stored
         and not _is_lookup(value)
     ):
-        return True
+        return stored[stmt.targets[0].id]
     if isinstance(stmt, ast.Assign):
-        for target in stmt.targets:
-            if (
-                isinstance(target, ast.Subscript)
-                and _lasting(target.value, local)
-                and (ast.dump(target.value), ast.dump(target.slice)) in lookups
-            ):
-                return True
+        where = [
+            (ast.dump(target.value), target.slice)
+            for target in stmt.targets
+            if isinstance(target, ast.Subscript)
+            and _lasting(target.value, local)
+            and (ast.dump(target.value), ast.dump(target.slice)) in lookups
+        ]
+        if where:
+            return where
     func = value.func
-    if isinstance(func, ast.Attribute) and func.attr == "setdefault" and len(value.args) == 2:
-        return _lasting(func.value, local) and isinstance(value.args[1], ast.Call)
-    return False
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr == "setdefault"
+        and len(value.args) == 2
+        and _lasting(func.value, local)
+        and isinstance(value.args[1], ast.Call)
+    ):
+        return [(ast.dump(func.value), value.args[0])]
+    return None
+
+
+@dataclass
+class ModuleUses:
+    """How often each container name is read in a module (`loads`: `.attr`, `Class.__private` or a
+    bare name), and the class each function is defined in (`owner`, by `id`)."""
+
+    loads: Counter[str] = field(default_factory=Counter)
+    owner: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, tree: ast.AST) -> ModuleUses:
+        uses = cls()
+        todo: list[tuple[ast.AST, str]] = [(tree, "")]
+        while todo:
+            node, klass = todo.pop()
+            if isinstance(node, ast.ClassDef):
+                klass = node.name
+            elif isinstance(node, _Function):
+                uses.owner[id(node)] = klass
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                uses.loads[_attr_key(node.attr, klass)] += 1
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                uses.loads[node.id] += 1
+            todo.extend((child, klass) for child in ast.iter_child_nodes(node))
+        return uses
+
+    def name_of(self, container: ast.expr, function: _Function) -> str | None:
+        if isinstance(container, ast.Name):
+            return container.id
+        if isinstance(container, ast.Attribute):
+            return _attr_key(container.attr, self.owner.get(id(function), ""))
+        return None
+
+
+def _attr_key(attr: str, klass: str) -> str:
+    private = attr.startswith("__") and not attr.endswith("__")  # mangled: the class's own
+    return f"{klass}.{attr}" if private else f".{attr}"
+
+
+_KEYED_CALLS = ("get", "__getitem__", "__contains__", "setdefault", "pop")
+
+
+def _keyed_uses(own: list[ast.AST], container: str, key: str) -> list[tuple[ast.AST, str]] | None:
+    """Each use of `container` in the function as (node, field holding the key to record; "" for a
+    store), when every one is a keyed use under `key`; else None."""
+    parent: dict[int, ast.AST] = {}
+    for sub in own:
+        for child in ast.iter_child_nodes(sub):
+            parent[id(child)] = sub
+    uses: list[tuple[ast.AST, str]] = []
+    for sub in own:
+        if not isinstance(sub, ast.expr) or ast.dump(sub) != container:
+            continue
+        up = parent.get(id(sub))
+        above = parent.get(id(up)) if up is not None else None
+        if (
+            isinstance(up, ast.Attribute)
+            and up.value is sub
+            and up.attr in _KEYED_CALLS
+            and isinstance(above, ast.Call)
+            and above.func is up
+            and above.args
+            and ast.dump(above.args[0]) == key
+        ):
+            uses.append((above, "args"))
+        elif isinstance(up, ast.Subscript) and up.value is sub and ast.dump(up.slice) == key:
+            uses.append((up, "slice" if isinstance(up.ctx, ast.Load) else ""))
+        elif (
+            isinstance(up, ast.Compare)
+            and len(up.ops) == 1
+            and isinstance(up.ops[0], ast.In | ast.NotIn)
+            and up.comparators[0] is sub
+            and ast.dump(up.left) == key
+        ):
+            uses.append((up, "left"))
+        else:
+            return None
+    return uses or None
+
+
+def _steady(node: _Function, own: list[ast.AST], key: ast.expr, first_use: int) -> bool:
+    """Whether `key` (names and constants) has one value from line `first_use` on, bound whenever
+    it is evaluated there: each name a parameter or a local, only assigned by statements at the top
+    of the body above that line, and never declared global or nonlocal."""
+    parts = key.elts if isinstance(key, ast.Tuple) else [key]
+    if not parts or not all(isinstance(p, ast.Name | ast.Constant) for p in parts):
+        return False
+    names = {p.id for p in parts if isinstance(p, ast.Name)}
+    args = node.args
+    params = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+    if any(isinstance(s, ast.Global | ast.Nonlocal) and names & set(s.names) for s in own):
+        return False
+    top = {
+        id(t): s.end_lineno or s.lineno
+        for s in node.body
+        if isinstance(s, ast.Assign)
+        for t in s.targets
+        if isinstance(t, ast.Name)
+    }
+    assigned: set[str] = set()
+    for sub in own:
+        if isinstance(sub, ast.Name) and sub.id in names and isinstance(sub.ctx, ast.Store | ast.Del):
+            line = top.get(id(sub))
+            if line is None or line >= first_use:
+                return False
+            assigned.add(sub.id)
+    return names <= params | assigned
+
+
+def _keyed(
+    node: _Function, own: list[ast.AST], where: list[_Store], uses_of: ModuleUses | None, fill: int
+) -> tuple[ast.expr, list[tuple[ast.AST, str]]] | None:
+    """The key of a fill (on line `fill`) stored in one place whose container is keyed (module
+    docstring), and the uses of the container (`_keyed_uses`); None when its misses go to every
+    caller."""
+    if uses_of is None or len({(c, ast.dump(k)) for c, k in where}) != 1:
+        return None
+    container, key = where[0]
+    uses = _keyed_uses(own, container, ast.dump(key))
+    if uses is None:
+        return None
+    first = next(s for s in own if isinstance(s, ast.expr) and ast.dump(s) == container)
+    name = uses_of.name_of(first, node)
+    if (
+        name is None
+        or uses_of.loads[name] != len(uses)
+        or not _steady(node, own, key, min([fill, *(getattr(n, "lineno", 0) for n, _ in uses)]))
+    ):
+        return None
+    return key, uses
+
+
+def _record_keys(uses: list[tuple[ast.AST, str]], block: str, fill: ast.stmt) -> None:
+    """Each lookup records its key: `C.get(HITS.keyed(block, K))` (stores, and the `fill` statement
+    itself, whose miss records its key, record nothing)."""
+    func = ast.Attribute(ast.Name(HITS, ast.Load()), "keyed", ast.Load())
+    inside = {id(n) for n in ast.walk(fill)}
+    for node, name in uses:
+        if not name or id(node) in inside:
+            continue
+        old = node.args[0] if name == "args" else getattr(node, name)  # type: ignore[attr-defined]
+        new = ast.copy_location(ast.Call(copy.deepcopy(func), [ast.Constant(block), old], []), old)
+        if name == "args":
+            node.args[0] = new  # type: ignore[attr-defined]
+        else:
+            setattr(node, name, new)
 
 
 def _wrap_fills(
     body: list[ast.stmt],
-    lookups: set[tuple[str, str]],
-    local: set[str],
-    stored: set[str],
-    block: Callable[[], str],
+    fills: Callable[[ast.stmt], list[_Store] | None],
+    guard: Callable[[ast.stmt, list[_Store]], list[ast.stmt]],
 ) -> bool:
     """Wrap every filling statement in `body` and the blocks nested in it; whether any was."""
     wrapped = False
     out: list[ast.stmt] = []
     for stmt in body:
-        if _fills(stmt, lookups, local, stored):
-            out.extend(_guard([stmt], block(), stmt))
+        where = fills(stmt)
+        if where is not None:
+            out.extend(guard(stmt, where))
             wrapped = True
             continue
         if not isinstance(stmt, _SCOPES):
             for name in ("body", "orelse", "finalbody"):
                 inner = getattr(stmt, name, None)
                 if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                    wrapped |= _wrap_fills(inner, lookups, local, stored, block)
+                    wrapped |= _wrap_fills(inner, fills, guard)
             for handler in getattr(stmt, "handlers", []):
-                wrapped |= _wrap_fills(handler.body, lookups, local, stored, block)
+                wrapped |= _wrap_fills(handler.body, fills, guard)
         out.append(stmt)
     body[:] = out
     return wrapped
@@ -185,14 +361,16 @@ def wrap(
     block: str,
     is_marker: Callable[[ast.stmt], bool],
     name_nested: Callable[[_Function], tuple[str, ast.stmt]],
+    uses: ModuleUses | None = None,
 ) -> bool:
     """Instrument the cache misses of the block `node` (named `block`) and of the functions nested
     in it in place (see the module docstring); whether it did. `is_marker(stmt)` tells the hit
     markers at the top of a body. A nested function that caches (`gettz = make_gettz()` returns an
     object whose `__call__` caches) gets a hit marker of its own, `name_nested(function)` gives its
     name and statement, and its misses carry that name: the tests that called it got its cached
-    results, not every test that ran some function of the block (its module's import made it)."""
-    wrapped = _wrap_one(node, lambda: block, is_marker)
+    results, not every test that ran some function of the block (its module's import made it).
+    `uses`: the module's (`ModuleUses.of`), for misses charged by key; None: by function."""
+    wrapped = _wrap_one(node, lambda: block, is_marker, uses)
     nested = [n for n in ast.walk(node) if n is not node and isinstance(n, _Function)]
     for sub in nested:
         named: list[tuple[str, ast.stmt]] = []
@@ -202,7 +380,7 @@ def wrap(
                 named.append(name_nested(sub))
             return named[0][0]
 
-        wrapped |= _wrap_one(sub, name_of, is_marker)
+        wrapped |= _wrap_one(sub, name_of, is_marker, uses)
         if named:  # after the docstring and the block's own markers
             pos = 1 if sub.body and _is_docstring(sub.body[0]) else 0
             while pos < len(sub.body) and is_marker(sub.body[pos]):
@@ -211,7 +389,12 @@ def wrap(
     return wrapped
 
 
-def _wrap_one(node: _Function, block: Callable[[], str], is_marker: Callable[[ast.stmt], bool]) -> bool:
+def _wrap_one(
+    node: _Function,
+    block: Callable[[], str],
+    is_marker: Callable[[ast.stmt], bool],
+    uses: ModuleUses | None,
+) -> bool:
     own = _own_nodes(node)
     if isinstance(node, ast.AsyncFunctionDef) or any(isinstance(s, ast.Yield | ast.YieldFrom) for s in own):
         return False
@@ -226,7 +409,20 @@ def _wrap_one(node: _Function, block: Callable[[], str], is_marker: Callable[[as
     if not lookups:
         return False
     local = _locals(node, own)
-    return _wrap_fills(node.body, lookups, local, _stored(own, lookups, local), block)
+    stored = _stored(own, lookups, local)
+    keyed: dict[tuple[tuple[str, str], ...], tuple[ast.expr, list[tuple[ast.AST, str]]] | None] = {}
+
+    def guard(stmt: ast.stmt, where: list[_Store]) -> list[ast.stmt]:
+        name = block()
+        place = tuple(sorted({(c, ast.dump(k)) for c, k in where}))
+        if place not in keyed:  # judged before any lookup of the container records its key
+            keyed[place] = found = _keyed(node, own, where, uses, stmt.lineno)
+            if found is not None:
+                _record_keys(found[1], name, stmt)
+        found = keyed[place]
+        return _guard([stmt], name, stmt, None if found is None else found[0])
+
+    return _wrap_fills(node.body, lambda stmt: _fills(stmt, lookups, local, stored), guard)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

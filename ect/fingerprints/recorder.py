@@ -161,6 +161,7 @@ def _is_marker(stmt: ast.stmt) -> bool:
 
 def instrument(tree: ast.Module) -> list[str]:
     """Add hit markers to `tree` in place; returns the block name of each marker index."""
+    uses = memo.ModuleUses.of(tree)  # before any marker is added
     nodes = block_nodes(tree)
     names = [SKELETON] + [key for key, _ in nodes] + [SKELETON_CALL]
     call_index = len(names) - 1
@@ -180,7 +181,7 @@ def instrument(tree: ast.Module) -> list[str]:
             names.append(f"{key}{ANY}{sub.name}")  # who called this nested cache (`memo.wrap`)
             return names[-1], _marker(len(names) - 1, sub.body[0] if sub.body else sub)
 
-        memo.wrap(node, key, _is_marker, cache_marker)
+        memo.wrap(node, key, _is_marker, cache_marker, uses)
         for number, body in enumerate(bodies, start=1):
             body.insert(0, _marker(len(names), body[0]))
             names.append(f"{key}{SUB}{number}")
@@ -194,9 +195,11 @@ def instrument(tree: ast.Module) -> list[str]:
 
 class _Hits(mmap.mmap):
     """A module's hit table: shared memory, so a child this process forks (multiprocessing's "fork")
-    marks its hits here too; `miss` is the module's `memo.MEMO` (set when the module is executed)."""
+    marks its hits here too; `miss` is the module's `memo.MEMO` and `keyed` records a cache's lookup
+    key (both set when the module is executed)."""
 
-    miss: Callable[[int, str], None]
+    miss: Callable[..., None]
+    keyed: Callable[[str, Any], Any]
 
 
 class _Module:
@@ -210,7 +213,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "7"
+CODE_CACHE_VERSION = "8"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
@@ -295,6 +298,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         if self.module_hits is not None:
             module.__dict__[HITS] = self.module_hits
             self.module_hits.miss = self.recorder.memo_of(self.module_rel)
+            self.module_hits.keyed = self.recorder.keyed_of(self.module_rel)
         if threading.get_ident() != self.recorder.main_thread:
             # another thread must not move the context under the main thread's feet (switching back
             # after the test changed would give the next test's code to this one); its import-time
@@ -433,6 +437,8 @@ class Recorder:
         self.in_child = False
         self.main_thread = threading.get_ident()
         self.memo_stack: list[str] = []  # the contexts a shared-memo body switched away from
+        # context -> "<file>\0<block>" -> hashes of the keys it looked up in that block's cache (`memo`)
+        self.keys: dict[str, dict[str, set[int]]] = {}
         self.child_saw = mmap.mmap(-1, 1)
         if hasattr(os, "register_at_fork"):  # POSIX
             os.register_at_fork(after_in_child=self._forked)
@@ -499,20 +505,50 @@ class Recorder:
             self.context = context
         return previous
 
-    def memo_of(self, rel: str) -> Callable[[int, str], None]:
+    def memo_of(self, rel: str) -> Callable[..., None]:
         """The `memo.MEMO` method of the module `rel`: a cache miss starts (1) or ends (0). What it
         runs is import time for a memo decorator (`block` ""), else `m:<rel>\0<block>`, charged to the
-        tests that ran `block` (`attribute`). Only in the main thread, as for a module's import."""
+        tests that ran `block` (`attribute`); with the key it fills, `m:<rel>\0<block>\0<hash>`,
+        to those that looked an equal key up there, and to the one running it. Only in the main
+        thread, as for a module's import."""
 
-        def call(entering: int, block: str) -> None:
+        def call(entering: int, block: str, *key: Any) -> None:
             if threading.get_ident() != self.main_thread:
                 return
-            if entering:
-                self.memo_stack.append(self.switch(f"{MISS}{rel}\0{block}" if block else IMPORT_TIME))
-            elif self.memo_stack:
-                self.switch(self.memo_stack.pop())
+            if not entering:
+                if self.memo_stack:
+                    self.switch(self.memo_stack.pop())
+                return
+            context = IMPORT_TIME
+            if block:
+                context = f"{MISS}{rel}\0{block}"
+                found = self._key_hash(key[0]) if key else None
+                if found is not None:
+                    self.keys.setdefault(self.context, {}).setdefault(f"{rel}\0{block}", set()).add(found)
+                    context = f"{context}\0{found}"
+            self.memo_stack.append(self.switch(context))
 
         return call
+
+    def keyed_of(self, rel: str) -> Callable[[str, Any], Any]:
+        """The `keyed` method of the module `rel`: a cache lookup in `block` notes its key (returned
+        as it is, for the lookup) in the current context."""
+
+        def keyed(block: str, key: Any) -> Any:
+            found = self._key_hash(key)
+            if found is not None:
+                self.keys.setdefault(self.context, {}).setdefault(f"{rel}\0{block}", set()).add(found)
+                self._child_noted()  # in a forked child the note would stay there: the test is opaque
+            return key
+
+        return keyed
+
+    @staticmethod
+    def _key_hash(key: Any) -> int | None:
+        try:
+            return hash(key)
+        except Exception:  # unhashable: the lookup itself raises; the miss goes to every caller
+            return None
 
     def start_test(self, nodeid: str, fixtures: list[str]) -> None:
         """`nodeid` runs from now on and uses the wider-than-function fixtures `fixtures` (`f:` keys)."""
@@ -664,7 +700,14 @@ class Recorder:
             for ctx, files in self.hits.items()
         }
         att = attribute(
-            self.tests, self.fixture_users, hits, self.reads, self.dirs, self.opaque, self.collected
+            self.tests,
+            self.fixture_users,
+            hits,
+            self.reads,
+            self.dirs,
+            self.opaque,
+            self.collected,
+            self.keys,
         )
         harvested = {p for paths in self.reads.values() for p in paths if constants.source_of(p) is not None}
         for nodeid in self.harvest_users & set(self.tests) if harvested else ():
@@ -755,8 +798,12 @@ def fixture_key(scope: str, baseid: str, argname: str) -> str:
 def describe(context: str) -> str:
     """The rule that charged code run in `context` to a test, for `ect check --explain`."""
     if context.startswith(MISS):
-        rel, _, block = context[len(MISS) :].partition("\0")
-        return f"in a cache miss of {rel}::{block}, whose cached result the test may have got"
+        rel, _, rest = context[len(MISS) :].partition("\0")
+        block, _, key = rest.partition("\0")
+        what = "whose cached result the test may have got"
+        if key:
+            what = "for a key the test looked up there (it may have got the cached result)"
+        return f"in a cache miss of {rel}::{block}, {what}"
     if context.startswith(FIXTURE):
         scope, baseid, argname = context[len(FIXTURE) :].split("\0")
         return f"in {scope} fixture '{argname}' ({baseid or 'root'}), which the test uses"
@@ -802,6 +849,7 @@ def attribute(
     dirs: dict[str, set[str]],
     opaque: set[str],
     collected: Collection[str] = (),
+    keys: dict[str, dict[str, set[int]]] | None = None,
 ) -> Attribution:
     """Hand what ran in collector and fixture contexts to the tests that can observe it.
 
@@ -810,7 +858,10 @@ def attribute(
     is a test of its own (`Attribution.empty_files`), its collection's code goes to it. Another
     context no test that ran can be tied to (a collector of no module that was collected, a
     fixture no test is known to use) becomes import time, which is global: when unsure, more tests.
+    A cache miss goes to the contexts that ran the block holding the cache; when the miss names
+    its key, only to those that looked up an equal key there or noted no key (`keys`).
     """
+    keys = keys or {}
     ran = set(tests)
     under: dict[str, list[str]] = {}
     for nodeid in ran:
@@ -841,11 +892,15 @@ def attribute(
         `memo.wrap`), in any context (a miss inside a miss: the outer one's); import time, or nobody
         known, is everybody."""
         seen.add(ctx)
-        rel, _, block = ctx[len(MISS) :].partition("\0")
+        rel, _, rest = ctx[len(MISS) :].partition("\0")
+        block, _, key = rest.partition("\0")
         found: set[str] = set()
         for other, files in hits.items():
             if other in seen or block not in files.get(rel, ()):
                 continue
+            looked_up = keys.get(other, {}).get(f"{rel}\0{block}") if key else None
+            if looked_up is not None and int(key) not in looked_up:
+                continue  # it only got other keys' entries
             more = miss_users(other, seen) if other.startswith(MISS) else users(other)
             if more is None:
                 if other == IMPORT_TIME or other not in ran:
