@@ -154,6 +154,24 @@ KEYED = textwrap.dedent(
         def every(self):
             return list(self._all.values())  # another reader of the cache: its entries escape
 
+        def get_offset(self, name, offset):
+            if isinstance(offset, float):
+                key = (name, int(offset))
+            else:
+                key = (name, offset)
+            found = self._offsets.get(key)
+            if found is None:
+                found = self._offsets.setdefault(key, parse(name))
+            return found
+
+        def get_maybe(self, name, strict):
+            if strict:
+                key = name
+            found = self._maybe.get(key)  # unbound when not strict: the lookup raises
+            if found is None:
+                found = self._maybe.setdefault(key, parse(name))
+            return found
+
         def get_moved(self, name):
             rv = self._moved.get(name)
             if rv is None:
@@ -172,9 +190,10 @@ def _keyed_blocks(source: str) -> set[str]:
 
 
 def test_a_cache_used_under_one_steady_key_only_records_its_lookups_keys() -> None:
-    # `get` and `get_pair` qualify; `get_any`'s container is read elsewhere (`every`); `get_moved`
-    # stores under a key reassigned after its lookup
-    assert _keyed_blocks(KEYED) == {"Zones.get", "Zones.get_pair"}
+    # `get`, `get_pair` and `get_offset` (a key bound in both branches, dateutil's tzoffset)
+    # qualify; `get_any`'s container is read elsewhere (`every`); `get_moved` stores under a key
+    # reassigned after its lookup; `get_maybe`'s key may be unbound
+    assert _keyed_blocks(KEYED) == {"Zones.get", "Zones.get_pair", "Zones.get_offset"}
     text = ast.unparse(_instrumented(KEYED))
     assert f"{MEMO}(1, 'Zones.get', name)" in text
     assert f"{MEMO}(1, 'Zones.get_any')" in text and f"{MEMO}(1, 'Zones.get_moved')" in text

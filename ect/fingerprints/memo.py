@@ -263,8 +263,9 @@ def _keyed_uses(own: list[ast.AST], container: str, key: str) -> list[tuple[ast.
 
 def _steady(node: _Function, own: list[ast.AST], key: ast.expr, first_use: int) -> bool:
     """Whether `key` (names and constants) has one value from line `first_use` on, bound whenever
-    it is evaluated there: each name a parameter or a local, only assigned by statements at the top
-    of the body above that line, and never declared global or nonlocal."""
+    it is evaluated there: each name a parameter or a local, assigned only in statements at the top
+    of the body that end above that line (`key = (name, offset)`, or in both branches of an `if`),
+    never deleted, declared global or nonlocal."""
     parts = key.elts if isinstance(key, ast.Tuple) else [key]
     if not parts or not all(isinstance(p, ast.Name | ast.Constant) for p in parts):
         return False
@@ -274,21 +275,27 @@ def _steady(node: _Function, own: list[ast.AST], key: ast.expr, first_use: int) 
     params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
     if any(isinstance(s, ast.Global | ast.Nonlocal) and names & set(s.names) for s in own):
         return False
-    top = {
-        id(t): s.end_lineno or s.lineno
-        for s in node.body
-        if isinstance(s, ast.Assign)
-        for t in s.targets
-        if isinstance(t, ast.Name)
-    }
-    assigned: set[str] = set()
-    for sub in own:
-        if isinstance(sub, ast.Name) and sub.id in names and isinstance(sub.ctx, ast.Store | ast.Del):
-            line = top.get(id(sub))
-            if line is None or line >= first_use:
-                return False
-            assigned.add(sub.id)
-    return names <= params | assigned
+    before = [s for s in node.body if (s.end_lineno or s.lineno) < first_use]
+    early = {id(n) for s in before for n in ast.walk(s)}
+    stores = [s for s in own if isinstance(s, ast.Name) and s.id in names and not isinstance(s.ctx, ast.Load)]
+    if any(isinstance(s.ctx, ast.Del) or id(s) not in early for s in stores):
+        return False
+    return all(n in params or _definite(before, n) for n in names)
+
+
+def _definite(stmts: list[ast.stmt], name: str) -> bool:
+    """Whether running `stmts` to their end surely binds `name` (an assignment, or an `if` whose
+    every branch binds it or leaves the function)."""
+    for stmt in stmts:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return True
+        if isinstance(stmt, ast.If) and all(
+            _definite(branch, name) or (branch and isinstance(branch[-1], ast.Return | ast.Raise))
+            for branch in (stmt.body, stmt.orelse)
+        ):
+            return True
+    return False
 
 
 def _keyed(
