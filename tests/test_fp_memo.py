@@ -102,10 +102,14 @@ def test_memo_decorators_and_hand_written_caches_run_their_misses_as_import_time
     assert wrapped == {
         "memoised": ["return make(x)"],
         # Factory's, then Getter's, nested in make_getter (dateutil's gettz): the call whose result
-        # is stored, not the lookup
-        "__call__": ["found = cls.__made.setdefault(key, cls.build(key))", "rv = self.nocache(name)"],
+        # is stored, up to its store (what is done to it in between is cached with it), not the lookup
+        "__call__": [
+            "found = cls.__made.setdefault(key, cls.build(key))",
+            "rv = self.nocache(name)",
+            "self._zones[name] = rv",
+        ],
         "global_cache": ["_CACHE[key] = value = make(key)"],
-        "make_getter": ["rv = self.nocache(name)"],
+        "make_getter": ["rv = self.nocache(name)", "self._zones[name] = rv"],
     }, wrapped
     names = instrument(ast.parse(SOURCE))
     assert "make_getter|*__call__" in names  # its own hit marker: who called the cache
@@ -403,3 +407,61 @@ def test_a_cache_miss_reaches_the_tests_that_looked_up_its_key(make_repo, ran_lo
     proc = check(repo)
     assert proc.returncode == 1, proc.stdout
     assert ran_log() == ["test_bad"], proc.stdout
+
+
+BOUND = {
+    "pyproject.toml": FP_SAMPLE["pyproject.toml"],
+    "shop/__init__.py": "",
+    "shop/fields.py": textwrap.dedent(
+        """
+        class Field:
+            def bind(self, parent):
+                self.parent = parent.upper()
+
+
+        class Inferred:
+            def __init__(self):
+                self._cache = {}
+
+            def field(self, cls):
+                found = self._cache.get(cls)
+                if found is None:
+                    found = cls()
+                    found.bind("schema")
+                    self._cache[cls] = found
+                return found
+
+
+        INFERRED = Inferred()
+        """
+    ),
+    "tests/test_fields.py": LOG_HELPER
+    + textwrap.dedent(
+        """
+        from shop import fields
+
+
+        def test_first():
+            _ran('test_first')
+            assert fields.INFERRED.field(fields.Field).parent == 'SCHEMA'
+
+
+        def test_second():
+            _ran('test_second')
+            assert fields.INFERRED.field(fields.Field).parent == 'SCHEMA'
+        """
+    ),
+}
+
+
+def test_what_is_done_to_a_value_before_it_is_cached_reaches_who_got_it(make_repo, ran_log) -> None:
+    """marshmallow's `Inferred`: the cached field is bound to its schema between `cls()` and the
+    store; test_second gets it bound without running `bind`, so a change to `bind` must run it."""
+    repo = make_repo(BOUND)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_first", "test_second"]
+    edit(repo, "shop/fields.py", "parent.upper()", "parent.lower()")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout
+    assert ran_log() == ["test_first", "test_second"], proc.stdout

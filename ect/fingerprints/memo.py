@@ -321,11 +321,11 @@ def _keyed(
     return key, uses
 
 
-def _record_keys(uses: list[tuple[ast.AST, str]], block: str, fill: ast.stmt) -> None:
-    """Each lookup records its key: `C.get(HITS.keyed(block, K))` (stores, and the `fill` statement
-    itself, whose miss records its key, record nothing)."""
+def _record_keys(uses: list[tuple[ast.AST, str]], block: str, fill: list[ast.stmt]) -> None:
+    """Each lookup records its key: `C.get(HITS.keyed(block, K))` (stores, and the `fill`
+    statements themselves, whose miss records its key, record nothing)."""
     func = ast.Attribute(ast.Name(HITS, ast.Load()), "keyed", ast.Load())
-    inside = {id(n) for n in ast.walk(fill)}
+    inside = {id(n) for stmt in fill for n in ast.walk(stmt)}
     for node, name in uses:
         if not name or id(node) in inside:
             continue
@@ -340,17 +340,25 @@ def _record_keys(uses: list[tuple[ast.AST, str]], block: str, fill: ast.stmt) ->
 def _wrap_fills(
     body: list[ast.stmt],
     fills: Callable[[ast.stmt], list[_Store] | None],
-    guard: Callable[[ast.stmt, list[_Store]], list[ast.stmt]],
+    guard: Callable[[list[ast.stmt], list[_Store]], list[ast.stmt]],
 ) -> bool:
-    """Wrap every filling statement in `body` and the blocks nested in it; whether any was."""
+    """Wrap every filling statement in `body` and the blocks nested in it; whether any was. A call
+    assigned to a local that a later statement of the same body stores (`rv = make()`,
+    `rv.bind(...)`, `C[K] = rv`) is wrapped with the statements up to that store: what they do to
+    the value is cached with it (marshmallow binds a cached field to its schema so)."""
     wrapped = False
     out: list[ast.stmt] = []
-    for stmt in body:
+    i = 0
+    while i < len(body):
+        stmt = body[i]
         where = fills(stmt)
         if where is not None:
-            out.extend(guard(stmt, where))
+            end = _store_end(body, i)
+            out.extend(guard(body[i : end + 1], where))
             wrapped = True
+            i = end + 1
             continue
+        i += 1
         if not isinstance(stmt, _SCOPES):
             for name in ("body", "orelse", "finalbody"):
                 inner = getattr(stmt, name, None)
@@ -361,6 +369,34 @@ def _wrap_fills(
         out.append(stmt)
     body[:] = out
     return wrapped
+
+
+def _store_end(body: list[ast.stmt], i: int) -> int:
+    """The index of the last statement of `body` after `i` that stores the local `body[i]` assigns
+    in a container (`C[K] = rv`, `C.setdefault(K, rv)`); `i` when there is none."""
+    stmt = body[i]
+    if not (
+        isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+    ):
+        return i
+    name = stmt.targets[0].id
+    for j in range(len(body) - 1, i, -1):
+        for sub in ast.walk(body[j]):
+            if (
+                isinstance(sub, ast.Assign)
+                and isinstance(sub.value, ast.Name)
+                and sub.value.id == name
+                and any(isinstance(t, ast.Subscript) for t in sub.targets)
+            ) or (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Attribute)
+                and sub.func.attr == "setdefault"
+                and len(sub.args) == 2
+                and isinstance(sub.args[1], ast.Name)
+                and sub.args[1].id == name
+            ):
+                return j
+    return i
 
 
 def wrap(
@@ -419,15 +455,15 @@ def _wrap_one(
     stored = _stored(own, lookups, local)
     keyed: dict[tuple[tuple[str, str], ...], tuple[ast.expr, list[tuple[ast.AST, str]]] | None] = {}
 
-    def guard(stmt: ast.stmt, where: list[_Store]) -> list[ast.stmt]:
+    def guard(stmts: list[ast.stmt], where: list[_Store]) -> list[ast.stmt]:
         name = block()
         place = tuple(sorted({(c, ast.dump(k)) for c, k in where}))
         if place not in keyed:  # judged before any lookup of the container records its key
-            keyed[place] = found = _keyed(node, own, where, uses, stmt.lineno)
+            keyed[place] = found = _keyed(node, own, where, uses, stmts[0].lineno)
             if found is not None:
-                _record_keys(found[1], name, stmt)
+                _record_keys(found[1], name, stmts)
         found = keyed[place]
-        return _guard([stmt], name, stmt, None if found is None else found[0])
+        return _guard(stmts, name, stmts[0], None if found is None else found[0])
 
     return _wrap_fills(node.body, lambda stmt: _fills(stmt, lookups, local, stored), guard)
 

@@ -213,7 +213,7 @@ class _Module:
 # Instrumented code objects are cached by (source digest, path, Python, this module's version) in
 # `$ECT_FP_CODE_CACHE`, as pytest caches rewritten test modules: parsing and instrumenting every
 # repository module on every run would dominate a small selection's test time.
-CODE_CACHE_VERSION = "8"
+CODE_CACHE_VERSION = "9"
 
 
 def _cache_file(path: str, digest: str) -> str | None:
