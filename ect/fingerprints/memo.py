@@ -220,9 +220,6 @@ def _attr_key(attr: str, klass: str) -> str:
     return f"{klass}.{attr}" if private else f".{attr}"
 
 
-_KEYED_CALLS = ("get", "__getitem__", "__contains__", "setdefault", "pop")
-
-
 def _keyed_uses(own: list[ast.AST], container: str, key: str) -> list[tuple[ast.AST, str]] | None:
     """Each use of `container` in the function as (node, field holding the key to record; "" for a
     store), when every one is a keyed use under `key`; else None."""
@@ -239,7 +236,7 @@ def _keyed_uses(own: list[ast.AST], container: str, key: str) -> list[tuple[ast.
         if (
             isinstance(up, ast.Attribute)
             and up.value is sub
-            and up.attr in _KEYED_CALLS
+            and up.attr in _LOOKUPS
             and isinstance(above, ast.Call)
             and above.func is up
             and above.args
