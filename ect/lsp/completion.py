@@ -126,7 +126,7 @@ class Completer:
                 return mod
             sym = self.index.resolve_import(mod, name)
             if sym is not None:
-                return str(sym.qualname)
+                return sym.qualname
             return f"{mod}.{name}" if self.index.get(f"{mod}.{name}") else None
         saved = self.index.imports_of(self.module).get(head)
         if saved is not None:

@@ -400,7 +400,7 @@ def build_server() -> LanguageServer:
         from ect.models.index import module_name_for
 
         completer = s.completer(rel)
-        return str(completer.module) if completer is not None else module_name_for(s.root / rel, s.root)
+        return completer.module if completer is not None else module_name_for(s.root / rel, s.root)
 
     @server.feature(t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=["."]))
     def completion(ls: LanguageServer, params: t.CompletionParams) -> Any:

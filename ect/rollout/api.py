@@ -19,7 +19,7 @@ def stage_name(cfg: Config, stage: str) -> str:
     from ect.review.settings import parse
 
     _, found = parse(cfg.sections, cfg.source).stage(stage)
-    return str(found.name)
+    return found.name
 
 
 def setup(root: Path, cfg: Config, stage: str) -> tuple[Plan, RolloutStore]:

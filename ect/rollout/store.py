@@ -54,7 +54,7 @@ class RolloutStore:
         for line in proc.stdout.decode().splitlines():
             sha, _, name = line.partition("\t")
             if name == self.ref:
-                return str(sha)
+                return sha
         return None
 
     def read(self) -> Snapshot:
@@ -108,7 +108,7 @@ class RolloutStore:
                 self.git.run("update-ref", self.ref, commit)
             else:
                 raise Conflict(f"the {self.stage} rollout state changed meanwhile")
-        return str(commit)
+        return commit
 
     def history(self, limit: int = 50) -> list[tuple[str, float, str]]:
         """(commit, time, message) of the latest state changes, newest first."""
