@@ -39,6 +39,9 @@ class Change:
         return self.status == "D"
 
 
+GIT_TIMEOUT = 120  # seconds; a status on a huge tree with a cold cache takes a few
+
+
 def _git(root: Path, *args: str) -> str:
     try:
         proc = subprocess.run(
@@ -47,9 +50,12 @@ def _git(root: Path, *args: str) -> str:
             capture_output=True,
             check=False,
             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+            timeout=GIT_TIMEOUT,
         )
     except FileNotFoundError:
         raise EctError("git is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise EctError(f"git {args[0]} did not finish within {GIT_TIMEOUT} s") from None
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise EctError(f"git {args[0]} failed: {message[-1] if message else proc.returncode}")

@@ -277,6 +277,7 @@ def _compile_select_test(
         if fp is not None:
             t = time.perf_counter()
             with _phase(rep, "storing per-test fingerprints"):
+                fp.uncommitted = _uncommitted(root, scope, res.changes)
                 fp.record(graph, run, res.selection)
             res.phases_ms["record"] = (time.perf_counter() - t) * 1000
         rep.tests_done(run)
@@ -286,6 +287,21 @@ def _compile_select_test(
             early.cancel()
         if fp is not None:
             fp.close()  # also removes a recording an interrupted run left
+
+
+def _uncommitted(root: Path, scope: Scope, changes: list[Change]) -> set[str] | None:
+    """The files whose tested content differs from HEAD (None: unknown), for `ingest`."""
+    if scope.mode == "range":
+        return set()  # a commit's content
+    if scope.mode in ("worktree", "staged"):
+        return {c.path for c in changes}
+    from ect.changes import worktree_changes
+    from ect.errors import EctError
+
+    try:
+        return {c.path for c in worktree_changes(root)}
+    except EctError:
+        return None
 
 
 def _is_test(path: str, cfg: Config) -> bool:

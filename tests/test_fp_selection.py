@@ -10,6 +10,8 @@ import pytest
 from ect_testutil import GIT_ENV, git, write
 from fp_testutil import FP_SAMPLE, FP_SOURCES, LOG_HELPER, check, db_nodeids, edit, env_with_log
 
+from ect.fingerprints.store import KEEP_RECORDS
+
 ALL = ["test_count", "test_gross", "test_load", "test_net", "test_table"]
 
 
@@ -134,6 +136,29 @@ def test_failed_test_reruns_until_it_passes_and_result_cache_spans_branches(make
     edit(repo, "shop/prices.py", "return net(x) + 2", "return net(x) + 1")
     assert check(repo).returncode == 0
     assert ran_log() == []
+
+
+def test_edits_in_progress_do_not_evict_the_fingerprint_of_committed_code(make_repo, ran_log) -> None:
+    repo = _recorded(make_repo, ran_log)
+    committed = (repo / "shop/prices.py").read_text()
+    for n in range(KEEP_RECORDS + 2):  # more edit-run rounds than records kept per test
+        (repo / "shop/prices.py").write_text(
+            committed.replace("return net(x) + 1", f"return net(x) + {n} - {n} + 1")
+        )
+        assert check(repo).returncode == 0
+        assert ran_log() == ["test_gross"]
+    # back to the committed gross, and an edit elsewhere: gross's record of committed code still holds
+    (repo / "shop/prices.py").write_text(committed)
+    edit(repo, "shop/menu.py", "return len(items)", "return len(items) + 0")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ran_log() == ["test_count"]
+    conn = sqlite3.connect(repo / ".ect" / "fingerprints.db")
+    rows = conn.execute(
+        "SELECT r.base FROM records r JOIN tests t ON t.id = r.test WHERE t.nodeid LIKE '%test_gross'"
+    ).fetchall()
+    conn.close()
+    assert sorted(rows) == [(0,)] * (KEEP_RECORDS - 1) + [(1,)]
 
 
 def test_subprocess_test_runs_on_every_change(make_repo, ran_log) -> None:

@@ -47,3 +47,25 @@ def test_block_name_sets_are_stored_once_and_dropped_with_the_last_record_using_
     assert isinstance(newest.deps["via_json"], bytes)
     db.close()
     store.close()
+
+
+def test_file_versions_that_no_kept_record_uses_are_dropped(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fp.db")
+    rounds = KEEP_RECORDS + 2
+    for n in range(rounds):  # edit-run rounds: each records test_q against a new version of mod.py
+        with store.write() as conn:
+            store.put_version(conn, "pkg/mod.py", f"v{n}", b"x = 1\n", set())
+            store.put_version(conn, "pkg/other.py", f"o{n}", b"y = 1\n", set())  # no record uses it
+            deps = {"py": {"pkg/mod.py": [f"v{n}", ["g"], False]}, "data": {}}
+            rec = Record(
+                "tests/test_mod.py::test_q", "tests/test_mod.py", f"q{n}", "passed", 0.1, "env", n, deps
+            )
+            store.put_record(conn, rec)
+    db = sqlite3.connect(tmp_path / "fp.db")
+    kept = {f"v{n}" for n in range(rounds - KEEP_RECORDS, rounds)}
+    assert {r[0] for r in db.execute("SELECT digest FROM files WHERE path = 'pkg/mod.py'")} == kept
+    assert {r[0] for r in db.execute("SELECT digest FROM versions WHERE path = 'pkg/mod.py'")} == kept
+    # a path no record uses keeps its versions: it stays known as instrumented (`refine`)
+    assert db.execute("SELECT count(*) FROM versions WHERE path = 'pkg/other.py'").fetchone()[0] == rounds
+    db.close()
+    store.close()

@@ -139,12 +139,15 @@ def ingest(
     collect_errors: list[str],
     env: str,
     ran_functions: list[str] | None = None,
+    uncommitted: set[str] | None = None,
 ) -> int:
     """Write records for the tests of one run; returns how many were recorded.
 
     `nodeid_map` maps pytest's node ids (as in `raw`) to repo-relative ones (as in `outcomes`);
     `whole_files` are the test files that ran completely (None: the whole suite);
-    `ran_functions` the test functions run by node id without parameters (all their parameters ran).
+    `ran_functions` the test functions run by node id without parameters (all their parameters ran);
+    `uncommitted` the files whose content differs from HEAD (None: unknown): a record that depends on
+    none of them is of committed content, kept longer (`Store.put_record`).
     """
     # a test that ran a module's skeleton imported it then (a lambda of the module level only ran)
     raw_executed: dict[str, dict[str, list[str]]] = raw["executed"]
@@ -203,9 +206,10 @@ def ingest(
             if digest is None:
                 continue
             py[path] = [digest, files.get(path, []), path in closure]  # names sorted by load_raw
+        read = {p: raw["data_digests"].get(p) for p in sorted(set(reads.get(nodeid, [])))}
         deps = {
             "py": py,
-            "data": {p: raw["data_digests"].get(p) for p in sorted(set(reads.get(nodeid, [])))},
+            "data": read,
             "dirs": {p: raw["dir_digests"].get(p) for p in sorted(set(dirs.get(nodeid, [])))},
             "opaque": nodeid in opaque,
         }
@@ -213,7 +217,9 @@ def ingest(
         if via:
             deps["via"] = via
         fp = hashlib.blake2b(json.dumps([env, deps], sort_keys=True).encode(), digest_size=12).hexdigest()
-        records.append(Record(nodeid, test_file, fp, outcome, durations.get(nodeid, 0.0), env, now, deps))
+        base = uncommitted is None or (uncommitted.isdisjoint(py) and uncommitted.isdisjoint(read))
+        duration = durations.get(nodeid, 0.0)
+        records.append(Record(nodeid, test_file, fp, outcome, duration, env, now, deps, base))
     known = store.known_versions()
     with store.write() as conn:
         for rel, digest in modules.items():

@@ -29,8 +29,11 @@ from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
 from ect.fingerprints.branches import ANY, Changed, base, expand, hit, label, reached, spread
 from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
 from ect.fingerprints.skeleton import (
+    DELTA_ALGORITHM,
     Reader,
     SkeletonDelta,
+    delta_from_json,
+    delta_to_json,
     find_readers,
     module_use,
     skeleton_delta,
@@ -65,6 +68,7 @@ class Current:
     removed: frozenset[str] = frozenset()  # changed names no longer bound: importing one is a read
     escaped: dict[str, str] = field(default_factory=dict)  # path -> why its names may be read dynamically
     harvested: set[str] = field(default_factory=set)  # sources some test read for their literals
+    new_cache: dict[str, str] = field(default_factory=dict)  # computed here, for `Store.cache_many`
 
     def py_digest(self, path: str) -> str | None:
         info = self.graph.infos.get(path)
@@ -145,14 +149,24 @@ class Current:
             return None
         if key not in self._deltas:
             found = None
-            old = self.store.source(path, digest)
-            if old is not None and os.path.basename(path) != "conftest.py":
+            now = self.py_digest(path)
+            # parsing both versions of a big module takes tens of ms, and each edit-run round leaves
+            # versions behind whose delta to the current content stays the same: kept in the store
+            cache_key = f"delta:{DELTA_ALGORITHM}:{digest}:{now}"
+            cached = self.store.cached(cache_key) if now else None
+            if cached is not None:
+                found = delta_from_json(cached)
+            elif (
+                os.path.basename(path) != "conftest.py"
+                and (old := self.store.source(path, digest)) is not None
+            ):
                 try:
                     new = (self.root / path).read_bytes()
                 except OSError:
                     new = None
-                if new is not None and digest_bytes(new) == self.py_digest(path):
+                if new is not None and digest_bytes(new) == now:
                     found = skeleton_delta(old, new, path)
+                    self.new_cache[cache_key] = delta_to_json(found)
             self._deltas[key] = found
             if found is not None and found.names:
                 self.changed_names[path] = self.changed_names.get(path, frozenset()) | found.names
@@ -441,7 +455,15 @@ def refine(
         if path in readers and kind in (RAN, CLOSURE)
     }
 
-    def reaches(fid: int, names: list[str]) -> bool:
+    # changed versions by the module-level names that differ from the current content
+    name_versions: dict[frozenset[str], list[int]] = {}
+    for fid, (kind, path, digest) in versions.items():
+        delta = cur._deltas.get((path, digest)) if kind in (RAN, CLOSURE) else None
+        if delta is not None and delta.names and path in cur.changed_names:
+            name_versions.setdefault(delta.names, []).append(fid)
+
+    def reaches(fid: int, names: list[str]) -> bool | list[int]:
+        """True, or the changed versions whose module-level names these blocks read (`stale_records`)."""
         if fid in versions:
             found = reach_memo.get(fid)
             if found is None:
@@ -449,11 +471,20 @@ def refine(
             if found.reaches(names):
                 return True
         reader = reader_fids.get(fid)
-        return reader is not None and bool(cur.reader_reasons(reader[0], names, reader[1]))
+        if reader is None:
+            return []
+        return [
+            source
+            for changed, sources in name_versions.items()
+            if cur.reader_reasons(reader[0], names, reader[1], set(changed))
+            for source in sources
+        ]
 
     changed_paths = {c.path for c in changes}
     changed: dict[str, list[str]] = {}
-    for nodeid, recs in store.stale_records(list({*versions, *reader_fids}), env, reaches).items():
+    stale = store.stale_records(list({*versions, *reader_fids}), env, reaches)
+    store.cache_many(cur.new_cache)
+    for nodeid, recs in stale.items():
         if recs[0].file not in graph.infos:
             continue  # its test file is gone
         # each record's reasons once: a passing record with none is the result cache (unchanged since

@@ -39,6 +39,7 @@ class FingerprintSession:
         self.problem = problem
         self.out_dir: Path | None = None
         self._env: str | None = None
+        self.uncommitted: set[str] | None = None  # files differing from HEAD in the content tested
 
     @classmethod
     def open(cls, root: Path, cfg: Config) -> FingerprintSession | None:
@@ -137,6 +138,7 @@ class FingerprintSession:
                 run.collect_errors,
                 self.env,
                 [n for ids in selection.nodes.values() for n in ids if "[" not in n],
+                self.uncommitted,
             )
         except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
             return 0  # a failed recording only costs precision next time

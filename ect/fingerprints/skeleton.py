@@ -31,10 +31,13 @@ import ast
 import bisect
 import difflib
 import hashlib
+import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ect import __version__
 from ect.fingerprints.blocks import _MEMO_DECORATORS, _decorator_name, _strip_docstring, block_nodes
 
 PURE_BUILTINS = frozenset(
@@ -291,6 +294,40 @@ def _reads(stmt: ast.stmt, called: frozenset[str] = frozenset()) -> set[str]:
     if isinstance(stmt, ast.Import | ast.ImportFrom) or _is_all(stmt):
         return set()
     return set(_words(stmt, called))
+
+
+def _algorithm() -> str:
+    """Names the delta rules: the source of this module and of `blocks`, and the Python (its ast)."""
+    from ect.fingerprints import blocks
+
+    found = hashlib.blake2b(sys.version.encode(), digest_size=8)
+    for module_file in (__file__, blocks.__file__):
+        try:
+            with open(module_file, "rb") as fh:
+                found.update(fh.read())
+        except OSError:  # no source (a zipped install): the version of ect names them
+            found.update(__version__.encode())
+    return found.hexdigest()
+
+
+DELTA_ALGORITHM = _algorithm()  # part of a stored delta's key: changed rules never meet old deltas
+
+
+def delta_to_json(delta: SkeletonDelta | None) -> str:
+    if delta is None:
+        return "null"
+    fields = (delta.names, delta.blocks, delta.functions, delta.removed)
+    return json.dumps([sorted(f) for f in fields], separators=(",", ":"))
+
+
+def delta_from_json(text: str) -> SkeletonDelta | None:
+    """A delta `delta_to_json` wrote (None: the whole-module rule, or an entry that does not parse)."""
+    try:
+        value = json.loads(text)
+        names, blocks, functions, removed = (frozenset(str(x) for x in f) for f in value)
+    except (ValueError, TypeError):
+        return None
+    return SkeletonDelta(names, blocks, functions, removed)
 
 
 def skeleton_delta(old_source: bytes, new_source: bytes, filename: str = "<file>") -> SkeletonDelta | None:

@@ -16,13 +16,14 @@ callers then run the full suite.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import subprocess
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,11 @@ from ect.config import Config
 from ect.fingerprints.blocks import parse_blocks
 from ect.state import ensure_state_dir
 
-SCHEMA_VERSION = 5  # 4: functions' branches are blocks (`branches`); 5: caches in nested functions (`memo`)
+# 4: functions' branches are blocks (`branches`); 5: caches in nested functions (`memo`); 6: `records.base`,
+# `deps` indexed by (file, names) so that selection reads it from the index alone, name sets keyed by hash
+SCHEMA_VERSION = 6
 DB_NAME = "fingerprints.db"
-KEEP_RECORDS = 4  # fingerprints kept per test (per branch state, roughly)
+KEEP_RECORDS = 4  # fingerprints kept per test: the newest, then those of committed content (see `put_record`)
 # dependency kinds: a Python file the test ran code in, one in its import closure, data read, directory listed
 RAN, CLOSURE, DATA, DIR = 0, 1, 2, 3
 _SCHEMA = """
@@ -43,15 +46,15 @@ CREATE TABLE IF NOT EXISTS tests (id INTEGER PRIMARY KEY, nodeid TEXT NOT NULL U
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY, test INTEGER NOT NULL, fp TEXT NOT NULL, outcome TEXT NOT NULL,
     duration REAL NOT NULL, env TEXT NOT NULL, ts REAL NOT NULL, opaque INTEGER NOT NULL, via BLOB,
-    UNIQUE (test, fp));
+    base INTEGER NOT NULL DEFAULT 1, UNIQUE (test, fp));
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL,
     UNIQUE (kind, path, digest));
-CREATE TABLE IF NOT EXISTS namesets (id INTEGER PRIMARY KEY, names TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS namesets (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, names TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deps (
     record INTEGER NOT NULL, file INTEGER NOT NULL, names INTEGER NOT NULL, PRIMARY KEY (record, file))
     WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deps_file ON deps (file);
+CREATE INDEX IF NOT EXISTS deps_file ON deps (file, names);
 CREATE INDEX IF NOT EXISTS tests_file ON tests (file);
 CREATE TABLE IF NOT EXISTS test_files (
     path TEXT PRIMARY KEY, digest TEXT NOT NULL, nodeids TEXT NOT NULL, ts REAL NOT NULL);
@@ -85,6 +88,7 @@ class Record:
     env: str
     ts: float
     deps: dict[str, Any] = field(default_factory=dict)
+    base: bool = True  # it ran on committed content only (no file it depends on differed from HEAD)
 
 
 def _git_common_dir(root: Path) -> Path | None:
@@ -216,43 +220,66 @@ class Store:
         return list(self.conn.execute("SELECT id, kind, path, digest FROM files"))
 
     def stale_records(
-        self, stale_files: list[int], env: str, reaches: Callable[[int, list[str]], bool]
+        self,
+        stale_files: list[int],
+        env: str,
+        reaches: Callable[[int, list[str]], bool | Collection[int]],
     ) -> dict[str, list[Record]]:
         """Records that may no longer hold, with only their dependencies on `stale_files`.
 
         A record holds when it passed, in this environment, without a subprocess, and no
         change to its file versions reaches it (`reaches(file id, blocks it ran there)`, asked
-        once per distinct dependency on a stale file version). Only tests with no record that
-        still holds are returned (all their records, newest first). Indexed queries: the work
-        follows the dependencies on changed files, not the size of the suite.
+        once per distinct dependency on a stale file version: True, or the ids of the changed file
+        versions whose module-level names those blocks read, which reach only a record that depends
+        on one of them). Only tests with no record that still holds are returned (all their records,
+        newest first). Indexed queries: the work follows the dependencies on changed files, not the
+        size of the suite.
         """
         conn = self.conn
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM stale")
         conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
-        verdicts: dict[tuple[int, int], bool] = {}
-        reached: set[int] = set()
-        for rid, fid, nid in conn.execute(
-            "SELECT record, file, names FROM deps WHERE file IN (SELECT id FROM stale)"
-        ):
-            if rid in reached:
-                continue
-            key = (fid, nid)
-            hit = verdicts.get(key)
-            if hit is None:
-                hit = verdicts[key] = reaches(fid, self._names(nid))
-            if hit:
-                reached.add(rid)
+        # each distinct (file version, block set) is judged once; SQLite then finds the records
+        # (deps is indexed by (file, names): both queries read the index only)
+        pairs = conn.execute("SELECT DISTINCT file, names FROM deps WHERE file IN (SELECT id FROM stale)")
+        hits: list[tuple[int, int]] = []
+        reads: list[tuple[int, int, int]] = []
+        for fid, nid in pairs.fetchall():
+            found = reaches(fid, self._names(nid))
+            if found is True:
+                hits.append((fid, nid))
+            elif found:
+                reads += [(fid, nid, source) for source in found]
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS hit (file INTEGER, names INTEGER, PRIMARY KEY (file, names)) "
+            "WITHOUT ROWID"
+        )
+        conn.execute("DELETE FROM hit")
+        conn.executemany("INSERT INTO hit VALUES (?, ?)", hits)
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS reached (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM reached")
-        conn.executemany("INSERT INTO reached VALUES (?)", [(i,) for i in reached])
+        conn.execute(
+            "INSERT OR IGNORE INTO reached SELECT d.record FROM hit h "
+            "JOIN deps d ON d.file = h.file AND d.names = h.names"
+        )
+        if reads:  # a reader reaches the records that saw the version whose names it reads
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS readhit (file INTEGER, names INTEGER, source INTEGER, "
+                "PRIMARY KEY (file, names, source)) WITHOUT ROWID"
+            )
+            conn.execute("DELETE FROM readhit")
+            conn.executemany("INSERT OR IGNORE INTO readhit VALUES (?, ?, ?)", reads)
+            conn.execute(
+                "INSERT OR IGNORE INTO reached SELECT d.record FROM readhit h "
+                "JOIN deps d ON d.file = h.file AND d.names = h.names WHERE EXISTS ("
+                "SELECT 1 FROM deps o WHERE o.record = d.record AND o.file = h.source)"
+            )
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS suspect (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM suspect")
         conn.execute(
-            "INSERT INTO suspect SELECT DISTINCT o.test FROM records o WHERE NOT EXISTS ("
-            "SELECT 1 FROM records r WHERE r.test = o.test AND r.env = ? "
-            "AND r.outcome IN ('passed', 'skipped') AND NOT r.opaque "
-            "AND r.id NOT IN (SELECT id FROM reached))",
+            "INSERT INTO suspect SELECT test FROM records EXCEPT SELECT test FROM records "
+            "WHERE env = ? AND outcome IN ('passed', 'skipped') AND NOT opaque "
+            "AND id NOT IN (SELECT id FROM reached)",
             (env,),
         )
         rows = conn.execute(
@@ -359,6 +386,33 @@ class Store:
             with suppress(sqlite3.Error):
                 conn.execute("PRAGMA busy_timeout = 30000")
 
+    def cached(self, key: str) -> str | None:
+        """A value `cache_many` stored under `key` (None: not there, or unreadable)."""
+        try:
+            row = self.conn.execute("SELECT blocks FROM block_cache WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row else None
+
+    def cache_many(self, entries: dict[str, str]) -> None:
+        """Store computed values in one transaction; best effort, never waiting for another writer."""
+        if not entries:
+            return
+        conn = self.conn
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            with _immediate(conn):
+                now = time.time()
+                conn.executemany(
+                    "INSERT OR REPLACE INTO block_cache VALUES (?, ?, ?)",
+                    [(k, v, now) for k, v in entries.items()],
+                )
+        except sqlite3.Error:
+            pass  # locked or read-only: computed again next time
+        finally:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA busy_timeout = 30000")
+
     def known_versions(self) -> set[tuple[str, str]]:
         return {(r[0], r[1]) for r in self.conn.execute("SELECT path, digest FROM versions")}
 
@@ -425,10 +479,11 @@ class Store:
         text = "\n".join(names)
         found = self._nameset_ids.get(text)
         if found is None:
+            key = hashlib.blake2b(text.encode(), digest_size=16).digest()  # indexed, not the long text
             row = conn.execute(
-                "INSERT INTO namesets (names) VALUES (?) "
-                "ON CONFLICT (names) DO UPDATE SET names = names RETURNING id",
-                (text,),
+                "INSERT INTO namesets (key, names) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET key = key RETURNING id",
+                (key, text),
             ).fetchone()
             found = self._nameset_ids[text] = int(row[0])
         return found
@@ -441,8 +496,8 @@ class Store:
     def touch_records(self, conn: sqlite3.Connection, seen: list[tuple[int, Record]]) -> None:
         """Records stored already (same test, same fingerprint): only their outcome, duration and time."""
         conn.executemany(
-            "UPDATE records SET outcome = ?, duration = ?, ts = ? WHERE id = ?",
-            [(rec.outcome, rec.duration, rec.ts, rid) for rid, rec in seen],
+            "UPDATE records SET outcome = ?, duration = ?, ts = ?, base = max(base, ?) WHERE id = ?",
+            [(rec.outcome, rec.duration, rec.ts, int(rec.base), rid) for rid, rec in seen],
         )
 
     def put_record(self, conn: sqlite3.Connection, rec: Record) -> None:
@@ -457,8 +512,8 @@ class Store:
             return
         via = rec.deps.get("via")
         rid = conn.execute(
-            "INSERT INTO records (test, fp, outcome, duration, env, ts, opaque, via) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO records (test, fp, outcome, duration, env, ts, opaque, via, base) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 test,
                 rec.fp,
@@ -468,6 +523,7 @@ class Store:
                 rec.ts,
                 int(bool(rec.deps.get("opaque"))),
                 zlib.compress(json.dumps(via, separators=(",", ":")).encode()) if via else None,
+                int(rec.base),
             ),
         ).fetchone()[0]
         rows = []
@@ -478,11 +534,14 @@ class Store:
             for path, digest in rec.deps.get(key, {}).items():
                 rows.append((rid, self._file_id(conn, kind, path, digest), 0))
         conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?, ?)", rows)
+        # kept: this record, then the newest of committed content (a branch or HEAD the user comes
+        # back to), then the newest of work in progress; an edit-run loop replaces only the latter
         stale = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM records WHERE test = ? ORDER BY ts DESC LIMIT -1 OFFSET ?",
-                (test, KEEP_RECORDS),
+                "SELECT id FROM records WHERE test = ? ORDER BY id = ? DESC, base DESC, ts DESC "
+                "LIMIT -1 OFFSET ?",
+                (test, rid, KEEP_RECORDS),
             )
         ]
         self._drop_records(conn, stale)
@@ -493,10 +552,20 @@ class Store:
         self._dropped += len(ids)
 
     def prune(self, conn: sqlite3.Connection) -> None:
-        """Drop the name sets no record uses any more, once records were dropped (one scan)."""
+        """Once records were dropped: drop the name sets, file versions and sources no record uses
+        any more (each edit-run round leaves versions of the edited files behind)."""
         if self._dropped:
             conn.execute("DELETE FROM namesets WHERE id NOT IN (SELECT DISTINCT names FROM deps)")
+            conn.execute("DELETE FROM files WHERE id NOT IN (SELECT DISTINCT file FROM deps)")
+            # a path keeps its versions while no record uses any (it stays known as instrumented)
+            conn.execute(
+                "DELETE FROM versions WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.kind IN (?, ?) "
+                "AND f.path = versions.path AND f.digest = versions.digest) AND EXISTS (SELECT 1 "
+                "FROM files f WHERE f.kind IN (?, ?) AND f.path = versions.path)",
+                (RAN, CLOSURE, RAN, CLOSURE),
+            )
             self._nameset_ids.clear()
+            self._file_ids.clear()
             self._dropped = 0
 
     def forget_tests(self, conn: sqlite3.Connection, nodeids: list[str] | set[str]) -> None:
