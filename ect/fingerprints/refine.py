@@ -36,6 +36,9 @@ from ect.fingerprints.skeleton import (
     delta_to_json,
     find_readers,
     module_use,
+    read_from_json,
+    read_in,
+    read_to_json,
     skeleton_delta,
     test_function,
 )
@@ -219,6 +222,30 @@ class Current:
                 if what:
                     return [f"{path}::{name} runs at import time and reads {what}"]
         return []
+
+    def read_in(
+        self, data: bytes, names: set[str], path: str, called: frozenset[str], removed: frozenset[str]
+    ) -> tuple[Reader | None, dict[str, set[str]]]:
+        """`skeleton.read_in`, kept in the store by content and question (every file is asked on
+        each selection while some recorded version's module-level names differ from now)."""
+        question = json.dumps([sorted(names), sorted(called), sorted(removed)]).encode()
+        key = f"read:{DELTA_ALGORITHM}:{digest_bytes(data)}:{digest_bytes(question)}"
+        text = self.new_cache.get(key) or self.store.cached(key)
+        found = read_from_json(text) if text is not None else None
+        if found is None:
+            found = read_in(data, names, path, called, removed)
+            self.new_cache[key] = read_to_json(found)
+        return found
+
+    def module_use(self, data: bytes, names: list[str]) -> tuple[bool, bool]:
+        """`skeleton.module_use`, kept in the store by content and names."""
+        key = f"use:{DELTA_ALGORITHM}:{digest_bytes(data)}:{digest_bytes(json.dumps(names).encode())}"
+        text = self.new_cache.get(key) or self.store.cached(key)
+        if text in ("00", "01", "10", "11"):
+            return text[0] == "1", text[1] == "1"
+        escapes, star = module_use(data, names)
+        self.new_cache[key] = f"{int(escapes)}{int(star)}"
+        return escapes, star
 
     def relevant_names(self, rec: Record) -> set[str]:
         """Changed module-level names of the file versions `rec` depended on."""
@@ -580,7 +607,7 @@ def _find_readers(
                 data = None
             yield path, data
 
-    cur.readers = find_readers(sources(), names, cur.called, cur.removed)
+    cur.readers = find_readers(sources(), names, cur.called, cur.removed, cur.read_in)
     cur.instrumented = instrumented
     return cur.readers
 
@@ -612,7 +639,7 @@ def _escapes(cur: Current, path: str, seen: set[str]) -> str:
             data = None
         if data is None:
             return f"{other} cannot be read"
-        escapes, star = module_use(data, names)
+        escapes, star = cur.module_use(data, names)
         if escapes:
             return f"{other} uses the module object itself"
         if star:

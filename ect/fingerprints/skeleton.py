@@ -330,6 +330,28 @@ def delta_from_json(text: str) -> SkeletonDelta | None:
     return SkeletonDelta(names, blocks, functions, removed)
 
 
+def read_to_json(found: tuple[Reader | None, dict[str, set[str]]]) -> str:
+    reader, renamed = found
+    shown = None
+    if reader is not None:
+        blocks = {k: sorted(v) for k, v in reader.blocks.items()}
+        shown = [sorted(reader.skeleton), blocks, reader.only_tests]
+    return json.dumps([shown, {k: sorted(v) for k, v in renamed.items()}], separators=(",", ":"))
+
+
+def read_from_json(text: str) -> tuple[Reader | None, dict[str, set[str]]] | None:
+    """What `read_to_json` wrote (None: an entry that does not parse; compute it again)."""
+    try:
+        shown, renamed = json.loads(text)
+        reader = None
+        if shown is not None:
+            skeleton, blocks, only_tests = shown
+            reader = Reader(set(skeleton), {str(k): set(v) for k, v in blocks.items()}, bool(only_tests))
+        return reader, {str(k): set(v) for k, v in renamed.items()}
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def skeleton_delta(old_source: bytes, new_source: bytes, filename: str = "<file>") -> SkeletonDelta | None:
     """What the module-level change from `old_source` to `new_source` reaches (None: everything
     that imports the module, when the change cannot be narrowed safely)."""
@@ -684,10 +706,13 @@ def find_readers(
     names: set[str],
     called: frozenset[str] = frozenset(),
     removed: frozenset[str] = frozenset(),
+    read: Callable[..., tuple[Reader | None, dict[str, set[str]]]] | None = None,
 ) -> dict[str, Reader]:
     """The files among `sources` (path, content; None: unreadable or too big to parse) that may
     read `names`, directly or under the names they are imported as (reported as `names`); a name
-    in `called` is not read by a plain call to it; importing a `removed` one is a read."""
+    in `called` is not read by a plain call to it; importing a `removed` one is a read. `read` is
+    `read_in` or a cache of it."""
+    read = read or read_in
     origin: dict[str, set[str]] = {n: {n} for n in names}
     files = list(sources)
     for _ in range(5):  # aliases of aliases: a few rounds at most
@@ -699,7 +724,7 @@ def find_readers(
                 continue
             called_as = frozenset(a for a, o in origin.items() if o & called)
             gone = frozenset(a for a, o in origin.items() if o & removed)
-            reader, renamed = read_in(data, set(origin), path, called_as, gone)
+            reader, renamed = read(data, set(origin), path, called_as, gone)
             for alias, sources_of in renamed.items():
                 before = origin.get(alias, set())
                 after = before | {o for n in sources_of for o in origin[n]}

@@ -37,7 +37,7 @@ from ect.state import ensure_state_dir
 # `deps` indexed by (file, names) so that selection reads it from the index alone, name sets keyed by hash
 SCHEMA_VERSION = 6
 DB_NAME = "fingerprints.db"
-KEEP_RECORDS = 4  # fingerprints kept per test: the newest, then those of committed content (see `put_record`)
+KEEP_RECORDS = 4  # fingerprints kept per test: the newest, and others of committed content (`put_record`)
 # dependency kinds: a Python file the test ran code in, one in its import closure, data read, directory listed
 RAN, CLOSURE, DATA, DIR = 0, 1, 2, 3
 _SCHEMA = """
@@ -534,14 +534,14 @@ class Store:
             for path, digest in rec.deps.get(key, {}).items():
                 rows.append((rid, self._file_id(conn, kind, path, digest), 0))
         conn.executemany("INSERT OR REPLACE INTO deps VALUES (?, ?, ?)", rows)
-        # kept: this record, then the newest of committed content (a branch or HEAD the user comes
-        # back to), then the newest of work in progress; an edit-run loop replaces only the latter
+        # kept: this record and the newest others of committed content (a branch or HEAD the user
+        # comes back to); one of work in progress is superseded by the test's next run
         stale = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM records WHERE test = ? ORDER BY id = ? DESC, base DESC, ts DESC "
-                "LIMIT -1 OFFSET ?",
-                (test, rid, KEEP_RECORDS),
+                "SELECT id FROM records WHERE test = ?1 AND id != ?2 AND (NOT base OR id NOT IN ("
+                "SELECT id FROM records WHERE test = ?1 AND base AND id != ?2 ORDER BY ts DESC LIMIT ?3))",
+                (test, rid, KEEP_RECORDS - 1),
             )
         ]
         self._drop_records(conn, stale)
