@@ -436,3 +436,17 @@ def test_a_doctest_module_reruns_its_doctests_on_a_module_level_change(make_repo
     assert proc.returncode == 1
     assert "calc/config.py::calc.config" in proc.stdout + proc.stderr  # the doctest ran, and failed
     assert "a doctest of calc/config.py" in proc.stdout
+
+
+def test_deltas_and_reads_survive_the_stores_format_and_a_bad_entry_means_compute_again() -> None:
+    from ect.fingerprints.skeleton import delta_from_json, delta_to_json, read_from_json, read_to_json
+
+    delta = skeleton_delta(b"A = 1\n\n\ndef f():\n    return A\n", b"A = 2\n\n\ndef f():\n    return A\n")
+    assert delta is not None and delta.names == {"A"}
+    assert delta_from_json(delta_to_json(delta)) == delta
+    assert delta_from_json(delta_to_json(None)) is None  # the whole-module rule
+    assert delta_from_json("not json") is None
+    found = read_in(b"from m import A\nfrom m import A as B\n\n\ndef g():\n    return A\n", {"A"})
+    assert found[0] is not None and found[0].blocks == {"g": {"A"}} and found[1] == {"B": {"A"}}
+    assert read_from_json(read_to_json(found)) == found
+    assert read_from_json("[1]") is None
