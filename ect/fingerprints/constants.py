@@ -22,6 +22,7 @@ reaches every test that draws.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import math
 import sys
@@ -69,6 +70,7 @@ def is_harvester(filename: str) -> bool:
     return filename.replace("\\", "/").endswith(HARVESTERS)
 
 
+@functools.lru_cache(maxsize=64)  # a source read for several kinds of draws is parsed once
 def literals_digest(data: bytes) -> str:
     """A digest of every literal in `data` with its context; of the bytes when they do not parse."""
     try:
@@ -229,10 +231,27 @@ def _check_harvester(module: Any) -> bool:
     return bool(ours) and ours == theirs
 
 
-def combined(content_digest: str, data: bytes, kept: bool = False, kind: str | None = None) -> str:
+def _rules_tag() -> str:
+    """Names the rules of `literals_digest`: this module's source and the Python (its ast)."""
+    found = hashlib.blake2b(sys.version.encode(), digest_size=8)
+    try:
+        with open(__file__, "rb") as fh:
+            found.update(fh.read())
+    except OSError:
+        found.update(b"no source")
+    return found.hexdigest()
+
+
+RULES_TAG = _rules_tag()  # part of a kept `literals_digest`'s key (`recorder.read_digest`)
+
+
+def combined(
+    content_digest: str, data: bytes, kept: bool = False, kind: str | None = None, literals: str | None = None
+) -> str:
     """A constants read's digest: the content's and the literals' (with what hypothesis keeps,
-    of one kind if given, when `kept`: the recording saw its filter match the replica)."""
-    every, _, held = literals_digest(data).partition("+")
+    of one kind if given, when `kept`: the recording saw its filter match the replica);
+    `literals` is `literals_digest(data)` when known."""
+    every, _, held = (literals or literals_digest(data)).partition("+")
     if not kept or not held:
         return f"{content_digest}:{every}"
     whole, *parts = held.split(";")

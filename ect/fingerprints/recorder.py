@@ -87,7 +87,34 @@ def read_digest(root: str | os.PathLike[str], path: str, kept: bool = True) -> s
             data = fh.read()
     except OSError:
         return None
-    return constants.combined(digest_bytes(data), data, kept, constants.kind_of(path))
+    content = digest_bytes(data)
+    return constants.combined(content, data, kept, constants.kind_of(path), _literals(content, data))
+
+
+def _literals(content: str, data: bytes) -> str:
+    """`constants.literals_digest(data)`, kept in the code cache (`$ECT_FP_CODE_CACHE`) by content:
+    a test run that draws on hypothesis's harvest would otherwise parse each source it reads."""
+    directory = os.environ.get("ECT_FP_CODE_CACHE")
+    cache = os.path.join(directory, f"lit-{content}-{constants.RULES_TAG}.txt") if directory else None
+    if cache is not None:
+        try:
+            with open(cache, encoding="ascii") as fh:
+                text = fh.read(1 << 20)
+            if text:
+                return text
+        except (OSError, ValueError):
+            pass  # missing or unreadable: computed again
+    text = constants.literals_digest(data)
+    if cache is not None:
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(text)
+            os.replace(tmp, cache)
+        except (OSError, ValueError):
+            pass
+    return text
 
 
 def listing_digest(path: str | os.PathLike[str]) -> str | None:
