@@ -161,6 +161,42 @@ def test_edits_in_progress_do_not_evict_the_fingerprint_of_committed_code(make_r
     assert sorted(rows) == [(0,), (1,)]  # the newest, and the one of committed content
 
 
+def test_a_dynamic_import_reaches_only_the_tests_that_ran_it(make_repo, ran_log) -> None:
+    files = {
+        **FP_SOURCES,
+        "shop/plugins.py": (
+            "from importlib import import_module\n\n\ndef load(name):\n    return import_module(name)\n\n\n"
+            "def version():\n    return 3\n"
+        ),
+        "shop/extra.py": "EXTRA = 1\n",
+        "tests/other/conftest.py": "import shop.extra  # imported at start-up, not by test_plugins\n",
+        "tests/other/test_other.py": LOG_HELPER + "\n\ndef test_other():\n    _ran('test_other')\n",
+        "tests/test_plugins.py": LOG_HELPER
+        + "from shop.plugins import load, version\n\n\n"
+        + "def test_load():\n    _ran('test_load')\n    assert load('shop.extra').EXTRA == 1\n\n\n"
+        + "def test_version():\n    _ran('test_version')\n    assert version() == 3\n",
+    }
+    repo = make_repo(files)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout
+    assert ran_log() == ["test_load", "test_other", "test_version"], proc.stdout
+    # test_version imports a module with a dynamic import but never ran it: extra.py cannot reach it
+    edit(repo, "shop/extra.py", "EXTRA = 1", "EXTRA = 2")
+    proc = check(repo, "--explain")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ran_log() == ["test_load", "test_other"]
+    # a dynamic import at module level may run for every importer
+    edit(repo, "shop/extra.py", "EXTRA = 2", "EXTRA = 1")
+    edit(
+        repo, "shop/plugins.py", "def version():", "PLUGIN = import_module('shop.extra')\n\n\ndef version():"
+    )
+    assert check(repo, "--all").returncode == 0
+    ran_log()
+    edit(repo, "shop/extra.py", "EXTRA = 1", "EXTRA = 2")
+    assert check(repo).returncode == 1
+    assert {"test_load", "test_version"} <= set(ran_log())
+
+
 def test_subprocess_test_runs_on_every_change(make_repo, ran_log) -> None:
     files = dict(FP_SAMPLE)
     files["tests/test_cli.py"] = (

@@ -17,10 +17,11 @@ import os
 import site
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ect.fingerprints.blocks import SKELETON, SKELETON_CALL
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, parse_blocks
 from ect.fingerprints.recorder import IMPORT_TIME, digest_bytes
 from ect.fingerprints.store import Record, Store
 from ect.graph import Graph
@@ -114,6 +115,40 @@ class Closures:
         return result
 
 
+class DynamicSites:
+    """The blocks holding the dynamic imports of each file (`graph` notes them by line)."""
+
+    def __init__(self, root: Path, graph: Graph, modules: dict[str, str]) -> None:
+        self.root, self.graph, self.modules = root, graph, modules
+        self._blocks: dict[str, frozenset[str] | None] = {}
+
+    def blocks(self, path: str) -> frozenset[str] | None:
+        """The blocks of `path` with a dynamic import (None: one is at module level, or unknown)."""
+        if path not in self._blocks:
+            self._blocks[path] = self._find(path)
+        return self._blocks[path]
+
+    def _find(self, path: str) -> frozenset[str] | None:
+        digest = self.modules.get(path)  # instrumented, so its blocks were recorded
+        info = self.graph.infos.get(path)
+        if digest is None or info is None or info.digest != digest:
+            return None
+        try:
+            found = parse_blocks((self.root / path).read_bytes(), path)
+            lines = [int(note.split(":", 1)[0].removeprefix("line ")) for note in info.dynamic]
+        except (OSError, SyntaxError, ValueError):
+            return None
+        names = {found.block_at(line) for line in lines}
+        return None if not names or SKELETON in names else frozenset(names)
+
+    def may_run(self, path: str, ran: Iterable[str], at_import: Iterable[str]) -> bool:
+        """Whether a dynamic import of `path` may have run for a test that ran blocks `ran` there."""
+        sites = self.blocks(path)
+        if sites is None:
+            return True
+        return any(name.split("|", 1)[0] in sites for name in (*ran, *at_import))
+
+
 def conftests_for(test_file: str, files: set[str]) -> list[str]:
     """`conftest.py` files that apply to `test_file` (its directory and every parent)."""
     out = []
@@ -166,6 +201,7 @@ def ingest(
     import_names: dict[str, set[str]] = {rel: set(names) for rel, names in at_import.items()}
     imported_at_start = {rel for rel, names in at_import.items() if SKELETON in names}
     dynamic = set(graph.dynamic_files)
+    dynamic_blocks = DynamicSites(root, graph, modules)
     by_test = {nodeid_map.get(ctx, ctx): files for ctx, files in executed.items() if ctx != IMPORT_TIME}
     # a test that imported a module for the first time ran that module's import-time code
     for ctx, files in executed.items():
@@ -198,7 +234,9 @@ def ingest(
         closure: set[str] = set()
         for start in starts:
             closure |= closures.of(start)
-        if closure & dynamic:  # a dynamic import may bring in anything imported at start-up
+        # a dynamic import may bring in anything imported at start-up: when the test, or the
+        # import-time code, ran one (or the file's sites are not all inside functions)
+        if any(dynamic_blocks.may_run(d, files.get(d, ()), at_import.get(d, ())) for d in closure & dynamic):
             closure |= imported_at_start
         py: dict[str, list[Any]] = {}
         for path in sorted(closure | set(files)):
