@@ -474,6 +474,9 @@ def refine(
         for fid, kind, path, digest in all_versions
         if cur.changed(kind, path, digest)
     }
+    # versions only settled tests depend on need no judging (each is a parse and a diff)
+    judged = store.settle(list(versions), env)
+    versions = {fid: v for fid, v in versions.items() if fid in judged}
     reach_memo: dict[int, Reach] = {}
     readers = _find_readers(cur, versions, versions_with_blocks)
     reader_fids = {

@@ -141,6 +141,7 @@ class Store:
         self._file_ids: dict[tuple[int, str, str], int] = {}
         self._nameset_ids: dict[str, int] = {}
         self._dropped = 0  # records dropped since the last `prune`
+        self._settled = False  # `settle` ran: `stale_records` skips the tests it settled
         ensure_state_dir(path.parent)
         try:
             self.conn = self._open()
@@ -219,6 +220,32 @@ class Store:
         """Every (id, kind, path, digest) a record depends on."""
         return list(self.conn.execute("SELECT id, kind, path, digest FROM files"))
 
+    def settle(self, changed_files: list[int], env: str) -> set[int]:
+        """Settle the tests that keep a passing record (in `env`, without a subprocess) depending on
+        none of `changed_files`: no change reaches them. Returns the changed file versions that
+        the other tests' records depend on, the only ones a selection has to judge (an edit-run
+        session leaves many versions behind, each a parse and a diff). `stale_records` then looks
+        at the unsettled tests only."""
+        conn = self.conn
+        for table in ("changed", "touched", "settled"):
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY)")
+            conn.execute(f"DELETE FROM {table}")
+        conn.executemany("INSERT INTO changed VALUES (?)", [(i,) for i in changed_files])
+        conn.execute(
+            "INSERT OR IGNORE INTO touched SELECT record FROM deps WHERE file IN (SELECT id FROM changed)"
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO settled SELECT test FROM records WHERE env = ? "
+            "AND outcome IN ('passed', 'skipped') AND NOT opaque AND id NOT IN (SELECT id FROM touched)",
+            (env,),
+        )
+        self._settled = True
+        rows = conn.execute(
+            "SELECT DISTINCT d.file FROM deps d JOIN records r ON r.id = d.record "
+            "WHERE d.file IN (SELECT id FROM changed) AND r.test NOT IN (SELECT id FROM settled)"
+        )
+        return {row[0] for row in rows}
+
     def stale_records(
         self,
         stale_files: list[int],
@@ -241,7 +268,13 @@ class Store:
         conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
         # each distinct (file version, block set) is judged once; SQLite then finds the records
         # (deps is indexed by (file, names): both queries read the index only)
-        pairs = conn.execute("SELECT DISTINCT file, names FROM deps WHERE file IN (SELECT id FROM stale)")
+        if self._settled:  # only the records of tests `settle` left open
+            pairs = conn.execute(
+                "SELECT DISTINCT d.file, d.names FROM deps d JOIN records r ON r.id = d.record "
+                "WHERE d.file IN (SELECT id FROM stale) AND r.test NOT IN (SELECT id FROM settled)"
+            )
+        else:
+            pairs = conn.execute("SELECT DISTINCT file, names FROM deps WHERE file IN (SELECT id FROM stale)")
         hits: list[tuple[int, int]] = []
         reads: list[tuple[int, int, int]] = []
         for fid, nid in pairs.fetchall():
