@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import bisect
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -352,13 +353,17 @@ def read_from_json(text: str) -> tuple[Reader | None, dict[str, set[str]]] | Non
         return None
 
 
+@functools.lru_cache(maxsize=8)  # a selection diffs several old versions against the same current one
+def _parsed(source: bytes, filename: str) -> _Module:
+    """A parsed module version (never changed once built: its lazy caches only add to it)."""
+    return _Module(source, filename)
+
+
 def skeleton_delta(old_source: bytes, new_source: bytes, filename: str = "<file>") -> SkeletonDelta | None:
     """What the module-level change from `old_source` to `new_source` reaches (None: everything
     that imports the module, when the change cannot be narrowed safely)."""
     try:
-        old = _Module(old_source, filename)
-        new = _Module(new_source, filename)
-        return _delta(old, new)
+        return _delta(_parsed(old_source, filename), _parsed(new_source, filename))
     except (_Unsafe, SyntaxError, ValueError, RecursionError):
         return None
 
