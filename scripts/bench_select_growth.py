@@ -20,7 +20,9 @@ with the project environment's Python (ect and pytest installed there), for exam
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import shutil
 import sqlite3
 import statistics
@@ -60,6 +62,7 @@ def main() -> int:
         "--seed", type=int, default=0, help="the rounds use this seed, the timed edits seed + 1"
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one round's tests may take")
+    parser.add_argument("--profile", action="store_true", help="where the timed selections spent time")
     args = parser.parse_args()
     root = args.repo.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="ect-growth-"))
@@ -94,16 +97,21 @@ def main() -> int:
             f"after {args.rounds} edit-run rounds ({time.perf_counter() - started:.0f} s): {_db_summary(db)}"
         )
         times = []
+        profile = cProfile.Profile() if args.profile else None
         for mutant in make_mutants(scratch, files, args.mutants, args.seed + 1):
             mutant.apply(scratch)
             try:
                 t = time.perf_counter()
+                if profile is not None:
+                    profile.enable()
                 changes = collect(scratch, Scope(mode="worktree"))
                 graph, _ = build(scratch, cfg)
                 session = FingerprintSession.open(scratch, cfg)
                 if session is not None:
                     session.select(graph, changes, load_last_failed(cfg))
                     session.close()
+                if profile is not None:
+                    profile.disable()
                 times.append((time.perf_counter() - t) * 1000)
             finally:
                 mutant.revert(scratch)
@@ -111,6 +119,8 @@ def main() -> int:
             f"select phase over {len(times)} new edits: median {statistics.median(times):.0f} ms, "
             f"max {max(times):.0f} ms"
         )
+        if profile is not None:
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
