@@ -585,9 +585,17 @@ class Store:
         self._dropped += len(ids)
 
     def prune(self, conn: sqlite3.Connection) -> None:
-        """Once records were dropped: drop the name sets, file versions and sources no record uses
-        any more (each edit-run round leaves versions of the edited files behind)."""
+        """Once enough records were dropped (1 in 20 of those kept, so that the scans stay off a
+        small run's path): drop the name sets, file versions and sources no record uses any more
+        (each edit-run round leaves versions of the edited files behind)."""
         if self._dropped:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+            total = self._dropped + (int(row[0]) if row and str(row[0]).isdigit() else 0)
+            self._dropped = 0
+            if total * 20 < conn.execute("SELECT count(*) FROM records").fetchone()[0]:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(total),))
+                return
+            conn.execute("DELETE FROM meta WHERE key = 'dropped'")
             conn.execute("DELETE FROM namesets WHERE id NOT IN (SELECT DISTINCT names FROM deps)")
             conn.execute("DELETE FROM files WHERE id NOT IN (SELECT DISTINCT file FROM deps)")
             # a path keeps its versions while no record uses any (it stays known as instrumented)
@@ -599,7 +607,6 @@ class Store:
             )
             self._nameset_ids.clear()
             self._file_ids.clear()
-            self._dropped = 0
 
     def forget_tests(self, conn: sqlite3.Connection, nodeids: list[str] | set[str]) -> None:
         """Drop every record of these tests."""
