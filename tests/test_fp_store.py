@@ -69,3 +69,32 @@ def test_file_versions_that_no_kept_record_uses_are_dropped(tmp_path: Path) -> N
     assert db.execute("SELECT count(*) FROM versions WHERE path = 'pkg/other.py'").fetchone()[0] == rounds
     db.close()
     store.close()
+
+
+def test_a_reader_reaches_only_the_records_that_saw_the_version_whose_names_it_reads(tmp_path: Path) -> None:
+    store = Store(tmp_path / "fp.db")
+    with store.write() as conn:
+        for n, source in enumerate(("old", "now")):  # two tests: one ran against an older lib.py
+            ran = ["reader"] if source == "old" else ["other", "reader"]
+            deps = {"py": {"pkg/lib.py": [source, [], True], "pkg/use.py": ["u", ran, False]}, "data": {}}
+            rec = Record(
+                f"tests/test_use.py::test_{source}", "tests/test_use.py", f"f{n}", "passed", 0.1, "env", 1.0
+            )
+            rec.deps = deps
+            store.put_record(conn, rec)
+    db = sqlite3.connect(tmp_path / "fp.db")
+    ids = {(p, d): i for i, p, d in db.execute("SELECT id, path, digest FROM files")}
+    db.close()
+    old, use = ids[("pkg/lib.py", "old")], ids[("pkg/use.py", "u")]
+    # lib.py's version "old" differs from now in a module-level name that use.py's `reader` block reads
+    stale = store.stale_records([old, use], "env", lambda fid, names: [old] if fid == use else False)
+    assert sorted(stale) == ["tests/test_use.py::test_old"]
+    # settled first: the test whose record depends on no changed version is not even looked at
+    assert store.settle([old], "env") == {old}
+    asked: list[int] = []
+    stale = store.stale_records(
+        [old, use], "env", lambda fid, names: asked.append(fid) or ([old] if fid == use else False)
+    )
+    assert sorted(stale) == ["tests/test_use.py::test_old"]
+    assert sorted(asked) == sorted([old, use])  # not test_now's pair (use.py, other blocks)
+    store.close()
