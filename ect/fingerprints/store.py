@@ -389,35 +389,16 @@ class Store:
 
     def cached_blocks(self, digest: str) -> dict[str, Any] | None:
         """Block checksums of the content with `digest`, when a selection computed them before."""
+        text = self.cached(f"{BLOCKS_ALGORITHM}:{digest}")
         try:
-            row = self.conn.execute(
-                "SELECT blocks FROM block_cache WHERE key = ?", (f"{BLOCKS_ALGORITHM}:{digest}",)
-            ).fetchone()
-            value = json.loads(row[0]) if row else None
-        except (sqlite3.Error, ValueError):
+            value = json.loads(text) if text is not None else None
+        except ValueError:
             return None
         return value if isinstance(value, dict) and "blocks" in value and "skeleton" in value else None
 
     def cache_blocks(self, digest: str, blocks: dict[str, Any]) -> None:
-        """Remember block checksums; best effort, and it never waits for another writer."""
-        conn = self.conn
-        try:
-            conn.execute("PRAGMA busy_timeout = 0")
-            with _immediate(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO block_cache VALUES (?, ?, ?)",
-                    (f"{BLOCKS_ALGORITHM}:{digest}", json.dumps(blocks, separators=(",", ":")), time.time()),
-                )
-                conn.execute(
-                    "DELETE FROM block_cache WHERE key IN "
-                    "(SELECT key FROM block_cache ORDER BY ts DESC LIMIT -1 OFFSET ?)",
-                    (BLOCK_CACHE_KEEP,),
-                )
-        except sqlite3.Error:
-            pass  # locked or read-only: computed again next time
-        finally:
-            with suppress(sqlite3.Error):
-                conn.execute("PRAGMA busy_timeout = 30000")
+        """Remember block checksums (see `cache_many`)."""
+        self.cache_many({f"{BLOCKS_ALGORITHM}:{digest}": json.dumps(blocks, separators=(",", ":"))})
 
     def cached(self, key: str) -> str | None:
         """A value `cache_many` stored under `key` (None: not there, or unreadable)."""
@@ -428,7 +409,8 @@ class Store:
         return str(row[0]) if row else None
 
     def cache_many(self, entries: dict[str, str]) -> None:
-        """Store computed values in one transaction; best effort, never waiting for another writer."""
+        """Store computed values in one transaction, keeping the newest `BLOCK_CACHE_KEEP`; best
+        effort, and it never waits for another writer."""
         if not entries:
             return
         conn = self.conn
@@ -439,6 +421,11 @@ class Store:
                 conn.executemany(
                     "INSERT OR REPLACE INTO block_cache VALUES (?, ?, ?)",
                     [(k, v, now) for k, v in entries.items()],
+                )
+                conn.execute(
+                    "DELETE FROM block_cache WHERE key IN "
+                    "(SELECT key FROM block_cache ORDER BY ts DESC LIMIT -1 OFFSET ?)",
+                    (BLOCK_CACHE_KEEP,),
                 )
         except sqlite3.Error:
             pass  # locked or read-only: computed again next time
