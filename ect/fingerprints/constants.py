@@ -231,18 +231,20 @@ def _check_harvester(module: Any) -> bool:
     return bool(ours) and ours == theirs
 
 
-def _rules_tag() -> str:
-    """Names the rules of `literals_digest`: this module's source and the Python (its ast)."""
+def rules_tag(*module_files: str) -> str:
+    """Names the rules that produced a kept answer: the source of the modules that hold them and the
+    Python (its ast). Part of a cache key, so that changed rules never meet old answers."""
     found = hashlib.blake2b(sys.version.encode(), digest_size=8)
-    try:
-        with open(__file__, "rb") as fh:
-            found.update(fh.read())
-    except OSError:
-        found.update(b"no source")
+    for module_file in module_files:
+        try:
+            with open(module_file, "rb") as fh:
+                found.update(fh.read())
+        except OSError:  # no source (a zipped install): the file's name at least
+            found.update(module_file.encode())
     return found.hexdigest()
 
 
-RULES_TAG = _rules_tag()  # part of a kept `literals_digest`'s key (`recorder.read_digest`)
+RULES_TAG = rules_tag(__file__)  # part of a kept `literals_digest`'s key (`recorder.read_digest`)
 
 
 def combined(

@@ -34,12 +34,12 @@ import functools
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ect import __version__
+from ect.fingerprints import blocks as blocks_module
 from ect.fingerprints.blocks import _MEMO_DECORATORS, _decorator_name, _strip_docstring, block_nodes
+from ect.fingerprints.constants import rules_tag
 
 PURE_BUILTINS = frozenset(
     {
@@ -297,21 +297,7 @@ def _reads(stmt: ast.stmt, called: frozenset[str] = frozenset()) -> set[str]:
     return set(_words(stmt, called))
 
 
-def _algorithm() -> str:
-    """Names the delta rules: the source of this module and of `blocks`, and the Python (its ast)."""
-    from ect.fingerprints import blocks
-
-    found = hashlib.blake2b(sys.version.encode(), digest_size=8)
-    for module_file in (__file__, blocks.__file__):
-        try:
-            with open(module_file, "rb") as fh:
-                found.update(fh.read())
-        except OSError:  # no source (a zipped install): the version of ect names them
-            found.update(__version__.encode())
-    return found.hexdigest()
-
-
-DELTA_ALGORITHM = _algorithm()  # part of a stored delta's key: changed rules never meet old deltas
+DELTA_ALGORITHM = rules_tag(__file__, blocks_module.__file__)  # in the keys of kept deltas and reads
 
 
 def delta_to_json(delta: SkeletonDelta | None) -> str:
