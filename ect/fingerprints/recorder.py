@@ -106,14 +106,7 @@ def _literals(content: str, data: bytes) -> str:
             pass  # missing or unreadable: computed again
     text = constants.literals_digest(data)
     if cache is not None:
-        try:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            tmp = f"{cache}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(text)
-            os.replace(tmp, cache)
-        except (OSError, ValueError):
-            pass
+        _write_cache(cache, text.encode("ascii"))
     return text
 
 
@@ -268,13 +261,17 @@ def _load_instrumented(path: str, digest: str) -> tuple[list[str], CodeType] | N
 
 def _store_instrumented(path: str, digest: str, names: list[str], code: CodeType) -> None:
     cache = _cache_file(path, digest)
-    if cache is None:
-        return
+    if cache is not None:
+        _write_cache(cache, marshal.dumps((names, code)))
+
+
+def _write_cache(cache: str, data: bytes) -> None:
+    """Write a code-cache file whole or not at all (best effort: it is computed again if missing)."""
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = f"{cache}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(marshal.dumps((names, code)))
+            fh.write(data)
         os.replace(tmp, cache)
     except OSError:
         pass

@@ -14,13 +14,14 @@ time, runs everything.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ect.changes import Change
 from ect.config import Config
@@ -47,6 +48,7 @@ from ect.graph import Graph
 from ect.selection import Selection, select
 
 PASSING = ("passed", "skipped")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -228,24 +230,35 @@ class Current:
     ) -> tuple[Reader | None, dict[str, set[str]]]:
         """`skeleton.read_in`, kept in the store by content and question (every file is asked on
         each selection while some recorded version's module-level names differ from now)."""
-        question = json.dumps([sorted(names), sorted(called), sorted(removed)]).encode()
-        key = f"read:{DELTA_ALGORITHM}:{digest_bytes(data)}:{digest_bytes(question)}"
-        text = self.new_cache.get(key) or self.store.cached(key)
-        found = read_from_json(text) if text is not None else None
-        if found is None:
-            found = read_in(data, names, path, called, removed)
-            self.new_cache[key] = read_to_json(found)
-        return found
+        question = [sorted(names), sorted(called), sorted(removed)]
+        compute = functools.partial(read_in, data, names, path, called, removed)
+        return self._kept("read", data, question, compute, read_to_json, read_from_json)
 
     def module_use(self, data: bytes, names: list[str]) -> tuple[bool, bool]:
         """`skeleton.module_use`, kept in the store by content and names."""
-        key = f"use:{DELTA_ALGORITHM}:{digest_bytes(data)}:{digest_bytes(json.dumps(names).encode())}"
+        compute = functools.partial(module_use, data, names)
+        return self._kept("use", data, names, compute, _flags_to_json, _two_flags)
+
+    def _kept(
+        self,
+        kind: str,
+        data: bytes,
+        question: Any,
+        compute: Callable[[], _T],
+        encode: Callable[[_T], str],
+        decode: Callable[[str], _T | None],
+    ) -> _T:
+        """`compute()`'s answer about the content `data`, kept in the store under the question
+        (written with the selection's other new answers, `Store.cache_many`); a kept answer that
+        does not decode is computed again."""
+        asked = digest_bytes(json.dumps(question).encode())
+        key = f"{kind}:{DELTA_ALGORITHM}:{digest_bytes(data)}:{asked}"
         text = self.new_cache.get(key) or self.store.cached(key)
-        if text in ("00", "01", "10", "11"):
-            return text[0] == "1", text[1] == "1"
-        escapes, star = module_use(data, names)
-        self.new_cache[key] = f"{int(escapes)}{int(star)}"
-        return escapes, star
+        found = decode(text) if text is not None else None
+        if found is None:
+            found = compute()
+            self.new_cache[key] = encode(found)
+        return found
 
     def relevant_names(self, rec: Record) -> set[str]:
         """Changed module-level names of the file versions `rec` depended on."""
@@ -263,6 +276,20 @@ class Current:
         if key not in self._versions:
             self._versions[key] = self.store.version(path, digest)
         return self._versions[key]
+
+
+def _flags_to_json(flags: tuple[bool, bool]) -> str:
+    return json.dumps(list(flags))
+
+
+def _two_flags(text: str) -> tuple[bool, bool] | None:
+    """`module_use`'s answer as kept (None: not such an answer)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, bool) for v in value)
+    return (value[0], value[1]) if ok else None
 
 
 def _via(rec: Record) -> dict[str, dict[str, str]]:
