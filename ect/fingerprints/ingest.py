@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, parse_blocks
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, FileBlocks, parse_blocks
 from ect.fingerprints.recorder import IMPORT_TIME, digest_bytes
 from ect.fingerprints.store import Record, Store
 from ect.graph import Graph
@@ -118,8 +118,8 @@ class Closures:
 class DynamicSites:
     """The blocks holding the dynamic imports of each file (`graph` notes them by line)."""
 
-    def __init__(self, root: Path, graph: Graph, modules: dict[str, str]) -> None:
-        self.root, self.graph, self.modules = root, graph, modules
+    def __init__(self, root: Path, graph: Graph, modules: dict[str, str], store: Store) -> None:
+        self.root, self.graph, self.modules, self.store = root, graph, modules, store
         self._blocks: dict[str, frozenset[str] | None] = {}
 
     def blocks(self, path: str) -> frozenset[str] | None:
@@ -134,9 +134,16 @@ class DynamicSites:
         if digest is None or info is None or info.digest != digest:
             return None
         try:
-            found = parse_blocks((self.root / path).read_bytes(), path)
             lines = [int(note.split(":", 1)[0].removeprefix("line ")) for note in info.dynamic]
-        except (OSError, SyntaxError, ValueError):
+            cached = self.store.cached_blocks(digest)  # the selection usually parsed this version
+            if cached is not None and "spans" in cached:
+                found = FileBlocks.from_json(cached)
+            else:
+                data = (self.root / path).read_bytes()
+                found = parse_blocks(data, path)
+                if digest_bytes(data) == digest:
+                    self.store.cache_blocks(digest, found.to_json())
+        except (OSError, SyntaxError, ValueError, KeyError, TypeError):
             return None
         names = {found.block_at(line) for line in lines}
         return None if not names or SKELETON in names else frozenset(names)
@@ -201,7 +208,7 @@ def ingest(
     import_names: dict[str, set[str]] = {rel: set(names) for rel, names in at_import.items()}
     imported_at_start = {rel for rel, names in at_import.items() if SKELETON in names}
     dynamic = set(graph.dynamic_files)
-    dynamic_blocks = DynamicSites(root, graph, modules)
+    dynamic_blocks = DynamicSites(root, graph, modules, store)
     by_test = {nodeid_map.get(ctx, ctx): files for ctx, files in executed.items() if ctx != IMPORT_TIME}
     # a test that imported a module for the first time ran that module's import-time code
     for ctx, files in executed.items():
