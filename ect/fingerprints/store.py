@@ -141,7 +141,6 @@ class Store:
         self._file_ids: dict[tuple[int, str, str], int] = {}
         self._nameset_ids: dict[str, int] = {}
         self._dropped = 0  # records dropped since the last `prune`
-        self._settled = False  # `settle` ran: `stale_records` skips the tests it settled
         ensure_state_dir(path.parent)
         try:
             self.conn = self._open()
@@ -239,7 +238,6 @@ class Store:
             "AND outcome IN ('passed', 'skipped') AND NOT opaque AND id NOT IN (SELECT id FROM touched)",
             (env,),
         )
-        self._settled = True
         rows = conn.execute(
             "SELECT DISTINCT d.file FROM deps d JOIN records r ON r.id = d.record "
             "WHERE d.file IN (SELECT id FROM changed) AND r.test NOT IN (SELECT id FROM settled)"
@@ -267,14 +265,12 @@ class Store:
         conn.execute("DELETE FROM stale")
         conn.executemany("INSERT INTO stale VALUES (?)", [(i,) for i in stale_files])
         # each distinct (file version, block set) is judged once; SQLite then finds the records
-        # (deps is indexed by (file, names): both queries read the index only)
-        if self._settled:  # only the records of tests `settle` left open
-            pairs = conn.execute(
-                "SELECT DISTINCT d.file, d.names FROM deps d JOIN records r ON r.id = d.record "
-                "WHERE d.file IN (SELECT id FROM stale) AND r.test NOT IN (SELECT id FROM settled)"
-            )
-        else:
-            pairs = conn.execute("SELECT DISTINCT file, names FROM deps WHERE file IN (SELECT id FROM stale)")
+        # (deps is indexed by (file, names))
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS settled (id INTEGER PRIMARY KEY)")
+        pairs = conn.execute(  # only the records of tests `settle` left open (all, if it did not run)
+            "SELECT DISTINCT d.file, d.names FROM deps d JOIN records r ON r.id = d.record "
+            "WHERE d.file IN (SELECT id FROM stale) AND r.test NOT IN (SELECT id FROM settled)"
+        )
         hits: list[tuple[int, int]] = []
         reads: list[tuple[int, int, int]] = []
         for fid, nid in pairs.fetchall():
