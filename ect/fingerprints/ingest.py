@@ -17,14 +17,16 @@ import os
 import site
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, FileBlocks, parse_blocks
-from ect.fingerprints.recorder import IMPORT_TIME, digest_bytes
+from ect.fingerprints.recorder import IMPORT_TIME, RAW_FORMAT, digest_bytes
 from ect.fingerprints.store import Record, Store
 from ect.graph import Graph
+
+T = TypeVar("T")
 
 
 def environment() -> str:
@@ -52,8 +54,40 @@ def _skeleton(names: list[str]) -> list[str]:
     return sorted({SKELETON if n == SKELETON_CALL else n for n in names})
 
 
+def _via_skeleton(rules: dict[str, str]) -> dict[str, str]:
+    """`_skeleton` for the rules that charged blocks to a test."""
+    return {(SKELETON if n == SKELETON_CALL else n): rule for n, rule in rules.items()}
+
+
+def _content_key(value: list[str] | dict[str, str]) -> str:
+    """A hash of sorted block names, or of a {block: rule} table."""
+    text = "\n".join(value) if isinstance(value, list) else json.dumps(value, sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+_RAN_NOTHING: list[str] = []  # shared, never changed
+
+
+class _PerObject:
+    """What a function makes of a list or dict, once per object: `load_raw` hands one object to
+    every test that ran the same blocks of a file. The object is kept, so its `id` stays its own."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Any, Any]] = {}
+
+    def get(self, obj: Any, make: Callable[[Any], T]) -> T:
+        hit = self._memo.get(id(obj))
+        if hit is None:
+            hit = self._memo[id(obj)] = (obj, make(obj))
+        return hit[1]
+
+
 def load_raw(out_dir: Path) -> dict[str, Any] | None:
-    """Merge the raw files of all pytest processes (xdist workers write one each)."""
+    """Merge the raw files of all pytest processes (xdist workers write one each).
+
+    A name list or rule table shared in one file stays one object here (`recorder._SharedTable`),
+    so that `ingest` handles each distinct one once.
+    """
     merged: dict[str, Any] = {
         "executed": {},
         "modules": {},
@@ -70,27 +104,36 @@ def load_raw(out_dir: Path) -> dict[str, Any] | None:
     for path in sorted(out_dir.glob("raw-*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            if data.get("format") != RAW_FORMAT:
+                return None
+            _merge_raw(merged, data)
+        except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
             return None  # a worker's recording is unreadable: record nothing from this run
         found = True
-        for key in ("executed", "reads", "dirs"):
-            for ctx, value in data.get(key, {}).items():
-                target = merged[key].setdefault(ctx, {} if key == "executed" else [])
-                if key == "executed":
-                    for rel, names in value.items():
-                        target[rel] = sorted(set(target.get(rel, [])) | set(names))
-                else:
-                    target.extend(value)
-        for key in ("modules", "data_digests", "dir_digests"):
-            merged[key].update(data.get(key, {}))
-        merged["opaque"].extend(data.get("opaque", []))
-        merged["loaded"].extend(data.get("loaded", []))
-        merged["empty_files"].extend(data.get("empty_files", []))
-        for ctx, files in data.get("via", {}).items():
-            target_via = merged["via"].setdefault(ctx, {})
-            for rel, names in files.items():
-                target_via.setdefault(rel, {}).update(names)
     return merged if found else None
+
+
+def _merge_raw(merged: dict[str, Any], data: dict[str, Any]) -> None:
+    names: list[list[str]] = data["names"]
+    rules: list[str] = data["rules"]
+    vias = [{n: rules[i] for n, i in v.items()} for v in data["vias"]]
+    for ctx, files in data["executed"].items():
+        target = merged["executed"].setdefault(ctx, {})
+        for rel, i in files.items():
+            old = target.get(rel)
+            target[rel] = names[i] if old is None else sorted(set(old) | set(names[i]))
+    for key in ("reads", "dirs"):
+        for ctx, value in data.get(key, {}).items():
+            merged[key].setdefault(ctx, []).extend(value)
+    for key in ("modules", "data_digests", "dir_digests"):
+        merged[key].update(data.get(key, {}))
+    for key in ("opaque", "loaded", "empty_files"):
+        merged[key].extend(data.get(key, []))
+    for ctx, files in data["via"].items():
+        target_via = merged["via"].setdefault(ctx, {})
+        for rel, i in files.items():
+            old = target_via.get(rel)
+            target_via[rel] = vias[i] if old is None else {**old, **vias[i]}
 
 
 class Closures:
@@ -99,6 +142,7 @@ class Closures:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.memo: dict[str, frozenset[str]] = {}
+        self.unions: dict[frozenset[str], frozenset[str]] = {}
 
     def of(self, path: str) -> frozenset[str]:
         if path in self.memo:
@@ -113,6 +157,13 @@ class Closures:
         result = frozenset(seen)
         self.memo[path] = result
         return result
+
+    def union(self, starts: frozenset[str]) -> frozenset[str]:
+        """The closure of several files (memoised: the tests of a module mostly start alike)."""
+        found = self.unions.get(starts)
+        if found is None:
+            found = self.unions[starts] = frozenset().union(*(self.of(s) for s in starts))
+        return found
 
 
 class DynamicSites:
@@ -194,7 +245,8 @@ def ingest(
     # a test that ran a module's skeleton imported it then (a lambda of the module level only ran)
     raw_executed: dict[str, dict[str, list[str]]] = raw["executed"]
     lazily_of = {ctx: [r for r, names in fs.items() if SKELETON in names] for ctx, fs in raw_executed.items()}
-    executed = {ctx: {rel: _skeleton(names) for rel, names in fs.items()} for ctx, fs in raw_executed.items()}
+    shared = _PerObject()
+    executed = {c: {r: shared.get(n, _skeleton) for r, n in fs.items()} for c, fs in raw_executed.items()}
     # a test module collected without running a test is recorded as a test of its own (`recorder`)
     bad = {e.split("::")[0] for e in collect_errors}
     ran_files = {n.split("::")[0] for n in outcomes}
@@ -221,12 +273,11 @@ def ingest(
     dirs = {nodeid_map.get(c, c): v for c, v in raw["dirs"].items()}
     opaque = {nodeid_map.get(c, c) for c in raw["opaque"]}
     via_of = {
-        nodeid_map.get(c, c): {
-            rel: {(SKELETON if n == SKELETON_CALL else n): rule for n, rule in names.items()}
-            for rel, names in v.items()
-        }
+        nodeid_map.get(c, c): {rel: shared.get(rules, _via_skeleton) for rel, rules in v.items()}
         for c, v in raw.get("via", {}).items()
     }
+    digests = {path: info.digest for path, info in graph.infos.items()}
+    hashes = _PerObject()
     now = time.time()
     records = []
     conftests: dict[str, list[str]] = {}
@@ -237,20 +288,18 @@ def ingest(
         files = by_test.get(nodeid, {})
         if test_file not in conftests:
             conftests[test_file] = conftests_for(test_file, fileset)
-        starts = [test_file, *conftests[test_file], *(f for f in files if f in fileset)]
-        closure: set[str] = set()
-        for start in starts:
-            closure |= closures.of(start)
+        starts = frozenset([test_file, *conftests[test_file], *(f for f in files if f in fileset)])
+        closure = set(closures.union(starts))
         # a dynamic import may bring in anything imported at start-up: when the test, or the
         # import-time code, ran one (or the file's sites are not all inside functions)
         if any(dynamic_blocks.may_run(d, files.get(d, ()), at_import.get(d, ())) for d in closure & dynamic):
             closure |= imported_at_start
         py: dict[str, list[Any]] = {}
-        for path in sorted(closure | set(files)):
-            digest = modules.get(path) or (graph.infos[path].digest if path in graph.infos else None)
+        for path in sorted(closure | files.keys()):
+            digest = modules.get(path) or digests.get(path)
             if digest is None:
                 continue
-            py[path] = [digest, files.get(path, []), path in closure]  # names sorted by load_raw
+            py[path] = [digest, files.get(path, _RAN_NOTHING), path in closure]  # names sorted by load_raw
         read = {p: raw["data_digests"].get(p) for p in sorted(set(reads.get(nodeid, [])))}
         deps = {
             "py": py,
@@ -261,7 +310,14 @@ def ingest(
         via = {p: v for p, v in via_of.get(nodeid, {}).items() if p in py}
         if via:
             deps["via"] = via
-        fp = hashlib.blake2b(json.dumps([env, deps], sort_keys=True).encode(), digest_size=12).hexdigest()
+        # each shared name list or rule table by its hash (`_PerObject`): the same fingerprint for
+        # the same dependencies, without encoding every test's lists again
+        key = {
+            **deps,
+            "py": {p: [d, hashes.get(names, _content_key), c] for p, (d, names, c) in py.items()},
+            "via": {p: hashes.get(v, _content_key) for p, v in via.items()},
+        }
+        fp = hashlib.blake2b(json.dumps([env, key], sort_keys=True).encode(), digest_size=12).hexdigest()
         base = uncommitted is None or (uncommitted.isdisjoint(py) and uncommitted.isdisjoint(read))
         duration = durations.get(nodeid, 0.0)
         records.append(Record(nodeid, test_file, fp, outcome, duration, env, now, deps, base))

@@ -31,9 +31,9 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ect.fingerprints import constants, memo
 from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
@@ -41,6 +41,9 @@ from ect.fingerprints.branches import ANY, SUB, branch_bodies
 from ect.fingerprints.memo import HITS
 
 IMPORT_TIME = ""
+B = TypeVar("B", bound=Hashable)
+# the layout of `raw-<pid>.json` (`Recorder.finish`, `ingest.load_raw`)
+RAW_FORMAT = 2
 _SUBPROCESS_EVENTS = frozenset(
     {
         "subprocess.Popen",
@@ -456,6 +459,7 @@ class Recorder:
         self.unwatched_draws = False  # hypothesis drew outside a test, or unseen (`draws`)
         self._in_hook = False
         self._active = True
+        self._rels: dict[str, str | None] = {}
         # in a forked child: what it reads or starts, or a module it imports, cannot reach this
         # process's tables, so it sets this shared flag and its test counts as opaque
         self.in_child = False
@@ -471,6 +475,14 @@ class Recorder:
         sys.meta_path.insert(0, InstrumentingFinder(self))
 
     def _rel(self, path: str) -> str | None:
+        """`path` relative to the repository, if it is a file of it ect records (memoised: every
+        import asks, and `realpath` costs a system call per component)."""
+        if path in self._rels:
+            return self._rels[path]
+        rel = self._rels[path] = self._find_rel(path)
+        return rel
+
+    def _find_rel(self, path: str) -> str | None:
         full = os.path.realpath(path)
         if not full.startswith(self.prefix) or full.startswith(self.skip):
             return None
@@ -499,6 +511,12 @@ class Recorder:
         if mod is None or mod.digest != digest or mod.names != names:
             mod = self.modules[rel] = _Module(rel, digest, names)
         return mod
+
+    def _block_index(self, rel: str, block: str) -> int | None:
+        mod = self.modules.get(rel)
+        if mod is None or block not in mod.names:
+            return None
+        return mod.names.index(block)
 
     def flush(self) -> None:
         """Move the hits since the last flush into the current context."""
@@ -719,19 +737,16 @@ class Recorder:
                 rel = self._rel(origin)
                 if rel is not None:
                     self.loaded.add(rel)
-        hits = {
-            ctx: {rel: {self.modules[rel].names[i] for i in idx} for rel, idx in files.items()}
-            for ctx, files in self.hits.items()
-        }
         att = attribute(
             self.tests,
             self.fixture_users,
-            hits,
+            self.hits,  # block indices: names only for each distinct set (`_SharedTable`)
             self.reads,
             self.dirs,
             self.opaque,
             self.collected,
             self.keys,
+            self._block_index,
         )
         harvested = {p for paths in self.reads.values() for p in paths if constants.source_of(p) is not None}
         for nodeid in self.harvest_users & set(self.tests) if harvested else ():
@@ -752,11 +767,13 @@ class Recorder:
         }
         kept = bool(harvested) and constants.harvester_matches()  # judged by what it keeps
         listed = {p for paths in self.dirs.values() for p in paths}
+        table = _SharedTable({rel: m.names for rel, m in self.modules.items()})
         out = {
+            "format": RAW_FORMAT,
             "pid": os.getpid(),
-            # unsorted: `ingest.load_raw` sorts while it merges the processes' files
-            "executed": {c: {r: list(n) for r, n in fs.items()} for c, fs in att.executed.items()},
-            "via": att.via,
+            # each distinct (sorted) set of block names, and each distinct {block: rule}, written once
+            "executed": {c: {r: table.names(r, n) for r, n in fs.items()} for c, fs in att.executed.items()},
+            "via": {c: {r: table.via(r, v) for r, v in fs.items()} for c, fs in att.via.items()},
             "modules": {rel: m.digest for rel, m in self.modules.items()},
             "reads": {c: sorted(p) for c, p in att.reads.items()},
             "dirs": {c: sorted(p) for c, p in att.dirs.items()},
@@ -765,12 +782,39 @@ class Recorder:
             "opaque": sorted(att.opaque),
             "empty_files": sorted(att.empty_files),
             "loaded": sorted(self.loaded | set(self.modules)),
+            **table.to_json(),
         }
         os.makedirs(self.out_dir, exist_ok=True)
         target = os.path.join(self.out_dir, f"raw-{os.getpid()}.json")
         with open(target + ".tmp", "w", encoding="utf-8") as fh:
             fh.write(json.dumps(out))  # one-shot: the C encoder (`dump` streams in Python)
         os.replace(target + ".tmp", target)
+
+
+class _SharedTable:
+    """Distinct values of the raw recording, each written once and referred to by index: most tests
+    of a module run the same blocks of a file, and a rule charges the same blocks to many tests.
+    Blocks come as indices into their module's names (`names_of`)."""
+
+    def __init__(self, names_of: dict[str, list[str]]) -> None:
+        self._names_of = names_of
+        self._names: dict[tuple[str, frozenset[int]], int] = {}
+        self._vias: dict[tuple[str, frozenset[tuple[int, str]]], int] = {}
+
+    def names(self, rel: str, blocks: Collection[int]) -> int:
+        return self._names.setdefault((rel, frozenset(blocks)), len(self._names))
+
+    def via(self, rel: str, rules: dict[int, str]) -> int:
+        return self._vias.setdefault((rel, frozenset(rules.items())), len(self._vias))
+
+    def to_json(self) -> dict[str, Any]:
+        rules: dict[str, int] = {}
+        vias = []
+        for rel, pairs in self._vias:
+            names = self._names_of[rel]
+            vias.append({names[i]: rules.setdefault(r, len(rules)) for i, r in sorted(pairs)})
+        listed = [sorted(map(self._names_of[rel].__getitem__, blocks)) for rel, blocks in self._names]
+        return {"names": listed, "rules": list(rules), "vias": vias}
 
 
 def _source_of(path: str) -> str:
@@ -850,12 +894,14 @@ def _enclosing(nodeid: str) -> list[str]:
     return out
 
 
-class Attribution:
-    """What each test observed: its own hits plus those of the collectors and fixtures it depends on."""
+class Attribution(Generic[B]):
+    """What each test observed: its own hits plus those of the collectors and fixtures it depends on.
+
+    Blocks are `B`: names, or (in the recorder) their indices in the module's list of names."""
 
     def __init__(self) -> None:
-        self.executed: dict[str, dict[str, set[str]]] = {}
-        self.via: dict[str, dict[str, dict[str, str]]] = {}  # test -> file -> block -> rule
+        self.executed: dict[str, dict[str, set[B]]] = {}
+        self.via: dict[str, dict[str, dict[B, str]]] = {}  # test -> file -> block -> rule
         self.reads: dict[str, set[str]] = {}
         self.dirs: dict[str, set[str]] = {}
         self.opaque: set[str] = set()
@@ -868,13 +914,14 @@ class Attribution:
 def attribute(
     tests: list[str],
     fixture_users: dict[str, set[str]],
-    hits: dict[str, dict[str, set[str]]],
+    hits: dict[str, dict[str, set[B]]],
     reads: dict[str, set[str]],
     dirs: dict[str, set[str]],
     opaque: set[str],
     collected: Collection[str] = (),
     keys: dict[str, dict[str, set[int]]] | None = None,
-) -> Attribution:
+    block_of: Callable[[str, str], B | None] | None = None,
+) -> Attribution[B]:
     """Hand what ran in collector and fixture contexts to the tests that can observe it.
 
     Collection of a directory, module or class goes to the tests under it; a fixture's setup
@@ -918,9 +965,10 @@ def attribute(
         seen.add(ctx)
         rel, _, rest = ctx[len(MISS) :].partition("\0")
         block, _, key = rest.partition("\0")
+        wanted = block_of(rel, block) if block_of is not None else block
         found: set[str] = set()
         for other, files in hits.items():
-            if other in seen or block not in files.get(rel, ()):
+            if other in seen or wanted not in files.get(rel, ()):
                 continue
             looked_up = keys.get(other, {}).get(f"{rel}\0{block}") if key else None
             if looked_up is not None and int(key) not in looked_up:
@@ -935,20 +983,23 @@ def attribute(
             found.update(more)
         return sorted(found) or [IMPORT_TIME]
 
-    att = Attribution()
+    att: Attribution[B] = Attribution()
     att.empty_files = empty
     for ctx, files in hits.items():
         targets = users(ctx)
+        rule = describe(ctx) if targets is not None else ""
         for target in targets or [ctx]:
             table = att.executed.setdefault(target, {})
             for rel, names in files.items():
                 table.setdefault(rel, set()).update(names)
             if targets is not None and target != IMPORT_TIME:
-                rule = describe(ctx)
                 via = att.via.setdefault(target, {})
                 for rel, names in files.items():
-                    for name in names:
-                        via.setdefault(rel, {}).setdefault(name, rule)
+                    rules = via.get(rel)
+                    if rules is None:
+                        via[rel] = dict.fromkeys(names, rule)
+                    else:  # the first rule that charged a block stays
+                        rules.update(dict.fromkeys(names - rules.keys(), rule))
     for ctx, paths in reads.items():
         for target in users(ctx) or [ctx]:
             att.reads.setdefault(target, set()).update(paths)
@@ -965,9 +1016,8 @@ def attribute(
     for target, via in att.via.items():
         own = hits.get(target, {})
         for rel in list(via):
-            for name in list(via[rel]):
-                if name in own.get(rel, ()):
-                    del via[rel][name]
+            for name in via[rel].keys() & own.get(rel, set()):
+                del via[rel][name]
             if not via[rel]:
                 del via[rel]
     return att
