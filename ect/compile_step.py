@@ -6,6 +6,8 @@ Each step is timed; errors are `path:line:col: message`, grouped by step.
 from __future__ import annotations
 
 import ast
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ect.config import Config
+from ect.state import read_json, write_json
+
+COMPILED_CACHE = "compiled.json"
+COMPILED_CACHE_VERSION = 1
+COMPILED_CACHE_KEEP = 50_000
 
 
 @dataclass(frozen=True)
@@ -46,12 +53,49 @@ class CompileReport:
         return not self.errors
 
 
-def byte_compile(root: Path, rel_path: str) -> tuple[ast.Module | None, CompileError | None]:
-    """Parse and compile one file exactly as the interpreter would import it."""
+class CompiledCache:
+    """The content digests of sources that byte-compiled cleanly with this interpreter
+    (`<state>/compiled.json`): a run over every file (`--all`) compiles only what is new.
+    The same bytes always compile the same way on the same Python, so a hit is as good as compiling."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.key = [COMPILED_CACHE_VERSION, sys.version]
+        data = read_json(path) if path is not None else None
+        ok = data.get("ok") if isinstance(data, dict) and data.get("key") == self.key else None
+        self.ok: dict[str, None] = (
+            dict.fromkeys(x for x in ok if isinstance(x, str)) if isinstance(ok, list) else {}
+        )
+        self.changed = False
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.ok
+
+    def add(self, digest: str) -> None:
+        self.ok.pop(digest, None)  # newest last: the oldest are dropped first
+        self.ok[digest] = None
+        self.changed = True
+
+    def save(self) -> None:
+        if self.path is None or not self.changed:
+            return
+        kept = list(self.ok)[-COMPILED_CACHE_KEEP:]
+        with contextlib.suppress(OSError):  # a read-only state: compiled again next time
+            write_json(self.path, {"key": self.key, "ok": kept})
+
+
+def byte_compile(
+    root: Path, rel_path: str, cache: CompiledCache | None = None
+) -> tuple[ast.Module | None, CompileError | None]:
+    """Parse and compile one file exactly as the interpreter would import it (no tree: `cache`
+    knew these bytes compile)."""
     try:
         source = (root / rel_path).read_bytes()
     except OSError as exc:
         return None, CompileError("compile", rel_path, 1, 1, f"cannot read: {exc.strerror}")
+    digest = hashlib.blake2b(source, digest_size=16).hexdigest() if cache is not None else ""
+    if cache is not None and digest in cache:
+        return None, None
     try:
         tree = ast.parse(source, rel_path)
         compile(tree, rel_path, "exec", dont_inherit=True)
@@ -64,6 +108,8 @@ def byte_compile(root: Path, rel_path: str) -> tuple[ast.Module | None, CompileE
         return None, CompileError("compile", rel_path, 1, 1, f"{type(exc).__name__}: {exc}")
     except (RecursionError, MemoryError) as exc:  # absurdly deep nesting: the interpreter fails too
         return None, CompileError("compile", rel_path, 1, 1, f"{type(exc).__name__}: too deeply nested")
+    if cache is not None:
+        cache.add(digest)
     return tree, None
 
 
@@ -147,10 +193,12 @@ def _size(path: Path) -> int:
         return 0
 
 
-def run_compile(root: Path, cfg: Config, files: list[str]) -> CompileReport:
-    """Compile `files` (repo-relative .py paths that exist): byte-compile, then ruff, then mypy."""
+def run_compile(root: Path, cfg: Config, files: list[str], use_cache: bool = True) -> CompileReport:
+    """Compile `files` (repo-relative .py paths that exist): byte-compile (what compiled before is
+    not compiled again, `CompiledCache`), then ruff, then mypy."""
     report = CompileReport()
     started = time.perf_counter()
+    cache = CompiledCache(cfg.state_path / COMPILED_CACHE if use_cache else None)
     limit = getattr(cfg, "max_file_size", 0) or None
     for rel in list(files):
         size = _size(root / rel)
@@ -160,11 +208,12 @@ def run_compile(root: Path, cfg: Config, files: list[str]) -> CompileReport:
             )
             files = [f for f in files if f != rel]
             continue
-        tree, error = byte_compile(root, rel)
+        tree, error = byte_compile(root, rel, cache)
         if error is not None:
             report.errors.append(error)
         elif tree is not None:
             report.trees[rel] = tree
+    cache.save()
     report.durations_ms["compile"] = (time.perf_counter() - started) * 1000
     if files and cfg.ruff:
         started = time.perf_counter()

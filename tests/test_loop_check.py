@@ -254,3 +254,25 @@ def test_all_starts_the_tests_early_and_a_compile_error_stops_them(make_repo, ra
     assert processes_in(repo) == []  # ... and it was stopped with everything it started
     time.sleep(3.5)
     assert not marker.exists()
+
+
+def test_compiled_content_is_not_compiled_again_and_a_corrupt_cache_is_rebuilt(make_repo) -> None:
+    from ect.compile_step import COMPILED_CACHE, run_compile
+    from ect.config import load_config
+
+    repo = make_repo()
+    cfg = load_config(repo)
+    files = ["acme/core.py", "acme/util.py"]
+    first = run_compile(repo, cfg, files)
+    assert first.ok and sorted(first.trees) == files  # compiled, the trees handed to the graph
+    again = run_compile(repo, cfg, files)
+    assert again.ok and again.trees == {}  # the same bytes: known to compile
+    with (repo / "acme/util.py").open("a") as fh:
+        fh.write("def broken(:\n")
+    broken = run_compile(repo, cfg, files)
+    assert [(e.path, e.line) for e in broken.errors] == [("acme/util.py", 8)]
+    (cfg.state_path / COMPILED_CACHE).write_bytes(b"\x00not json")
+    git(repo, "checkout", "-q", "acme/util.py")
+    rebuilt = run_compile(repo, cfg, files)
+    assert rebuilt.ok and sorted(rebuilt.trees) == files  # compiled again, and remembered
+    assert json.loads((cfg.state_path / COMPILED_CACHE).read_text())["ok"]
