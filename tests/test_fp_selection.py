@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -818,3 +819,24 @@ def test_code_a_shared_memo_ran_for_an_earlier_test_reaches_the_later_tests_that
         "factory": "test_b: shop/parse.py::parse ran in a cache miss of shop/settings.py::_Settings.__call__",
     }[cache]
     assert rule in proc.stdout, proc.stdout
+
+
+def test_a_recording_by_xdist_workers_selects_as_precisely_as_one_process(make_repo, ran_log) -> None:
+    # each worker writes its own raw recording, with its own shared tables (`load_raw` merges them)
+    files = dict(FP_SAMPLE)
+    files["pyproject.toml"] = FP_SAMPLE["pyproject.toml"] + "\n        [tool.ect]\n        xdist = true\n"
+    repo = make_repo(files)
+    proc = check(repo, "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"created: \d+/\d+ workers", proc.stdout), proc.stdout  # it ran in workers
+    assert ran_log() == ALL
+    assert len(db_nodeids(repo / ".ect/fingerprints.db")) == len(ALL)
+    edit(repo, "shop/prices.py", "return net(x) + 1", "return 1 + net(x)")
+    assert check(repo).returncode == 0
+    assert ran_log() == ["test_gross"]
+    edit(repo, "shop/prices.py", "return x * RATE", "return RATE * x")
+    assert check(repo).returncode == 0
+    assert ran_log() == ["test_gross", "test_net"]
+    edit(repo, "shop/prices.py", "RATE = 2", "RATE = 3")  # read by what net runs, in either worker
+    assert check(repo).returncode == 1
+    assert ran_log() == ["test_gross", "test_net"]
