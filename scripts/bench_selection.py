@@ -191,6 +191,7 @@ class TestmonObserver:
             time_s = sum(full.durations.get(t, 0.0) for t in ran_line)
             out["oracle"] = {"tests": len(ran_line), "time_s": time_s}
         out["ect_wall_s"] = sum(sel.phases_ms.values()) / 1000
+        out["ect_phases_ms"] = {k: round(v, 1) for k, v in sel.phases_ms.items()}
         # per-test recall: the tests the mutant fails in the full suite that a tool did not fail
         broke = _failed(full) & self.passing if self.passing else _failed(full)
         out["failing"] = len(broke)
@@ -492,6 +493,11 @@ def bench_project(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
             f"{_median([m.extra['ect_wall_s'] for m in one_file]):.2f} s, plain pytest on the same tests "
             f"{_median([m.extra['plain_same_s'] for m in one_file]):.2f} s, ect overhead {overhead:.0f} ms"
         )
+        phases = sorted({k for m in one_file for k in m.extra.get("ect_phases_ms", {})})
+        if phases:
+            per = [m.extra.get("ect_phases_ms", {}) for m in one_file]
+            medians = {k: _median([p.get(k, 0.0) for p in per]) for k in phases}
+            print("  its phases (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in medians.items()))
         warm = [m for m in one_file if m.extra.get("watch_wall_s") is not None]
         if warm:
             watch_over = _median([(m.extra["watch_wall_s"] - m.extra["plain_same_s"]) * 1000 for m in warm])
