@@ -311,13 +311,15 @@ def ingest(
         if via:
             deps["via"] = via
         # each shared name list or rule table by its hash (`_PerObject`): the same fingerprint for
-        # the same dependencies, without encoding every test's lists again
-        key = {
-            **deps,
-            "py": {p: [d, hashes.get(names, _content_key), c] for p, (d, names, c) in py.items()},
-            "via": {p: hashes.get(v, _content_key) for p, v in via.items()},
-        }
-        fp = hashlib.blake2b(json.dumps([env, key], sort_keys=True).encode(), digest_size=12).hexdigest()
+        # the same dependencies, without encoding every test's lists again. Fields are joined by NUL,
+        # which no path holds, in a fixed layout: two different dependencies never read alike.
+        fields = [env, str(len(py))]
+        for path, (digest, names, in_closure) in py.items():  # sorted by path
+            fields += (path, digest, hashes.get(names, _content_key), "1" if in_closure else "0")
+        fields.append(json.dumps([read, deps["dirs"], deps["opaque"]], sort_keys=True))
+        for path in sorted(via):
+            fields += (path, hashes.get(via[path], _content_key))
+        fp = hashlib.blake2b("\0".join(fields).encode(), digest_size=12).hexdigest()
         base = uncommitted is None or (uncommitted.isdisjoint(py) and uncommitted.isdisjoint(read))
         duration = durations.get(nodeid, 0.0)
         records.append(Record(nodeid, test_file, fp, outcome, duration, env, now, deps, base))
