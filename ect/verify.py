@@ -7,6 +7,7 @@ recall is the share of mutants the full suite catches that the selection catches
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -334,15 +335,22 @@ def _run_mutants(
                         raise
                     full = exc.run
                 sel_collect.clear()
-                sel = run_loop(
-                    scratch,
-                    cfg,
-                    Scope(mode="worktree"),
-                    stream=False,
-                    trigger="ci",
-                    timeout=timeout,
-                    pytest_runner=selection_runner,
-                )
+                # timed as a fresh `ect check` process would run it: the collector does not walk
+                # verify's own objects (the full run's results, a benchmark's coverage data)
+                gc.collect()
+                gc.freeze()
+                try:
+                    sel = run_loop(
+                        scratch,
+                        cfg,
+                        Scope(mode="worktree"),
+                        stream=False,
+                        trigger="ci",
+                        timeout=timeout,
+                        pytest_runner=selection_runner,
+                    )
+                finally:
+                    gc.unfreeze()
                 extra = observer.observe(mutant, scratch, cfg, full, sel) if observer is not None else {}
             finally:
                 mutant.revert(scratch)
