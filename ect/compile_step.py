@@ -22,7 +22,8 @@ from ect.state import read_json, write_json
 
 COMPILED_CACHE = "compiled.json"
 COMPILED_CACHE_VERSION = 1
-COMPILED_CACHE_KEEP = 50_000
+COMPILED_CACHE_KEEP = 20_000
+COMPILED_CACHE_MIN_FILES = 16  # fewer compile faster than the cache file reads
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,9 @@ def run_compile(root: Path, cfg: Config, files: list[str], use_cache: bool = Tru
     not compiled again, `CompiledCache`), then ruff, then mypy."""
     report = CompileReport()
     started = time.perf_counter()
-    cache = CompiledCache(cfg.state_path / COMPILED_CACHE if use_cache else None)
+    # a few changed files compile in a few ms: the cache (read on every use) is for runs over many
+    many = use_cache and len(files) >= COMPILED_CACHE_MIN_FILES
+    cache = CompiledCache(cfg.state_path / COMPILED_CACHE if many else None)
     limit = getattr(cfg, "max_file_size", 0) or None
     for rel in list(files):
         size = _size(root / rel)

@@ -257,12 +257,15 @@ def test_all_starts_the_tests_early_and_a_compile_error_stops_them(make_repo, ra
 
 
 def test_compiled_content_is_not_compiled_again_and_a_corrupt_cache_is_rebuilt(make_repo) -> None:
-    from ect.compile_step import COMPILED_CACHE, run_compile
+    from ect.compile_step import COMPILED_CACHE, COMPILED_CACHE_MIN_FILES, run_compile
     from ect.config import load_config
 
     repo = make_repo()
+    more = {f"acme/m{i}.py": f"def f{i}(x):\n    return x + {i}\n" for i in range(COMPILED_CACHE_MIN_FILES)}
+    write(repo, more)
     cfg = load_config(repo)
-    files = ["acme/core.py", "acme/util.py"]
+    files = sorted(["acme/core.py", "acme/util.py", *more])
+    assert sorted(run_compile(repo, cfg, files[:2]).trees) == files[:2]  # a few files: no cache
     first = run_compile(repo, cfg, files)
     assert first.ok and sorted(first.trees) == files  # compiled, the trees handed to the graph
     again = run_compile(repo, cfg, files)
@@ -271,6 +274,7 @@ def test_compiled_content_is_not_compiled_again_and_a_corrupt_cache_is_rebuilt(m
         fh.write("def broken(:\n")
     broken = run_compile(repo, cfg, files)
     assert [(e.path, e.line) for e in broken.errors] == [("acme/util.py", 8)]
+    assert sorted(broken.trees) == []  # the others: known
     (cfg.state_path / COMPILED_CACHE).write_bytes(b"\x00not json")
     git(repo, "checkout", "-q", "acme/util.py")
     rebuilt = run_compile(repo, cfg, files)
