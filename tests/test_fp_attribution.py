@@ -323,3 +323,50 @@ def test_attribution_rules_and_the_global_fallback() -> None:
     assert att.reads["tests/sub/test_b.py::test_z"] == {"data.txt"}
     assert att.opaque == {"tests/sub/test_b.py::test_z", "tests/test_a.py::test_x"}
     assert att.dirs == {IMPORT_TIME: {"tests"}}  # pytest listing a directory to collect it
+
+
+def test_raw_recordings_merge_by_content_and_a_bad_one_records_nothing(tmp_path: Path) -> None:
+    import json
+
+    from ect.fingerprints.ingest import load_raw
+    from ect.fingerprints.recorder import RAW_FORMAT
+
+    def raw(
+        pid: int, names: list[list[str]], executed: dict, vias: list[dict], rules: list[str], via: dict
+    ) -> None:
+        data = {"format": RAW_FORMAT, "pid": pid, "names": names, "executed": executed, "rules": rules}
+        data |= {"vias": vias, "via": via, "modules": {"pkg/a.py": "d1"}, "reads": {}, "dirs": {}}
+        (tmp_path / f"raw-{pid}.json").write_text(json.dumps(data))
+
+    # two workers, each with its own tables: import time ran different blocks in each
+    raw(
+        1,
+        [["f"], ["g", "h"]],
+        {"": {"pkg/a.py": 0}, "t1": {"pkg/a.py": 1}},
+        [{"g": 0}],
+        ["collecting"],
+        {"t1": {"pkg/a.py": 0}},
+    )
+    raw(
+        2,
+        [["k"], ["f", "g"]],
+        {"": {"pkg/a.py": 0}, "t2": {"pkg/a.py": 1}},
+        [{"f": 0}],
+        ["a fixture"],
+        {"t2": {"pkg/a.py": 0}},
+    )
+    merged = load_raw(tmp_path)
+    assert merged is not None
+    assert merged["executed"] == {
+        "": {"pkg/a.py": ["f", "k"]},
+        "t1": {"pkg/a.py": ["g", "h"]},
+        "t2": {"pkg/a.py": ["f", "g"]},
+    }
+    assert merged["via"] == {"t1": {"pkg/a.py": {"g": "collecting"}}, "t2": {"pkg/a.py": {"f": "a fixture"}}}
+
+    raw(3, [["x"]], {"t3": {"pkg/a.py": 5}}, [], [], {})  # an index past its table
+    assert load_raw(tmp_path) is None
+    (tmp_path / "raw-3.json").write_text(json.dumps({"format": RAW_FORMAT - 1, "executed": {}}))
+    assert load_raw(tmp_path) is None  # another ect's format
+    (tmp_path / "raw-3.json").write_text("{truncated")
+    assert load_raw(tmp_path) is None
