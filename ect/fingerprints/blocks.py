@@ -86,7 +86,16 @@ class FileBlocks:
         raw_spans: Any = data["spans"]
         raw_blocks: Any = data["blocks"]
         spans = [(int(a), int(b), int(c), str(d)) for a, b, c, d in raw_spans]
-        return cls(str(data["skeleton"]), {str(k): str(v) for k, v in raw_blocks.items()}, spans)
+        memo: Any = data.get("memo", [])
+        found = cls(str(data["skeleton"]), {str(k): str(v) for k, v in raw_blocks.items()}, spans, [*memo])
+        literals = data.get("literals")
+        found.literals = str(literals) if literals is not None else None
+        return found
+
+
+def digest_bytes(data: bytes) -> str:
+    """Content hash used everywhere for fingerprints (the import graph uses the same)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _digest(text: str) -> str:

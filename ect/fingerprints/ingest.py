@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, FileBlocks, parse_blocks
-from ect.fingerprints.recorder import IMPORT_TIME, RAW_FORMAT, digest_bytes
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, digest_bytes
+from ect.fingerprints.recorder import IMPORT_TIME, RAW_FORMAT
 from ect.fingerprints.store import Record, Store
 from ect.graph import Graph
 
@@ -186,15 +186,10 @@ class DynamicSites:
             return None
         try:
             lines = [int(note.split(":", 1)[0].removeprefix("line ")) for note in info.dynamic]
-            cached = self.store.cached_blocks(digest)  # the selection usually parsed this version
-            if cached is not None and "spans" in cached:
-                found = FileBlocks.from_json(cached)
-            else:
-                data = (self.root / path).read_bytes()
-                found = parse_blocks(data, path)
-                if digest_bytes(data) == digest:
-                    self.store.cache_blocks(digest, found.to_json())
-        except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        except ValueError:
+            return None
+        found = self.store.file_blocks(self.root, path, digest)  # the selection usually parsed it
+        if found is None:
             return None
         names = {found.block_at(line) for line in lines}
         return None if not names or SKELETON in names else frozenset(names)

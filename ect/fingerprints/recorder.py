@@ -23,7 +23,6 @@ recording is written as JSON for ect to turn into fingerprint records.
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib.machinery
 import json
 import marshal
@@ -36,7 +35,7 @@ from types import CodeType, ModuleType
 from typing import Any, Generic, TypeVar
 
 from ect.fingerprints import constants, memo
-from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes
+from ect.fingerprints.blocks import SKELETON, SKELETON_CALL, block_nodes, digest_bytes
 from ect.fingerprints.branches import ANY, SUB, branch_bodies
 from ect.fingerprints.memo import HITS
 
@@ -64,11 +63,6 @@ _HIT = b"\x01"
 # resolves inside the repository or an argument names a path there
 _SYSTEM_INFO = frozenset({"ldconfig", "uname", "lsb_release", "getconf", "sw_vers"})
 _SKIP_PARTS = frozenset({"__pycache__", "node_modules", "site-packages"})
-
-
-def digest_bytes(data: bytes) -> str:
-    """Content hash used everywhere for fingerprints (the import graph uses the same)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def file_digest(path: str | os.PathLike[str]) -> str | None:
@@ -514,9 +508,10 @@ class Recorder:
 
     def _block_index(self, rel: str, block: str) -> int | None:
         mod = self.modules.get(rel)
-        if mod is None or block not in mod.names:
+        try:
+            return mod.names.index(block) if mod is not None else None
+        except ValueError:
             return None
-        return mod.names.index(block)
 
     def flush(self) -> None:
         """Move the hits since the last flush into the current context."""

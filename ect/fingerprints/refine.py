@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 from ect.changes import Change
 from ect.config import Config
 from ect.fingerprints import constants
-from ect.fingerprints.blocks import SKELETON, FileBlocks, parse_blocks
+from ect.fingerprints.blocks import SKELETON, FileBlocks, digest_bytes
 from ect.fingerprints.branches import ANY, Changed, base, expand, hit, label, reached, spread
-from ect.fingerprints.recorder import digest_bytes, listing_digest, read_digest
+from ect.fingerprints.recorder import listing_digest, read_digest
 from ect.fingerprints.skeleton import (
     DELTA_ALGORITHM,
     Reader,
@@ -120,22 +120,7 @@ class Current:
         return self._blocks[path]
 
     def _parse(self, path: str) -> FileBlocks | None:
-        digest = self.py_digest(path)
-        literals = path in self.harvested
-        cached = self.store.cached_blocks(digest) if digest else None
-        if cached is not None and (cached.get("literals") or not literals):
-            memo = list(cached.get("memo", []))
-            found = FileBlocks(str(cached["skeleton"]), dict(cached["blocks"]), memo=memo)
-            found.literals = cached.get("literals")
-            return found
-        try:
-            data = (self.root / path).read_bytes()
-            found = parse_blocks(data, path, literals)
-        except (OSError, SyntaxError, ValueError):
-            return None
-        if digest and digest_bytes(data) == digest:  # the content the graph saw: safe to cache
-            self.store.cache_blocks(digest, found.to_json())
-        return found
+        return self.store.file_blocks(self.root, path, self.py_digest(path), path in self.harvested)
 
     def changed_blocks(self, path: str, digest: str, old: dict[str, str], new: FileBlocks) -> Changed:
         """The blocks of version `digest` of `path` (checksums `old`) that differ now."""

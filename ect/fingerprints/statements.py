@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ect.fingerprints.recorder import digest_bytes
+from ect.fingerprints.blocks import digest_bytes
 
 _VERSION = "3"  # of `narrowed_statements`' rules, in the cache's file names
 _MAX_LINES = 200_000  # line events traced per module; past that the module's whole rule applies

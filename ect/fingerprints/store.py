@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ect.config import Config
-from ect.fingerprints.blocks import parse_blocks
+from ect.fingerprints.blocks import FileBlocks, digest_bytes, parse_blocks
 from ect.state import ensure_state_dir
 
 # 4: functions' branches are blocks (`branches`); 5: caches in nested functions (`memo`); 6: `records.base`,
@@ -391,6 +391,25 @@ class Store:
         except ValueError:
             return None
         return value if isinstance(value, dict) and "blocks" in value and "skeleton" in value else None
+
+    def file_blocks(
+        self, root: Path, path: str, digest: str | None, literals: bool = False
+    ) -> FileBlocks | None:
+        """The blocks of `path` as it is now, whose content the graph saw as `digest`: kept ones,
+        else parsed (and kept, when the file still holds that content); None when it cannot be
+        read or does not parse. `literals`: with the literals digest (`constants`)."""
+        cached = self.cached_blocks(digest) if digest else None
+        if cached is not None and (cached.get("literals") or not literals):
+            with suppress(KeyError, TypeError, ValueError):  # an entry of another shape: parsed again
+                return FileBlocks.from_json(cached)
+        try:
+            data = (root / path).read_bytes()
+            found = parse_blocks(data, path, literals)
+        except (OSError, SyntaxError, ValueError):
+            return None
+        if digest and digest_bytes(data) == digest:
+            self.cache_blocks(digest, found.to_json())
+        return found
 
     def cache_blocks(self, digest: str, blocks: dict[str, Any]) -> None:
         """Remember block checksums (see `cache_many`)."""
