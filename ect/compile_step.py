@@ -73,8 +73,7 @@ class CompiledCache:
         return digest in self.ok
 
     def add(self, digest: str) -> None:
-        self.ok.pop(digest, None)  # newest last: the oldest are dropped first
-        self.ok[digest] = None
+        self.ok[digest] = None  # newest last: the oldest are dropped first
         self.changed = True
 
     def save(self) -> None:

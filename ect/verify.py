@@ -7,6 +7,7 @@ recall is the share of mutants the full suite catches that the selection catches
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -335,11 +337,7 @@ def _run_mutants(
                         raise
                     full = exc.run
                 sel_collect.clear()
-                # timed as a fresh `ect check` process would run it: the collector does not walk
-                # verify's own objects (the full run's results, a benchmark's coverage data)
-                gc.collect()
-                gc.freeze()
-                try:
+                with heap_frozen():
                     sel = run_loop(
                         scratch,
                         cfg,
@@ -349,8 +347,6 @@ def _run_mutants(
                         timeout=timeout,
                         pytest_runner=selection_runner,
                     )
-                finally:
-                    gc.unfreeze()
                 extra = observer.observe(mutant, scratch, cfg, full, sel) if observer is not None else {}
             finally:
                 mutant.revert(scratch)
@@ -364,6 +360,18 @@ def _run_mutants(
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Time a loop as a fresh `ect check` process runs it: the garbage collector does not walk the
+    caller's own objects (the full run's results, a benchmark's coverage data)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _result(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from ect.config import Config, load_config
 from ect.fingerprints.mutate import Mutant
 from ect.loop import LoopResult, run_loop
 from ect.runner import TIMED_OUT, TestRun, autoload, python_for
-from ect.verify import copy_local_files, verify_selection
+from ect.verify import copy_local_files, heap_frozen, verify_selection
 from ect.verify_report import CAUGHT, ERROR, MISSED, VerifyReport, score
 
 INTERNAL_ERROR = 3  # pytest: a plugin crashed; not a verdict on the mutant
@@ -239,22 +238,20 @@ class TestmonObserver:
         state = self.tmp / "state-watch"
         shutil.rmtree(state, ignore_errors=True)
         shutil.copytree(snapshot, state)
-        gc.collect()
-        gc.freeze()  # as `verify` times its loop: not walking the benchmark's own objects
         try:
-            t = time.perf_counter()
-            run_loop(
-                scratch,
-                replace(cfg, state_dir=str(state)),
-                Scope(mode="worktree"),
-                stream=False,
-                trigger="watch",
-                timeout=timeout,
-                pytest_runner=self.warm.run_pytest,
-            )
-            return {"watch_wall_s": time.perf_counter() - t}
+            with heap_frozen():  # as `verify` times its loop
+                t = time.perf_counter()
+                run_loop(
+                    scratch,
+                    replace(cfg, state_dir=str(state)),
+                    Scope(mode="worktree"),
+                    stream=False,
+                    trigger="watch",
+                    timeout=timeout,
+                    pytest_runner=self.warm.run_pytest,
+                )
+                return {"watch_wall_s": time.perf_counter() - t}
         finally:
-            gc.unfreeze()
             shutil.rmtree(state, ignore_errors=True)
 
     @staticmethod
