@@ -200,6 +200,7 @@ def _compile_select_test(
     recording = writable and fingerprints_enabled(cfg)
     fp = None
     early = None
+    pending = None
     try:
         if everything and run_tests and pytest_runner is None:
             # every test runs whatever compiling finds: start them now, on the other core
@@ -211,6 +212,13 @@ def _compile_select_test(
             early = EarlyRun(
                 root, cfg, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
             )
+        elif run_tests and pytest_runner is None and res.changes:
+            # pytest's start-up (imports) overlaps compiling and selecting, on the other core
+            from ect.runner import PendingPytest
+
+            fp = FingerprintSession.open(root, cfg) if recording else None
+            extra_env = fp.recording_env() if fp is not None else None
+            pending = PendingPytest.start(root, cfg, stream=stream, parallel=parallel, extra_env=extra_env)
         t = time.perf_counter()
         if everything:
             to_compile = graph_mod.list_python_files(root, cfg)
@@ -230,7 +238,7 @@ def _compile_select_test(
         t = time.perf_counter()
         with _phase(rep, "reading the import graph"):
             graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
-        if early is None and recording:
+        if fp is None and recording:
             fp = FingerprintSession.open(root, cfg)
         total = sum(1 for f in graph.files if _is_test(f, cfg))
         if everything:
@@ -256,6 +264,10 @@ def _compile_select_test(
 
         if early is not None:
             res.test_run, early = early.result(), None
+        elif pending is not None:
+            t_tests = time.perf_counter()
+            run_pending, pending = pending, None
+            res.test_run = run_pending.run(res.test_args, stream=stream, timeout=timeout)
         else:
             t_tests = time.perf_counter()
             extra_env = fp.recording_env() if fp is not None else None
@@ -285,6 +297,8 @@ def _compile_select_test(
     finally:
         if early is not None:  # compiling failed, or anything else ended the loop: so do the tests
             early.cancel()
+        if pending is not None:  # nothing to test, or the loop ended early: it never runs
+            pending.cancel()
         if fp is not None:
             fp.close()  # also removes a recording an interrupted run left
 

@@ -356,95 +356,239 @@ def run_pytest(
     `on_start`: called with the pytest process once it runs (a caller that may kill its group).
     `hold`: streamed output waits until the gate is opened or dropped (see `ect.early_run`).
     """
-    import shutil
-    import tempfile
-
+    setup = _Setup.make(root, cfg, parallel, extra_env, stream)
     cmd = pytest_command(cfg, files, parallel)
-    python, project_env = python_for(cfg)
-    if _is_ect_python(python) and importlib.util.find_spec("pytest") is None:
-        raise EnvError(f"pytest is not installed for {python}: pip install pytest")
-    scratch = Path(tempfile.mkdtemp(prefix="ect-run-"))
-    state = cfg.state_path if state_writable(cfg.state_path) else scratch  # read-only state: still run
-    results_path = state / f"results-{os.getpid()}.json"
-    progress = scratch / "progress"
-    progress.mkdir()
-    # no nested recording; and the tests' own git commands must not see the index the hook checks
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ECT_FP_") and k != "GIT_INDEX_FILE"}
-    env = {**inherited, "ECT_RESULTS": str(results_path), "ECT_PROGRESS": str(progress), **(extra_env or {})}
-    env.update(pytest_env(root, cfg, python, project_env, scratch, env.get("PYTHONPATH")))
-    if stream and sys.stdout.isatty() and "PY_COLORS" not in env and "NO_COLOR" not in env:
-        env["PY_COLORS"] = "1"
-    limit = cfg.test_timeout or None
-    started = time.perf_counter()
-    wall_start = time.time()
-    timed_out: str | None = None
-    try:
-        proc = start_in_group(
-            cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    proc = setup.start(cmd, root, stdin=subprocess.DEVNULL)
+    return setup.supervise(proc, cmd, files, stream=stream, timeout=timeout, on_start=on_start, hold=hold)
+
+
+# What a pytest started before its arguments are known runs (`PendingPytest`): the imports every
+# run needs (pytest, its built-in plugins, what ect's plugins use), then the arguments as one JSON
+# line on stdin (none: exit), then pytest as `python -m pytest` runs it (its `__main__`, the working
+# directory on `sys.path`, stdin at /dev/null).
+_BOOT = r"""
+import os, sys
+if sys.path and sys.path[0] == "":
+    sys.path[0] = os.getcwd()
+try:
+    import importlib, pytest, _pytest.config
+    for _name in _pytest.config.default_plugins:
+        importlib.import_module("_pytest." + _name)
+    # what ect's plugins import, not the plugins: pytest warns of a `-p` plugin it cannot rewrite
+    import ect.fingerprints.recorder, ect.fingerprints.statements, ect.pytest_nodeids
+except BaseException:
+    pass  # the run itself reports what does not import
+import json
+_line = sys.stdin.buffer.readline(1 << 24)
+if not _line.endswith(b"\n"):
+    raise SystemExit(0)
+_args = json.loads(_line)
+_null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_null, 0)
+os.close(_null)
+sys.argv = ["pytest", *_args]
+import importlib.util, runpy
+if importlib.util.find_spec("pytest") is None:
+    sys.stderr.write(f"{sys.executable}: No module named pytest\n")  # as `python -m pytest` says
+    raise SystemExit(1)
+runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+"""
+
+
+class PendingPytest:
+    """A pytest process started before the selection is known, so that its start-up (about 0.1 s of
+    imports) overlaps the compile step and the selection on the other core. `run(files)` hands it
+    its arguments and supervises it as `run_pytest` does; `cancel()` ends it unused. `start` returns
+    None when it cannot be started early (the ordinary run then reports why)."""
+
+    def __init__(self, cfg: Config, setup: _Setup, proc: subprocess.Popen[Any], parallel: bool) -> None:
+        self.cfg, self.setup, self.proc, self.parallel = cfg, setup, proc, parallel
+        self.used = False
+
+    @classmethod
+    def start(
+        cls, root: Path, cfg: Config, *, stream: bool, parallel: bool, extra_env: dict[str, str] | None
+    ) -> PendingPytest | None:
+        try:
+            setup = _Setup.make(root, cfg, parallel, extra_env, stream)
+        except EnvError:
+            return None
+        try:
+            proc = setup.start([setup.python, "-c", _BOOT], root, stdin=subprocess.PIPE)
+        except EnvError:
+            return None
+        return cls(cfg, setup, proc, parallel)
+
+    def run(
+        self,
+        files: list[str] | None,
+        *,
+        stream: bool = True,
+        timeout: float | None = None,
+        on_start: Callable[[subprocess.Popen[Any]], None] | None = None,
+        hold: OutputGate | None = None,
+    ) -> TestRun:
+        """`run_pytest` on `files`, in this process (once)."""
+        assert not self.used, "a pending pytest runs once"
+        self.used = True
+        cmd = pytest_command(self.cfg, files, self.parallel)
+        line = (json.dumps(cmd[3:]) + "\n").encode("utf-8", "surrogateescape")
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # it died early: supervise reports how
+            self.proc.stdin.write(line)
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        return self.setup.supervise(
+            self.proc, cmd, files, stream=stream, timeout=timeout, on_start=on_start, hold=hold
         )
-    except OSError as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise EnvError(f"cannot run {python}: {exc.strerror}") from None
-    tee = _Tee(proc.stdout, stream, 256 * 1024 if stream else 8 * 1024 * 1024, hold)
-    tee.start()
-    exited = ExitWait(proc)
-    try:
-        if on_start is not None:
-            on_start(proc)
-        while True:
-            if exited.wait(0.2):
-                break
-            if timeout is not None and time.perf_counter() - started > timeout:
-                what, _ = _running_test(progress, wall_start)
-                timed_out = f"the run took longer than {timeout:g} s (running: {what})"
-                break
-            if limit is not None:
-                what, age = _running_test(progress, wall_start)
-                if age > limit:
-                    timed_out = f"{what} ran longer than {limit:g} s (test_timeout)"
+
+    def cancel(self) -> None:
+        """End it unused (it was never handed arguments) and remove what it was given."""
+        if self.used:
+            return
+        self.used = True
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        end_group(self.proc, signal.SIGKILL, grace=1.0)
+        with contextlib.suppress(OSError):
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+        self.setup.discard(results=False)  # it wrote none; the path may be another run's
+
+
+@dataclass
+class _Setup:
+    """Everything one pytest run is given: interpreter, environment, scratch and results paths."""
+
+    root: Path
+    cfg: Config
+    python: str
+    project_env: bool
+    scratch: Path
+    results_path: Path
+    progress: Path
+    env: dict[str, str]
+
+    @classmethod
+    def make(
+        cls, root: Path, cfg: Config, parallel: bool, extra_env: dict[str, str] | None, stream: bool
+    ) -> _Setup:
+        import tempfile
+
+        python, project_env = python_for(cfg)
+        if _is_ect_python(python) and importlib.util.find_spec("pytest") is None:
+            raise EnvError(f"pytest is not installed for {python}: pip install pytest")
+        scratch = Path(tempfile.mkdtemp(prefix="ect-run-"))
+        state = cfg.state_path if state_writable(cfg.state_path) else scratch  # read-only state: still run
+        results_path = state / f"results-{os.getpid()}.json"
+        progress = scratch / "progress"
+        progress.mkdir()
+        # no nested recording; and the tests' own git commands must not see the index the hook checks
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith("ECT_FP_") and k != "GIT_INDEX_FILE"
+        }
+        env = {
+            **inherited,
+            "ECT_RESULTS": str(results_path),
+            "ECT_PROGRESS": str(progress),
+            **(extra_env or {}),
+        }
+        env.update(pytest_env(root, cfg, python, project_env, scratch, env.get("PYTHONPATH")))
+        if stream and sys.stdout.isatty() and "PY_COLORS" not in env and "NO_COLOR" not in env:
+            env["PY_COLORS"] = "1"
+        return cls(root, cfg, python, project_env, scratch, results_path, progress, env)
+
+    def start(self, cmd: list[str], root: Path, stdin: Any) -> subprocess.Popen[Any]:
+        try:
+            return start_in_group(
+                cmd, cwd=root, env=self.env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        except OSError as exc:
+            self.discard()
+            raise EnvError(f"cannot run {self.python}: {exc.strerror}") from None
+
+    def discard(self, results: bool = True) -> None:
+        import shutil
+
+        if results:
+            with contextlib.suppress(OSError):
+                self.results_path.unlink()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def supervise(
+        self,
+        proc: subprocess.Popen[Any],
+        cmd: list[str],
+        files: list[str] | None,
+        *,
+        stream: bool,
+        timeout: float | None,
+        on_start: Callable[[subprocess.Popen[Any]], None] | None,
+        hold: OutputGate | None,
+    ) -> TestRun:
+        """Wait for the run `proc` is (timeouts, signals), then read its verdict; clean up."""
+        root, cfg, results_path, progress = self.root, self.cfg, self.results_path, self.progress
+        limit = cfg.test_timeout or None
+        started = time.perf_counter()
+        wall_start = time.time()
+        timed_out: str | None = None
+        tee = _Tee(proc.stdout, stream, 256 * 1024 if stream else 8 * 1024 * 1024, hold)
+        tee.start()
+        exited = ExitWait(proc)
+        try:
+            if on_start is not None:
+                on_start(proc)
+            while True:
+                if exited.wait(0.2):
                     break
+                if timeout is not None and time.perf_counter() - started > timeout:
+                    what, _ = _running_test(progress, wall_start)
+                    timed_out = f"the run took longer than {timeout:g} s (running: {what})"
+                    break
+                if limit is not None:
+                    what, age = _running_test(progress, wall_start)
+                    if age > limit:
+                        timed_out = f"{what} ran longer than {limit:g} s (test_timeout)"
+                        break
+            if timed_out is not None:
+                end_group(proc, signal.SIGTERM, grace=2.0)
+        except BaseException:  # Ctrl-C, SIGTERM, anything: the tests end with us
+            end_group(proc, signal.SIGINT, grace=2.0)
+            self.discard()
+            raise
+        finally:
+            exited.close()
+            if proc.poll() is None:
+                end_group(proc, signal.SIGKILL, grace=1.0)
+            else:  # the leader exited: nothing it started may outlive it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            tee.join(timeout=5)
+            with contextlib.suppress(OSError):
+                proc.stdout.close() if proc.stdout else None
+            if hold is not None and stream and not tee.is_alive():
+                hold.wait(HOLD_LIMIT_S)
+                tee.show("")  # what it held back, now that the gate is open (or dropped)
+        duration_ms = (time.perf_counter() - started) * 1000
+        data = read_json(results_path)
+        self.discard()
+        output = tee.text
         if timed_out is not None:
-            end_group(proc, signal.SIGTERM, grace=2.0)
-    except BaseException:  # Ctrl-C, SIGTERM, anything: the tests end with us
-        end_group(proc, signal.SIGINT, grace=2.0)
-        with contextlib.suppress(OSError):
-            results_path.unlink()
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    finally:
-        exited.close()
-        if proc.poll() is None:
-            end_group(proc, signal.SIGKILL, grace=1.0)
-        else:  # the leader exited: nothing it started may outlive it
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        tee.join(timeout=5)
-        with contextlib.suppress(OSError):
-            proc.stdout.close() if proc.stdout else None
-        if hold is not None and stream and not tee.is_alive():
-            hold.wait(HOLD_LIMIT_S)
-            tee.show("")  # what it held back, now that the gate is open (or dropped)
-    duration_ms = (time.perf_counter() - started) * 1000
-    data = read_json(results_path)
-    with contextlib.suppress(OSError):
-        results_path.unlink()
-    shutil.rmtree(scratch, ignore_errors=True)
-    output = tee.text
-    if timed_out is not None:
-        message = f"ect: timed out: {timed_out}; it was stopped"
-        if stream:
-            click_echo(message)
-        run = TestRun(TIMED_OUT, duration_ms, output=output + "\n" + message, command=cmd)
+            message = f"ect: timed out: {timed_out}; it was stopped"
+            if stream:
+                click_echo(message)
+            run = TestRun(TIMED_OUT, duration_ms, output=output + "\n" + message, command=cmd)
+            read_results(run, data, root)
+            hung = timed_out.split(" ran longer", 1)[0]
+            run.collect_errors = [hung] if "::" in hung else list(files or ["."])
+            run.timeout_message = message
+            return run
+        run = TestRun(proc.returncode, duration_ms, output=output, command=cmd)
         read_results(run, data, root)
-        hung = timed_out.split(" ran longer", 1)[0]
-        run.collect_errors = [hung] if "::" in hung else list(files or ["."])
-        run.timeout_message = message
+        if data is None:
+            _diagnose(run, self.python, self.project_env, cfg)
         return run
-    run = TestRun(proc.returncode, duration_ms, output=output, command=cmd)
-    read_results(run, data, root)
-    if data is None:
-        _diagnose(run, python, project_env, cfg)
-    return run
 
 
 def click_echo(message: str) -> None:

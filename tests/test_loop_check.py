@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -280,3 +282,51 @@ def test_compiled_content_is_not_compiled_again_and_a_corrupt_cache_is_rebuilt(m
     rebuilt = run_compile(repo, cfg, files)
     assert rebuilt.ok and sorted(rebuilt.trees) == files  # compiled again, and remembered
     assert json.loads((cfg.state_path / COMPILED_CACHE).read_text())["ok"]
+
+
+AS_PYTHON_M_PYTEST = """
+import os, sys
+
+def test_runs_as_python_m_pytest():
+    assert os.getcwd() in sys.path[:2] and "" not in sys.path  # the working directory, absolute
+    assert sys.argv[0].endswith(os.path.join("pytest", "__main__.py"))
+    assert "--" in sys.argv and "tests/test_env.py" in sys.argv
+    assert os.read(0, 16) == b""  # stdin is /dev/null
+"""
+
+
+def test_pytest_started_before_the_selection_runs_as_python_m_pytest(make_repo, ran_log) -> None:
+    repo = make_repo()
+    write(repo, {"tests/test_env.py": AS_PYTHON_M_PYTEST})
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--", "tests/test_env.py"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert plain.returncode == 0, plain.stdout  # the test's expectations hold for plain pytest
+    proc = run_ect(repo, "check")  # a change: pytest starts while compiling and selecting
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+def test_a_pytest_started_early_is_ended_when_nothing_runs(make_repo, ran_log) -> None:
+    from ect.config import load_config
+    from ect.loop import Scope, run_loop
+
+    repo = make_repo()
+    cfg = load_config(repo)
+    (repo / "README.md").write_text("no test reads this\n")
+    res = run_loop(repo, cfg, Scope(mode="worktree"), stream=False)
+    assert res.exit_code == 0 and res.test_files == [] and res.test_run is None
+    assert processes_in(repo) == []  # the early pytest was ended at once, not left to the kernel
+    with (repo / "acme/util.py").open("a") as fh:
+        fh.write("def broken(:\n")
+    res = run_loop(repo, cfg, Scope(mode="worktree"), stream=False)
+    assert res.exit_code == 1 and res.test_run is None
+    assert processes_in(repo) == []
+    leftovers = [p.name for p in (repo / ".ect").iterdir() if p.name.startswith(("fp-", "results-"))]
+    assert [n for n in leftovers if n != "fp-code"] == []
+    assert ran_log() == []
