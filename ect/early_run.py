@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ class EarlyRun:
         parallel: bool,
         extra_env: dict[str, str] | None,
         timeout: float | None,
+        on_results: Callable[[TestRun], None] | None = None,
     ) -> None:
         self.gate = OutputGate()
         self.started = threading.Event()
@@ -48,6 +50,7 @@ class EarlyRun:
             "timeout": timeout,
             "on_start": self._on_start,
             "hold": self.gate,
+            "on_results": on_results,  # called from this run's thread
         }
         self.thread = threading.Thread(target=self._work, args=args, kwargs=kwargs, daemon=True)
         self.thread.start()

@@ -17,6 +17,8 @@ from ect.selection import matches
 
 if TYPE_CHECKING:
     from ect.compile_step import CompileError, CompileReport
+    from ect.fingerprints.session import EarlyRecord, FingerprintSession
+    from ect.graph import Graph
     from ect.runner import PytestRunner, TestRun
     from ect.selection import Selection
 
@@ -201,6 +203,7 @@ def _compile_select_test(
     fp = None
     early = None
     pending = None
+    store_early = _EarlyStore(root, scope, res)
     try:
         if everything and run_tests and pytest_runner is None:
             # every test runs whatever compiling finds: start them now, on the other core
@@ -209,8 +212,15 @@ def _compile_select_test(
             fp = FingerprintSession.open(root, cfg) if recording else None
             t_tests = time.perf_counter()
             extra_env = fp.recording_env() if fp is not None else None
+            store_early.fp = fp
             early = EarlyRun(
-                root, cfg, stream=stream, parallel=parallel, extra_env=extra_env, timeout=timeout
+                root,
+                cfg,
+                stream=stream,
+                parallel=parallel,
+                extra_env=extra_env,
+                timeout=timeout,
+                on_results=store_early,
             )
         elif run_tests and pytest_runner is None and res.changes:
             # pytest's start-up (imports) overlaps compiling and selecting, on the other core
@@ -240,6 +250,7 @@ def _compile_select_test(
             graph, _ = graph_mod.build(root, cfg, trees=res.compile.trees)
         if fp is None and recording:
             fp = FingerprintSession.open(root, cfg)
+        store_early.fp, store_early.graph = fp, graph
         total = sum(1 for f in graph.files if _is_test(f, cfg))
         if everything:
             res.selection = Selection(run_all_reasons=["--all"])
@@ -264,43 +275,83 @@ def _compile_select_test(
 
         if early is not None:
             res.test_run, early = early.result(), None
-        elif pending is not None:
-            t_tests = time.perf_counter()
-            run_pending, pending = pending, None
-            res.test_run = run_pending.run(res.test_args, stream=stream, timeout=timeout)
         else:
             t_tests = time.perf_counter()
             extra_env = fp.recording_env() if fp is not None else None
-            runner = pytest_runner or run_pytest
-            res.test_run = runner(
-                root,
-                cfg,
-                res.test_args,
-                stream=stream,
-                parallel=parallel,
-                extra_env=extra_env,
-                timeout=timeout,
-            )
+            if pending is not None:
+                run_pending, pending = pending, None
+                res.test_run = run_pending.run(
+                    res.test_args, stream=stream, timeout=timeout, on_results=store_early
+                )
+            elif pytest_runner is not None:
+                res.test_run = pytest_runner(
+                    root,
+                    cfg,
+                    res.test_args,
+                    stream=stream,
+                    parallel=parallel,
+                    extra_env=extra_env,
+                    timeout=timeout,
+                )
+            else:
+                res.test_run = run_pytest(
+                    root,
+                    cfg,
+                    res.test_args,
+                    stream=stream,
+                    parallel=parallel,
+                    extra_env=extra_env,
+                    timeout=timeout,
+                    on_results=store_early,
+                )
         res.phases_ms["tests"] = (time.perf_counter() - t_tests) * 1000
-        run = res.test_run
-        if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
-            run.collect_errors = list(res.test_files or ["."])
+        run = _as_loop_sees(res.test_run, res.test_files)
         update_last_failed(cfg, run, res.test_files is None, last_failed, set(res.selection.nodes))
         if fp is not None:
             t = time.perf_counter()
             with _phase(rep, "storing per-test fingerprints"):
-                fp.uncommitted = _uncommitted(root, scope, res.changes)
-                fp.record(graph, run, res.selection)
+                stored, store_early.record = store_early.record, None
+                if stored is None or not stored.settle(run):  # else stored while pytest was exiting
+                    fp.uncommitted = _uncommitted(root, scope, res.changes)
+                    fp.record(graph, run, res.selection)
             res.phases_ms["record"] = (time.perf_counter() - t) * 1000
         rep.tests_done(run)
         res.outcome, res.exit_code = ("pass", 0) if run.ok else ("fail", 1)
     finally:
         if early is not None:  # compiling failed, or anything else ended the loop: so do the tests
             early.cancel()
+        if store_early.record is not None:  # the loop ended before the run did: nothing is stored
+            store_early.record.abandon()
         if pending is not None:  # nothing to test, or the loop ended early: it never runs
             pending.cancel()
         if fp is not None:
             fp.close()  # also removes a recording an interrupted run left
+
+
+def _as_loop_sees(run: TestRun, test_files: list[str] | None) -> TestRun:
+    if not run.ok and not run.failed:  # pytest died before reporting: rerun these files next time
+        run.collect_errors = list(test_files or ["."])
+    return run
+
+
+class _EarlyStore:
+    """`on_results` for the test run: starts storing the recording (`EarlyRecord`) the moment
+    pytest has written its results, while it is still exiting; the loop then only settles it."""
+
+    def __init__(self, root: Path, scope: Scope, res: LoopResult) -> None:
+        self.root, self.scope, self.res = root, scope, res
+        self.fp: FingerprintSession | None = None
+        self.graph: Graph | None = None
+        self.record: EarlyRecord | None = None
+
+    def __call__(self, reported: TestRun) -> None:
+        from ect.fingerprints.session import EarlyRecord
+
+        fp, graph, selection = self.fp, self.graph, self.res.selection
+        if fp is None or graph is None or selection is None or self.record is not None:
+            return  # not recording, or the tests ended before the selection was made (`--all`)
+        fp.uncommitted = _uncommitted(self.root, self.scope, self.res.changes)
+        self.record = EarlyRecord(fp, graph, _as_loop_sees(reported, self.res.test_files), selection)
 
 
 def _uncommitted(root: Path, scope: Scope, changes: list[Change]) -> set[str] | None:

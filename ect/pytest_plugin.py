@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Generator
 from typing import Any
 
@@ -24,6 +25,10 @@ from ect.fingerprints.statements import cached_narrowed_statements, trace_module
 from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  # noqa: F401 (hooks)
 
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
+
+# a pipe to ect (`ect.runner`): one byte once the results are written, so that ect stores the
+# recording while pytest is still exiting. For this process only: not for xdist workers or tests.
+_READY_FD = os.environ.pop("ECT_READY_FD", None)
 
 _recorder: Recorder | None = None
 
@@ -195,3 +200,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"ect: test results not saved ({exc.strerror}): tests that failed are not re-run next time")
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+    _signal_ready()
+
+
+def _signal_ready() -> None:
+    global _READY_FD
+    fd, _READY_FD = _READY_FD, None
+    if fd is None or not fd.isdigit():
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISFIFO(os.fstat(int(fd)).st_mode):  # the pipe ect gave, not whatever has the number now
+            os.write(int(fd), b"1")
+            os.close(int(fd))

@@ -164,16 +164,17 @@ class ExitWait:
         with contextlib.suppress(AttributeError, OSError):  # not Linux, or an old kernel
             self.fd = os.pidfd_open(proc.pid)
 
-    def wait(self, seconds: float) -> bool:
-        """Whether it exited within `seconds`."""
+    def wait(self, seconds: float, also: int | None = None) -> bool:
+        """Whether it exited within `seconds`; a readable `also` (a file descriptor) ends the wait
+        early (where pidfds exist: elsewhere it is not watched)."""
         if self.fd is None:
             try:
                 self.proc.wait(timeout=seconds)
             except subprocess.TimeoutExpired:
                 return False
             return True
-        select.select([self.fd], [], [], seconds)  # readable once it has exited
-        return self.proc.poll() is not None
+        select.select([self.fd] if also is None else [self.fd, also], [], [], seconds)
+        return self.proc.poll() is not None  # the pidfd is readable once it has exited
 
     def close(self) -> None:
         if self.fd is not None:
@@ -348,6 +349,7 @@ def run_pytest(
     timeout: float | None = None,
     on_start: Callable[[subprocess.Popen[Any]], None] | None = None,
     hold: OutputGate | None = None,
+    on_results: Callable[[TestRun], None] | None = None,
 ) -> TestRun:
     """Run pytest on `files` (test files or node ids; None: the whole suite) from the repository root.
 
@@ -355,11 +357,15 @@ def run_pytest(
     group, which ends with this call whatever happens (timeout, Ctrl-C, SIGTERM, an exception).
     `on_start`: called with the pytest process once it runs (a caller that may kill its group).
     `hold`: streamed output waits until the gate is opened or dropped (see `ect.early_run`).
+    `on_results`: called with the run as pytest reported it once its results are written, while
+    pytest is still exiting (Linux; not at all when they come with the exit).
     """
     setup = _Setup.make(root, cfg, parallel, extra_env, stream)
     cmd = pytest_command(cfg, files, parallel)
     proc = setup.start(cmd, root, stdin=subprocess.DEVNULL)
-    return setup.supervise(proc, cmd, files, stream=stream, timeout=timeout, on_start=on_start, hold=hold)
+    return setup.supervise(
+        proc, cmd, files, stream=stream, timeout=timeout, on_start=on_start, hold=hold, on_results=on_results
+    )
 
 
 # What a pytest started before its arguments are known runs (`PendingPytest`): the imports every
@@ -427,6 +433,7 @@ class PendingPytest:
         timeout: float | None = None,
         on_start: Callable[[subprocess.Popen[Any]], None] | None = None,
         hold: OutputGate | None = None,
+        on_results: Callable[[TestRun], None] | None = None,
     ) -> TestRun:
         """`run_pytest` on `files`, in this process (once)."""
         assert not self.used, "a pending pytest runs once"
@@ -439,7 +446,14 @@ class PendingPytest:
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         return self.setup.supervise(
-            self.proc, cmd, files, stream=stream, timeout=timeout, on_start=on_start, hold=hold
+            self.proc,
+            cmd,
+            files,
+            stream=stream,
+            timeout=timeout,
+            on_start=on_start,
+            hold=hold,
+            on_results=on_results,
         )
 
     def cancel(self) -> None:
@@ -469,6 +483,7 @@ class _Setup:
     results_path: Path
     progress: Path
     env: dict[str, str]
+    ready: int | None = None  # read end of the pipe pytest's plugin writes a byte to with its results
 
     @classmethod
     def make(
@@ -500,17 +515,40 @@ class _Setup:
         return cls(root, cfg, python, project_env, scratch, results_path, progress, env)
 
     def start(self, cmd: list[str], root: Path, stdin: Any) -> subprocess.Popen[Any]:
+        self.ready, write_end = os.pipe()
+        env = {**self.env, "ECT_READY_FD": str(write_end)}
         try:
             return start_in_group(
-                cmd, cwd=root, env=self.env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                cmd,
+                cwd=root,
+                env=env,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_end,),
             )
         except OSError as exc:
             self.discard()
             raise EnvError(f"cannot run {self.python}: {exc.strerror}") from None
+        finally:
+            os.close(write_end)
+
+    def _reported(self, cmd: list[str], on_results: Callable[[TestRun], None] | None) -> None:
+        """Hand `on_results` the run as its results file tells it (exit code: pytest's exit status)."""
+        data = read_json(self.results_path)
+        if on_results is None or not isinstance(data, dict) or not isinstance(data.get("exitstatus"), int):
+            return
+        run = TestRun(data["exitstatus"], 0.0, command=cmd)
+        read_results(run, data, self.root)
+        on_results(run)
 
     def discard(self, results: bool = True) -> None:
         import shutil
 
+        if self.ready is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.ready)
+            self.ready = None
         if results:
             with contextlib.suppress(OSError):
                 self.results_path.unlink()
@@ -526,6 +564,7 @@ class _Setup:
         timeout: float | None,
         on_start: Callable[[subprocess.Popen[Any]], None] | None,
         hold: OutputGate | None,
+        on_results: Callable[[TestRun], None] | None = None,
     ) -> TestRun:
         """Wait for the run `proc` is (timeouts, signals), then read its verdict; clean up."""
         root, cfg, results_path, progress = self.root, self.cfg, self.results_path, self.progress
@@ -539,9 +578,14 @@ class _Setup:
         try:
             if on_start is not None:
                 on_start(proc)
+            ready = self.ready if on_results is not None else None
             while True:
-                if exited.wait(0.2):
+                if exited.wait(0.2, also=ready):
                     break
+                if ready is not None and select.select([ready], [], [], 0)[0]:
+                    if os.read(ready, 1):  # nothing: the pipe closed without results
+                        self._reported(cmd, on_results)
+                    ready = None
                 if timeout is not None and time.perf_counter() - started > timeout:
                     what, _ = _running_test(progress, wall_start)
                     timed_out = f"the run took longer than {timeout:g} s (running: {what})"

@@ -215,6 +215,10 @@ def conftests_for(test_file: str, files: set[str]) -> list[str]:
         parent = parent.parent
 
 
+class Withdrawn(Exception):
+    """The run the records were made from was not the run as it ended: nothing was written."""
+
+
 def ingest(
     store: Store,
     root: Path,
@@ -228,6 +232,7 @@ def ingest(
     env: str,
     ran_functions: list[str] | None = None,
     uncommitted: set[str] | None = None,
+    proceed: Callable[[], bool] | None = None,
 ) -> int:
     """Write records for the tests of one run; returns how many were recorded.
 
@@ -235,7 +240,9 @@ def ingest(
     `whole_files` are the test files that ran completely (None: the whole suite);
     `ran_functions` the test functions run by node id without parameters (all their parameters ran);
     `uncommitted` the files whose content differs from HEAD (None: unknown): a record that depends on
-    none of them is of committed content, kept longer (`Store.put_record`).
+    none of them is of committed content, kept longer (`Store.put_record`);
+    `proceed`: asked once the records are made, before anything is written: False writes nothing
+    (raises `Withdrawn`).
     """
     # a test that ran a module's skeleton imported it then (a lambda of the module level only ran)
     raw_executed: dict[str, dict[str, list[str]]] = raw["executed"]
@@ -318,6 +325,8 @@ def ingest(
         base = uncommitted is None or (uncommitted.isdisjoint(py) and uncommitted.isdisjoint(read))
         duration = durations.get(nodeid, 0.0)
         records.append(Record(nodeid, test_file, fp, outcome, duration, env, now, deps, base))
+    if proceed is not None and not proceed():
+        raise Withdrawn
     known = store.known_versions()
     with store.write() as conn:
         for rel, digest in modules.items():

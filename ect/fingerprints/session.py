@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,7 +97,8 @@ class FingerprintSession:
     def recording_env(self) -> dict[str, str]:
         from ect.runner import recording_env
 
-        self.out_dir = Path(tempfile.mkdtemp(prefix="fp-", dir=self.cfg.state_path))
+        if self.out_dir is None:  # one recording per session, however often asked
+            self.out_dir = Path(tempfile.mkdtemp(prefix="fp-", dir=self.cfg.state_path))
         return recording_env(self.root, self.cfg, self.out_dir)
 
     def close(self) -> None:
@@ -106,8 +109,18 @@ class FingerprintSession:
             self.store.close()
             self.store = None
 
-    def record(self, graph: Graph, run: TestRun, selection: Selection) -> int:
-        """Store what the run recorded; returns the number of tests recorded."""
+    def record(
+        self,
+        graph: Graph,
+        run: TestRun,
+        selection: Selection,
+        proceed: Callable[[], bool] | None = None,
+    ) -> int:
+        """Store what the run recorded; returns the number of tests recorded. `proceed` (see
+        `ingest`) False: nothing is stored and the session stays open (-1)."""
+        from ect.fingerprints.ingest import Withdrawn
+
+        withdrawn = False
         try:
             if self.store is None or self.out_dir is None:
                 return 0
@@ -139,8 +152,64 @@ class FingerprintSession:
                 self.env,
                 [n for ids in selection.nodes.values() for n in ids if "[" not in n],
                 self.uncommitted,
+                proceed,
             )
+        except Withdrawn:
+            withdrawn = True
+            return -1
         except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
             return 0  # a failed recording only costs precision next time
         finally:
-            self.close()
+            if not withdrawn:
+                self.close()
+
+
+class EarlyRecord:
+    """Stores a recording while pytest is still exiting (its interpreter's shutdown takes 0.1-0.3 s
+    on a large suite): made from the run as pytest reported it in its results file, and written only
+    if the run, once ended, is that run (`settle`); otherwise nothing is written and the loop records
+    as usual. The session is used by this thread alone until `settle` returns."""
+
+    WAIT_S = 600.0  # the longest the thread waits for the run's end before giving up (nothing written)
+
+    def __init__(self, fp: FingerprintSession, graph: Graph, run: TestRun, selection: Selection) -> None:
+        self.fp, self.run = fp, run
+        self.decided = threading.Event()
+        self.same = False
+        self.count: int | None = None
+        self.thread = threading.Thread(target=self._work, args=(graph, selection), daemon=True)
+        self.thread.start()
+
+    def _work(self, graph: Graph, selection: Selection) -> None:
+        self.count = self.fp.record(graph, self.run, selection, proceed=self._proceed)
+
+    def _proceed(self) -> bool:
+        return self.decided.wait(self.WAIT_S) and self.same
+
+    def settle(self, final: TestRun) -> bool:
+        """Whether the recording was stored from `final` (the run as it ended); waits for it."""
+        early = self.run
+        self.same = (
+            final.exit_code,
+            final.outcomes,
+            final.collect_errors,
+            final.rootpath,
+            final.durations,
+        ) == (
+            early.exit_code,
+            early.outcomes,
+            early.collect_errors,
+            early.rootpath,
+            early.durations,
+        )
+        self.decided.set()
+        while self.thread.is_alive():  # short steps: a signal still reaches the caller
+            self.thread.join(0.2)
+        return self.count is not None and self.count >= 0
+
+    def abandon(self) -> None:
+        """The loop ended otherwise (a signal, an error): write nothing (waits at most 5 s)."""
+        if not self.decided.is_set():
+            self.same = False
+            self.decided.set()
+        self.thread.join(5)
