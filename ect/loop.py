@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -121,8 +121,12 @@ def run_loop(
     parallel: bool = False,
     timeout: float | None = None,
     pytest_runner: PytestRunner | None = None,
+    run_wrapper: Callable[[Callable[[], TestRun]], TestRun] | None = None,
 ) -> LoopResult:
     """Run the loop once and record a `loop.run` event (`timeout`: seconds pytest may take).
+
+    `pytest_runner` runs the selected tests instead of a pytest process of the loop's own (`watch`'s
+    warm pytest); `run_wrapper` is handed the loop's own way of running them, to call (`verify`).
 
     `--staged` and `--range` test the index's or the commit's content: when it differs from the
     working tree, the loop runs in a temporary checkout of it (`ect.snapshot`).
@@ -155,7 +159,17 @@ def run_loop(
                 rep.checkout("the staged content" if scope.mode == "staged" else "the pushed commit")
                 res.phases_ms["checkout"] = (time.perf_counter() - t) * 1000
             _compile_select_test(
-                work_root, work_cfg, scope, res, rep, run_tests, stream, parallel, timeout, pytest_runner
+                work_root,
+                work_cfg,
+                scope,
+                res,
+                rep,
+                run_tests,
+                stream,
+                parallel,
+                timeout,
+                pytest_runner,
+                run_wrapper,
             )
     except BaseException:
         if res.outcome == "noop":
@@ -186,6 +200,7 @@ def _compile_select_test(
     parallel: bool,
     timeout: float | None,
     pytest_runner: PytestRunner | None = None,
+    run_wrapper: Callable[[Callable[[], TestRun]], TestRun] | None = None,
 ) -> None:
     from ect.runner import load_last_failed
 
@@ -278,23 +293,25 @@ def _compile_select_test(
         else:
             t_tests = time.perf_counter()
             extra_env = fp.recording_env() if fp is not None else None
-            if pending is not None:
-                run_pending, pending = pending, None
-                res.test_run = run_pending.run(
-                    res.test_args, stream=stream, timeout=timeout, on_results=store_early
-                )
-            elif pytest_runner is not None:
-                res.test_run = pytest_runner(
-                    root,
-                    cfg,
-                    res.test_args,
-                    stream=stream,
-                    parallel=parallel,
-                    extra_env=extra_env,
-                    timeout=timeout,
-                )
-            else:
-                res.test_run = run_pytest(
+
+            def run_selected() -> TestRun:
+                nonlocal pending
+                if pending is not None:
+                    run_pending, pending = pending, None
+                    return run_pending.run(
+                        res.test_args, stream=stream, timeout=timeout, on_results=store_early
+                    )
+                if pytest_runner is not None:
+                    return pytest_runner(
+                        root,
+                        cfg,
+                        res.test_args,
+                        stream=stream,
+                        parallel=parallel,
+                        extra_env=extra_env,
+                        timeout=timeout,
+                    )
+                return run_pytest(
                     root,
                     cfg,
                     res.test_args,
@@ -304,6 +321,8 @@ def _compile_select_test(
                     timeout=timeout,
                     on_results=store_early,
                 )
+
+            res.test_run = run_wrapper(run_selected) if run_wrapper is not None else run_selected()
         res.phases_ms["tests"] = (time.perf_counter() - t_tests) * 1000
         run = _as_loop_sees(res.test_run, res.test_files)
         update_last_failed(cfg, run, res.test_files is None, last_failed, set(res.selection.nodes))

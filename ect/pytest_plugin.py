@@ -26,9 +26,20 @@ from ect.pytest_nodeids import pytest_collection_modifyitems, pytest_configure  
 
 _results: dict[str, Any] = {"rootpath": "", "tests": {}, "collect_errors": []}
 
+
+def _ready_pipe() -> tuple[int, int, int] | None:
+    """(fd, device, inode) of the pipe ect passed (`$ECT_READY_FD`), if it is one."""
+    fd = os.environ.pop("ECT_READY_FD", "")
+    try:
+        info = os.fstat(int(fd))
+    except (ValueError, OSError):
+        return None
+    return (int(fd), info.st_dev, info.st_ino) if stat.S_ISFIFO(info.st_mode) else None
+
+
 # a pipe to ect (`ect.runner`): one byte once the results are written, so that ect stores the
 # recording while pytest is still exiting. For this process only: not for xdist workers or tests.
-_READY_FD = os.environ.pop("ECT_READY_FD", None)
+_READY = _ready_pipe()
 
 _recorder: Recorder | None = None
 
@@ -204,11 +215,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _signal_ready() -> None:
-    global _READY_FD
-    fd, _READY_FD = _READY_FD, None
-    if fd is None or not fd.isdigit():
+    global _READY
+    ready, _READY = _READY, None
+    if ready is None:
         return
+    fd, device, inode = ready
     with contextlib.suppress(OSError):
-        if stat.S_ISFIFO(os.fstat(int(fd)).st_mode):  # the pipe ect gave, not whatever has the number now
-            os.write(int(fd), b"1")
-            os.close(int(fd))
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) == (device, inode):  # still ect's pipe (a test may have closed it)
+            os.write(fd, b"1")
+            os.close(fd)

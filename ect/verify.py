@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -312,9 +312,9 @@ def _run_mutants(
     if observer is not None:
         observer.prepare(scratch, cfg)
 
-    def selection_runner(*args: Any, **kwargs: Any) -> TestRun:
+    def selection_runner(run_selected: Callable[[], TestRun]) -> TestRun:
         try:
-            run = run_pytest(*args, **kwargs)
+            run = run_selected()
         except EnvError as exc:  # pytest refused the selection's run: an errored outcome, not a catch
             if exc.run is None:
                 raise
@@ -345,7 +345,7 @@ def _run_mutants(
                         stream=False,
                         trigger="ci",
                         timeout=timeout,
-                        pytest_runner=selection_runner,
+                        run_wrapper=selection_runner,  # the loop's own pytest, as `ect check` runs it
                     )
                 extra = observer.observe(mutant, scratch, cfg, full, sel) if observer is not None else {}
             finally:
