@@ -47,7 +47,7 @@ def test_wording_plurals_and_window_messages(repo: Path, tmp_path: Path) -> None
     res = ect(repo, "report", "--format", "json", "--output", str(out))
     assert res.returncode == 0 and "(json, 1 event)" in res.stderr
     table = ect(repo, "report").stdout
-    assert ", 1 event," in table
+    assert ", 1 event," in " ".join(table.split())  # the header wraps where the temporary path ends
     res = ect(repo, "report", "--since", "2999-01-01")
     assert res.returncode == 2 and "--since (2999-01-01) must be in the past" in res.stderr
     assert "None" not in res.stderr
