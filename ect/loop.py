@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ect import events
 from ect.changes import Change, Scope, collect
@@ -301,26 +301,15 @@ def _compile_select_test(
                     return run_pending.run(
                         res.test_args, stream=stream, timeout=timeout, on_results=store_early
                     )
+                kwargs: dict[str, Any] = {
+                    "stream": stream,
+                    "parallel": parallel,
+                    "extra_env": extra_env,
+                    "timeout": timeout,
+                }
                 if pytest_runner is not None:
-                    return pytest_runner(
-                        root,
-                        cfg,
-                        res.test_args,
-                        stream=stream,
-                        parallel=parallel,
-                        extra_env=extra_env,
-                        timeout=timeout,
-                    )
-                return run_pytest(
-                    root,
-                    cfg,
-                    res.test_args,
-                    stream=stream,
-                    parallel=parallel,
-                    extra_env=extra_env,
-                    timeout=timeout,
-                    on_results=store_early,
-                )
+                    return pytest_runner(root, cfg, res.test_args, **kwargs)
+                return run_pytest(root, cfg, res.test_args, **kwargs, on_results=store_early)
 
             res.test_run = run_wrapper(run_selected) if run_wrapper is not None else run_selected()
         res.phases_ms["tests"] = (time.perf_counter() - t_tests) * 1000

@@ -360,9 +360,9 @@ def run_pytest(
     `on_results`: called with the run as pytest reported it once its results are written, while
     pytest is still exiting (Linux; not at all when they come with the exit).
     """
-    setup = _Setup.make(root, cfg, parallel, extra_env, stream)
+    setup = _Setup.make(root, cfg, extra_env, stream)
     cmd = pytest_command(cfg, files, parallel)
-    proc = setup.start(cmd, root, stdin=subprocess.DEVNULL)
+    proc = setup.start(cmd, stdin=subprocess.DEVNULL)
     return setup.supervise(
         proc, cmd, files, stream=stream, timeout=timeout, on_start=on_start, hold=hold, on_results=on_results
     )
@@ -416,11 +416,8 @@ class PendingPytest:
         cls, root: Path, cfg: Config, *, stream: bool, parallel: bool, extra_env: dict[str, str] | None
     ) -> PendingPytest | None:
         try:
-            setup = _Setup.make(root, cfg, parallel, extra_env, stream)
-        except EnvError:
-            return None
-        try:
-            proc = setup.start([setup.python, "-c", _BOOT], root, stdin=subprocess.PIPE)
+            setup = _Setup.make(root, cfg, extra_env, stream)
+            proc = setup.start([setup.python, "-c", _BOOT], stdin=subprocess.PIPE)
         except EnvError:
             return None
         return cls(cfg, setup, proc, parallel)
@@ -431,8 +428,6 @@ class PendingPytest:
         *,
         stream: bool = True,
         timeout: float | None = None,
-        on_start: Callable[[subprocess.Popen[Any]], None] | None = None,
-        hold: OutputGate | None = None,
         on_results: Callable[[TestRun], None] | None = None,
     ) -> TestRun:
         """`run_pytest` on `files`, in this process (once)."""
@@ -451,8 +446,8 @@ class PendingPytest:
             files,
             stream=stream,
             timeout=timeout,
-            on_start=on_start,
-            hold=hold,
+            on_start=None,
+            hold=None,
             on_results=on_results,
         )
 
@@ -486,9 +481,7 @@ class _Setup:
     ready: int | None = None  # read end of the pipe pytest's plugin writes a byte to with its results
 
     @classmethod
-    def make(
-        cls, root: Path, cfg: Config, parallel: bool, extra_env: dict[str, str] | None, stream: bool
-    ) -> _Setup:
+    def make(cls, root: Path, cfg: Config, extra_env: dict[str, str] | None, stream: bool) -> _Setup:
         import tempfile
 
         python, project_env = python_for(cfg)
@@ -514,13 +507,13 @@ class _Setup:
             env["PY_COLORS"] = "1"
         return cls(root, cfg, python, project_env, scratch, results_path, progress, env)
 
-    def start(self, cmd: list[str], root: Path, stdin: Any) -> subprocess.Popen[Any]:
+    def start(self, cmd: list[str], stdin: Any) -> subprocess.Popen[Any]:
         self.ready, write_end = os.pipe()
         env = {**self.env, "ECT_READY_FD": str(write_end)}
         try:
             return start_in_group(
                 cmd,
-                cwd=root,
+                cwd=self.root,
                 env=env,
                 stdin=stdin,
                 stdout=subprocess.PIPE,

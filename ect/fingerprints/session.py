@@ -164,6 +164,11 @@ class FingerprintSession:
                 self.close()
 
 
+def _verdict(run: TestRun) -> tuple[object, ...]:
+    """What a recording is made from, of a run."""
+    return (run.exit_code, run.outcomes, run.collect_errors, run.rootpath, run.durations)
+
+
 class EarlyRecord:
     """Stores a recording while pytest is still exiting (its interpreter's shutdown takes 0.1-0.3 s
     on a large suite): made from the run as pytest reported it in its results file, and written only
@@ -188,20 +193,7 @@ class EarlyRecord:
 
     def settle(self, final: TestRun) -> bool:
         """Whether the recording was stored from `final` (the run as it ended); waits for it."""
-        early = self.run
-        self.same = (
-            final.exit_code,
-            final.outcomes,
-            final.collect_errors,
-            final.rootpath,
-            final.durations,
-        ) == (
-            early.exit_code,
-            early.outcomes,
-            early.collect_errors,
-            early.rootpath,
-            early.durations,
-        )
+        self.same = _verdict(final) == _verdict(self.run)
         self.decided.set()
         while self.thread.is_alive():  # short steps: a signal still reaches the caller
             self.thread.join(0.2)
