@@ -179,7 +179,10 @@ def context_lines(
         for sym in res.members(module).values() if index.get(module) else []:
             if sym.module == module and sym.kind in ("function", "class"):
                 cands.setdefault(sym.name, sym)
-        for s in _rank(cands.values(), partial, nearby)[:max_lines]:
+        # Only names the cursor can use: while a word is typed, those it can become; before a word,
+        # those used nearby. Unrelated signatures crowd the prompt and cost ghost text (bench_model).
+        usable = [s for s in cands.values() if (s.name.startswith(partial) if partial else s.name in nearby)]
+        for s in _rank(usable, partial, nearby)[:max_lines]:
             lines.append(signature_line(s, "", index))
         cls = res.enclosing_class(cursor)
         if cls is not None and "self" in nearby:

@@ -249,9 +249,10 @@ def train_model(
     lr = settings.lr or (1e-3 if use_lora else 3e-4)
     opt = torch.optim.AdamW(trainable, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
 
-    held_texts = training_examples(corpus, index, seed=10_000, files=corpus.held_out or corpus.train[:1])
-    held = pack(tok, held_texts)[:24].to(device)
     recipe = settings.recipe
+    # held-out loss on examples of the recipe's own kind: what the steps are meant to improve
+    held_texts = epoch_texts(corpus, index, recipe, 10_000, corpus.held_out or corpus.train[:1])
+    held = pack(tok, held_texts)[:24].to(device)
     corpus_hash = _corpus_hash(corpus)
     commit = head_commit(root) or ""
     signature = {"base": str(base_path.resolve()), "lora": use_lora, "seed": seed, "recipe": recipe}

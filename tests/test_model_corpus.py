@@ -178,6 +178,18 @@ def test_retrieval_finds_receiver_members_and_imports(repo: Path) -> None:
     assert "open_store(root)" in context_lines(index, "app", text, cursor)
 
 
+def test_retrieval_lists_only_names_the_cursor_can_use(repo: Path) -> None:
+    index = SymbolIndex.build(repo)
+    filler = "".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(80))  # > 1,500 characters
+    text = f"from shop.store import Store, open_store\n\n{filler}def run():\n    s = open_store(1)\n    "
+    cursor = len(text)
+    # before a word: the imported names used nearby, not every import of the file
+    assert context_lines(index, "app", text, cursor) == ["open_store(root)"]
+    # while a word is typed: only the names it can become, used nearby or not
+    assert context_lines(index, "app", text + "Sto", cursor + 3) == ["class Store(root)"]
+    assert context_lines(index, "app", text + "xyz", cursor + 3) == []
+
+
 def test_name_prior_counts_the_live_file_and_the_rest_of_the_repository(repo: Path) -> None:
     index = SymbolIndex.build(repo)
     # copy.py (a duplicate of shop/store.py, deduplicated only in the corpus) and shop/store.py say "fetch"

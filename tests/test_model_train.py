@@ -75,14 +75,14 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     from ect.models.modeling import load_trained
     from ect.models.train import train_model
 
-    settings = ModelSettings(lr=1e-2, max_epochs=60, held_out_percent=0)
+    settings = ModelSettings(lr=1e-2, max_epochs=90, held_out_percent=0)
     report = train_model(
         repo,
         repo / ".ect",
         settings,
         base=str(tiny_base),
         max_minutes=2,
-        max_steps=60,
+        max_steps=90,
         progress=False,
         echo=lambda s: None,
     )
