@@ -186,7 +186,7 @@ def api_examples(
     seed: int,
     files: Sequence[SourceFile] | None = None,
     per_api: int = 2,
-    line_fraction: float = 0.25,
+    line_fraction: float = 0.5,
     prefix_chars: tuple[int, int] = (160, 560),
     suffix_chars: tuple[int, int] = (0, 120),
 ) -> list[str]:
