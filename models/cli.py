@@ -46,7 +46,7 @@ def model() -> None:
     "--recipe",
     type=click.Choice(["mixed", "calls"]),
     default=None,
-    help="Training examples: causal chunks + FIM, or short spans on internal-API calls (default: config).",
+    help="Examples: spans on internal-API calls + line spans, or causal chunks + FIM (default: calls).",
 )
 @click.option("--epochs", type=float, default=None, help="Epochs to plan for (default from config).")
 @click.option(

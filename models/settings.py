@@ -27,7 +27,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "min_token_prob": ("float", 0.5),
     "rehearsal": ("float", 0.0),
     "fine_tune_weight": ("float", 0.7),
-    "recipe": ("str", "mixed"),
+    "recipe": ("str", "calls"),
     "team_dir": ("str", ""),
     "team_max_behind": ("int", 200),
     "train_after_commit": ("bool", False),
@@ -52,7 +52,7 @@ class ModelSettings:
     min_token_prob: float = 0.5  # a suggestion stops before a token the model gives less than this
     rehearsal: float = 0.0  # general Python (stdlib) mixed into fine-tuning, as a fraction of the repo's
     fine_tune_weight: float = 0.7  # saved weights: base + this x (fine-tuned - base), WiSE-FT
-    recipe: str = "mixed"  # 'mixed': causal chunks + FIM; 'calls': short spans on internal-API calls
+    recipe: str = "calls"  # 'calls': short spans on internal-API calls + line spans; 'mixed': causal + FIM
     team_dir: str = ""  # where team models are published (a shared directory; relative to the repo)
     team_max_behind: int = 200  # a team model more commits behind HEAD than this is too old to use
     train_after_commit: bool = False  # the post-commit hook starts `ect model train --background`

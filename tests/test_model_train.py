@@ -75,7 +75,7 @@ def test_train_complete_validate_and_reload(repo: Path, tiny_base: Path) -> None
     from ect.models.modeling import load_trained
     from ect.models.train import train_model
 
-    settings = ModelSettings(lr=1e-2, max_epochs=90, held_out_percent=0)
+    settings = ModelSettings(lr=1e-2, max_epochs=90, held_out_percent=0, recipe="mixed")
     report = train_model(
         repo,
         repo / ".ect",
