@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from ect_testutil import SAMPLE, git, write
+
+# The ect processes the tests start must get SIGINT as from a terminal. A suite launched in the background
+# by a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and an ignored signal stays ignored
+# across exec, so Ctrl-C tests would wait forever; any handler here is reset to the default in children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
