@@ -23,11 +23,13 @@ def test_quick():
     assert True
 
 def test_hang():
-    # a grandchild; SIGINT ends it quietly, so any traceback in ect's output would be ect's own
-    quiet = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(300)"
+    # a grandchild; SIGINT ends it quietly, so any traceback in ect's output would be ect's own. It says
+    # "ready" itself, once that is so: a SIGINT during its start-up would print a traceback of its own.
+    quiet = (
+        "import os, signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "open(os.environ['HANG_READY'], 'w').write('1'); time.sleep(300)"
+    )
     subprocess.Popen([sys.executable, "-c", quiet])
-    with open(os.environ["HANG_READY"], "w") as fh:
-        fh.write("1")
     time.sleep(300)
 """
 
