@@ -159,6 +159,7 @@ def static_suggestion(index: SymbolIndex, module: str, text: str, cursor: int) -
     if top.kind in ("function", "method", "class"):
         params = index.call_params(top.qualname) or []
         req = [p.name for p in params if p.kind in ("positional", "positional_only") and not p.has_default]
+        req += [f"{p.name}={p.name}" for p in params if p.kind == "keyword_only" and not p.has_default]
         out += f"({', '.join(req)})"
     return out
 

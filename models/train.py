@@ -445,7 +445,7 @@ def train_model(
                 eta,
                 force=held_now == held_now,
             )
-            if stale >= 3:
+            if stale >= 3 and state["step"] < state["total_steps"]:  # (at the last step: just done)
                 finished = True
                 echo("") if bar.tty and progress else None
                 echo(f"held-out loss stopped improving: stopping at step {state['step']}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from ect.models.corpus import build_corpus, is_held_out, rehearsal_examples, training_examples
+from ect.models.evaluate import static_suggestion
 from ect.models.fim import (
     CTX,
     FIM_MIDDLE,
@@ -278,6 +279,16 @@ def test_validation_drops_or_repairs_hallucinated_internal_symbols(repo: Path) -
     v2 = Validator(index, "app", text, line_start + 4)
     assert not v2.check("value = totally_made_up_helper(store)").ok
     assert v2.check("value = len(store.root)").ok
+
+
+def test_static_baseline_writes_calls_the_validator_accepts(tmp_path: Path) -> None:
+    (tmp_path / "nodes.py").write_text("def make_node(kind, *, end, flag=False):\n    return kind\n")
+    text = "from nodes import make_node\n\n\ndef run():\n    return make_"
+    (tmp_path / "app.py").write_text(text)
+    index = SymbolIndex.build(tmp_path)
+    got = static_suggestion(index, "app", text, len(text))
+    assert got == "node(kind, end=end)"  # required keyword-only arguments too, not only positional ones
+    assert Validator(index, "app", text, len(text)).problems(got) == []
 
 
 def test_model_modules_import_without_torch() -> None:
