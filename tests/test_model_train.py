@@ -193,6 +193,46 @@ def test_bad_base_and_bad_locations_are_one_line_errors(repo: Path, tmp_path: Pa
         assert proc.returncode == 2 and proc.stderr.startswith("ect: error:"), (loc, proc.stderr)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu_is_a_one_line_error(repo: Path, tiny_base: Path) -> None:
+    proc = ect(repo, "model", "train", "--base", str(tiny_base), "--device", "cuda", "--max-steps", "1")
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == "ect: error: --device cuda: no CUDA device is available"
+    )
+    assert not (repo / ".ect" / "model").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run it on a GPU machine)")
+def test_a_model_trained_on_cuda_completes_on_the_cpu(repo: Path, tiny_base: Path) -> None:
+    """The team-model path: train where the GPU is, use the model on a developer's CPU."""
+    from ect.models.complete import Completer
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import load_trained
+
+    (repo / "ect.toml").write_text(
+        '[model]\nlr = 0.01\nmax_epochs = 90\nheld_out_percent = 0\nrecipe = "mixed"\n'
+    )
+    proc = ect(
+        repo, "model", "train", "--base", str(tiny_base), "--device", "cuda", "--max-steps", "90", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["device"] == "cuda" and report["steps"] == 90
+    assert report["held_out_loss_after"] < report["held_out_loss_before"]
+    model, tok, meta = load_trained(repo / ".ect" / "model")  # on the CPU
+    assert meta["device"] == "cuda" and {p.device.type for p in model.parameters()} == {"cpu"}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    completer = Completer(model, tok, SymbolIndex.build(repo, repo / ".ect"))
+    text = (repo / "app.py").read_text()
+    cursor = text.index("store.vanish_forever") + len("store.")
+    raw = completer.complete(text, cursor, "app", k=1, validate=False)
+    assert any("vanish_forever" in c.text for c in raw.candidates), raw  # it learned the repository
+    assert all(
+        "vanish_forever" not in c.text for c in completer.complete(text, cursor, "app", k=3).candidates
+    )
+
+
 def test_fast_decoder_matches_transformers(tiny_base: Path) -> None:
     from ect.models.fastllama import FastLlama, supports
     from ect.models.modeling import load_base
