@@ -38,7 +38,13 @@ def model() -> None:
 )
 @click.option("--lora/--full", "lora", default=None, help="LoRA adapters or full fine-tuning.")
 @click.option("--max-minutes", type=float, default=None, help="Time budget (default from config: 15).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: the GPU when torch sees one, else the CPU.",
+)
 @click.option("--restart", is_flag=True, help="Ignore a saved checkpoint and start over.")
 @click.option("--max-steps", type=int, default=0, hidden=True)
 @click.option("--seed", type=int, default=0, show_default=True)

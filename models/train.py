@@ -216,8 +216,10 @@ def train_model(
     from ect.state import ensure_state_dir
 
     t_start = time.time()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise EctError(f"unknown device '{device}' (use cpu or cuda)")
+        raise EctError(f"unknown device '{device}' (use auto, cpu or cuda)")
     if device == "cuda" and not torch.cuda.is_available():
         raise EctError("--device cuda: no CUDA device is available")
     use_lora = settings.lora if lora is None else lora

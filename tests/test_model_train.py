@@ -161,6 +161,7 @@ def test_lora_training_and_cli(repo: Path, tiny_base: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["lora"] is True and report["trainable"] < report["parameters"]
+    assert report["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     assert report["rehearsal"] == 0.5
     out = repo / ".ect" / "model"
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
