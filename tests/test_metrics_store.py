@@ -156,11 +156,12 @@ def test_background_checkpoint_bounds_the_wal(tmp_path: Path, monkeypatch: pytes
     settle()
     monkeypatch.setattr(sqlite3, "connect", real_connect)
     assert statements == ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"]
-    frames = events.wal_frames(state)
-    assert frames is not None and frames[0] == frames[1] > 0  # all copied back, no reader left on it
+    before = events.wal_frames(state)
+    assert before is not None and before[0] == before[1] > 0  # all copied back, no reader left on it
     events.record(state, "y", n=61)
     frames = events.wal_frames(state)
-    assert frames is not None and frames[0] < 10  # so the next write began the WAL anew
+    # so the next write began the WAL anew (one write is a few pages, up to ~10 when a b-tree page splits)
+    assert frames is not None and frames[0] < min(before[0], 32)
     assert len(events.query(state, kind="x")) == 400
     assert len(events.query(state, kind="y")) == 62
 
