@@ -185,7 +185,7 @@ def api_examples(
     index: SymbolIndex,
     seed: int,
     files: Sequence[SourceFile] | None = None,
-    per_api: int = 2,
+    per_api: int = 8,
     line_fraction: float = 0.5,
     prefix_chars: tuple[int, int] = (160, 560),
     suffix_chars: tuple[int, int] = (0, 120),

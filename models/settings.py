@@ -28,6 +28,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "rehearsal": ("float", 0.0),
     "fine_tune_weight": ("float", 0.7),
     "recipe": ("str", "calls"),
+    "call_sites_per_api": ("int", 8),
     "team_dir": ("str", ""),
     "team_max_behind": ("int", 200),
     "train_after_commit": ("bool", False),
@@ -53,6 +54,7 @@ class ModelSettings:
     rehearsal: float = 0.0  # general Python (stdlib) mixed into fine-tuning, as a fraction of the repo's
     fine_tune_weight: float = 0.7  # saved weights: base + this x (fine-tuned - base), WiSE-FT
     recipe: str = "calls"  # 'calls': short spans on internal-API calls + line spans; 'mixed': causal + FIM
+    call_sites_per_api: int = 8  # 'calls': at most this many call sites of each internal callable per epoch
     team_dir: str = ""  # where team models are published (a shared directory; relative to the repo)
     team_max_behind: int = 200  # a team model more commits behind HEAD than this is too old to use
     train_after_commit: bool = False  # the post-commit hook starts `ect model train --background`
@@ -84,6 +86,8 @@ def model_settings(cfg: Config) -> ModelSettings:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] fine_tune_weight must be in (0, 1]")
     if values["recipe"] not in ("mixed", "calls"):
         raise ConfigError(f"{cfg.source}: [tool.ect.model] recipe must be 'mixed' or 'calls'")
+    if values["call_sites_per_api"] < 1:
+        raise ConfigError(f"{cfg.source}: [tool.ect.model] call_sites_per_api must be >= 1")
     if values["team_max_behind"] < 0:
         raise ConfigError(f"{cfg.source}: [tool.ect.model] team_max_behind must be >= 0")
     if not 0.0 <= values["min_token_prob"] < 1.0:

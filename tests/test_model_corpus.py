@@ -252,6 +252,7 @@ def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
         ("prefix_tokens = 1000", "at most 1000"),
         ("rehearsal = -1", "rehearsal"),
         ("fine_tune_weight = 0", "fine_tune_weight"),
+        ("call_sites_per_api = 0", "call_sites_per_api"),
     ]:
         (tmp_path / "ect.toml").write_text(f"[model]\n{setting}\n")
         with pytest.raises(ConfigError, match=error):
@@ -259,6 +260,30 @@ def test_model_settings_reject_bad_values(tmp_path: Path) -> None:
     (tmp_path / "ect.toml").write_text("[model]\nmin_token_prob = 0.25\nprefix_tokens = 128\n")
     settings = model_settings(load_config(tmp_path))
     assert settings.min_token_prob == 0.25 and settings.prefix_tokens == 128
+
+
+def test_the_calls_recipe_takes_at_most_call_sites_per_api_sites_of_each_callable(tmp_path: Path) -> None:
+    from ect.models.corpus import api_examples
+
+    (tmp_path / "lib.py").write_text("def fetch(key):\n    return key\n\n\ndef rare(x):\n    return x\n")
+    calls = "".join(f"\n\ndef use{i}():\n    return fetch({i})\n" for i in range(12))
+    once = "\n\ndef once():\n    rare(1)\n"
+    (tmp_path / "app.py").write_text("from lib import fetch, rare\n" + calls + once)
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "lib.py", "app.py")
+    git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    index = SymbolIndex.build(tmp_path)
+    corpus = build_corpus(tmp_path, held_out_percent=0)
+
+    def middles(per_api: int) -> list[str]:
+        out = api_examples(corpus, index, seed=1, per_api=per_api, line_fraction=0)
+        return [e.split(FIM_MIDDLE, 1)[1] for e in out]
+
+    for per_api, fetched in [(2, 2), (8, 8), (100, 12)]:
+        got = middles(per_api)
+        assert sum(m.startswith("fetch(") for m in got) == fetched  # a frequent callable: capped
+        assert sum(m.startswith("rare(") for m in got) == 1  # a rare one keeps its only site
+    assert len(set(middles(8))) == 9  # distinct sites, not one site repeated
 
 
 def test_validation_drops_or_repairs_hallucinated_internal_symbols(repo: Path) -> None:
