@@ -232,11 +232,9 @@ def load_completer(root: Path, cfg: Any, settings: Any, use_base: bool = False) 
     choice = choose_model(root, model_dir(cfg), settings)
     if not use_base and choice.path is not None:
         m, tok, _ = load_trained(choice.path)
-        name = choice.name
-    else:
-        m, tok = load_base(resolve_base(settings.base, root))
-        name = "base"
-    return Completer(m, tok, index, settings), name
+        return Completer(m, tok, index, settings, member_list=False), choice.name
+    m, tok = load_base(resolve_base(settings.base, root))
+    return Completer(m, tok, index, settings), "base"
 
 
 @model.command("complete")

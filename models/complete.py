@@ -79,7 +79,11 @@ class Completer:
         fast: bool = True,
         precision: str = "auto",
         prior: PriorWeights | None = DEFAULT_WEIGHTS,
+        member_list: bool = True,
     ) -> None:
+        """`member_list`: put the signature list in the prompt that ranks a receiver's members. The base
+        needs it; a model fine-tuned on the repository ranks the members it was trained on better without
+        it (the list pulls it towards the listed ones: models/README, "The list and member calls")."""
         import torch
 
         self.torch = torch
@@ -88,6 +92,7 @@ class Completer:
         self.index = index
         self.settings = settings or ModelSettings()
         self.prior = prior
+        self.member_list = member_list
         tau = self.settings.min_token_prob
         self._min_logprob = math.log(tau) if tau > 0 else float("-inf")
         self.rank_names = True  # rank a receiver's members as whole names (else: constrained greedy)
@@ -366,7 +371,8 @@ class Completer:
         """After `receiver.` of an internal module or class: the receiver's real members ranked by the
         model as whole names, then the rest of the line decoded after each of the best names."""
         typed, names = members
-        prompt = self.prompt_ids(text, cursor, ctx, prefix_end=cursor - len(typed))
+        listed = ctx if self.member_list else []
+        prompt = self.prompt_ids(text, cursor, listed, prefix_end=cursor - len(typed))
         result.prompt_tokens = len(prompt)
         first_lp = self.fast.forward(prompt, 0)
         if self.should_stop():

@@ -343,7 +343,7 @@ def evaluate_repo(
     meta: dict[str, Any] = {}
     if (mdir / "ect_model.json").is_file():
         ft_model, ft_tok, meta = load_trained(mdir)
-        ft = Completer(ft_model, ft_tok, index, settings)
+        ft = Completer(ft_model, ft_tok, index, settings, member_list=False)
         rows.append(("fine-tuned", model_suggester(ft, retrieval=False)))
         rows.append(("fine-tuned + retrieval", model_suggester(ft, retrieval=True)))
     else:

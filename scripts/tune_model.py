@@ -79,7 +79,8 @@ def main() -> int:
     print(f"{args.split} split: {len(files)} files, {len(tasks)} tasks, model {args.model}")
 
     # (1) member ranking
-    completer = Completer(model, tok, index, settings, prior=None)
+    fine_tuned = args.model != "base"
+    completer = Completer(model, tok, index, settings, prior=None, member_list=not fine_tuned)
     rows: list[tuple[str, dict[str, tuple[float, int, int]]]] = []
     greedy_ok = 0
     with torch.inference_mode():
@@ -128,7 +129,7 @@ def main() -> int:
         print(f"{weight:>32} " + " ".join(f"{accuracy(weight, w):>6.3f}" for w in grid_w))
 
     def figures(label: Any) -> None:
-        engine = Completer(model, tok, index, settings)
+        engine = Completer(model, tok, index, settings, member_list=not fine_tuned)
         suggest = model_suggester(engine, retrieval=True)
         row: dict[str, Any] = run_row(str(label), suggest, tasks, index)
         row.update(keystroke_savings(suggest, files, args.replay_lines, seed=1))

@@ -297,6 +297,25 @@ def test_members_are_ranked_as_whole_names(repo: Path, tiny_base: Path) -> None:
         assert heads and heads[0] == ranked[0][1] and all(h in names for h in heads)
 
 
+def test_a_fine_tuned_model_ranks_members_without_the_signature_list(repo: Path, tiny_base: Path) -> None:
+    from ect.models.complete import Completer
+    from ect.models.index import SymbolIndex
+    from ect.models.modeling import load_base
+
+    model, tok = load_base(tiny_base)
+    index = SymbolIndex.build(repo, repo / ".ect")
+    text = (repo / "app.py").read_text()
+    cursor = text.index("store.vanish_forever") + len("store.")
+    listed = Completer(model, tok, index, precision="fp32")
+    bare = Completer(model, tok, index, precision="fp32", member_list=False)
+    with_list = listed.complete(text, cursor, "app")
+    without = bare.complete(text, cursor, "app")
+    assert with_list.context and without.context  # retrieval still finds the signatures
+    assert with_list.prompt_tokens > without.prompt_tokens == len(bare.prompt_ids(text, cursor, []))
+    heads = [re.match(r"\w*", c.text).group(0) for c in without.candidates]  # type: ignore[union-attr]
+    assert heads and all(h in {"fetch", "root"} for h in heads)  # still real members only
+
+
 def test_min_token_prob_shortens_doubtful_suggestions(repo: Path, tiny_base: Path) -> None:
     from ect.models.complete import Completer
     from ect.models.modeling import load_base

@@ -59,7 +59,7 @@ def load(cfg: Config, index: SymbolIndex | None, choice: ModelChoice | None = No
     serial = next(_loads)
     log.info("ect: loading code model #%d from %s", serial, choice.path)
     model, tok, meta = load_trained(choice.path)
-    completer = Completer(model, tok, index, model_settings(cfg))
+    completer = Completer(model, tok, index, model_settings(cfg), member_list=False)
     name = str(meta.get("name") or meta.get("base_name") or choice.path.name)
     if choice.name == "team":
         name = f"team {choice.commit[:10]}: {name}"
