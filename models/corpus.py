@@ -185,14 +185,15 @@ def api_examples(
     index: SymbolIndex,
     seed: int,
     files: Sequence[SourceFile] | None = None,
-    per_api: int = 8,
+    *,
+    per_api: int,
     line_fraction: float = 0.5,
     prefix_chars: tuple[int, int] = (160, 560),
     suffix_chars: tuple[int, int] = (0, 120),
 ) -> list[str]:
     """The cheap recipe ("calls"): short fill-in-the-middle examples centred on internal-API call spans,
-    at most `per_api` call sites of each internal callable per epoch (a different sample each epoch, so
-    the whole API surface is covered in one pass instead of every call of the most used ones), plus
+    at most `per_api` call sites of each internal callable per epoch (a different sample each epoch: the
+    whole API surface in one pass, the most used callables with more of their calls but not all), plus
     `line_fraction` as many whole-line or rest-of-line spans to keep the general next-line skill.
     No causal chunks: about 150-250 tokens per supervised span instead of a 512-token block."""
     rng = random.Random(seed)

@@ -69,15 +69,13 @@ class TrainReport:
 def epoch_texts(
     corpus: Corpus,
     index: SymbolIndex,
-    recipe: str,
+    settings: ModelSettings,
     seed: int,
     files: list[SourceFile] | None = None,
-    per_api: int = 8,
 ) -> list[str]:
-    """One epoch of training texts for `recipe`, from `files` (default: all training files); the 'calls'
-    recipe takes at most `per_api` call sites of each internal callable."""
-    if recipe == "calls":
-        return api_examples(corpus, index, seed, files=files, per_api=per_api)
+    """One epoch of training texts for `settings.recipe`, from `files` (default: all training files)."""
+    if settings.recipe == "calls":
+        return api_examples(corpus, index, seed, files=files, per_api=settings.call_sites_per_api)
     return training_examples(corpus, index, seed=seed, files=files)
 
 
@@ -255,9 +253,7 @@ def train_model(
 
     recipe = settings.recipe
     # held-out loss on examples of the recipe's own kind: what the steps are meant to improve
-    held_texts = epoch_texts(
-        corpus, index, recipe, 10_000, corpus.held_out or corpus.train[:1], settings.call_sites_per_api
-    )
+    held_texts = epoch_texts(corpus, index, settings, 10_000, corpus.held_out or corpus.train[:1])
     held = pack(tok, held_texts)[:24].to(device)
     corpus_hash = _corpus_hash(corpus)
     commit = head_commit(root) or ""
@@ -378,8 +374,7 @@ def train_model(
     try:
         while not finished:
             if epoch_blocks is None:
-                per_api = settings.call_sites_per_api
-                texts = epoch_texts(corpus, index, recipe, seed * 1000 + state["epoch"], train_files, per_api)
+                texts = epoch_texts(corpus, index, settings, seed * 1000 + state["epoch"], train_files)
                 if settings.rehearsal > 0:  # general Python mixed in: keep what the base knew
                     repo_chars = sum(len(t) for t in texts)
                     texts += rehearsal_examples(int(repo_chars * settings.rehearsal), seed + state["epoch"])
