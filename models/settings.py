@@ -24,7 +24,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "prefix_tokens": ("int", 128),
     "suffix_tokens": ("int", 32),
     "max_new_tokens": ("int", 24),
-    "min_token_prob": ("float", 0.5),
+    "min_token_prob": ("float", 0.7),
     "rehearsal": ("float", 0.0),
     "fine_tune_weight": ("float", 0.7),
     "recipe": ("str", "calls"),
@@ -50,7 +50,7 @@ class ModelSettings:
     prefix_tokens: int = 128
     suffix_tokens: int = 32
     max_new_tokens: int = 24
-    min_token_prob: float = 0.5  # a suggestion stops before a token the model gives less than this
+    min_token_prob: float = 0.7  # a suggestion stops before a token the model gives less than this
     rehearsal: float = 0.0  # general Python (stdlib) mixed into fine-tuning, as a fraction of the repo's
     fine_tune_weight: float = 0.7  # saved weights: base + this x (fine-tuned - base), WiSE-FT
     recipe: str = "calls"  # 'calls': short spans on internal-API calls + line spans; 'mixed': causal + FIM

@@ -11,9 +11,10 @@ held_out_percent` is `--dev-percent`, then the benchmark's held-out files stay u
 
 Prints (1) member-call identifier accuracy for constrained greedy decoding, whole-name ranking, and
 whole-name ranking with the prior over a grid of weights; (2) for each `min_token_prob`, keystroke
-savings, call exact match / identifier accuracy and next-line edit similarity; (3) with a fine-tuned model
-and `--fine-tune-weights`, the same figures for its weights blended with the base's in other proportions
-(`fine_tune_weight`: base + w x (fine-tuned - base); the saved model's own weight is taken into account).
+savings at word starts (a completion popup) and at every keystroke (ghost text), call exact match /
+identifier accuracy and next-line edit similarity; (3) with a fine-tuned model and `--fine-tune-weights`,
+the same figures for its weights blended with the base's in other proportions (`fine_tune_weight`:
+base + w x (fine-tuned - base); the saved model's own weight is taken into account).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> int:
     ap.add_argument("--model", default="base", help="'base' or a fine-tuned model directory")
     ap.add_argument("--tasks", type=int, default=400, help="tasks per kind")
     ap.add_argument("--replay-lines", type=int, default=40)
-    ap.add_argument("--taus", default="0,0.2,0.35,0.5,0.7")
+    ap.add_argument("--taus", default="0.35,0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fine-tune-weights", default="", help="e.g. 0,0.5,0.7,1 (a fine-tuned --model only)")
     args = ap.parse_args()
@@ -133,15 +134,17 @@ def main() -> int:
         suggest = model_suggester(engine, retrieval=True)
         row: dict[str, Any] = run_row(str(label), suggest, tasks, index)
         row.update(keystroke_savings(suggest, files, args.replay_lines, seed=1))
+        ghost = keystroke_savings(suggest, files, args.replay_lines, seed=1, every_keystroke=True)
         c, line = row.get("api_call", {}), row.get("next_line", {})
         print(
-            f"{label:>16} {row['keystroke_savings']:>10.3f} {c.get('exact', 0):>8.3f} "
+            f"{label:>16} {row['keystroke_savings']:>10.3f} {ghost['keystroke_savings']:>10.3f} "
+            f"{c.get('exact', 0):>8.3f} "
             f"{c.get('ident_acc', 0):>8.3f} {line.get('edit_sim', 0):>8.3f}",
             flush=True,
         )
 
     # (2) the confidence cut-off
-    head = f"{'keys saved':>10} {'call EM':>8} {'call id':>8} {'line ES':>8}"
+    head = f"{'word start':>10} {'ghost text':>10} {'call EM':>8} {'call id':>8} {'line ES':>8}"
     print(f"\n{'min_token_prob':>16} {head}")
     configured = settings.min_token_prob
     for tau in (float(x) for x in args.taus.split(",")):
