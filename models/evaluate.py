@@ -236,10 +236,15 @@ def run_row(name: str, suggest: Suggest, tasks: list[Task], index: SymbolIndex) 
 
 
 def keystroke_savings(
-    suggest: Suggest, files: list[SourceFile], max_lines: int, seed: int, every_keystroke: bool = False
+    suggest: Suggest,
+    files: list[SourceFile],
+    max_lines: int,
+    seed: int,
+    every_keystroke: bool = False,
+    per_line: list[tuple[int, int]] | None = None,
 ) -> dict[str, float]:
     """Replay lines of held-out files and accept a suggestion (one keystroke) when it matches what
-    follows. Savings = keystrokes saved / characters typed.
+    follows. Savings = keystrokes saved / characters typed; `per_line` gets (saved, typed) of each line.
 
     By default a suggestion is asked for at each word start (a completion popup). With `every_keystroke`
     the replay is an editor's ghost text: whenever none is shown a suggestion is asked for, and a shown one
@@ -257,6 +262,7 @@ def keystroke_savings(
     typed = saved = queries = accepted = 0
     for f, start, end in candidates[:max_lines]:
         target = f.text[start:end]
+        saved_before = saved
         rest = f.text[end:]
         i = 0
         live = ""  # ghost text still shown (every_keystroke)
@@ -277,6 +283,8 @@ def keystroke_savings(
             live = s[1:] if every_keystroke and s[:1] == target[i] else ""
             i += 1
         typed += len(target)
+        if per_line is not None:
+            per_line.append((saved - saved_before, len(target)))
     return {
         "keystroke_savings": round(saved / typed, 4) if typed else 0.0,
         "chars": typed,

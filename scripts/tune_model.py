@@ -12,7 +12,8 @@ held_out_percent` is `--dev-percent`, then the benchmark's held-out files stay u
 Prints (1) member-call identifier accuracy for constrained greedy decoding, whole-name ranking, and
 whole-name ranking with the prior over a grid of weights; (2) for each `min_token_prob`, keystroke
 savings at word starts (a completion popup) and at every keystroke (ghost text), call exact match /
-identifier accuracy and next-line edit similarity; (3) with a fine-tuned model and `--fine-tune-weights`,
+identifier accuracy and next-line edit similarity, and each cut-off's differences from the configured one,
+paired on the same lines and tasks; (3) with a fine-tuned model and `--fine-tune-weights`,
 the same figures for its weights blended with the base's in other proportions (`fine_tune_weight`:
 base + w x (fine-tuned - base); the saved model's own weight is taken into account).
 """
@@ -129,12 +130,15 @@ def main() -> int:
     for weight in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0):
         print(f"{weight:>32} " + " ".join(f"{accuracy(weight, w):>6.3f}" for w in grid_w))
 
-    def figures(label: Any) -> None:
+    def figures(label: Any) -> dict[str, Any]:
         engine = Completer(model, tok, index, settings, member_list=not fine_tuned)
         suggest = model_suggester(engine, retrieval=True)
         row: dict[str, Any] = run_row(str(label), suggest, tasks, index)
-        row.update(keystroke_savings(suggest, files, args.replay_lines, seed=1))
-        ghost = keystroke_savings(suggest, files, args.replay_lines, seed=1, every_keystroke=True)
+        row["word_lines"], row["ghost_lines"] = [], []
+        row.update(keystroke_savings(suggest, files, args.replay_lines, seed=1, per_line=row["word_lines"]))
+        ghost = keystroke_savings(
+            suggest, files, args.replay_lines, seed=1, every_keystroke=True, per_line=row["ghost_lines"]
+        )
         c, line = row.get("api_call", {}), row.get("next_line", {})
         print(
             f"{label:>16} {row['keystroke_savings']:>10.3f} {ghost['keystroke_savings']:>10.3f} "
@@ -142,15 +146,22 @@ def main() -> int:
             f"{c.get('ident_acc', 0):>8.3f} {line.get('edit_sim', 0):>8.3f}",
             flush=True,
         )
+        return row
 
     # (2) the confidence cut-off
     head = f"{'word start':>10} {'ghost text':>10} {'call EM':>8} {'call id':>8} {'line ES':>8}"
     print(f"\n{'min_token_prob':>16} {head}")
     configured = settings.min_token_prob
+    by_tau: dict[float, dict[str, Any]] = {}
     for tau in (float(x) for x in args.taus.split(",")):
         settings.min_token_prob = tau
-        figures(tau)
+        by_tau[tau] = figures(tau)
     settings.min_token_prob = configured
+    if configured in by_tau and len(by_tau) > 1:  # paired on the same lines and tasks
+        print(f"\n{'minus ' + str(configured):>16} (95% intervals)")
+        for tau, row in by_tau.items():
+            if tau != configured:
+                print(f"{tau:>16} " + paired_line(row, by_tau[configured], tasks))
 
     # (3) how much of the fine-tuning update to keep
     if args.fine_tune_weights and meta:
@@ -165,6 +176,36 @@ def main() -> int:
             model.load_state_dict({k: base_state[k] + scale * (v - base_state[k]) for k, v in saved.items()})
             figures(w)
     return 0
+
+
+def _ratio_diff(a: list[tuple[int, int]], b: list[tuple[int, int]], n_boot: int = 2000) -> str:
+    """Savings of a minus b on the same lines, with a 95% interval by a paired bootstrap over lines."""
+    import random
+
+    rng = random.Random(0)
+
+    def diff(idx: list[int]) -> float:
+        typed = sum(a[i][1] for i in idx) or 1
+        return (sum(a[i][0] for i in idx) - sum(b[i][0] for i in idx)) / typed
+
+    boots = sorted(diff([rng.randrange(len(a)) for _ in a]) for _ in range(n_boot))
+    point = diff(list(range(len(a))))
+    lo, hi = boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot)]
+    return f"{100 * point:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def paired_line(a: dict[str, Any], b: dict[str, Any], tasks: list[Any]) -> str:
+    """Word start, ghost text (points, bootstrap over lines) and call identifier accuracy (points,
+    bootstrap over files) of row a minus row b."""
+    from ect.models.evaluate import paired_comparison
+
+    groups = [t.file.path for t in tasks if t.kind == "api_call"]
+    word = _ratio_diff(a["word_lines"], b["word_lines"])
+    out = f"word {word}  ghost {_ratio_diff(a['ghost_lines'], b['ghost_lines'])}"
+    if groups:
+        c = paired_comparison(a["call_ident_per_task"], b["call_ident_per_task"], groups)
+        out += f"  call id {100 * c['diff']:+.1f} [{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}]"
+    return out
 
 
 if __name__ == "__main__":

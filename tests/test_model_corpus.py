@@ -162,8 +162,10 @@ def test_keystroke_replay_at_word_starts_and_while_typing() -> None:
     assert words["accepted"] == 0 and words["keystroke_savings"] == 0.0  # the word-start guess is wrong
     assert "value = compute_t" not in asked  # not a word start
     asked.clear()
-    typing = keystroke_savings(suggest, [f], max_lines=10, seed=0, every_keystroke=True)
+    lines: list[tuple[int, int]] = []
+    typing = keystroke_savings(suggest, [f], max_lines=10, seed=0, every_keystroke=True, per_line=lines)
     assert typing["accepted"] == 1
+    assert sorted(lines) == [(0, len("def f(items):")), (len("otal(items)") - 1, len(line))]  # for pairing
     assert typing["keystroke_savings"] == round((len("otal(items)") - 1) / words["chars"], 4)
     # the wrong ghost text stays shown while "compute_" is typed, so nothing is asked in between
     assert "value = comp" not in asked and "value = compute_t" in asked
